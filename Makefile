@@ -1,0 +1,51 @@
+# Aerie — make run (start everything), make test (every test), make bench.
+GO       ?= go
+BIN      := bin/aerie
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/aeriemq/aerie/internal/buildinfo.Version=$(VERSION)
+# System packages the build and the tests need (Debian/Ubuntu names).
+SYS_PKGS := postgresql librocksdb-dev mosquitto chromium chromium-driver
+TEST_TIMEOUT ?= 30m
+
+.PHONY: all build run test bench deps fmt vet lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/aerie
+
+run: deps build
+	./$(BIN) serve
+
+# deps installs missing system packages with apt-get when root; otherwise it
+# prints the exact command and stops.
+deps:
+	@missing=""; for p in $(SYS_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "missing system packages:$$missing (install them with your package manager)"; exit 1; \
+	  elif [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "missing system packages; run:"; echo "  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_templ.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./...
+
+clean:
+	rm -rf bin data

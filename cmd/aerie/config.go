@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+)
+
+// config is every setting a subcommand may take. Each flag has an
+// environment equivalent; secrets may also come from <ENV>_FILE.
+type config struct {
+	HTTPAddr     string
+	MQTTAddr     string
+	WSAddr       string
+	DataDir      string
+	DatabaseURL  string
+	LogLevel     string
+	LogFormat    string
+	PGBinDir     string
+	ControlPlane string
+	NodeToken    string
+}
+
+// flagSpec names one flag and its environment variable.
+type flagSpec struct {
+	name, env, def, usage string
+	secret                bool
+	dst                   func(*config) *string
+}
+
+var allFlags = []flagSpec{
+	{"http-addr", "AERIE_HTTP_ADDR", ":8080", "HTTP listen address (API, console, health)", false, func(c *config) *string { return &c.HTTPAddr }},
+	{"mqtt-addr", "AERIE_MQTT_ADDR", ":1883", "MQTT TCP listen address", false, func(c *config) *string { return &c.MQTTAddr }},
+	{"ws-addr", "AERIE_WS_ADDR", ":8083", "MQTT over WebSocket listen address (path /mqtt)", false, func(c *config) *string { return &c.WSAddr }},
+	{"data-dir", "AERIE_DATA_DIR", "./data", "directory for the private Postgres cluster and node state", false, func(c *config) *string { return &c.DataDir }},
+	{"database-url", "DATABASE_URL", "", "Postgres URL; empty starts a private cluster under <data-dir>/pg", true, func(c *config) *string { return &c.DatabaseURL }},
+	{"log-level", "AERIE_LOG_LEVEL", "info", "log level: debug, info, warn, error", false, func(c *config) *string { return &c.LogLevel }},
+	{"log-format", "AERIE_LOG_FORMAT", "auto", "log format: auto (text on a terminal, JSON otherwise), text, json", false, func(c *config) *string { return &c.LogFormat }},
+	{"pg-bin-dir", "AERIE_PG_BINDIR", "", "directory of the PostgreSQL server binaries (default: pg_config --bindir, then /usr/lib/postgresql/*/bin)", false, func(c *config) *string { return &c.PGBinDir }},
+	{"control-plane", "AERIE_CONTROL_PLANE", "", "control plane base URL a data-plane node connects to", false, func(c *config) *string { return &c.ControlPlane }},
+	{"node-token", "AERIE_NODE_TOKEN", "", "token the data-plane node authenticates with", true, func(c *config) *string { return &c.NodeToken }},
+}
+
+// subcommandFlags lists which flags each subcommand accepts.
+var subcommandFlags = map[string][]string{
+	"serve":        {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
+	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
+	"dataplane":    {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "log-level", "log-format", "control-plane", "node-token"},
+	"migrate":      {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
+}
+
+// errUsage marks a command-line mistake (exit code 2).
+var errUsage = errors.New("usage")
+
+// parseConfig parses args for sub, with defaults from the environment.
+func parseConfig(sub string, args []string, stderr io.Writer) (*config, []string, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("aerie "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	names := subcommandFlags[sub]
+	for _, f := range allFlags {
+		if !contains(names, f.name) {
+			continue
+		}
+		def, err := envValue(f.env, f.def, f.secret)
+		if err != nil {
+			return nil, nil, err
+		}
+		usage := fmt.Sprintf("%s (env %s", f.usage, f.env)
+		if f.secret {
+			usage += " or " + f.env + "_FILE"
+		}
+		usage += ")"
+		fs.StringVar(f.dst(c), f.name, def, usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return c, fs.Args(), nil
+}
+
+// envValue reads name from the environment, or the file named by
+// name_FILE for secrets, or returns def.
+func envValue(name, def string, secret bool) (string, error) {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v, nil
+	}
+	if secret {
+		if p := os.Getenv(name + "_FILE"); p != "" {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return "", fmt.Errorf("read %s_FILE: %w", name, err)
+			}
+			return strings.TrimSpace(string(b)), nil
+		}
+	}
+	return def, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// newLogger builds the process logger: text on a terminal, JSON otherwise.
+func newLogger(c *config, w *os.File) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "auto", "":
+		if term.IsTerminal(int(w.Fd())) {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("%w: --log-format %q: want auto, text or json", errUsage, c.LogFormat)
+	}
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/dataplane/gateway"
+	"github.com/aeriemq/aerie/internal/pgcluster"
+	"github.com/aeriemq/aerie/migrations"
+)
+
+// runServer runs serve, controlplane or dataplane until ctx is cancelled
+// (SIGINT/SIGTERM), then shuts down in order: stop accepting, drain HTTP,
+// close MQTT, close the database and stop the private cluster.
+func runServer(ctx context.Context, sub string, args []string, stderr *os.File) error {
+	cfg, _, err := parseConfig(sub, args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return err
+	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	withControl := sub == "serve" || sub == "controlplane"
+	withData := sub == "serve" || sub == "dataplane"
+	var checks []api.ReadyCheck
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+
+	// Bind every port first so a port in use fails before anything starts.
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listener on %s: %w", cfg.HTTPAddr, err)
+	}
+	cleanups = append(cleanups, func() { httpLn.Close() })
+
+	var gw *gateway.Gateway
+	if withData {
+		gw, err = gateway.New(gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log})
+		if err != nil {
+			return err
+		}
+		checks = append(checks, api.ReadyCheck{Name: "mqtt", Fn: func(context.Context) error { return gw.Ready() }})
+	}
+
+	if withControl {
+		pool, stopDB, err := openDatabase(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, stopDB)
+		runner, err := migrations.New(pool, log)
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, func() { runner.Close() })
+		n, err := runner.Up(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			log.Info("applied database migrations", "count", n)
+		}
+		checks = append(checks,
+			api.ReadyCheck{Name: "postgres", Fn: func(ctx context.Context) error { return pool.Ping(ctx) }},
+			api.ReadyCheck{Name: "migrations", Fn: func(ctx context.Context) error {
+				cur, latest, err := runner.Versions(ctx)
+				if err != nil {
+					return err
+				}
+				if cur != latest {
+					return fmt.Errorf("schema at version %d, binary expects %d", cur, latest)
+				}
+				return nil
+			}},
+		)
+	}
+	if sub == "dataplane" && cfg.ControlPlane == "" {
+		log.Warn("no --control-plane given: this node has no device configuration and refuses every connection")
+	}
+
+	router := api.NewRouter(api.Deps{Log: log, Ready: checks})
+	httpSrv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- httpSrv.Serve(httpLn) }()
+	if gw != nil {
+		if err := gw.Start(); err != nil {
+			return err
+		}
+		log.Info("mqtt listening", "tcp", gw.MQTTAddr(), "ws", gw.WSAddr()+"/mqtt")
+	}
+	log.Info("aerie started", "mode", sub, "http", httpLn.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-httpErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		log.Warn("http drain incomplete", "error", err)
+		httpSrv.Close()
+	}
+	if gw != nil {
+		gw.Close()
+	}
+	return nil
+}
+
+// prepareDataDir creates the data dir and proves it is writable.
+func prepareDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("data dir %s is not usable: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-test-*")
+	if err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// lockDataDir takes an exclusive lock on the data dir so two processes never
+// share one cluster or node state. The kernel drops it if we die.
+func lockDataDir(dir string) (func(), error) {
+	p := filepath.Join(dir, "aerie.lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another aerie process", dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
+}
+
+// openDatabase connects to DATABASE_URL, or starts the private cluster under
+// <data-dir>/pg and creates the aerie database in it.
+func openDatabase(ctx context.Context, cfg *config, log *slog.Logger) (*pgxpool.Pool, func(), error) {
+	dsn := cfg.DatabaseURL
+	stop := func() {}
+	if dsn == "" {
+		cl, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(cfg.DataDir, "pg"), BinDir: cfg.PGBinDir, Log: log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("private postgres: %w", err)
+		}
+		stop = func() { _ = cl.Stop() }
+		if err := ensureDatabase(ctx, cl.DSN("postgres"), "aerie"); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		dsn = cl.DSN("aerie")
+	}
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		stop()
+		return nil, nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	return pool, func() { pool.Close(); stop() }, nil
+}
+
+func ensureDatabase(ctx context.Context, adminDSN, name string) error {
+	conn, err := pgx.Connect(ctx, adminDSN)
+	if err != nil {
+		return fmt.Errorf("connect to private postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("look up database %s: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// runMigrate implements `aerie migrate up|status`.
+func runMigrate(ctx context.Context, args []string, stdout io.Writer, stderr *os.File) error {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "status") {
+		return fmt.Errorf("%w: aerie migrate up|status", errUsage)
+	}
+	action := args[0]
+	cfg, _, err := parseConfig("migrate", args[1:], stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" {
+		if err := prepareDataDir(cfg.DataDir); err != nil {
+			return err
+		}
+		unlock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	pool, stop, err := openDatabase(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	r, err := migrations.New(pool, nil)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if action == "up" {
+		n, err := r.Up(ctx)
+		if err != nil {
+			return err
+		}
+		cur, _, err := r.Versions(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "applied %d migration(s); schema at version %d\n", n, cur)
+		return nil
+	}
+	st, err := r.Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range st {
+		state := "pending"
+		if s.Applied {
+			state = "applied"
+		}
+		fmt.Fprintf(stdout, "%05d  %-8s %s\n", s.Version, state, s.Name)
+	}
+	return r.Check(ctx)
+}
+
+var _ = errors.New

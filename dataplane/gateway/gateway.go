@@ -1,0 +1,137 @@
+// Package gateway is the data plane's MQTT front end: mochi-mqtt with
+// Aerie's hooks and listeners (TCP and WebSocket at /mqtt).
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Options configure a gateway.
+type Options struct {
+	// MQTTAddr is the TCP listen address (":1883"); empty disables it.
+	MQTTAddr string
+	// WSAddr is the WebSocket listen address (":8083"); empty disables it.
+	WSAddr string
+	// ConnectTimeout closes sockets that send no CONNECT in time. Default 10 s.
+	ConnectTimeout time.Duration
+	Log            *slog.Logger
+}
+
+// Gateway is a running MQTT front end.
+type Gateway struct {
+	srv   *mqtt.Server
+	log   *slog.Logger
+	tcp   *tcpListener
+	ws    *wsListener
+	ready atomic.Bool
+}
+
+// New binds the listeners (so a port in use fails here) without serving.
+func New(o Options) (*Gateway, error) {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	// mochi's default (8192 pending writes per client) costs ~90 KiB per idle
+	// connection; 128 is ample for a client within its receive maximum.
+	caps.MaximumClientWritesPending = 128
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetWriteBufferSize: 2048,
+		ClientNetReadBufferSize:  2048,
+		Logger:                   o.Log.With("component", "mqtt"),
+	})
+	g := &Gateway{srv: srv, log: o.Log}
+	if err := srv.AddHook(&authHook{}, nil); err != nil {
+		return nil, fmt.Errorf("add auth hook: %w", err)
+	}
+	if o.MQTTAddr != "" {
+		g.tcp = &tcpListener{id: "tcp", addr: o.MQTTAddr, preConnect: o.ConnectTimeout}
+		if err := srv.AddListener(g.tcp); err != nil {
+			return nil, fmt.Errorf("mqtt listener on %s: %w", o.MQTTAddr, err)
+		}
+	}
+	if o.WSAddr != "" {
+		g.ws = &wsListener{id: "ws", addr: o.WSAddr, path: "/mqtt", preConnect: o.ConnectTimeout}
+		if err := srv.AddListener(g.ws); err != nil {
+			g.closeListeners()
+			return nil, fmt.Errorf("websocket listener on %s: %w", o.WSAddr, err)
+		}
+	}
+	return g, nil
+}
+
+func (g *Gateway) closeListeners() {
+	if g.tcp != nil && g.tcp.ln != nil {
+		g.tcp.ln.Close()
+	}
+	if g.ws != nil && g.ws.ln != nil {
+		g.ws.ln.Close()
+	}
+}
+
+// Start serves the listeners in the background.
+func (g *Gateway) Start() error {
+	if err := g.srv.Serve(); err != nil {
+		return fmt.Errorf("start mqtt server: %w", err)
+	}
+	g.ready.Store(true)
+	return nil
+}
+
+// Ready reports whether the listeners are serving.
+func (g *Gateway) Ready() error {
+	if !g.ready.Load() {
+		return errors.New("mqtt listeners not serving")
+	}
+	return nil
+}
+
+// MQTTAddr is the bound TCP address ("" when disabled).
+func (g *Gateway) MQTTAddr() string {
+	if g.tcp == nil {
+		return ""
+	}
+	return g.tcp.Address()
+}
+
+// WSAddr is the bound WebSocket address ("" when disabled).
+func (g *Gateway) WSAddr() string {
+	if g.ws == nil {
+		return ""
+	}
+	return g.ws.Address()
+}
+
+// Close stops accepting, disconnects every client and stops the server.
+func (g *Gateway) Close() error {
+	g.ready.Store(false)
+	return g.srv.Close()
+}
+
+// authHook refuses every CONNECT until device credentials are pushed to
+// the node: the data plane is secure by default.
+type authHook struct {
+	mqtt.HookBase
+}
+
+func (h *authHook) ID() string { return "aerie-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+}
+
+func (h *authHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return false }
+
+func (h *authHook) OnACLCheck(*mqtt.Client, string, bool) bool { return false }
