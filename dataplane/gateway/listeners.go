@@ -29,9 +29,11 @@ type tcpListener struct {
 	wg         sync.WaitGroup
 }
 
-func (l *tcpListener) ID() string       { return l.id }
-func (l *tcpListener) Address() string  { return l.boundAddr() }
-func (l *tcpListener) Protocol() string { return map[bool]string{true: "mqtts", false: "mqtt"}[l.tlsConfig != nil] }
+func (l *tcpListener) ID() string      { return l.id }
+func (l *tcpListener) Address() string { return l.boundAddr() }
+func (l *tcpListener) Protocol() string {
+	return map[bool]string{true: "mqtts", false: "mqtt"}[l.tlsConfig != nil]
+}
 
 func (l *tcpListener) boundAddr() string {
 	if l.ln != nil {
@@ -99,8 +101,10 @@ type wsListener struct {
 	end        atomic.Bool
 }
 
-func (l *wsListener) ID() string       { return l.id }
-func (l *wsListener) Protocol() string { return map[bool]string{true: "wss", false: "ws"}[l.tlsConfig != nil] }
+func (l *wsListener) ID() string { return l.id }
+func (l *wsListener) Protocol() string {
+	return map[bool]string{true: "wss", false: "ws"}[l.tlsConfig != nil]
+}
 func (l *wsListener) Address() string {
 	if l.ln != nil {
 		return l.ln.Addr().String()

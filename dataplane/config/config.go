@@ -1,0 +1,156 @@
+// Package config is the wire contract between the control plane and the data
+// plane: what a data-plane node is told about the instances placed on it.
+//
+// # Watch protocol
+//
+// A node follows its configuration with
+//
+//	GET /internal/v1/nodes/{node_id}/watch?since=REV
+//	Authorization: Bearer <node token>
+//
+// The answer is a stream of newline-delimited JSON Events
+// (Content-Type: application/x-ndjson), in increasing Revision order. When
+// since is 0, or older than the oldest change the control plane still keeps,
+// the first Event is a KindSnapshot with everything placed on the node;
+// otherwise the stream starts with the changes after since. Every change the
+// data plane must see bumps one global revision in the same database
+// transaction as the change itself, so a node sees gaps in the numbers (the
+// changes of other nodes) but never a change out of order. A KindHeartbeat
+// line carrying the current revision is sent when there is nothing else to
+// say, so a node can tell a quiet stream from a dead one.
+//
+// The node reports what it has applied with
+//
+//	POST /internal/v1/nodes/{node_id}/ack   {"revision": REV}
+//
+// and resumes after a disconnect with since = the last revision it applied.
+//
+// Secrets never travel: credentials carry the SHA-256 of their secret, and
+// device tokens are verified with the instance's public keys.
+package config
+
+import "time"
+
+// Event kinds.
+const (
+	KindSnapshot       = "snapshot"        // Snapshot: replace everything
+	KindInstancePut    = "instance.put"    // Instance: replace one instance, children included
+	KindInstanceStatus = "instance.status" // Instance: ID, Status, AllowAnonymous only; children unchanged
+	KindInstanceDelete = "instance.delete" // InstanceID
+	KindCredentialPut  = "credential.put"  // InstanceID, Credential
+	KindCredentialDel  = "credential.delete"
+	KindACLPut         = "acl.put" // InstanceID, ACLRule
+	KindACLDelete      = "acl.delete"
+	KindQuotasPut      = "quotas.put"   // InstanceID, Quotas
+	KindTokenKeyPut    = "tokenkey.put" // InstanceID, TokenKey
+	KindTokenRevoke    = "token.revoke" // InstanceID, RevokedToken
+	KindHeartbeat      = "heartbeat"    // Revision only
+)
+
+// Instance statuses the data plane acts on.
+const (
+	StatusProvisioning = "provisioning"
+	StatusRunning      = "running"
+	StatusSuspended    = "suspended" // connections refused, live ones closed
+	StatusDeleting     = "deleting"  // connections refused, live ones closed
+)
+
+// Event is one line of the watch stream.
+type Event struct {
+	Revision     int64         `json:"rev"`
+	Kind         string        `json:"kind"`
+	InstanceID   string        `json:"instance_id,omitempty"`
+	ID           string        `json:"id,omitempty"` // the deleted credential or rule
+	Snapshot     *Snapshot     `json:"snapshot,omitempty"`
+	Instance     *Instance     `json:"instance,omitempty"`
+	Credential   *Credential   `json:"credential,omitempty"`
+	ACLRule      *ACLRule      `json:"acl_rule,omitempty"`
+	Quotas       *Quotas       `json:"quotas,omitempty"`
+	TokenKey     *TokenKey     `json:"token_key,omitempty"`
+	RevokedToken *RevokedToken `json:"revoked_token,omitempty"`
+}
+
+// Snapshot is everything placed on one node at Revision.
+type Snapshot struct {
+	Revision  int64      `json:"revision"`
+	NodeID    string     `json:"node_id"`
+	Instances []Instance `json:"instances"`
+}
+
+// Instance is one tenant MQTT instance as the data plane sees it.
+type Instance struct {
+	ID             string         `json:"id"`
+	OrgID          string         `json:"org_id"`
+	Status         string         `json:"status"`
+	AllowAnonymous bool           `json:"allow_anonymous"`
+	Quotas         Quotas         `json:"quotas"`
+	Credentials    []Credential   `json:"credentials,omitempty"`
+	ACL            []ACLRule      `json:"acl,omitempty"`
+	TokenKeys      []TokenKey     `json:"token_keys,omitempty"`
+	RevokedTokens  []RevokedToken `json:"revoked_tokens,omitempty"`
+}
+
+// Credential is a device username and the SHA-256 of its generated secret.
+type Credential struct {
+	ID              string     `json:"id"`
+	Username        string     `json:"username"`
+	SecretSHA256    []byte     `json:"secret_sha256"` // 32 bytes (base64 in JSON)
+	ClientIDPattern string     `json:"client_id_pattern,omitempty"`
+	Enabled         bool       `json:"enabled"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+}
+
+// ACL effects and actions.
+const (
+	EffectAllow     = "allow"
+	EffectDeny      = "deny"
+	ActionPublish   = "publish"
+	ActionSubscribe = "subscribe"
+	ActionAll       = "all"
+)
+
+// ACLRule allows or denies an action on a topic filter, for the whole
+// instance or (CredentialID set) one credential. The filter may use
+// ${username} and ${clientid}. Deny wins; no matching allow means deny.
+type ACLRule struct {
+	ID           string `json:"id"`
+	Effect       string `json:"effect"`
+	Action       string `json:"action"`
+	Filter       string `json:"filter"`
+	CredentialID string `json:"credential_id,omitempty"`
+}
+
+// Quotas are an instance's limits; 0 means the node's built-in ceiling.
+type Quotas struct {
+	MaxConnections               int   `json:"max_connections"`
+	MaxConnectsPerSecond         int   `json:"max_connects_per_second"`
+	MaxPublishPerSecond          int   `json:"max_publish_per_second"`
+	MaxPublishPerSecondPerClient int   `json:"max_publish_per_second_per_client"`
+	MaxBytesPerSecond            int64 `json:"max_bytes_per_second"`
+	MaxPayloadBytes              int   `json:"max_payload_bytes"`
+	MaxSubscriptionsPerClient    int   `json:"max_subscriptions_per_client"`
+	MaxTopicLevels               int   `json:"max_topic_levels"`
+	MaxRetainedMessages          int   `json:"max_retained_messages"`
+	MaxSessionExpirySeconds      int   `json:"max_session_expiry_seconds"`
+	MaxInflight                  int   `json:"max_inflight"`
+}
+
+// TokenKey is a public key that verifies device tokens (JWTs, EdDSA) issued
+// for the instance; KID matches the token's "kid" header.
+type TokenKey struct {
+	KID       string `json:"kid"`
+	Algorithm string `json:"alg"`        // "EdDSA"
+	PublicKey []byte `json:"public_key"` // raw Ed25519 public key (base64 in JSON)
+}
+
+// RevokedToken names a revoked device token by its "jti"; it can be
+// forgotten after ExpiresAt.
+type RevokedToken struct {
+	JTI       string    `json:"jti"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Ack is the body of POST /internal/v1/nodes/{node_id}/ack.
+type Ack struct {
+	Revision int64 `json:"revision"`
+}
