@@ -154,3 +154,28 @@ type RevokedToken struct {
 type Ack struct {
 	Revision int64 `json:"revision"`
 }
+
+// DeviceTokenUsername is the username (before "@<instance-id>") a device
+// uses to connect with a device token as its password.
+const DeviceTokenUsername = "token"
+
+// TokenResource is one entry of a device token's "res" claim.
+type TokenResource struct {
+	Filter  string   `json:"filter"`
+	Actions []string `json:"actions"` // "publish", "subscribe"
+}
+
+// DeviceTokenClaims are the claims of a device token: a JWT signed with
+// EdDSA by one of the instance's keys ("kid" header names the TokenKey).
+// Audience is the instance ID; ClientID, when set, is the only client ID the
+// token may connect as; Resources are the only topics it may use (on top of
+// the instance's ACL rules, which still apply).
+type DeviceTokenClaims struct {
+	Issuer    string          `json:"iss"` // "aerie"
+	Audience  string          `json:"aud"` // instance ID
+	ID        string          `json:"jti"`
+	IssuedAt  int64           `json:"iat"`
+	ExpiresAt int64           `json:"exp"`
+	ClientID  string          `json:"cid,omitempty"`
+	Resources []TokenResource `json:"res"`
+}
