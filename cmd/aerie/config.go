@@ -55,6 +55,9 @@ var subcommandFlags = map[string][]string{
 	"migrate":      {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 }
 
+// errHelp means -h was given: usage was printed, exit 0.
+var errHelp = errors.New("help requested")
+
 // errUsage marks a command-line mistake (exit code 2).
 var errUsage = errors.New("usage")
 
@@ -80,6 +83,9 @@ func parseConfig(sub string, args []string, stderr io.Writer) (*config, []string
 		fs.StringVar(f.dst(c), f.name, def, usage)
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, errHelp
+		}
 		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return c, fs.Args(), nil

@@ -63,7 +63,7 @@ func run(args []string, stdout io.Writer, stderr *os.File) int {
 		fmt.Fprintf(stderr, "aerie: unknown command %q\n%s", sub, usage)
 		return 2
 	}
-	if err == nil {
+	if err == nil || errors.Is(err, errHelp) {
 		return 0
 	}
 	fmt.Fprintf(stderr, "aerie: %s\n", oneLine(err.Error()))

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -226,46 +227,77 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
 	logPath := filepath.Join(dir, "postgres.log")
+	for attempt := 0; ; attempt++ {
+		err := c.startServer(ctx, binDir, args, logPath, id)
+		if err == nil {
+			break
+		}
+		// Backends of a crashed postmaster exit within moments of noticing;
+		// until then postgres refuses to reuse their shared memory.
+		if attempt < 20 && strings.Contains(err.Error(), "still in use") {
+			c.done = make(chan struct{})
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		return nil, err
+	}
+	log.Info("private PostgreSQL cluster running", "dir", dir, "pid", c.cmd.Process.Pid)
+	return c, nil
+}
+
+// startServer starts postgres as a child and waits until it accepts
+// connections.
+func (c *Cluster) startServer(ctx context.Context, binDir string, args []string, logPath string, id runAs) error {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres log: %w", err)
+		return fmt.Errorf("open postgres log: %w", err)
 	}
 	cmd := exec.Command(filepath.Join(binDir, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = dir
+	cmd.Dir = c.dir
+	// Pdeathsig: if this process dies (even by SIGKILL) the kernel asks
+	// postgres for a fast shutdown, so no orphan keeps the cluster.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: id.cred, Pdeathsig: syscall.SIGINT, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start postgres: %w", err)
-	}
-	c.cmd = cmd
+	// The kernel sends Pdeathsig when the *thread* that forked the child
+	// exits, so the fork happens on a locked thread that lives as long as
+	// postgres does.
+	done := c.done
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		c.waitErr = cmd.Wait()
 		logf.Close()
-		close(c.done)
+		close(done)
 	}()
-
+	if err := <-started; err != nil {
+		logf.Close()
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	c.cmd = cmd
 	deadline := time.Now().Add(60 * time.Second)
-	sock := filepath.Join(dir, ".s.PGSQL.5432")
+	sock := filepath.Join(c.dir, ".s.PGSQL.5432")
 	for {
 		if _, err := os.Stat(sock); err == nil && c.acceptsConnections(ctx, binDir) {
-			break
+			return nil
 		}
 		select {
-		case <-c.done:
-			return nil, fmt.Errorf("postgres exited during start-up (%v): %s", c.waitErr, tailFile(logPath, 5))
+		case <-done:
+			return fmt.Errorf("postgres exited during start-up (%v): %s", c.waitErr, tailFile(logPath, 3))
 		case <-ctx.Done():
 			c.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			c.Stop()
-			return nil, fmt.Errorf("postgres did not accept connections within 60s: %s", tailFile(logPath, 5))
+			return fmt.Errorf("postgres did not accept connections within 60s: %s", tailFile(logPath, 3))
 		}
 	}
-	log.Info("private PostgreSQL cluster running", "dir", dir, "pid", cmd.Process.Pid)
-	return c, nil
 }
 
 func (c *Cluster) acceptsConnections(ctx context.Context, binDir string) bool {
@@ -294,7 +326,8 @@ func (c *Cluster) clearStalePid(ctx context.Context) error {
 	sc.Scan()
 	pid, _ := strconv.Atoi(strings.TrimSpace(sc.Text()))
 	f.Close()
-	if pid > 0 && isPostgres(pid) {
+	switch {
+	case pid > 0 && isPostgres(pid) && c.ownsDataDir(pid):
 		c.log.Warn("stopping an orphaned postgres server left by a previous run", "pid", pid)
 		_ = syscall.Kill(pid, syscall.SIGINT)
 		for i := 0; i < 200 && processAlive(pid); i++ {
@@ -311,11 +344,22 @@ func (c *Cluster) clearStalePid(ctx context.Context) error {
 		if processAlive(pid) {
 			return fmt.Errorf("an earlier postgres server (pid %d) for %s is still running", pid, c.dataDir)
 		}
-	}
-	if _, err := os.Stat(pidFile); err == nil {
-		c.log.Warn("removing stale postmaster.pid", "pid", pid)
-		if err := os.Remove(pidFile); err != nil {
-			return fmt.Errorf("remove stale pid file: %w", err)
+	default:
+		// The postmaster is gone (dead, a zombie nobody reaped, or its pid
+		// reused by another process); postgres would refuse to start while
+		// the pid "exists", so wait for its old backends to exit, then drop
+		// the file.
+		for i := 0; i < 200 && c.backendsAlive(); i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if c.backendsAlive() {
+			return fmt.Errorf("processes of a crashed postgres still use %s", c.dataDir)
+		}
+		c.log.Warn("removing stale postmaster.pid left by a crash", "pid", pid)
+		for _, f := range []string{pidFile, filepath.Join(c.dir, ".s.PGSQL.5432.lock"), filepath.Join(c.dir, ".s.PGSQL.5432")} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove stale %s: %w", filepath.Base(f), err)
+			}
 		}
 	}
 	return nil
@@ -329,6 +373,29 @@ func processAlive(pid int) bool {
 	// A zombie has exited; only its parent has not reaped it yet.
 	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
 	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// ownsDataDir reports whether process pid works in this cluster's data dir
+// (postgres processes chdir to it).
+func (c *Cluster) ownsDataDir(pid int) bool {
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	return err == nil && cwd == c.dataDir
+}
+
+// backendsAlive reports whether any live process still works in the data
+// dir (backends of a crashed postmaster exit once they notice).
+func (c *Cluster) backendsAlive() bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if c.ownsDataDir(pid) && processAlive(pid) {
+			return true
+		}
+	}
+	return false
 }
 
 func isPostgres(pid int) bool {
