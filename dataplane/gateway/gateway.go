@@ -53,7 +53,7 @@ func New(o Options) (*Gateway, error) {
 		Logger:                   o.Log.With("component", "mqtt"),
 	})
 	g := &Gateway{srv: srv, log: o.Log}
-	if err := srv.AddHook(&authHook{}, nil); err != nil {
+	if err := srv.AddHook(&authHook{srv: srv}, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
 	if o.MQTTAddr != "" {
@@ -124,12 +124,20 @@ func (g *Gateway) Close() error {
 // the node: the data plane is secure by default.
 type authHook struct {
 	mqtt.HookBase
+	srv *mqtt.Server
 }
 
 func (h *authHook) ID() string { return "aerie-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+}
+
+// OnConnect answers CONNACK "not authorised" (v5 0x87, 3.1.1 0x05): mochi's
+// own refusal after OnConnectAuthenticate says "bad username or password",
+// which is wrong when no device is known at all.
+func (h *authHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
 }
 
 func (h *authHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return false }
