@@ -4,7 +4,7 @@ BIN      := bin/aerie
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/aeriemq/aerie/internal/buildinfo.Version=$(VERSION)
 # System packages the build and the tests need (Debian/Ubuntu names).
-SYS_PKGS := postgresql librocksdb-dev mosquitto chromium chromium-driver
+SYS_PKGS := postgresql librocksdb-dev mosquitto mosquitto-clients chromium chromium-driver
 TEST_TIMEOUT ?= 30m
 
 .PHONY: all build run test bench deps fmt vet lint clean
