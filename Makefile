@@ -7,7 +7,7 @@ LDFLAGS  := -X github.com/aeriemq/aerie/internal/buildinfo.Version=$(VERSION)
 SYS_PKGS := postgresql librocksdb-dev mosquitto mosquitto-clients chromium chromium-driver
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all build run test bench deps fmt vet lint clean
+.PHONY: all build run test bench deps fmt vet generate clean
 
 all: build
 
@@ -49,3 +49,7 @@ bench: deps
 
 clean:
 	rm -rf bin data
+
+# generate rewrites the console's *_templ.go from its *.templ files.
+generate:
+	$(GO) tool templ generate -path console

@@ -1,0 +1,23 @@
+// Aerie console: progressive enhancement only; every page works without it.
+(function () {
+  // Copy buttons: <button data-copy="#id">.
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest("[data-copy]");
+    if (!b) return;
+    var el = document.querySelector(b.getAttribute("data-copy"));
+    if (!el) return;
+    navigator.clipboard.writeText(el.textContent.trim()).then(function () {
+      var old = b.textContent; b.textContent = "Copied"; setTimeout(function () { b.textContent = old; }, 1500);
+    });
+  });
+  // Live regions: <div data-refresh="/url" data-every="5"> is re-fetched and replaced.
+  document.querySelectorAll("[data-refresh]").forEach(function (el) {
+    var every = (parseInt(el.getAttribute("data-every"), 10) || 5) * 1000;
+    setInterval(function () {
+      if (document.hidden) return;
+      fetch(el.getAttribute("data-refresh"), { credentials: "same-origin", headers: { "X-Partial": "1" } })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) { if (html !== null) el.innerHTML = html; });
+    }, every);
+  });
+})();
