@@ -36,8 +36,12 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 || int64(n) != r.Latest() {
-			t.Fatalf("applied %d, latest %d", n, r.Latest())
+		all, err := r.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 || n != len(all) {
+			t.Fatalf("applied %d of %d migrations", n, len(all))
 		}
 		if ok, err := r.Current(ctx); err != nil || !ok {
 			t.Fatalf("current = %v, %v", ok, err)
