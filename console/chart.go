@@ -45,8 +45,9 @@ type chartPath struct {
 }
 
 type chartTick struct {
-	Pos   float64
-	Label string
+	Pos    float64
+	Label  string
+	Anchor string // text-anchor of an x label: start, middle or end
 }
 
 const (
@@ -86,10 +87,17 @@ func layoutChart(d ChartData) chartModel {
 		}
 		for i, k := 0, 0; k < 5 && n > 1; k++ {
 			i = k * (n - 1) / 4
-			m.XTicks = append(m.XTicks, chartTick{Pos: m.x(i, n), Label: d.Times[i].UTC().Format(layout)})
+			anchor := "middle"
+			switch k {
+			case 0:
+				anchor = "start"
+			case 4:
+				anchor = "end"
+			}
+			m.XTicks = append(m.XTicks, chartTick{Pos: m.x(i, n), Label: d.Times[i].UTC().Format(layout), Anchor: anchor})
 		}
 		if n == 1 {
-			m.XTicks = append(m.XTicks, chartTick{Pos: m.x(0, 1), Label: d.Times[0].UTC().Format(layout)})
+			m.XTicks = append(m.XTicks, chartTick{Pos: m.x(0, 1), Label: d.Times[0].UTC().Format(layout), Anchor: "start"})
 		}
 	}
 	var summaries []string
