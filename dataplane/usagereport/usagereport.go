@@ -1,0 +1,214 @@
+// Package usagereport sends a data-plane node's per-instance usage to the
+// control plane every few seconds, exactly once per report: each report has
+// the next sequence number of the node, is kept on disk until the control
+// plane acknowledges it, and is resent (same sequence number) after a
+// failure or a restart. The control plane counts a (node, seq) once.
+package usagereport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+)
+
+// Source yields the per-instance usage accumulated since its last call
+// (counters as deltas, gauges as current values).
+type Source interface {
+	DrainUsage() []config.InstanceUsage
+}
+
+// Options configure a Reporter.
+type Options struct {
+	NodeID       string
+	ControlPlane string // base URL
+	Token        string // node token
+	Dir          string // where the pending reports and the sequence live
+	Interval     time.Duration
+	Client       *http.Client
+	Log          *slog.Logger
+	Now          func() time.Time
+}
+
+// Reporter collects and delivers usage reports.
+type Reporter struct {
+	o       Options
+	src     Source
+	mu      sync.Mutex
+	state   state
+	from    time.Time
+	flushed chan struct{}
+}
+
+// state is what survives a restart.
+type state struct {
+	NextSeq int64                `json:"next_seq"`
+	Pending []config.UsageReport `json:"pending"`
+}
+
+// MaxPending bounds the reports kept while the control plane is away
+// (one day at 10 s).
+const MaxPending = 8640
+
+// New loads the reporter's state from o.Dir.
+func New(o Options, src Source) (*Reporter, error) {
+	if o.Interval <= 0 {
+		o.Interval = 10 * time.Second
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("usage report dir: %w", err)
+	}
+	r := &Reporter{o: o, src: src, state: state{NextSeq: 1}, from: o.Now().UTC(), flushed: make(chan struct{}, 1)}
+	b, err := os.ReadFile(r.path())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read usage state: %w", err)
+	default:
+		if err := json.Unmarshal(b, &r.state); err != nil {
+			return nil, fmt.Errorf("parse usage state %s: %w", r.path(), err)
+		}
+	}
+	return r, nil
+}
+
+func (r *Reporter) path() string { return filepath.Join(r.o.Dir, "usage-reports.json") }
+
+// save writes the state atomically (temp file + rename).
+func (r *Reporter) save() error {
+	b, err := json.Marshal(r.state)
+	if err != nil {
+		return err
+	}
+	tmp := r.path() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write usage state: %w", err)
+	}
+	return os.Rename(tmp, r.path())
+}
+
+// Collect drains the source into a new pending report (if anything
+// happened, or gauges are non-zero) and persists it.
+func (r *Reporter) Collect() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.o.Now().UTC()
+	usage := r.src.DrainUsage()
+	from := r.from
+	r.from = now
+	if len(usage) == 0 {
+		return nil
+	}
+	r.state.Pending = append(r.state.Pending, config.UsageReport{
+		NodeID: r.o.NodeID, Seq: r.state.NextSeq, From: from, To: now, Instances: usage,
+	})
+	r.state.NextSeq++
+	if n := len(r.state.Pending); n > MaxPending {
+		r.o.Log.Warn("control plane unreachable for long: dropping the oldest usage reports", "dropped", n-MaxPending)
+		r.state.Pending = r.state.Pending[n-MaxPending:]
+	}
+	return r.save()
+}
+
+// Flush sends the pending reports in order, stopping at the first failure.
+func (r *Reporter) Flush(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		if len(r.state.Pending) == 0 {
+			r.mu.Unlock()
+			return nil
+		}
+		rep := r.state.Pending[0]
+		r.mu.Unlock()
+		if err := r.send(ctx, rep); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		if len(r.state.Pending) > 0 && r.state.Pending[0].Seq == rep.Seq {
+			r.state.Pending = r.state.Pending[1:]
+		}
+		err := r.save()
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Reporter) send(ctx context.Context, rep config.UsageReport) error {
+	body, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	url := fmt.Sprintf("%s/internal/v1/nodes/%s/usage", r.o.ControlPlane, rep.NodeID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+r.o.Token)
+	resp, err := r.o.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("send usage report %d: %w", rep.Seq, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("send usage report %d: %s: %s", rep.Seq, resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// Pending is how many reports wait for delivery.
+func (r *Reporter) Pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.state.Pending)
+}
+
+// Run collects and flushes every interval until ctx ends, then collects and
+// flushes once more (best effort) so a clean shutdown loses nothing.
+func (r *Reporter) Run(ctx context.Context) {
+	t := time.NewTicker(r.o.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := r.Collect(); err != nil {
+				r.o.Log.Warn("collect usage", "error", err)
+			}
+			fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			if err := r.Flush(fctx); err != nil {
+				r.o.Log.Warn("final usage report not delivered; kept for the next start", "error", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+			if err := r.Collect(); err != nil {
+				r.o.Log.Warn("collect usage", "error", err)
+			}
+			if err := r.Flush(ctx); err != nil {
+				r.o.Log.Warn("usage report not delivered; will retry", "error", err, "pending", r.Pending())
+			}
+		}
+	}
+}
