@@ -28,18 +28,25 @@ var steps = []struct {
 // ErrInvalidReport is returned for a report that cannot be counted.
 var ErrInvalidReport = errors.New("invalid usage report")
 
+// OrgResolver names the org of each instance (the tenancy service). An
+// instance it does not know is still metered, without an org.
+type OrgResolver interface {
+	InstanceOrgs(ctx context.Context, instanceIDs []string) (map[string]string, error)
+}
+
 // Meter ingests usage reports and answers usage queries.
 type Meter struct {
-	db  *pgxpool.Pool
-	log *slog.Logger
+	db   *pgxpool.Pool
+	orgs OrgResolver
+	log  *slog.Logger
 }
 
 // NewMeter returns a Meter over db.
-func NewMeter(db *pgxpool.Pool, log *slog.Logger) *Meter {
+func NewMeter(db *pgxpool.Pool, orgs OrgResolver, log *slog.Logger) *Meter {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Meter{db: db, log: log}
+	return &Meter{db: db, orgs: orgs, log: log}
 }
 
 // dropColumns maps drop reasons to their bucket columns.
@@ -58,6 +65,14 @@ func (m *Meter) Ingest(ctx context.Context, r config.UsageReport) (duplicate boo
 	if err := validateReport(r); err != nil {
 		return false, err
 	}
+	ids := make([]string, 0, len(r.Instances))
+	for _, u := range r.Instances {
+		ids = append(ids, u.InstanceID)
+	}
+	orgs, err := m.orgs.InstanceOrgs(ctx, ids)
+	if err != nil {
+		return false, fmt.Errorf("look up instance orgs: %w", err)
+	}
 	tx, err := m.db.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
 		return false, fmt.Errorf("ingest usage: %w", err)
@@ -70,10 +85,6 @@ func (m *Meter) Ingest(ctx context.Context, r config.UsageReport) (duplicate boo
 	}
 	if tag.RowsAffected() == 0 {
 		return true, nil
-	}
-	orgs, err := instanceOrgs(ctx, tx, r.Instances)
-	if err != nil {
-		return false, err
 	}
 	// The window's start decides the bucket: a report never spans more than
 	// one 10 s bucket by construction, and if it does its counts still land
@@ -169,27 +180,6 @@ func validateReport(r config.UsageReport) error {
 		}
 	}
 	return nil
-}
-
-// instanceOrgs looks up the org of each reported instance.
-func instanceOrgs(ctx context.Context, tx pgx.Tx, us []config.InstanceUsage) (map[string]string, error) {
-	ids := make([]string, 0, len(us))
-	for _, u := range us {
-		ids = append(ids, u.InstanceID)
-	}
-	rows, err := tx.Query(ctx, `SELECT id, org_id FROM instances WHERE id = ANY($1)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("look up instance orgs: %w", err)
-	}
-	out := map[string]string{}
-	for rows.Next() {
-		var id, org string
-		if err := rows.Scan(&id, &org); err != nil {
-			return nil, fmt.Errorf("look up instance orgs: %w", err)
-		}
-		out[id] = org
-	}
-	return out, rows.Err()
 }
 
 // Prune deletes buckets past their retention and report receipts older than
