@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/linxGnu/grocksdb"
+)
+
+// ErrRetainedQuota is returned by Retain when a new retained topic would
+// exceed the instance's Limits.MaxRetained.
+var ErrRetainedQuota = errors.New("store: retained message quota exceeded")
+
+type retained struct {
+	mu    sync.Mutex
+	count map[string]int
+	bytes map[string]int64
+}
+
+func (r *retained) init() { r.count, r.bytes = map[string]int{}, map[string]int64{} }
+
+func (s *Store) getCF(cf *grocksdb.ColumnFamilyHandle, key []byte) ([]byte, error) {
+	v, err := s.db.GetCF(s.ro, cf, key)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Free()
+	if !v.Exists() {
+		return nil, nil
+	}
+	return append([]byte(nil), v.Data()...), nil
+}
+
+func (s *Store) loadRetained(ctx context.Context) error {
+	it := s.db.NewIteratorCF(s.ro, s.ret)
+	defer it.Close()
+	for it.SeekToFirst(); it.Valid(); it.Next() {
+		k := it.Key().Data()
+		i := indexByte(k, sep)
+		if i <= 0 {
+			continue
+		}
+		inst := string(k[:i])
+		s.rt.count[inst]++
+		s.rt.bytes[inst] += int64(len(k) + it.Value().Size())
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("store: load retained: %w", err)
+	}
+	return ctx.Err()
+}
+
+// Retain stores m as the retained message of its topic, or clears it when
+// the payload is empty. A new retained topic beyond the instance's
+// MaxRetained fails with ErrRetainedQuota; replacing one always works.
+// It is durable under the sync policy when it returns.
+func (s *Store) Retain(ctx context.Context, m Message) error {
+	if err := checkName("instance", m.Instance); err != nil {
+		return err
+	}
+	if err := checkName("topic", m.Topic); err != nil || IsWildcard(m.Topic) {
+		return fmt.Errorf("%w: topic %q", ErrInvalidName, m.Topic)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.rt.mu.Lock()
+	defer s.rt.mu.Unlock()
+	key := retainKey(m.Instance, m.Topic)
+	old, err := s.getCF(s.ret, key)
+	if err != nil {
+		return fmt.Errorf("store: read retained: %w", err)
+	}
+	wb := grocksdb.NewWriteBatch()
+	defer wb.Destroy()
+	var val []byte
+	if len(m.Payload) == 0 {
+		if old == nil {
+			return nil
+		}
+		wb.DeleteCF(s.ret, key)
+	} else {
+		if q := s.limitsFor(m.Instance).MaxRetained; old == nil && q > 0 && s.rt.count[m.Instance] >= q {
+			return fmt.Errorf("%w: %d of %d", ErrRetainedQuota, s.rt.count[m.Instance], q)
+		}
+		m.Retain = true
+		m.Time = s.opts.Now()
+		val = encodeMessage(nil, &m)
+		wb.PutCF(s.ret, key, val)
+	}
+	s.written.Add(uint64(len(wb.Data())))
+	if err := s.db.Write(s.woLog, wb); err != nil {
+		return fmt.Errorf("store: write retained: %w", err)
+	}
+	if old != nil {
+		s.rt.count[m.Instance]--
+		s.rt.bytes[m.Instance] -= int64(len(key) + len(old))
+	}
+	if val != nil {
+		s.rt.count[m.Instance]++
+		s.rt.bytes[m.Instance] += int64(len(key) + len(val))
+	}
+	return ctx.Err()
+}
+
+// Retained returns the instance's retained messages whose topics match
+// filter, skipping expired ones.
+func (s *Store) Retained(ctx context.Context, instance, filter string) ([]Message, error) {
+	if !ValidFilter(filter) {
+		return nil, fmt.Errorf("%w: filter %q", ErrInvalidName, filter)
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	prefix := retainKey(instance, "")
+	// A filter's literal leading levels narrow the scan.
+	lit := filter
+	if i := strings.IndexAny(filter, "+#"); i >= 0 {
+		lit = filter[:i]
+	}
+	ro := grocksdb.NewDefaultReadOptions()
+	defer ro.Destroy()
+	ro.SetIterateUpperBound(prefixEnd(lqPrefix(instance, "")[:len(instance)+1]))
+	it := s.db.NewIteratorCF(ro, s.ret)
+	defer it.Close()
+	now := s.opts.Now()
+	var out []Message
+	start := append(append([]byte(nil), prefix...), lit...)
+	for it.Seek(start); it.ValidForPrefix(start); it.Next() {
+		topic := string(it.Key().Data()[len(prefix):])
+		if !Match(filter, topic) {
+			continue
+		}
+		m, err := decodeMessage(it.Value().Data())
+		if err != nil {
+			return nil, fmt.Errorf("store: retained %q: %w", topic, err)
+		}
+		if !m.Expired(now) {
+			out = append(out, *m)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("store: scan retained: %w", err)
+	}
+	return out, ctx.Err()
+}

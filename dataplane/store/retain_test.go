@@ -1,0 +1,84 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestRetained(t *testing.T) {
+	f := newFixture(t, Options{})
+	ctx := f.ctx
+	f.s.SetLimits("i", Limits{MaxRetained: 3})
+	for _, tp := range []string{"a/1", "a/2", "b/1"} {
+		if err := f.s.Retain(ctx, Message{Instance: "i", Topic: tp, QoS: 1, Payload: []byte("v-" + tp)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topics := func(filter string) []string {
+		t.Helper()
+		ms, err := f.s.Retained(ctx, "i", filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Topic)
+		}
+		return out
+	}
+	t.Run("filter matching", func(t *testing.T) {
+		if got := topics("a/+"); !equal(got, []string{"a/1", "a/2"}) {
+			t.Fatalf("a/+ = %v", got)
+		}
+		if got := topics("#"); len(got) != 3 {
+			t.Fatalf("# = %v", got)
+		}
+		if got := topics("b/1"); !equal(got, []string{"b/1"}) {
+			t.Fatalf("b/1 = %v", got)
+		}
+	})
+	t.Run("quota", func(t *testing.T) {
+		if err := f.s.Retain(ctx, Message{Instance: "i", Topic: "c", Payload: []byte("x")}); !errors.Is(err, ErrRetainedQuota) {
+			t.Fatalf("4th retained = %v, want ErrRetainedQuota", err)
+		}
+		if err := f.s.Retain(ctx, Message{Instance: "i", Topic: "a/1", Payload: []byte("new")}); err != nil {
+			t.Fatalf("replacing within quota = %v", err)
+		}
+		if err := f.s.Retain(ctx, Message{Instance: "other", Topic: "c", Payload: []byte("x")}); err != nil {
+			t.Fatalf("other instance = %v", err)
+		}
+	})
+	t.Run("persists across restart", func(t *testing.T) {
+		f.reopen()
+		f.s.SetLimits("i", Limits{MaxRetained: 3})
+		ms, err := f.s.Retained(ctx, "i", "a/1")
+		if err != nil || len(ms) != 1 || string(ms[0].Payload) != "new" || !ms[0].Retain {
+			t.Fatalf("a/1 after restart = %+v, %v", ms, err)
+		}
+		if st := f.s.Stats("i"); st.RetainedMessages != 3 || st.RetainedBytes <= 0 {
+			t.Fatalf("stats after restart = %+v", st)
+		}
+		if err := f.s.Retain(ctx, Message{Instance: "i", Topic: "c", Payload: []byte("x")}); !errors.Is(err, ErrRetainedQuota) {
+			t.Fatalf("quota after restart = %v", err)
+		}
+	})
+	t.Run("empty payload clears", func(t *testing.T) {
+		if err := f.s.Retain(ctx, Message{Instance: "i", Topic: "a/2"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := topics("a/+"); !equal(got, []string{"a/1"}) {
+			t.Fatalf("a/+ after clear = %v", got)
+		}
+		if err := f.s.Retain(ctx, Message{Instance: "i", Topic: "c", Payload: []byte("x")}); err != nil {
+			t.Fatalf("retain after clear = %v", err)
+		}
+	})
+	t.Run("expired are not returned", func(t *testing.T) {
+		f.s.Retain(ctx, Message{Instance: "other", Topic: "e", Payload: []byte("x"), Properties: Properties{MessageExpiry: 10}})
+		f.clock.Add(11 * time.Second)
+		if ms, _ := f.s.Retained(ctx, "other", "e"); len(ms) != 0 {
+			t.Fatalf("expired retained returned: %v", ms)
+		}
+	})
+}

@@ -1,0 +1,653 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/linxGnu/grocksdb"
+)
+
+// SyncPolicy says when an appended batch counts as durable.
+type SyncPolicy int
+
+const (
+	// SyncBatch (default): group commit; the writer gathers concurrent appends
+	// for at most Options.SyncDelay, writes them in one WriteBatch and fsyncs
+	// the WAL once before any caller in the group returns.
+	SyncBatch SyncPolicy = iota
+	// SyncAlways: every group is fsynced as soon as it is taken, with no
+	// added delay (groups still form while the previous fsync runs).
+	SyncAlways
+	// SyncNone: the WAL is written but not fsynced; survives a process crash,
+	// not a power loss.
+	SyncNone
+)
+
+// ParseSyncPolicy parses the --store-sync flag value (always|batch|none).
+func ParseSyncPolicy(s string) (SyncPolicy, error) {
+	switch s {
+	case "", "batch":
+		return SyncBatch, nil
+	case "always":
+		return SyncAlways, nil
+	case "none":
+		return SyncNone, nil
+	}
+	return 0, fmt.Errorf("store: unknown sync policy %q (want always|batch|none)", s)
+}
+
+// String returns the flag spelling of p.
+func (p SyncPolicy) String() string {
+	switch p {
+	case SyncAlways:
+		return "always"
+	case SyncNone:
+		return "none"
+	}
+	return "batch"
+}
+
+// Limits are the per-instance storage limits pushed by the control plane.
+// A zero field means "no limit".
+type Limits struct {
+	MaxAge      time.Duration // messages older than this are dropped
+	MaxBytes    int64         // stored log bytes above this drop the oldest messages
+	MaxRetained int           // retained messages
+}
+
+// Options configure a Store. Zero values pick the documented defaults.
+type Options struct {
+	Sync      SyncPolicy
+	SyncDelay time.Duration // SyncBatch gather window; default 1ms
+	MaxBatch  int           // messages per group commit; default 8192
+	// DefaultLimits apply to instances without SetLimits.
+	DefaultLimits Limits
+	// TailCacheQueues bounds how many queues have a tail cache (default 1024);
+	// TailCacheSize is the entries kept per queue (default 256).
+	TailCacheQueues int
+	TailCacheSize   int
+	// RetentionInterval runs EnforceRetention in the background when > 0.
+	RetentionInterval time.Duration
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.SyncDelay <= 0 {
+		o.SyncDelay = time.Millisecond
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 8192
+	}
+	if o.TailCacheQueues <= 0 {
+		o.TailCacheQueues = 1024
+	}
+	if o.TailCacheSize <= 0 {
+		o.TailCacheSize = 256
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// ErrClosed is returned by calls on a closed Store.
+var ErrClosed = errors.New("store: closed")
+
+const (
+	cfDefault = "default"
+	cfLogName = "log"
+	cfLqName  = "lq"
+	cfSess    = "session"
+	cfRetain  = "retain"
+	cfMeta    = "meta"
+)
+
+// Store is the node's message store. It is safe for concurrent use.
+type Store struct {
+	opts Options
+	db   *grocksdb.DB
+	all  []*grocksdb.ColumnFamilyHandle
+	cfo  []*grocksdb.Options
+	dbo  *grocksdb.Options
+	// column families
+	log, lq, sess, ret, meta *grocksdb.ColumnFamilyHandle
+
+	woLog   *grocksdb.WriteOptions // WAL, fsync per policy
+	woWAL   *grocksdb.WriteOptions // WAL, no fsync
+	woNoWAL *grocksdb.WriteOptions // index writes
+	ro      *grocksdb.ReadOptions
+
+	reqs chan *appendReq
+	ctrl chan func()
+	quit chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.RWMutex // held for reading by API calls, for writing by Close
+	done bool
+
+	next atomic.Uint64 // next log offset (writer-owned; read elsewhere)
+
+	// wildcard filter queues: instance → filter → persistent subscribers,
+	// and per instance a trie of those filters for matching.
+	filtersMu sync.RWMutex
+	filters   map[string]map[string]int
+	tries     map[string]*filterTrie
+
+	countersMu sync.Mutex
+	bytes      map[string]uint64 // stored log bytes per instance
+	floors     atomic.Pointer[map[string]uint64]
+	retMu      sync.Mutex // serialises EnforceRetention
+	logDeleted uint64     // log keys below this were range-deleted
+
+	limitsMu sync.RWMutex
+	limits   map[string]Limits
+
+	tc tailCaches
+	ev events
+	ss sessions
+	rt retained
+
+	reads   atomic.Uint64 // store reads served from RocksDB (lq scans + log gets)
+	written atomic.Uint64 // WriteBatch bytes handed to RocksDB
+	commits atomic.Uint64 // group commits
+	rebuilt atomic.Uint64 // log records re-indexed by rebuildFrom
+}
+
+type appendReq struct {
+	msgs []Message
+	offs []uint64
+	err  error
+	done chan struct{}
+}
+
+// Open opens (creating if needed) the store in dir and rebuilds the light
+// queue index from the log beyond its checkpoint.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.defaults()
+	s := &Store{
+		opts:    opts,
+		reqs:    make(chan *appendReq, 4096),
+		ctrl:    make(chan func()),
+		quit:    make(chan struct{}),
+		filters: map[string]map[string]int{},
+		tries:   map[string]*filterTrie{},
+		bytes:   map[string]uint64{},
+		limits:  map[string]Limits{},
+	}
+	empty := map[string]uint64{}
+	s.floors.Store(&empty)
+	s.tc.init(opts.TailCacheQueues, opts.TailCacheSize)
+	s.ev.init()
+	s.ss.init()
+	s.rt.init()
+
+	s.dbo = grocksdb.NewDefaultOptions()
+	s.dbo.SetCreateIfMissing(true)
+	s.dbo.SetCreateIfMissingColumnFamilies(true)
+	s.dbo.SetMaxBackgroundJobs(2)
+	s.dbo.SetKeepLogFileNum(2)
+	s.dbo.SetInfoLogLevel(grocksdb.WarnInfoLogLevel)
+	names := []string{cfDefault, cfLogName, cfLqName, cfSess, cfRetain, cfMeta}
+	for _, n := range names {
+		o := grocksdb.NewDefaultOptions()
+		o.SetCompression(grocksdb.LZ4Compression)
+		switch n {
+		case cfLogName:
+			o.SetWriteBufferSize(64 << 20)
+			o.SetCompactionFilter(&logFilter{s: s})
+		case cfLqName:
+			o.SetCompactionFilter(&lqFilter{s: s})
+		}
+		s.cfo = append(s.cfo, o)
+	}
+	db, hs, err := grocksdb.OpenDbColumnFamilies(s.dbo, dir, names, s.cfo)
+	if err != nil {
+		s.destroyOpts()
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	s.db, s.all = db, hs
+	s.log, s.lq, s.sess, s.ret, s.meta = hs[1], hs[2], hs[3], hs[4], hs[5]
+	s.woLog = grocksdb.NewDefaultWriteOptions()
+	s.woLog.SetSync(opts.Sync != SyncNone)
+	s.woWAL = grocksdb.NewDefaultWriteOptions()
+	s.woNoWAL = grocksdb.NewDefaultWriteOptions()
+	s.woNoWAL.DisableWAL(true)
+	s.ro = grocksdb.NewDefaultReadOptions()
+
+	if err := s.load(context.Background()); err != nil {
+		s.closeDB()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.writer()
+	if opts.RetentionInterval > 0 {
+		s.wg.Add(1)
+		go s.retentionLoop()
+	}
+	return s, nil
+}
+
+// load reads counters, floors, sessions, retained counts and catches the
+// index up with the log.
+func (s *Store) load(ctx context.Context) error {
+	it := s.db.NewIteratorCF(s.ro, s.meta)
+	floors := map[string]uint64{}
+	for it.SeekToFirst(); it.Valid(); it.Next() {
+		k, v := it.Key().Data(), it.Value().Data()
+		if len(k) < 2 {
+			continue
+		}
+		inst := string(k[2:])
+		switch k[0] {
+		case metaBytes:
+			s.bytes[inst] = u64(v)
+		case metaFloor:
+			floors[inst] = u64(v)
+		}
+	}
+	err := it.Err()
+	it.Close()
+	if err != nil {
+		return fmt.Errorf("store: load meta: %w", err)
+	}
+	s.floors.Store(&floors)
+	if err := s.loadSessions(ctx); err != nil {
+		return err
+	}
+	if err := s.loadRetained(ctx); err != nil {
+		return err
+	}
+	// Next offset: past both the log tail and the checkpoint (a lost WAL tail
+	// under --store-sync=none must not make offsets reappear).
+	ckpt, err := s.checkpoint()
+	if err != nil {
+		return err
+	}
+	last := uint64(0)
+	it = s.db.NewIteratorCF(s.ro, s.log)
+	it.SeekToLast()
+	if it.Valid() {
+		last = u64(it.Key().Data())
+	}
+	it.Close()
+	s.next.Store(max(last, ckpt) + 1)
+	return s.rebuildFrom(ctx, ckpt)
+}
+
+func (s *Store) checkpoint() (uint64, error) {
+	v, err := s.getCF(s.lq, ckptKey)
+	if err != nil {
+		return 0, fmt.Errorf("store: read checkpoint: %w", err)
+	}
+	return u64(v), nil
+}
+
+// Close stops the writer (committing queued appends) and closes RocksDB.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return nil
+	}
+	s.done = true
+	s.mu.Unlock()
+	close(s.quit)
+	s.wg.Wait()
+	s.closeDB()
+	return nil
+}
+
+func (s *Store) closeDB() {
+	for _, h := range s.all {
+		h.Destroy()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+	for _, w := range []*grocksdb.WriteOptions{s.woLog, s.woWAL, s.woNoWAL} {
+		if w != nil {
+			w.Destroy()
+		}
+	}
+	if s.ro != nil {
+		s.ro.Destroy()
+	}
+	s.destroyOpts()
+}
+
+func (s *Store) destroyOpts() {
+	for _, o := range s.cfo {
+		o.Destroy()
+	}
+	s.dbo.Destroy()
+}
+
+// enter guards API calls against Close.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	if s.done {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.mu.RUnlock() }
+
+// Append stores msgs in the commit log and indexes them in their light
+// queues. It returns once the group commit holding them is durable under
+// the sync policy, so the gateway sends PUBACK/PUBREC after it returns nil.
+// Offsets are assigned in order and are the queue sequence numbers.
+// Append sets each message's Time and takes ownership of the payloads: the
+// caller must not modify them afterwards. If ctx ends first the messages may
+// still be committed.
+func (s *Store) Append(ctx context.Context, msgs []Message) ([]uint64, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	for i := range msgs {
+		if err := checkName("instance", msgs[i].Instance); err != nil {
+			return nil, err
+		}
+		if err := checkName("topic", msgs[i].Topic); err != nil || IsWildcard(msgs[i].Topic) {
+			return nil, fmt.Errorf("%w: topic %q", ErrInvalidName, msgs[i].Topic)
+		}
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	r := &appendReq{msgs: msgs, done: make(chan struct{})}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.leave()
+		return nil, ctx.Err()
+	}
+	s.leave()
+	select {
+	case <-r.done:
+		return r.offs, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// control runs f on the writer goroutine, between group commits.
+// The caller must hold enter (so Close cannot stop the writer meanwhile).
+func (s *Store) control(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case s.ctrl <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-done
+	return nil
+}
+
+func (s *Store) writer() {
+	defer s.wg.Done()
+	w := newBatchWriter(s)
+	defer w.destroy()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var group []*appendReq
+	for {
+		group = group[:0]
+		select {
+		case r := <-s.reqs:
+			group = append(group, r)
+		case f := <-s.ctrl:
+			f()
+			continue
+		case <-s.quit:
+			for {
+				select {
+				case r := <-s.reqs:
+					w.commit([]*appendReq{r})
+				default:
+					// Final checkpoint: Close flushes the unlogged index.
+					_ = s.db.PutCF(s.woNoWAL, s.lq, ckptKey, u64b(s.next.Load()-1))
+					return
+				}
+			}
+		}
+		n := len(group[0].msgs)
+		if s.opts.Sync == SyncBatch {
+			timer.Reset(s.opts.SyncDelay)
+		gather:
+			for n < s.opts.MaxBatch {
+				select {
+				case r := <-s.reqs:
+					group = append(group, r)
+					n += len(r.msgs)
+				case <-timer.C:
+					break gather
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		} else {
+		drain:
+			for n < s.opts.MaxBatch {
+				select {
+				case r := <-s.reqs:
+					group = append(group, r)
+					n += len(r.msgs)
+				default:
+					break drain
+				}
+			}
+		}
+		w.commit(group)
+	}
+}
+
+// indexEntry is one light-queue entry produced by a commit.
+type indexEntry struct {
+	instance, queue string
+	off             uint64
+	msg             *Message
+}
+
+type batchWriter struct {
+	s      *Store
+	log    *grocksdb.WriteBatch
+	lq     *grocksdb.WriteBatch
+	buf    []byte
+	key    []byte
+	idx    []indexEntry
+	insts  map[string]uint64
+	queues []string
+	// The checkpoint may lag (re-indexing is idempotent): it is written at
+	// most every ckptEvery commits or ckptInterval, and at Close.
+	sinceCkpt int
+	lastCkpt  time.Time
+}
+
+const (
+	ckptEvery    = 256
+	ckptInterval = 100 * time.Millisecond
+)
+
+func newBatchWriter(s *Store) *batchWriter {
+	return &batchWriter{s: s, log: grocksdb.NewWriteBatch(), lq: grocksdb.NewWriteBatch(), insts: map[string]uint64{}}
+}
+
+func (w *batchWriter) destroy() { w.log.Destroy(); w.lq.Destroy() }
+
+// queuesFor lists the queues a message to topic goes to: the topic's own
+// queue and every wildcard queue of the instance it matches. Caller holds
+// filtersMu (read).
+func (s *Store) queuesFor(dst []string, instance, topic string) []string {
+	dst = append(dst[:0], topic)
+	if t := s.tries[instance]; t != nil {
+		dst = t.match(dst, topic)
+	}
+	return dst
+}
+
+func (w *batchWriter) commit(group []*appendReq) {
+	s := w.s
+	now := s.opts.Now()
+	w.log.Clear()
+	w.lq.Clear()
+	w.idx = w.idx[:0]
+	clear(w.insts)
+	s.filtersMu.RLock()
+	next := s.next.Load()
+	for _, r := range group {
+		r.offs = make([]uint64, len(r.msgs))
+		for i := range r.msgs {
+			m := new(Message)
+			*m = r.msgs[i]
+			m.Time = now
+			off := next
+			next++
+			r.offs[i] = off
+			w.buf = encodeMessage(w.buf[:0], m)
+			w.log.PutCF(s.log, logKey(off), w.buf)
+			w.insts[m.Instance] += uint64(8 + len(w.buf))
+			w.queues = s.queuesFor(w.queues, m.Instance, m.Topic)
+			for _, q := range w.queues {
+				w.key = appendLqKey(w.key[:0], m.Instance, q, off)
+				w.lq.PutCF(s.lq, w.key, nil)
+				w.idx = append(w.idx, indexEntry{m.Instance, q, off, m})
+			}
+		}
+	}
+	s.next.Store(next)
+	s.filtersMu.RUnlock()
+	last := next - 1
+
+	s.countersMu.Lock()
+	for inst, b := range w.insts {
+		s.bytes[inst] += b
+		w.log.PutCF(s.meta, metaKey(metaBytes, inst), u64b(s.bytes[inst]))
+	}
+	s.countersMu.Unlock()
+	if w.sinceCkpt++; w.sinceCkpt >= ckptEvery || time.Since(w.lastCkpt) >= ckptInterval {
+		w.lq.PutCF(s.lq, ckptKey, u64b(last))
+		w.sinceCkpt, w.lastCkpt = 0, time.Now()
+	}
+
+	err := s.db.Write(s.woLog, w.log)
+	if err == nil {
+		err = s.db.Write(s.woNoWAL, w.lq)
+	}
+	s.written.Add(uint64(len(w.log.Data()) + len(w.lq.Data())))
+	s.commits.Add(1)
+	if err != nil {
+		err = fmt.Errorf("store: commit: %w", err)
+	} else {
+		s.tc.add(w.idx, last)
+		s.raise(w.idx)
+	}
+	for _, r := range group {
+		r.err = err
+		if err != nil {
+			r.offs = nil
+		}
+		close(r.done)
+	}
+}
+
+// rebuildFrom indexes every log record after offset from (skipping records
+// below their instance's retention floor) and moves the checkpoint. It runs
+// before the writer starts or on the writer goroutine.
+func (s *Store) rebuildFrom(ctx context.Context, from uint64) error {
+	it := s.db.NewIteratorCF(s.ro, s.log)
+	defer it.Close()
+	wb := grocksdb.NewWriteBatch()
+	defer wb.Destroy()
+	floors := *s.floors.Load()
+	var queues []string
+	var key []byte
+	last, n := from, 0
+	flush := func() error {
+		wb.PutCF(s.lq, ckptKey, u64b(last))
+		if err := s.db.Write(s.woNoWAL, wb); err != nil {
+			return fmt.Errorf("store: rebuild index: %w", err)
+		}
+		wb.Clear()
+		n = 0
+		return ctx.Err()
+	}
+	s.filtersMu.RLock()
+	defer s.filtersMu.RUnlock()
+	for it.Seek(logKey(from + 1)); it.Valid(); it.Next() {
+		off := u64(it.Key().Data())
+		m, err := decodeMessage(it.Value().Data())
+		if err != nil {
+			return fmt.Errorf("store: rebuild index at offset %d: %w", off, err)
+		}
+		last = off
+		if off <= floors[m.Instance] {
+			continue
+		}
+		s.rebuilt.Add(1)
+		queues = s.queuesFor(queues, m.Instance, m.Topic)
+		for _, q := range queues {
+			key = appendLqKey(key[:0], m.Instance, q, off)
+			wb.PutCF(s.lq, key, nil)
+			n++
+		}
+		if n >= 10000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("store: rebuild index: %w", err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	s.tc.setIndexed(last)
+	return nil
+}
+
+// RebuildIndex discards the whole light-queue index and rebuilds it from
+// the commit log (the crash-recovery path, run in full).
+func (s *Store) RebuildIndex(ctx context.Context) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	var err error
+	cerr := s.control(ctx, func() {
+		wb := grocksdb.NewWriteBatch()
+		defer wb.Destroy()
+		wb.DeleteRangeCF(s.lq, []byte{0}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		if err = s.db.Write(s.woWAL, wb); err != nil {
+			err = fmt.Errorf("store: clear index: %w", err)
+			return
+		}
+		s.tc.reset()
+		err = s.rebuildFrom(ctx, 0)
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// IOStats are process-lifetime counters for benchmarks and metrics.
+type IOStats struct {
+	BytesWritten uint64 // WriteBatch bytes of group commits (log + index + counters)
+	StoreReads   uint64 // reads that went to RocksDB (lq scans and log gets)
+	Commits      uint64 // group commits (one WriteBatch + at most one WAL sync each)
+}
+
+// IO returns the I/O counters.
+func (s *Store) IO() IOStats {
+	return IOStats{BytesWritten: s.written.Load(), StoreReads: s.reads.Load(), Commits: s.commits.Load()}
+}
