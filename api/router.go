@@ -4,27 +4,121 @@ package api
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/aeriemq/aerie/internal/ratelimit"
+	"github.com/aeriemq/aerie/tenancy"
 )
 
-// Deps are what the API needs from the rest of the process.
+// Deps are what the API needs from the rest of the process. With Tenancy
+// and DB nil only the health endpoints are served.
 type Deps struct {
-	Log   *slog.Logger
-	Ready []ReadyCheck
+	Log     *slog.Logger
+	Ready   []ReadyCheck
+	Tenancy *tenancy.Service
+	DB      *pgxpool.Pool // idempotency store
+	// LoginLimits throttles POST /v1/auth/login; zero means DefaultLoginLimits.
+	LoginLimits LoginLimits
+}
+
+// LoginLimits are token buckets for login attempts: Burst attempts at once,
+// then one per Every, separately per email and per client address.
+type LoginLimits struct {
+	PerEmailBurst int
+	PerEmailEvery time.Duration
+	PerAddrBurst  int
+	PerAddrEvery  time.Duration
+}
+
+// DefaultLoginLimits: 5 attempts per email then one every 30 s; 30 per
+// client address then one every 2 s.
+var DefaultLoginLimits = LoginLimits{PerEmailBurst: 5, PerEmailEvery: 30 * time.Second, PerAddrBurst: 30, PerAddrEvery: 2 * time.Second}
+
+// API holds the handlers' dependencies; its methods are the /v1 handlers
+// and the middleware later handlers reuse.
+type API struct {
+	log       *slog.Logger
+	svc       *tenancy.Service
+	idem      *IdempotencyStore
+	loginMail *ratelimit.Keyed
+	loginAddr *ratelimit.Keyed
+	now       func() time.Time
 }
 
 // NewRouter builds the HTTP handler for the control plane: health endpoints
-// now, /v1 as the identity and instance services land.
+// and, when Tenancy is set, the /v1 API.
 func NewRouter(d Deps) chi.Router {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID)
+	r.Use(RequestID)
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "not found", http.StatusNotFound)
+	a := &API{log: d.Log, svc: d.Tenancy, now: time.Now}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrRouteNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrMethodNotAllowed) })
+	if d.Tenancy == nil {
+		return r
+	}
+	if d.DB != nil {
+		a.idem = NewIdempotencyStore(d.DB)
+	}
+	lim := d.LoginLimits
+	if lim == (LoginLimits{}) {
+		lim = DefaultLoginLimits
+	}
+	a.loginMail = ratelimit.New(lim.PerEmailEvery, lim.PerEmailBurst)
+	a.loginAddr = ratelimit.New(lim.PerAddrEvery, lim.PerAddrBurst)
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(AccessLog(d.Log))
+		a.Routes(r)
 	})
 	return r
+}
+
+// Routes registers every /v1 route on r. A new org-scoped resource goes in
+// the /orgs/{org_id} group with RequireScope on each route (see doc.go).
+func (a *API) Routes(r chi.Router) {
+	// Public.
+	r.Group(func(r chi.Router) {
+		r.Use(a.Idempotency)
+		r.Post("/signup", a.signup)
+		r.Post("/auth/login", a.login)
+		r.Post("/auth/refresh", a.refresh)
+		r.Post("/auth/logout", a.logout)
+		r.Post("/auth/verify-email", a.verifyEmail)
+		r.Post("/auth/password-reset", a.requestPasswordReset)
+		r.Post("/auth/password-reset/confirm", a.confirmPasswordReset)
+	})
+	// Authenticated.
+	r.Group(func(r chi.Router) {
+		r.Use(a.Authenticate, a.Idempotency)
+		r.Get("/me", a.me)
+		r.Get("/orgs", a.listOrgs)
+		r.With(a.RequireUser).Post("/invitations/accept", a.acceptInvitation)
+		r.Route("/orgs/{org_id}", func(r chi.Router) {
+			r.Use(a.OrgScope)
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getOrg)
+			r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchOrg)
+
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members", a.listMembers)
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members/{user_id}", a.getMember)
+			r.With(a.RequireScope(tenancy.ScopeAdmin)).Patch("/members/{user_id}", a.patchMember)
+			r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/members/{user_id}", a.deleteMember)
+			r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/invitations", a.invite)
+
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys", a.listAPIKeys)
+			r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/api-keys", a.createAPIKey)
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys/{key_id}", a.getAPIKey)
+			r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/api-keys/{key_id}", a.deleteAPIKey)
+
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/audit-events", a.listAuditEvents)
+		})
+	})
 }

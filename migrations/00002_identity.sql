@@ -24,7 +24,95 @@ CREATE TABLE org_members (
 );
 CREATE INDEX org_members_user ON org_members (user_id);
 
+-- API keys: per org, scoped, shown once and stored as SHA-256 of the secret.
+CREATE TABLE api_keys (
+    id           text PRIMARY KEY,
+    org_id       text NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    created_by   text NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name         text NOT NULL,
+    prefix       text NOT NULL UNIQUE,          -- visible part of aer_<prefix>_<secret>
+    secret_hash  bytea NOT NULL,                -- sha256(secret)
+    scopes       text[] NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz,
+    expires_at   timestamptz,
+    revoked_at   timestamptz
+);
+CREATE INDEX api_keys_org ON api_keys (org_id, id);
+
+-- Refresh tokens: opaque, stored hashed, rotated on use; reuse of a used
+-- token revokes its whole family.
+CREATE TABLE refresh_tokens (
+    id         text PRIMARY KEY,
+    user_id    text NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    family_id  text NOT NULL,
+    token_hash bytea NOT NULL UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    used_at    timestamptz,
+    revoked_at timestamptz
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+
+-- Org invitations: an emailed token that makes the invitee a member.
+CREATE TABLE invitations (
+    id          text PRIMARY KEY,
+    org_id      text NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    email       text NOT NULL,
+    role        text NOT NULL CHECK (role IN ('owner', 'admin', 'viewer')),
+    token_hash  bytea NOT NULL UNIQUE,
+    invited_by  text NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    accepted_at timestamptz
+);
+CREATE INDEX invitations_org ON invitations (org_id, id);
+
+-- One-use tokens mailed to a user: email verification and password reset.
+CREATE TABLE user_tokens (
+    token_hash bytea PRIMARY KEY,
+    user_id    text NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    purpose    text NOT NULL CHECK (purpose IN ('verify_email', 'reset_password')),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    used_at    timestamptz
+);
+
+-- Idempotency-Key replays: the stored response of a POST for 24 h.
+CREATE TABLE idempotency_keys (
+    scope        text NOT NULL,               -- the caller (user or api key) and route
+    key          text NOT NULL,
+    request_hash bytea NOT NULL,
+    status       integer,                     -- NULL while the first request runs
+    headers      jsonb,
+    body         bytea,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+-- Audit log of every mutating call.
+CREATE TABLE audit_events (
+    id          text PRIMARY KEY,
+    seq         bigint GENERATED ALWAYS AS IDENTITY UNIQUE,  -- list order and cursor
+    org_id      text NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    actor_type  text NOT NULL CHECK (actor_type IN ('user', 'api_key')),
+    actor_id    text NOT NULL,
+    action      text NOT NULL,
+    target      text NOT NULL,
+    client_addr text NOT NULL DEFAULT '',
+    request_id  text NOT NULL DEFAULT '',
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX audit_events_org ON audit_events (org_id, seq DESC);
+
 -- +goose Down
+DROP TABLE audit_events;
+DROP TABLE idempotency_keys;
+DROP TABLE user_tokens;
+DROP TABLE invitations;
+DROP TABLE refresh_tokens;
+DROP TABLE api_keys;
 DROP TABLE org_members;
 DROP TABLE orgs;
 DROP TABLE users;

@@ -18,8 +18,10 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/dataplane/gateway"
+	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgcluster"
 	"github.com/aeriemq/aerie/migrations"
+	"github.com/aeriemq/aerie/tenancy"
 )
 
 // runServer runs serve, controlplane or dataplane until ctx is cancelled
@@ -69,8 +71,10 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		checks = append(checks, api.ReadyCheck{Name: "mqtt", Fn: func(context.Context) error { return gw.Ready() }})
 	}
 
+	var pool *pgxpool.Pool
 	if withControl {
-		pool, stopDB, err := openDatabase(ctx, cfg, log)
+		var stopDB func()
+		pool, stopDB, err = openDatabase(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
@@ -105,7 +109,12 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		log.Warn("no --control-plane given: this node has no device configuration and refuses every connection")
 	}
 
-	router := api.NewRouter(api.Deps{Log: log, Ready: checks})
+	deps := api.Deps{Log: log, Ready: checks}
+	if withControl {
+		deps.DB = pool
+		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)))
+	}
+	router := api.NewRouter(deps)
 	httpSrv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- httpSrv.Serve(httpLn) }()

@@ -1,0 +1,273 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/go-chi/chi/v5"
+
+	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/internal/mailer"
+	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/tenancy"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+var (
+	specOnce   sync.Once
+	specDoc    *openapi3.T
+	specRouter routers.Router
+	specErr    error
+)
+
+// loadSpec loads and validates openapi.yaml once per test process.
+func loadSpec(t testing.TB) (*openapi3.T, routers.Router) {
+	t.Helper()
+	specOnce.Do(func() {
+		loader := openapi3.NewLoader()
+		specDoc, specErr = loader.LoadFromFile("../openapi.yaml")
+		if specErr != nil {
+			return
+		}
+		if specErr = specDoc.Validate(context.Background()); specErr != nil {
+			return
+		}
+		specRouter, specErr = legacy.NewRouter(specDoc)
+	})
+	if specErr != nil {
+		t.Fatalf("openapi.yaml: %v", specErr)
+	}
+	return specDoc, specRouter
+}
+
+// env is one API server over a fresh database.
+type env struct {
+	t      *testing.T
+	srv    *httptest.Server
+	svc    *tenancy.Service
+	outbox *mailer.Outbox
+	db     *pgtest.DB
+	router chi.Router
+}
+
+var testPasswords = tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}
+
+func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
+	t.Helper()
+	loadSpec(t)
+	db := pgtest.New(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	out := mailer.NewOutbox()
+	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithPasswordParams(testPasswords))
+	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool}
+	if len(limits) > 0 {
+		d.LoginLimits = limits[0]
+	} else {
+		d.LoginLimits = api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
+	}
+	r := api.NewRouter(d)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, svc: svc, outbox: out, db: db, router: r}
+}
+
+// req describes one call.
+type req struct {
+	method, path, token string
+	body                any               // marshalled to JSON unless raw is set
+	raw                 []byte            // sent as is
+	header              map[string]string // extra headers
+	invalidRequest      bool              // the request deliberately breaks the spec: skip its validation
+	noRoute             bool              // the path is deliberately not in the spec
+}
+
+// resp is a response, read whole.
+type resp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *resp) decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// problem decodes a problem+json body and checks its shape and status.
+func (r *resp) problem(t testing.TB, status int, slug string) api.Problem {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type %q, want application/problem+json", ct)
+	}
+	var p api.Problem
+	r.decode(t, &p)
+	if p.Status != status || p.Type != api.ProblemTypeBase+slug || p.Title == "" {
+		t.Fatalf("problem %+v, want status %d type %s", p, status, slug)
+	}
+	if p.RequestID == "" || p.RequestID != r.header.Get("X-Request-Id") {
+		t.Fatalf("problem request_id %q, header %q", p.RequestID, r.header.Get("X-Request-Id"))
+	}
+	return p
+}
+
+// do sends a request through the real server, validating the request and
+// the response against openapi.yaml.
+func (e *env) do(t testing.TB, q req) *resp {
+	t.Helper()
+	var body []byte
+	switch {
+	case q.raw != nil:
+		body = q.raw
+	case q.body != nil:
+		var err error
+		if body, err = json.Marshal(q.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(base string) *http.Request {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		r, err := http.NewRequest(q.method, base+q.path, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != nil {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		if q.token != "" {
+			r.Header.Set("Authorization", "Bearer "+q.token)
+		}
+		for k, v := range q.header {
+			r.Header.Set(k, v)
+		}
+		return r
+	}
+	_, router := loadSpec(t)
+	ctx := context.Background()
+	var in *openapi3filter.RequestValidationInput
+	if !q.noRoute {
+		vr := build("http://localhost:8080")
+		route, params, err := router.FindRoute(vr)
+		if err != nil {
+			t.Fatalf("%s %s is not in openapi.yaml: %v", q.method, q.path, err)
+		}
+		in = &openapi3filter.RequestValidationInput{Request: vr, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+		if !q.invalidRequest {
+			if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+				t.Fatalf("request %s %s breaks openapi.yaml: %v", q.method, q.path, err)
+			}
+		}
+	}
+	res, err := e.srv.Client().Do(build(e.srv.URL))
+	if err != nil {
+		t.Fatalf("%s %s: %v", q.method, q.path, err)
+	}
+	defer res.Body.Close()
+	rb, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("%s %s: response has no X-Request-Id", q.method, q.path)
+	}
+	if in != nil {
+		out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: res.StatusCode, Header: res.Header,
+			Body: io.NopCloser(bytes.NewReader(rb)), Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+		if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+			t.Fatalf("response to %s %s (%d %s) breaks openapi.yaml: %v", q.method, q.path, res.StatusCode, rb, err)
+		}
+	}
+	return &resp{status: res.StatusCode, header: res.Header, body: rb}
+}
+
+// expect fails unless the response has the status.
+func (r *resp) expect(t testing.TB, status int) *resp {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	return r
+}
+
+// session is the JSON of sign-up/login/refresh.
+type session struct {
+	User struct {
+		ID            string `json:"id"`
+		Email         string `json:"email"`
+		EmailVerified bool   `json:"email_verified"`
+	} `json:"user"`
+	Org *struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+		Role string `json:"role"`
+	} `json:"org"`
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+}
+
+const password = "correct horse battery"
+
+// signup creates a user with an org and returns its session.
+func (e *env) signup(t testing.TB, email, org string) session {
+	t.Helper()
+	var s session
+	e.do(t, req{method: "POST", path: "/v1/signup", body: map[string]string{"email": email, "password": password, "org_name": org}}).
+		expect(t, http.StatusCreated).decode(t, &s)
+	return s
+}
+
+type apiKey struct {
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Prefix     string   `json:"prefix"`
+	Scopes     []string `json:"scopes"`
+	Secret     string   `json:"secret"`
+	LastUsedAt *string  `json:"last_used_at"`
+}
+
+// createKey creates an API key in org with scopes.
+func (e *env) createKey(t testing.TB, token, org, name string, scopes ...string) apiKey {
+	t.Helper()
+	var k apiKey
+	e.do(t, req{method: "POST", path: "/v1/orgs/" + org + "/api-keys", token: token, body: map[string]any{"name": name, "scopes": scopes}}).
+		expect(t, http.StatusCreated).decode(t, &k)
+	return k
+}
+
+// mailedToken extracts token=… from the newest mail to addr.
+func (e *env) mailedToken(t testing.TB, addr string) string {
+	t.Helper()
+	m, ok := e.outbox.Last(addr)
+	if !ok {
+		t.Fatalf("no mail to %s", addr)
+	}
+	_, after, ok := strings.Cut(m.Body, "token=")
+	if !ok {
+		t.Fatalf("mail to %s has no token: %q", addr, m.Body)
+	}
+	return strings.TrimSpace(after)
+}

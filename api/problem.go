@@ -1,0 +1,138 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/aeriemq/aerie/tenancy"
+)
+
+// ProblemTypeBase prefixes every problem `type` URI; the suffix is stable.
+const ProblemTypeBase = "https://aerie.dev/problems/"
+
+// Problem is an RFC 9457 problem details body (application/problem+json).
+type Problem struct {
+	Type      string               `json:"type"`
+	Title     string               `json:"title"`
+	Status    int                  `json:"status"`
+	Detail    string               `json:"detail,omitempty"`
+	Instance  string               `json:"instance,omitempty"`
+	RequestID string               `json:"request_id,omitempty"`
+	Errors    []tenancy.FieldError `json:"errors,omitempty"`
+}
+
+// Errors of the HTTP layer; handlers return them (wrapped or not) to
+// WriteError like domain errors.
+var (
+	ErrMalformed           = errors.New("malformed request")
+	ErrBodyTooLarge        = errors.New("request body too large")
+	ErrUnsupportedMedia    = errors.New("unsupported media type")
+	ErrPreconditionFailed  = errors.New("precondition failed")
+	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+	ErrIdempotencyInFlight = errors.New("a request with this idempotency key is in progress")
+	ErrInsufficientScope   = errors.New("insufficient scope")
+	ErrMethodNotAllowed    = errors.New("method not allowed")
+	ErrRouteNotFound       = errors.New("no such route")
+	errRateLimitedSentinel = errors.New("too many requests")
+)
+
+// RateLimitedError asks the client to wait RetryAfter (429 + Retry-After).
+type RateLimitedError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitedError) Error() string { return "too many requests" }
+
+// Is makes errors.Is(err, errRateLimitedSentinel) match.
+func (e *RateLimitedError) Is(target error) bool { return target == errRateLimitedSentinel }
+
+// problemKind is one row of the error→HTTP table.
+type problemKind struct {
+	Status int
+	Slug   string // appended to ProblemTypeBase
+	Title  string
+}
+
+// errorTable is THE mapping from errors to HTTP problems: the first row whose
+// error matches (errors.Is) wins. Add a row here for a new domain error.
+var errorTable = []struct {
+	Err  error
+	Kind problemKind
+}{
+	{tenancy.ErrNotFound, problemKind{http.StatusNotFound, "not-found", "Not found"}},
+	{ErrRouteNotFound, problemKind{http.StatusNotFound, "not-found", "Not found"}},
+	{tenancy.ErrUnauthenticated, problemKind{http.StatusUnauthorized, "unauthenticated", "Authentication required"}},
+	{tenancy.ErrForbidden, problemKind{http.StatusForbidden, "forbidden", "Forbidden"}},
+	{ErrInsufficientScope, problemKind{http.StatusForbidden, "insufficient-scope", "Insufficient scope"}},
+	{tenancy.ErrLastOwner, problemKind{http.StatusConflict, "last-owner", "An org must keep one owner"}},
+	{tenancy.ErrConflict, problemKind{http.StatusConflict, "conflict", "Conflict"}},
+	{ErrMalformed, problemKind{http.StatusBadRequest, "malformed-request", "Malformed request"}},
+	{ErrBodyTooLarge, problemKind{http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large"}},
+	{ErrUnsupportedMedia, problemKind{http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"}},
+	{ErrPreconditionFailed, problemKind{http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"}},
+	{tenancy.ErrStale, problemKind{http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"}},
+	{ErrIdempotencyMismatch, problemKind{http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"}},
+	{ErrIdempotencyInFlight, problemKind{http.StatusConflict, "idempotency-in-progress", "Request in progress"}},
+	{ErrMethodNotAllowed, problemKind{http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"}},
+	{errRateLimitedSentinel, problemKind{http.StatusTooManyRequests, "rate-limited", "Too many requests"}},
+}
+
+var (
+	validationKind = problemKind{http.StatusBadRequest, "validation-error", "Invalid request"}
+	internalKind   = problemKind{http.StatusInternalServerError, "internal", "Internal server error"}
+)
+
+// ProblemFor maps err to its problem (status, type, title, detail, field
+// errors). Unknown errors are 500 with no detail (the error is logged).
+func ProblemFor(err error) Problem {
+	kind, known := internalKind, false
+	var ve *tenancy.ValidationError
+	if errors.As(err, &ve) {
+		return Problem{Type: ProblemTypeBase + validationKind.Slug, Title: validationKind.Title, Status: validationKind.Status,
+			Detail: "one or more fields are invalid", Errors: ve.Fields}
+	}
+	for _, row := range errorTable {
+		if errors.Is(err, row.Err) {
+			kind, known = row.Kind, true
+			break
+		}
+	}
+	p := Problem{Type: ProblemTypeBase + kind.Slug, Title: kind.Title, Status: kind.Status}
+	if known {
+		p.Detail = err.Error()
+	}
+	return p
+}
+
+// WriteError answers with the problem for err, logging server errors.
+func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	p := ProblemFor(err)
+	if p.Status >= 500 {
+		a.log.ErrorContext(r.Context(), "request failed", "error", err, "request_id", middleware.GetReqID(r.Context()),
+			"method", r.Method, "path", r.URL.Path)
+	}
+	var rl *RateLimitedError
+	if errors.As(err, &rl) {
+		secs := int((rl.RetryAfter + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	}
+	if p.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="aerie"`)
+	}
+	WriteProblem(w, r, p)
+}
+
+// WriteProblem writes p as application/problem+json.
+func WriteProblem(w http.ResponseWriter, r *http.Request, p Problem) {
+	p.RequestID = middleware.GetReqID(r.Context())
+	if p.Instance == "" {
+		p.Instance = r.URL.Path
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
