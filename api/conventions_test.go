@@ -44,6 +44,7 @@ var sampleBodies = map[string]any{
 	"PATCH /v1/orgs/{org_id}/members/{user_id}": map[string]any{"role": "viewer"},
 	"POST /v1/orgs/{org_id}/invitations":        map[string]any{"email": "x@example.com", "role": "viewer"},
 	"POST /v1/orgs/{org_id}/api-keys":           map[string]any{"name": "k", "scopes": []string{"read"}},
+	"PUT /v1/orgs/{org_id}/subscription":        map[string]any{"plan": "developer"},
 }
 
 // fill substitutes the path parameters with IDs that exist in the target org.

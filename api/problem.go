@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -63,6 +64,9 @@ var errorTable = []struct {
 	Kind problemKind
 }{
 	{tenancy.ErrNotFound, problemKind{http.StatusNotFound, "not-found", "Not found"}},
+	{billing.ErrNotFound, problemKind{http.StatusNotFound, "not-found", "Not found"}},
+	{billing.ErrInvalid, problemKind{http.StatusBadRequest, "invalid-request", "Invalid request"}},
+	{billing.ErrInvalidRange, problemKind{http.StatusBadRequest, "invalid-request", "Invalid request"}},
 	{ErrRouteNotFound, problemKind{http.StatusNotFound, "not-found", "Not found"}},
 	{tenancy.ErrUnauthenticated, problemKind{http.StatusUnauthorized, "unauthenticated", "Authentication required"}},
 	{tenancy.ErrForbidden, problemKind{http.StatusForbidden, "forbidden", "Forbidden"}},

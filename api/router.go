@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -20,6 +21,7 @@ type Deps struct {
 	Log     *slog.Logger
 	Ready   []ReadyCheck
 	Tenancy *tenancy.Service
+	Billing *billing.Service
 	DB      *pgxpool.Pool // idempotency store
 	// LoginLimits throttles POST /v1/auth/login; zero means DefaultLoginLimits.
 	LoginLimits LoginLimits
@@ -43,6 +45,7 @@ var DefaultLoginLimits = LoginLimits{PerEmailBurst: 5, PerEmailEvery: 30 * time.
 type API struct {
 	log       *slog.Logger
 	svc       *tenancy.Service
+	billing   *billing.Service
 	idem      *IdempotencyStore
 	loginMail *ratelimit.Keyed
 	loginAddr *ratelimit.Keyed
@@ -60,7 +63,7 @@ func NewRouter(d Deps) chi.Router {
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
-	a := &API{log: d.Log, svc: d.Tenancy, now: time.Now}
+	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, now: time.Now}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrMethodNotAllowed) })
 	if d.Tenancy == nil {
@@ -95,6 +98,7 @@ func (a *API) Routes(r chi.Router) {
 		r.Post("/auth/verify-email", a.verifyEmail)
 		r.Post("/auth/password-reset", a.requestPasswordReset)
 		r.Post("/auth/password-reset/confirm", a.confirmPasswordReset)
+		r.Get("/plans", a.listPlans)
 	})
 	// Authenticated.
 	r.Group(func(r chi.Router) {
@@ -119,6 +123,14 @@ func (a *API) Routes(r chi.Router) {
 			r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/api-keys/{key_id}", a.deleteAPIKey)
 
 			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/audit-events", a.listAuditEvents)
+
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)
+			r.With(a.RequireScope(tenancy.ScopeAdmin)).Put("/subscription", a.putSubscription)
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/usage", a.getUsage)
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices", a.listInvoices)
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/upcoming", a.upcomingInvoice)
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}", a.getInvoice)
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}/print", a.printInvoice)
 		})
 	})
 }

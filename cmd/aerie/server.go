@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/gateway"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgcluster"
@@ -113,6 +114,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	if withControl {
 		deps.DB = pool
 		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)))
+		deps.Billing = billing.NewService(pool, nil, log)
 	}
 	router := api.NewRouter(deps)
 	httpSrv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
