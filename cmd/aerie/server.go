@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/console"
 	"github.com/aeriemq/aerie/dataplane/gateway"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgcluster"
@@ -117,6 +120,13 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		deps.Billing = billing.NewService(pool, nil, log)
 	}
 	router := api.NewRouter(deps)
+	if withControl {
+		key, err := consoleKey(ctx, pool)
+		if err != nil {
+			return err
+		}
+		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Log: log, CSRFKey: key}))
+	}
 	httpSrv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- httpSrv.Serve(httpLn) }()
@@ -293,3 +303,22 @@ func runMigrate(ctx context.Context, args []string, stdout io.Writer, stderr *os
 }
 
 var _ = errors.New
+
+// consoleKey returns the key that signs the console's CSRF tokens, created
+// once and kept in the settings table so every control-plane process (and
+// every restart) accepts the same forms.
+func consoleKey(ctx context.Context, pool *pgxpool.Pool) ([]byte, error) {
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO settings (key, value) VALUES ('console_csrf_key', to_jsonb($1::text))
+		ON CONFLICT (key) DO NOTHING`, base64.StdEncoding.EncodeToString(fresh)); err != nil {
+		return nil, fmt.Errorf("console key: %w", err)
+	}
+	var enc string
+	if err := pool.QueryRow(ctx, `SELECT value #>> '{}' FROM settings WHERE key = 'console_csrf_key'`).Scan(&enc); err != nil {
+		return nil, fmt.Errorf("console key: %w", err)
+	}
+	return base64.StdEncoding.DecodeString(enc)
+}
