@@ -94,8 +94,12 @@
 // session expiry > 0) are stored with subscriptions and one cursor per queue;
 // no message is copied per session. ExpireSessions returns due wills (v5 will
 // delay, capped by the session expiry) and removes expired sessions; both
-// survive restarts because they are in the session CF. Retained messages
-// live in the retain CF, capped by Limits.MaxRetained.
+// survive restarts because they are in the session CF; at start the gateway
+// calls DisconnectAll so sessions that were online when the node stopped
+// expire too. Subscription.Since records where a subscription started (the
+// gateway uses it to deliver a message matching several subscriptions
+// once). Retained messages live in the retain CF, capped by
+// Limits.MaxRetained; RetainedInstances lists the instances that have any.
 //
 // Never call EnableManualCompaction: Debian's librocksdb is built with
 // assertions on.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 
@@ -148,4 +149,19 @@ func (s *Store) Retained(ctx context.Context, instance, filter string) ([]Messag
 		return nil, fmt.Errorf("store: scan retained: %w", err)
 	}
 	return out, ctx.Err()
+}
+
+// RetainedInstances lists the instances that have retained messages (the
+// gateway reloads them into the broker at start).
+func (s *Store) RetainedInstances() []string {
+	s.rt.mu.Lock()
+	defer s.rt.mu.Unlock()
+	out := make([]string, 0, len(s.rt.count))
+	for inst, n := range s.rt.count {
+		if n > 0 {
+			out = append(out, inst)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

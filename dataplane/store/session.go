@@ -28,6 +28,9 @@ type Subscription struct {
 	RetainAsPublished bool   `json:"rap,omitempty"`
 	RetainHandling    byte   `json:"rh,omitempty"`
 	Identifier        uint32 `json:"id,omitempty"`
+	// Since is the log offset the subscription started after (set by
+	// Subscribe): it covers exactly the messages with greater offsets.
+	Since uint64 `json:"sn,omitempty"`
 }
 
 // Will is a session's will message, published by the gateway when
@@ -316,7 +319,10 @@ func (s *Store) Subscribe(ctx context.Context, instance, clientID string, sub Su
 	if rec.Subs == nil {
 		rec.Subs = map[string]Subscription{}
 	}
-	_, existed := rec.Subs[sub.Filter]
+	prev, existed := rec.Subs[sub.Filter]
+	if existed {
+		sub.Since = prev.Since
+	}
 	rec.Subs[sub.Filter] = sub
 	wb := grocksdb.NewWriteBatch()
 	defer wb.Destroy()
@@ -337,6 +343,11 @@ func (s *Store) Subscribe(ctx context.Context, instance, clientID string, sub Su
 		boundary = s.next.Load() - 1
 		s.filtersMu.Unlock()
 	}); err != nil {
+		return 0, err
+	}
+	sub.Since = boundary
+	rec.Subs[sub.Filter] = sub
+	if err := s.writeRecord(wb, instance, clientID, rec); err != nil {
 		return 0, err
 	}
 	wb.PutCF(s.sess, sessCursorKey(instance, clientID, sub.Filter), u64b(boundary))
@@ -726,4 +737,58 @@ func (s *Store) ExpireSessions(ctx context.Context, now time.Time) (Expired, err
 		}
 	}
 	return out, nil
+}
+
+// DisconnectAll marks every persistent session that is recorded as connected
+// as disconnected at `at`. The gateway calls it at start: sessions that were
+// online when the node stopped (or crashed) then expire and fire their wills
+// like any other disconnected session.
+func (s *Store) DisconnectAll(ctx context.Context, at time.Time) (int, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	s.ss.lock.Lock()
+	defer s.ss.lock.Unlock()
+	wb := grocksdb.NewWriteBatch()
+	defer wb.Destroy()
+	n := 0
+	it := s.db.NewIteratorCF(s.ro, s.sess)
+	for it.SeekToFirst(); it.Valid(); it.Next() {
+		inst, client, kind, _, ok := parseSessKey(it.Key().Data())
+		if !ok || kind != sessKindMeta {
+			continue
+		}
+		s.ss.mu.RLock()
+		live := s.ss.live[sessKey{inst, client}] != nil
+		s.ss.mu.RUnlock()
+		if live {
+			continue
+		}
+		var rec sessionRecord
+		if err := json.Unmarshal(it.Value().Data(), &rec); err != nil {
+			it.Close()
+			return n, fmt.Errorf("store: session %s/%s: %w", inst, client, err)
+		}
+		if rec.Disc != 0 {
+			continue
+		}
+		rec.Disc = at.UnixMilli()
+		if err := s.writeRecord(wb, inst, client, &rec); err != nil {
+			it.Close()
+			return n, err
+		}
+		n++
+	}
+	err := it.Err()
+	it.Close()
+	if err != nil {
+		return n, fmt.Errorf("store: scan sessions: %w", err)
+	}
+	if n > 0 {
+		if err := s.write(wb); err != nil {
+			return 0, err
+		}
+	}
+	return n, ctx.Err()
 }
