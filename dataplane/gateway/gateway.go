@@ -3,7 +3,6 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,10 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/dataplane/sessions"
+	"github.com/aeriemq/aerie/dataplane/store"
 )
 
 // Options configure a gateway.
@@ -23,15 +25,29 @@ type Options struct {
 	// ConnectTimeout closes sockets that send no CONNECT in time. Default 10 s.
 	ConnectTimeout time.Duration
 	Log            *slog.Logger
+	// Config is the pushed configuration devices are checked against; nil
+	// refuses every device (secure by default).
+	Config *configsync.State
+	// DefaultInstance serves devices that name no instance (no host name,
+	// no "@<instance>" in the username); empty refuses them.
+	DefaultInstance string
+	// BaseDomain: a device connecting to "<instance>.<BaseDomain>" (TLS SNI,
+	// WebSocket Host) names that instance.
+	BaseDomain string
+	// Store, when set, keeps QoS≥1 messages, retained messages and
+	// persistent sessions (see dataplane/sessions); the caller closes it
+	// after Close.
+	Store *store.Store
 }
 
 // Gateway is a running MQTT front end.
 type Gateway struct {
-	srv   *mqtt.Server
-	log   *slog.Logger
-	tcp   *tcpListener
-	ws    *wsListener
-	ready atomic.Bool
+	srv    *mqtt.Server
+	tenant *tenantHook
+	log    *slog.Logger
+	tcp    *tcpListener
+	ws     *wsListener
+	ready  atomic.Bool
 }
 
 // New binds the listeners (so a port in use fails here) without serving.
@@ -53,8 +69,15 @@ func New(o Options) (*Gateway, error) {
 		Logger:                   o.Log.With("component", "mqtt"),
 	})
 	g := &Gateway{srv: srv, log: o.Log}
-	if err := srv.AddHook(&authHook{srv: srv}, nil); err != nil {
-		return nil, fmt.Errorf("add auth hook: %w", err)
+	g.tenant = newTenantHook(srv, o.Config, o.DefaultInstance, o.BaseDomain, o.Log)
+	if err := srv.AddHook(g.tenant, nil); err != nil {
+		return nil, fmt.Errorf("add tenant hook: %w", err)
+	}
+	if o.Store != nil {
+		h := sessions.New(o.Store, srv, sessions.Options{InstanceOf: g.tenant.InstanceOf, Logger: o.Log})
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("add sessions hook: %w", err)
+		}
 	}
 	if o.MQTTAddr != "" {
 		g.tcp = &tcpListener{id: "tcp", addr: o.MQTTAddr, preConnect: o.ConnectTimeout}
@@ -119,27 +142,3 @@ func (g *Gateway) Close() error {
 	g.ready.Store(false)
 	return g.srv.Close()
 }
-
-// authHook refuses every CONNECT until device credentials are pushed to
-// the node: the data plane is secure by default.
-type authHook struct {
-	mqtt.HookBase
-	srv *mqtt.Server
-}
-
-func (h *authHook) ID() string { return "aerie-auth" }
-
-func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
-}
-
-// OnConnect answers CONNACK "not authorised" (v5 0x87, 3.1.1 0x05): mochi's
-// own refusal after OnConnectAuthenticate says "bad username or password",
-// which is wrong when no device is known at all.
-func (h *authHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
-	return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
-}
-
-func (h *authHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return false }
-
-func (h *authHook) OnACLCheck(*mqtt.Client, string, bool) bool { return false }

@@ -142,7 +142,7 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	conn := &wsConn{Conn: c.UnderlyingConn(), c: c}
+	conn := &wsConn{Conn: c.UnderlyingConn(), c: c, host: r.Host}
 	_ = conn.SetDeadline(time.Now().Add(l.preConnect))
 	if err := l.establish(l.id, conn); err != nil {
 		l.log.Debug("connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
@@ -166,10 +166,14 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 // wsConn adapts a WebSocket connection to the byte stream mochi reads.
 type wsConn struct {
 	net.Conn
-	c  *websocket.Conn
-	r  io.Reader
-	wm sync.Mutex
+	c    *websocket.Conn
+	r    io.Reader
+	wm   sync.Mutex
+	host string // the HTTP Host the device connected to
 }
+
+// ServerName is the host name the device used (it can name the instance).
+func (ws *wsConn) ServerName() string { return ws.host }
 
 var errNotBinary = errors.New("websocket: MQTT needs binary frames")
 

@@ -1,0 +1,436 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/dataplane/configsync"
+)
+
+// conn is what the tenant hook knows about one connected device.
+type conn struct {
+	instance  string
+	mount     string // "<instance>/"
+	username  string // as the device knows it (without "@<instance>")
+	clientID  string // as the device knows it
+	credID    string
+	jti       string
+	resources []config.TokenResource // nil unless authenticated by a device token
+	maxLevels int
+}
+
+// tenantHook authenticates devices from the pushed config, keeps every
+// instance in its own topic namespace and client-ID space, and enforces
+// ACL rules and device-token scopes.
+//
+// Namespacing: topics and filters gain the mount "<instance-id>/" on the way
+// in (OnPacketRead) and lose it on the way out (OnPacketEncode); client IDs
+// become "<instance-id>/<client-id>" inside mochi, so a takeover only
+// happens within an instance. Anything not under the caller's own mount is
+// refused by OnACLCheck.
+type tenantHook struct {
+	mqtt.HookBase
+	srv             *mqtt.Server
+	state           *configsync.State
+	defaultInstance string
+	baseDomain      string
+	log             *slog.Logger
+	now             func() time.Time
+
+	mu    sync.RWMutex
+	conns map[*mqtt.Client]*conn
+}
+
+func newTenantHook(srv *mqtt.Server, state *configsync.State, defaultInstance, baseDomain string, log *slog.Logger) *tenantHook {
+	h := &tenantHook{srv: srv, state: state, defaultInstance: defaultInstance, baseDomain: strings.TrimPrefix(baseDomain, "."),
+		log: log, now: time.Now, conns: map[*mqtt.Client]*conn{}}
+	if state != nil {
+		state.OnChange(h.onChange)
+	}
+	return h
+}
+
+func (h *tenantHook) ID() string { return "aerie-tenant" }
+
+func (h *tenantHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketRead,
+		mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnDisconnect}, []byte{b})
+}
+
+func (h *tenantHook) get(cl *mqtt.Client) *conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.conns[cl]
+}
+
+// InstanceOf names the instance of a connected client ("" if unknown).
+func (h *tenantHook) InstanceOf(cl *mqtt.Client) string {
+	if c := h.get(cl); c != nil {
+		return c.instance
+	}
+	return ""
+}
+
+// hostOf is implemented by connections that know the name the device used
+// (WebSocket Host header, TLS SNI).
+type hostOf interface{ ServerName() string }
+
+// resolveInstance picks the instance a CONNECT names: by host name
+// "<instance>.<base-domain>", else by username "<user>@<instance>", else the
+// node's default instance. It returns the instance and the username as the
+// device's own.
+func (h *tenantHook) resolveInstance(cl *mqtt.Client, username string) (instance, user string) {
+	if hc, ok := cl.Net.Conn.(hostOf); ok && h.baseDomain != "" {
+		host := strings.ToLower(hc.ServerName())
+		if i := strings.IndexByte(host, ':'); i >= 0 {
+			host = host[:i]
+		}
+		if sub, ok := strings.CutSuffix(host, "."+h.baseDomain); ok && sub != "" && !strings.Contains(sub, ".") {
+			if u, inst, ok := cutLast(username, "@"); ok && inst == sub {
+				return sub, u
+			}
+			return sub, username
+		}
+	}
+	if u, inst, ok := cutLast(username, "@"); ok && inst != "" {
+		return inst, u
+	}
+	return h.defaultInstance, username
+}
+
+func cutLast(s, sep string) (before, after string, found bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
+}
+
+// OnConnect authenticates the device and namespaces its client ID and will.
+// Refusals answer CONNACK with the code for the client's protocol version.
+func (h *tenantHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if h.state == nil {
+		return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
+	}
+	username := string(pk.Connect.Username)
+	instance, user := h.resolveInstance(cl, username)
+	inst, ok := h.state.Instance(instance)
+	if instance == "" || !ok {
+		return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
+	}
+	if inst.Status != config.StatusRunning && inst.Status != config.StatusProvisioning {
+		return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
+	}
+	c := &conn{instance: instance, mount: instance + "/", username: user, clientID: cl.ID, maxLevels: inst.Quotas.MaxTopicLevels}
+	switch {
+	case user == "" && !pk.Connect.PasswordFlag:
+		if !inst.AllowAnonymous {
+			return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
+		}
+	case user == config.DeviceTokenUsername:
+		code, ok := h.checkToken(c, string(pk.Connect.Password))
+		if !ok {
+			return refuseConnect(h.srv, cl, code)
+		}
+	default:
+		id, res := h.state.CheckPassword(instance, user, pk.Connect.Password, cl.ID, h.now())
+		switch res {
+		case configsync.AuthOK:
+			c.credID = id
+		case configsync.AuthBadCredentials:
+			return refuseConnect(h.srv, cl, packets.ErrBadUsernameOrPassword)
+		case configsync.AuthClientIDRefused:
+			return refuseConnect(h.srv, cl, packets.ErrClientIdentifierNotValid)
+		default: // disabled, expired, instance unavailable
+			return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
+		}
+	}
+	if cl.Properties.Will.Flag != 0 {
+		if !validTopic(cl.Properties.Will.TopicName, c.maxLevels) || !h.allowed(c, config.ActionPublish, cl.Properties.Will.TopicName, false) {
+			return refuseConnect(h.srv, cl, packets.ErrTopicNameInvalid)
+		}
+		cl.Properties.Will.TopicName = c.mount + cl.Properties.Will.TopicName
+	}
+	cl.ID = c.mount + cl.ID
+	h.mu.Lock()
+	h.conns[cl] = c
+	h.mu.Unlock()
+	return nil
+}
+
+// deviceClaims adapts config.DeviceTokenClaims to jwt.Claims.
+type deviceClaims struct{ config.DeviceTokenClaims }
+
+func (c *deviceClaims) GetExpirationTime() (*jwt.NumericDate, error) {
+	if c.ExpiresAt == 0 {
+		return nil, nil
+	}
+	return jwt.NewNumericDate(time.Unix(c.ExpiresAt, 0)), nil
+}
+func (c *deviceClaims) GetIssuedAt() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.IssuedAt, 0)), nil
+}
+func (c *deviceClaims) GetNotBefore() (*jwt.NumericDate, error) { return nil, nil }
+func (c *deviceClaims) GetIssuer() (string, error)              { return c.Issuer, nil }
+func (c *deviceClaims) GetSubject() (string, error)             { return "", nil }
+func (c *deviceClaims) GetAudience() (jwt.ClaimStrings, error) {
+	return jwt.ClaimStrings{c.Audience}, nil
+}
+
+// checkToken verifies a device token offline with the instance's keys.
+func (h *tenantHook) checkToken(c *conn, raw string) (packets.Code, bool) {
+	var claims deviceClaims
+	p := jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithAudience(c.instance), jwt.WithIssuer("aerie"),
+		jwt.WithExpirationRequired(), jwt.WithTimeFunc(h.now))
+	_, err := p.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		k, ok := h.state.TokenKey(c.instance, kid)
+		if !ok {
+			return nil, fmt.Errorf("unknown token key %q", kid)
+		}
+		return ed25519.PublicKey(k.PublicKey), nil
+	})
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return packets.ErrNotAuthorized, false
+	case err != nil:
+		return packets.ErrBadUsernameOrPassword, false
+	case claims.ID == "" || h.state.TokenRevoked(c.instance, claims.ID):
+		return packets.ErrNotAuthorized, false
+	case claims.ClientID != "" && claims.ClientID != c.clientID:
+		return packets.ErrClientIdentifierNotValid, false
+	}
+	c.jti = claims.ID
+	c.resources = claims.Resources
+	if c.resources == nil {
+		c.resources = []config.TokenResource{}
+	}
+	return packets.CodeSuccess, true
+}
+
+// OnConnectAuthenticate admits exactly the clients OnConnect accepted.
+func (h *tenantHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return h.get(cl) != nil
+}
+
+// OnDisconnect forgets the connection.
+func (h *tenantHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.mu.Lock()
+	delete(h.conns, cl)
+	h.mu.Unlock()
+}
+
+// errDenied marks a filter the device may not use: it is left outside the
+// device's mount, so OnACLCheck refuses it with the right SUBACK code.
+const deniedMount = "\x00denied/"
+
+// OnPacketRead moves topics and filters into the device's namespace.
+func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	c := h.get(cl)
+	if c == nil {
+		return pk, nil // CONNECT itself, before OnConnect
+	}
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if pk.TopicName == "" {
+			return pk, nil // alias-only: mochi resolves the alias to an already mounted topic
+		}
+		if !validTopic(pk.TopicName, c.maxLevels) {
+			return pk, packets.ErrTopicNameInvalid
+		}
+		pk.TopicName = c.mount + pk.TopicName
+	case packets.Subscribe, packets.Unsubscribe:
+		for i := range pk.Filters {
+			pk.Filters[i].Filter = h.mountFilter(c, pk.Filters[i].Filter)
+		}
+	}
+	return pk, nil
+}
+
+func (h *tenantHook) mountFilter(c *conn, f string) string {
+	if group, inner, shared := splitShared(f); shared {
+		if group == "" || !validFilter(inner, c.maxLevels) {
+			return deniedMount + f
+		}
+		return "$share/" + group + "/" + c.mount + inner
+	}
+	if !validFilter(f, c.maxLevels) {
+		return deniedMount + f
+	}
+	return c.mount + f
+}
+
+// OnPacketEncode takes the mount off topics going to the device.
+func (h *tenantHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Publish || pk.TopicName == "" {
+		return pk
+	}
+	c := h.get(cl)
+	if c == nil {
+		return pk
+	}
+	if t, ok := strings.CutPrefix(pk.TopicName, c.mount); ok {
+		pk.TopicName = t
+	}
+	return pk
+}
+
+// OnACLCheck decides subscriptions (a filter) and deliveries (a topic).
+// Publishing is decided in OnPublish, which can answer with a reason code.
+func (h *tenantHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	c := h.get(cl)
+	if c == nil {
+		return false
+	}
+	if write {
+		return true
+	}
+	if _, inner, shared := splitShared(topic); shared {
+		topic = inner
+	}
+	t, ok := strings.CutPrefix(topic, c.mount)
+	if !ok {
+		return false
+	}
+	return h.allowed(c, config.ActionSubscribe, t, strings.ContainsAny(t, "+#"))
+}
+
+// OnPublish refuses publishes the ACL or the device token do not allow:
+// MQTT 5 QoS≥1 gets PUBACK 0x87, anything else is acknowledged and dropped.
+func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	c := h.get(cl)
+	if c == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	t, ok := strings.CutPrefix(pk.TopicName, c.mount)
+	if !ok || !h.allowed(c, config.ActionPublish, t, false) {
+		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+			return pk, packets.ErrNotAuthorized
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
+	return pk, nil
+}
+
+// allowed evaluates the device token's scopes (if any) and the instance's
+// ACL rules: deny wins, and something must allow. s is a topic, or a
+// filter when isFilter.
+func (h *tenantHook) allowed(c *conn, action, s string, isFilter bool) bool {
+	if c.resources != nil {
+		ok := false
+		for _, r := range c.resources {
+			if !containsString(r.Actions, action) {
+				continue
+			}
+			if f, good := c.expand(r.Filter); good && covers(f, s) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	allow := false
+	for _, r := range h.state.ACL(c.instance) {
+		if r.CredentialID != "" && r.CredentialID != c.credID {
+			continue
+		}
+		if r.Action != config.ActionAll && r.Action != action {
+			continue
+		}
+		f, good := c.expand(r.Filter)
+		if r.Effect == config.EffectDeny {
+			// A placeholder that cannot be expanded safely denies everything.
+			if !good || (isFilter && intersects(f, s)) || (!isFilter && topicMatch(f, s)) {
+				return false
+			}
+			continue
+		}
+		if good && covers(f, s) {
+			allow = true
+		}
+	}
+	return allow
+}
+
+// expand substitutes ${username} and ${clientid}; a value that would add
+// levels or wildcards makes the rule unusable (good false), so a device
+// cannot widen a rule by choosing its client ID.
+func (c *conn) expand(filter string) (string, bool) {
+	if !strings.Contains(filter, "${") {
+		return filter, true
+	}
+	unsafe := func(v string) bool { return v == "" || strings.ContainsAny(v, "/+#\x00") }
+	if strings.Contains(filter, "${username}") && unsafe(c.username) || strings.Contains(filter, "${clientid}") && unsafe(c.clientID) {
+		return "", false
+	}
+	f := strings.ReplaceAll(filter, "${username}", c.username)
+	f = strings.ReplaceAll(f, "${clientid}", c.clientID)
+	return f, true
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// onChange closes the live connections a config change revokes: MQTT 5
+// clients get DISCONNECT 0x87 (0x8C for a revoked token) first.
+func (h *tenantHook) onChange(ch configsync.Change) {
+	if !ch.Revoked {
+		return
+	}
+	h.mu.RLock()
+	var victims []*mqtt.Client
+	for cl, c := range h.conns {
+		if c.instance != ch.InstanceID {
+			continue
+		}
+		switch ch.Kind {
+		case config.KindCredentialPut, config.KindCredentialDel:
+			if c.credID != ch.CredentialID {
+				continue
+			}
+		case config.KindTokenRevoke:
+			if c.jti != ch.JTI {
+				continue
+			}
+		}
+		victims = append(victims, cl)
+	}
+	h.mu.RUnlock()
+	code := packets.ErrNotAuthorized
+	if ch.Kind == config.KindTokenRevoke {
+		code = packets.ErrBadAuthenticationMethod
+	}
+	for _, cl := range victims {
+		h.log.Info("closing a connection whose access was revoked", "instance", ch.InstanceID, "client", cl.ID, "change", ch.Kind)
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = h.srv.DisconnectClient(cl, code)
+		} else {
+			cl.Stop(code)
+		}
+	}
+}

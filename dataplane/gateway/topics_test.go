@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidTopicAndFilter(t *testing.T) {
+	long := strings.Repeat("x", maxLevelLen+1)
+	cases := []struct {
+		s             string
+		topic, filter bool
+	}{
+		{"a/b/c", true, true},
+		{"a/+/c", false, true},
+		{"a/#", false, true},
+		{"#", false, true},
+		{"+/#", false, true},
+		{"$SYS/broker", false, false},
+		{"$share/g/a", false, false}, // handled before validFilter
+		{"/leading", false, false},
+		{"a/\x00/b", false, false},
+		{"a/#/b", false, false},
+		{"a/b#", false, false},
+		{"a+/b", false, false},
+		{"", false, false},
+		{"a/" + long, false, false},
+		{"a/../b", true, true}, // ".." is an ordinary level in MQTT; the mount still applies
+	}
+	for _, c := range cases {
+		if got := validTopic(c.s, 0); got != c.topic {
+			t.Errorf("validTopic(%q) = %v, want %v", c.s, got, c.topic)
+		}
+		if got := validFilter(c.s, 0); got != c.filter {
+			t.Errorf("validFilter(%q) = %v, want %v", c.s, got, c.filter)
+		}
+	}
+	if validTopic("a/b/c/d", 3) || !validTopic("a/b/c", 3) {
+		t.Error("max levels not applied")
+	}
+}
+
+func TestTopicMatchCoversIntersects(t *testing.T) {
+	cases := []struct {
+		a, b                      string
+		match, covers, intersects bool // match: topic b matches filter a
+	}{
+		{"a/b", "a/b", true, true, true},
+		{"a/+", "a/b", true, true, true},
+		{"a/#", "a/b/c", true, true, true},
+		{"a/#", "a", true, true, true},
+		{"#", "x/y", true, true, true},
+		{"a/+", "a/b/c", false, false, false},
+		{"a/b", "a/c", false, false, false},
+		{"a/+", "a/#", false, false, true},
+		{"a/+/c", "a/b/+", false, false, true},
+		{"secret/#", "#", false, false, true},
+		{"a/b", "+/b", false, false, true},
+	}
+	for _, c := range cases {
+		if !strings.ContainsAny(c.b, "+#") {
+			if got := topicMatch(c.a, c.b); got != c.match {
+				t.Errorf("topicMatch(%q, %q) = %v, want %v", c.a, c.b, got, c.match)
+			}
+		}
+		if got := covers(c.a, c.b); got != c.covers {
+			t.Errorf("covers(%q, %q) = %v, want %v", c.a, c.b, got, c.covers)
+		}
+		if got := intersects(c.a, c.b); got != c.intersects {
+			t.Errorf("intersects(%q, %q) = %v, want %v", c.a, c.b, got, c.intersects)
+		}
+	}
+}
+
+func TestSplitShared(t *testing.T) {
+	cases := []struct {
+		in, group, filter string
+		shared            bool
+	}{
+		{"$share/g/a/b", "g", "a/b", true},
+		{"$share/g/", "", "", true},
+		{"$share//a", "", "", true},
+		{"a/b", "", "a/b", false},
+	}
+	for _, c := range cases {
+		g, f, ok := splitShared(c.in)
+		if g != c.group || f != c.filter || ok != c.shared {
+			t.Errorf("splitShared(%q) = %q %q %v", c.in, g, f, ok)
+		}
+	}
+}
