@@ -120,6 +120,9 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		deps.Billing = billing.NewService(pool, nil, log)
 	}
 	router := api.NewRouter(deps)
+	if gw != nil {
+		router.Handle("/metrics", gw.Metrics().Handler())
+	}
 	if withControl {
 		key, err := consoleKey(ctx, pool)
 		if err != nil {

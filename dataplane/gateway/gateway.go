@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,12 +43,13 @@ type Options struct {
 
 // Gateway is a running MQTT front end.
 type Gateway struct {
-	srv    *mqtt.Server
-	tenant *tenantHook
-	log    *slog.Logger
-	tcp    *tcpListener
-	ws     *wsListener
-	ready  atomic.Bool
+	srv     *mqtt.Server
+	tenant  *tenantHook
+	metrics *Metrics
+	log     *slog.Logger
+	tcp     *tcpListener
+	ws      *wsListener
+	ready   atomic.Bool
 }
 
 // New binds the listeners (so a port in use fails here) without serving.
@@ -70,8 +72,13 @@ func New(o Options) (*Gateway, error) {
 	})
 	g := &Gateway{srv: srv, log: o.Log}
 	g.tenant = newTenantHook(srv, o.Config, o.DefaultInstance, o.BaseDomain, o.Log)
+	g.metrics = newMetrics(g.retainedByInstance)
+	g.tenant.metrics = g.metrics
 	if err := srv.AddHook(g.tenant, nil); err != nil {
 		return nil, fmt.Errorf("add tenant hook: %w", err)
+	}
+	if err := srv.AddHook(&metricsHook{m: g.metrics, tenant: g.tenant}, nil); err != nil {
+		return nil, fmt.Errorf("add metrics hook: %w", err)
 	}
 	if o.Store != nil {
 		h := sessions.New(o.Store, srv, sessions.Options{InstanceOf: g.tenant.InstanceOf, Logger: o.Log})
@@ -141,4 +148,19 @@ func (g *Gateway) WSAddr() string {
 func (g *Gateway) Close() error {
 	g.ready.Store(false)
 	return g.srv.Close()
+}
+
+// Metrics is the gateway's per-instance traffic accounting: Handler serves
+// /metrics, DrainUsage feeds the usage reports.
+func (g *Gateway) Metrics() *Metrics { return g.metrics }
+
+// retainedByInstance counts retained messages by instance mount.
+func (g *Gateway) retainedByInstance() map[string]int64 {
+	out := map[string]int64{}
+	for topic := range g.srv.Topics.Retained.GetAll() {
+		if inst, _, ok := strings.Cut(topic, "/"); ok && !strings.HasPrefix(inst, "$") {
+			out[inst]++
+		}
+	}
+	return out
 }

@@ -95,7 +95,8 @@ func (b *bundle) token(t *testing.T, inst, jti string, ttl time.Duration, res ..
 func (b *bundle) v3(t *testing.T, clientID, user, pass string, onMsg func(topic string, payload []byte)) (mqtt3.Client, error) {
 	t.Helper()
 	opts := mqtt3.NewClientOptions().AddBroker("tcp://" + b.gw.MQTTAddr()).SetClientID(clientID).SetUsername(user).SetPassword(pass).
-		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).SetOrderMatters(true)
+		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).SetOrderMatters(true).
+		SetProtocolVersion(4) // no silent fallback to MQTT 3.1 after a refusal
 	if onMsg != nil {
 		opts.SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) { onMsg(m.Topic(), m.Payload()) })
 	}

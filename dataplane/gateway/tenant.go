@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -28,6 +29,9 @@ type conn struct {
 	jti       string
 	resources []config.TokenResource // nil unless authenticated by a device token
 	maxLevels int
+
+	established atomic.Bool  // counted as a connection
+	subs        atomic.Int64 // accepted subscriptions
 }
 
 // tenantHook authenticates devices from the pushed config, keeps every
@@ -47,6 +51,7 @@ type tenantHook struct {
 	baseDomain      string
 	log             *slog.Logger
 	now             func() time.Time
+	metrics         *Metrics
 
 	mu    sync.RWMutex
 	conns map[*mqtt.Client]*conn
@@ -120,6 +125,22 @@ func cutLast(s, sep string) (before, after string, found bool) {
 // OnConnect authenticates the device and namespaces its client ID and will.
 // Refusals answer CONNACK with the code for the client's protocol version.
 func (h *tenantHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	err := h.connect(cl, pk)
+	if err != nil && h.metrics != nil {
+		// Only known instances get a label: device-chosen names must not
+		// create metric series.
+		inst, _ := h.resolveInstance(cl, string(pk.Connect.Username))
+		if h.state == nil {
+			inst = ""
+		} else if _, known := h.state.Instance(inst); !known {
+			inst = ""
+		}
+		h.metrics.authFailure(inst)
+	}
+	return err
+}
+
+func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 	if h.state == nil {
 		return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
 	}
@@ -224,11 +245,18 @@ func (h *tenantHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bo
 	return h.get(cl) != nil
 }
 
-// OnDisconnect forgets the connection.
+// OnDisconnect forgets the connection (and takes it off the gauges).
 func (h *tenantHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.mu.Lock()
+	c := h.conns[cl]
 	delete(h.conns, cl)
 	h.mu.Unlock()
+	if c != nil && h.metrics != nil && c.established.CompareAndSwap(true, false) {
+		h.metrics.connected(c.instance, -1)
+		if n := c.subs.Swap(0); n != 0 {
+			h.metrics.subscribed(c.instance, -n)
+		}
+	}
 }
 
 // errDenied marks a filter the device may not use: it is left outside the
@@ -321,6 +349,9 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	}
 	t, ok := strings.CutPrefix(pk.TopicName, c.mount)
 	if !ok || !h.allowed(c, config.ActionPublish, t, false) {
+		if h.metrics != nil {
+			h.metrics.dropped(c.instance, DropACL)
+		}
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 			return pk, packets.ErrNotAuthorized
 		}
