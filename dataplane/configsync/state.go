@@ -43,7 +43,7 @@ type cred struct {
 }
 
 type instance struct {
-	meta     config.Instance // ID, OrgID, Status, AllowAnonymous, Quotas; no children
+	meta     config.Instance   // ID, OrgID, Status, AllowAnonymous, Quotas; no children
 	creds    map[string]cred   // by username
 	credByID map[string]string // id → username
 	acl      []config.ACLRule
