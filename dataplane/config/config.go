@@ -150,9 +150,15 @@ type RevokedToken struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// Ack is the body of POST /internal/v1/nodes/{node_id}/ack.
+// Ack is the body of POST /internal/v1/nodes/{node_id}/ack, sent after
+// applying changes and every few seconds as the node's heartbeat.
 type Ack struct {
 	Revision int64 `json:"revision"`
+	// Endpoints are the node's public MQTT endpoints ("mqtt", "mqtts",
+	// "ws", "wss" → URL), shown to the instances placed on it.
+	Endpoints map[string]string `json:"endpoints,omitempty"`
+	// Connections is the node's current connection count (placement).
+	Connections int64 `json:"connections"`
 }
 
 // DeviceTokenUsername is the username (before "@<instance-id>") a device
