@@ -1,0 +1,208 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+)
+
+// Feed streams each node's config: a snapshot when the node is new or too
+// far behind, then the outbox changes in revision order as they commit. One
+// LISTEN connection per control-plane process wakes the watchers of the
+// node a change is for; a slow poll covers a lost notification.
+type Feed struct {
+	svc       *Service
+	log       *slog.Logger
+	heartbeat time.Duration
+	poll      time.Duration
+
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{}
+}
+
+// NewFeed returns a feed over the service's outbox. Run must be running for
+// changes to arrive promptly (otherwise they arrive at the poll interval).
+func NewFeed(svc *Service, log *slog.Logger) *Feed {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Feed{svc: svc, log: log, heartbeat: 15 * time.Second, poll: 5 * time.Second, subs: map[string]map[chan struct{}]struct{}{}}
+}
+
+// Run listens for config notifications until ctx ends, reconnecting on
+// failure.
+func (f *Feed) Run(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		err := f.listen(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.log.Warn("config feed: listen connection lost; retrying", "error", err, "in", backoff)
+		f.wakeAll()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (f *Feed) listen(ctx context.Context) error {
+	conn, err := f.svc.db.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+ConfigChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer func() {
+		// Leave the pooled connection clean.
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, _ = conn.Exec(c, "UNLISTEN *")
+	}()
+	f.wakeAll() // changes may have committed before LISTEN took effect
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if node, _, ok := ParseConfigNotification(n.Payload); ok {
+			f.wake(node)
+		}
+	}
+}
+
+func (f *Feed) wake(node string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ch := range f.subs[node] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *Feed) wakeAll() {
+	f.mu.Lock()
+	nodes := make([]string, 0, len(f.subs))
+	for n := range f.subs {
+		nodes = append(nodes, n)
+	}
+	f.mu.Unlock()
+	for _, n := range nodes {
+		f.wake(n)
+	}
+}
+
+func (f *Feed) subscribe(node string) (chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	f.mu.Lock()
+	if f.subs[node] == nil {
+		f.subs[node] = map[chan struct{}]struct{}{}
+	}
+	f.subs[node][ch] = struct{}{}
+	f.mu.Unlock()
+	return ch, func() {
+		f.mu.Lock()
+		delete(f.subs[node], ch)
+		if len(f.subs[node]) == 0 {
+			delete(f.subs, node)
+		}
+		f.mu.Unlock()
+	}
+}
+
+// feedBatch is how many outbox rows one read returns.
+const feedBatch = 1000
+
+// Watch sends the node's events after since to fn until ctx ends or fn
+// fails: a snapshot first when since is 0 or outside the outbox, then
+// changes as they commit, and a heartbeat when nothing happened for a while.
+func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(config.Event) error) error {
+	wake, unsub := f.subscribe(nodeID)
+	defer unsub()
+	hb := time.NewTicker(f.heartbeat)
+	defer hb.Stop()
+	poll := time.NewTicker(f.poll)
+	defer poll.Stop()
+	for {
+		evs, err := f.svc.ConfigChanges(ctx, nodeID, since, feedBatch)
+		if errors.Is(err, ErrSnapshotNeeded) {
+			snap, err := f.svc.ConfigSnapshot(ctx, nodeID)
+			if err != nil {
+				return err
+			}
+			if err := fn(config.Event{Revision: snap.Revision, Kind: config.KindSnapshot, Snapshot: &snap}); err != nil {
+				return err
+			}
+			since = snap.Revision
+			if since == 0 {
+				// Nothing was ever issued: wait for the first change.
+				if err := f.wait(ctx, wake, hb, poll, nodeID, &since, fn); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := fn(ev); err != nil {
+				return err
+			}
+			since = ev.Revision
+		}
+		if len(evs) == feedBatch {
+			continue
+		}
+		if err := f.wait(ctx, wake, hb, poll, nodeID, &since, fn); err != nil {
+			return err
+		}
+	}
+}
+
+// wait blocks until a change may be there, sending heartbeats meanwhile.
+func (f *Feed) wait(ctx context.Context, wake chan struct{}, hb, poll *time.Ticker, nodeID string, since *int64, fn func(config.Event) error) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+			return nil
+		case <-poll.C:
+			return nil
+		case <-hb.C:
+			if err := fn(config.Event{Revision: *since, Kind: config.KindHeartbeat}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// LocalSource feeds one node in the same process (aerie serve): the same
+// Feed and heartbeat path a remote node reaches over HTTP.
+type LocalSource struct {
+	Feed   *Feed
+	NodeID string
+}
+
+// Watch implements configsync.Source.
+func (l LocalSource) Watch(ctx context.Context, since int64, fn func(config.Event) error) error {
+	return l.Feed.Watch(ctx, l.NodeID, since, fn)
+}
+
+// Ack implements configsync.Source.
+func (l LocalSource) Ack(ctx context.Context, ack config.Ack) error {
+	return l.Feed.svc.NodeHeartbeat(ctx, l.NodeID, ack)
+}

@@ -1,0 +1,475 @@
+package tenancy
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+)
+
+// Instance statuses.
+const (
+	InstanceProvisioning = config.StatusProvisioning
+	InstanceRunning      = config.StatusRunning
+	InstanceSuspended    = config.StatusSuspended
+	InstanceDeleting     = config.StatusDeleting
+)
+
+// Instance is a tenant's MQTT instance.
+type Instance struct {
+	ID                 string
+	OrgID              string
+	Name               string
+	Plan               string
+	Status             string
+	NodeID             string
+	Endpoints          map[string]string // mqtt, mqtts, ws, wss → URL
+	AllowAnonymous     bool
+	DeletionProtection bool
+	Quotas             config.Quotas
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+// NewInstance is what creating an instance takes.
+type NewInstance struct {
+	Name               string
+	AllowAnonymous     bool
+	DeletionProtection bool
+}
+
+// InstancePatch changes an instance; nil fields stay. Status may be
+// "suspended" (refuse and close connections) or "running" (resume).
+type InstancePatch struct {
+	Name               *string
+	AllowAnonymous     *bool
+	DeletionProtection *bool
+	Status             *string
+}
+
+// ErrDeletionProtected: the instance has deletion protection on.
+var ErrDeletionProtected = errors.New("deletion protection is on; turn it off first")
+
+// newInstanceID returns "i-" + 10 base32 characters (50 random bits).
+func newInstanceID() string { return "i-" + randomToken(7)[:10] }
+
+func checkInstanceName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len([]rune(name)) > 63 {
+		return "", invalid("name", "must be 1 to 63 characters")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return "", invalid("name", "must not contain control characters")
+		}
+	}
+	return name, nil
+}
+
+// orgPlan returns the org's current plan and its quotas (an org without a
+// subscription row is on Free).
+func orgPlan(ctx context.Context, q querier, orgID string) (string, config.Quotas, error) {
+	var id string
+	var raw []byte
+	err := q.QueryRow(ctx, `SELECT p.id, p.quotas FROM plans p
+		WHERE p.id = coalesce((SELECT plan_id FROM subscriptions WHERE org_id = $1), 'free')`, orgID).Scan(&id, &raw)
+	if err != nil {
+		return "", config.Quotas{}, fmt.Errorf("org plan: %w", err)
+	}
+	var qs config.Quotas
+	if err := json.Unmarshal(raw, &qs); err != nil {
+		return "", config.Quotas{}, fmt.Errorf("plan %s quotas: %w", id, err)
+	}
+	return id, qs, nil
+}
+
+// CreateInstance creates an instance on the least-loaded live node, with
+// the plan's quotas, a token-signing key and one rule allowing everything
+// (so the first device works; the console says so). Its config is pushed
+// to the node in the same transaction.
+func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in NewInstance) (Instance, error) {
+	name, err := checkInstanceName(in.Name)
+	if err != nil {
+		return Instance{}, err
+	}
+	var out Instance
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM orgs WHERE id = $1 FOR SHARE`, orgID); err != nil {
+			return fmt.Errorf("lock org: %w", err)
+		}
+		plan, quotas, err := orgPlan(ctx, tx, orgID)
+		if err != nil {
+			return err
+		}
+		node, err := s.pickNode(ctx, tx)
+		if err != nil {
+			return err
+		}
+		now := s.nowUTC()
+		out = Instance{ID: newInstanceID(), OrgID: orgID, Name: name, Plan: plan, Status: InstanceProvisioning, NodeID: node.ID,
+			Endpoints: node.Endpoints, AllowAnonymous: in.AllowAnonymous, DeletionProtection: in.DeletionProtection,
+			Quotas: quotas, CreatedAt: now, UpdatedAt: now}
+		qj, _ := json.Marshal(quotas)
+		_, err = tx.Exec(ctx, `INSERT INTO instances (id, org_id, name, plan_id, status, node_id, allow_anonymous, deletion_protection, quotas, created_at, updated_at)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`, out.ID, orgID, name, plan, out.Status, node.ID, in.AllowAnonymous, in.DeletionProtection, qj, now)
+		if isUniqueViolation(err) {
+			return &ValidationError{Fields: []FieldError{{Field: "name", Message: "an instance with this name exists in the org"}}}
+		}
+		if err != nil {
+			return fmt.Errorf("insert instance: %w", err)
+		}
+		rule := config.ACLRule{ID: NewID("r"), Effect: config.EffectAllow, Action: config.ActionAll, Filter: "#"}
+		if _, err := tx.Exec(ctx, `INSERT INTO acl_rules (id, instance_id, effect, action, filter, created_at) VALUES ($1,$2,$3,$4,$5,$6)`,
+			rule.ID, out.ID, rule.Effect, rule.Action, rule.Filter, now); err != nil {
+			return fmt.Errorf("insert default acl rule: %w", err)
+		}
+		key, err := newTokenKey(ctx, tx, out.ID, now)
+		if err != nil {
+			return err
+		}
+		ci := config.Instance{ID: out.ID, OrgID: orgID, Status: out.Status, AllowAnonymous: in.AllowAnonymous, Quotas: quotas,
+			ACL: []config.ACLRule{rule}, TokenKeys: []config.TokenKey{key}}
+		rev, err := emit(ctx, tx, node.ID, out.ID, config.Event{Kind: config.KindInstancePut, InstanceID: out.ID, Instance: &ci})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE instances SET provisioned_revision = $2 WHERE id = $1`, out.ID, rev); err != nil {
+			return fmt.Errorf("instance revision: %w", err)
+		}
+		return s.audit(ctx, tx, a, orgID, "instance.create", out.ID)
+	})
+	if err != nil {
+		return Instance{}, err
+	}
+	return out, nil
+}
+
+// newTokenKey creates an Ed25519 key that signs the instance's device tokens.
+func newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Time) (config.TokenKey, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return config.TokenKey{}, fmt.Errorf("token key: %w", err)
+	}
+	k := config.TokenKey{KID: "k" + randomToken(5), Algorithm: "EdDSA", PublicKey: pub}
+	if _, err := tx.Exec(ctx, `INSERT INTO instance_token_keys (instance_id, kid, private_key, public_key, created_at) VALUES ($1,$2,$3,$4,$5)`,
+		instanceID, k.KID, priv.Seed(), []byte(pub), now); err != nil {
+		return config.TokenKey{}, fmt.Errorf("insert token key: %w", err)
+	}
+	return k, nil
+}
+
+const instanceCols = `i.id, i.org_id, i.name, i.plan_id, i.status, i.node_id, n.endpoints, i.allow_anonymous, i.deletion_protection,
+	i.quotas, i.created_at, i.updated_at`
+
+func scanInstance(r pgx.CollectableRow) (Instance, error) {
+	var in Instance
+	var eps, q []byte
+	if err := r.Scan(&in.ID, &in.OrgID, &in.Name, &in.Plan, &in.Status, &in.NodeID, &eps, &in.AllowAnonymous,
+		&in.DeletionProtection, &q, &in.CreatedAt, &in.UpdatedAt); err != nil {
+		return Instance{}, err
+	}
+	in.Endpoints = map[string]string{}
+	_ = json.Unmarshal(eps, &in.Endpoints)
+	if err := json.Unmarshal(q, &in.Quotas); err != nil {
+		return Instance{}, fmt.Errorf("instance %s quotas: %w", in.ID, err)
+	}
+	return in, nil
+}
+
+// ListInstances lists an org's instances by ID.
+func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]Instance, string, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+instanceCols+` FROM instances i JOIN nodes n ON n.id = i.node_id
+		WHERE i.org_id = $1 AND i.id > $2 ORDER BY i.id LIMIT $3`, orgID, p.After, p.limit()+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list instances: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, scanInstance)
+	if err != nil {
+		return nil, "", fmt.Errorf("list instances: %w", err)
+	}
+	list, next := trimPage(list, p.limit(), func(i Instance) string { return i.ID })
+	return list, next, nil
+}
+
+// Instance returns one instance of the org.
+func (s *Service) Instance(ctx context.Context, orgID, id string) (Instance, error) {
+	return s.instance(ctx, s.db, orgID, id, false)
+}
+
+func (s *Service) instance(ctx context.Context, q querier, orgID, id string, lock bool) (Instance, error) {
+	sql := `SELECT ` + instanceCols + ` FROM instances i JOIN nodes n ON n.id = i.node_id WHERE i.org_id = $1 AND i.id = $2`
+	if lock {
+		sql += ` FOR UPDATE OF i`
+	}
+	rows, err := q.Query(ctx, sql, orgID, id)
+	if err != nil {
+		return Instance{}, fmt.Errorf("get instance: %w", err)
+	}
+	in, err := pgx.CollectExactlyOneRow(rows, scanInstance)
+	if err != nil {
+		return Instance{}, fmt.Errorf("instance %s: %w", id, notFound(err))
+	}
+	return in, nil
+}
+
+// InstanceOrgs maps instance IDs to their orgs (for metering); unknown IDs
+// are left out.
+func (s *Service) InstanceOrgs(ctx context.Context, ids []string) (map[string]string, error) {
+	rows, err := s.db.Query(ctx, `SELECT id, org_id FROM instances WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("instance orgs: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]string, len(ids))
+	for rows.Next() {
+		var id, org string
+		if err := rows.Scan(&id, &org); err != nil {
+			return nil, fmt.Errorf("instance orgs: %w", err)
+		}
+		out[id] = org
+	}
+	return out, rows.Err()
+}
+
+// UpdateInstance applies p. expectUpdated, when set, must equal the
+// instance's UpdatedAt (optimistic concurrency, ErrStale otherwise).
+func (s *Service) UpdateInstance(ctx context.Context, a Actor, orgID, id string, p InstancePatch, expectUpdated *time.Time) (Instance, error) {
+	if p.Name != nil {
+		name, err := checkInstanceName(*p.Name)
+		if err != nil {
+			return Instance{}, err
+		}
+		p.Name = &name
+	}
+	if p.Status != nil && *p.Status != InstanceRunning && *p.Status != InstanceSuspended {
+		return Instance{}, invalid("status", "must be running or suspended")
+	}
+	var out Instance
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		cur, err := s.instance(ctx, tx, orgID, id, true)
+		if err != nil {
+			return err
+		}
+		if expectUpdated != nil && !cur.UpdatedAt.Equal(*expectUpdated) {
+			return ErrStale
+		}
+		next := cur
+		if p.Name != nil {
+			next.Name = *p.Name
+		}
+		if p.AllowAnonymous != nil {
+			next.AllowAnonymous = *p.AllowAnonymous
+		}
+		if p.DeletionProtection != nil {
+			next.DeletionProtection = *p.DeletionProtection
+		}
+		if p.Status != nil && *p.Status != cur.Status {
+			if cur.Status == InstanceDeleting {
+				return fmt.Errorf("%w: the instance is being deleted", ErrConflict)
+			}
+			if !(cur.Status == InstanceProvisioning && *p.Status == InstanceRunning) {
+				next.Status = *p.Status
+			}
+		}
+		if reflect.DeepEqual(next, cur) {
+			out = cur
+			return nil
+		}
+		next.UpdatedAt = s.nowUTC()
+		_, err = tx.Exec(ctx, `UPDATE instances SET name = $2, allow_anonymous = $3, deletion_protection = $4, status = $5, updated_at = $6 WHERE id = $1`,
+			id, next.Name, next.AllowAnonymous, next.DeletionProtection, next.Status, next.UpdatedAt)
+		if isUniqueViolation(err) {
+			return &ValidationError{Fields: []FieldError{{Field: "name", Message: "an instance with this name exists in the org"}}}
+		}
+		if err != nil {
+			return fmt.Errorf("update instance: %w", err)
+		}
+		if next.Status != cur.Status || next.AllowAnonymous != cur.AllowAnonymous {
+			ev := config.Event{Kind: config.KindInstanceStatus, InstanceID: id,
+				Instance: &config.Instance{ID: id, Status: next.Status, AllowAnonymous: next.AllowAnonymous}}
+			if _, err := emit(ctx, tx, cur.NodeID, id, ev); err != nil {
+				return err
+			}
+		}
+		action := "instance.update"
+		if next.Status != cur.Status {
+			action = "instance." + map[string]string{InstanceSuspended: "suspend", InstanceRunning: "resume"}[next.Status]
+		}
+		out = next
+		return s.audit(ctx, tx, a, orgID, action, id)
+	})
+	return out, err
+}
+
+// DeleteInstance deletes an instance and everything in it; the node closes
+// its connections and forgets it.
+func (s *Service) DeleteInstance(ctx context.Context, a Actor, orgID, id string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		cur, err := s.instance(ctx, tx, orgID, id, true)
+		if err != nil {
+			return err
+		}
+		if cur.DeletionProtection {
+			return fmt.Errorf("instance %s: %w", id, ErrDeletionProtected)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM instances WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("delete instance: %w", err)
+		}
+		if _, err := emit(ctx, tx, cur.NodeID, id, config.Event{Kind: config.KindInstanceDelete, InstanceID: id}); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, a, orgID, "instance.delete", id)
+	})
+}
+
+// InstanceQuotas returns the instance's quotas and the ceilings its plan
+// allows.
+func (s *Service) InstanceQuotas(ctx context.Context, orgID, id string) (config.Quotas, config.Quotas, error) {
+	in, err := s.Instance(ctx, orgID, id)
+	if err != nil {
+		return config.Quotas{}, config.Quotas{}, err
+	}
+	_, plan, err := orgPlan(ctx, s.db, orgID)
+	if err != nil {
+		return config.Quotas{}, config.Quotas{}, err
+	}
+	return in.Quotas, plan, nil
+}
+
+// quotaValues returns the quotas as (json name → value).
+func quotaValues(q config.Quotas) map[string]int64 {
+	b, _ := json.Marshal(q)
+	var m map[string]int64
+	_ = json.Unmarshal(b, &m)
+	return m
+}
+
+func sortFields(f []FieldError) {
+	sort.Slice(f, func(i, j int) bool { return f[i].Field < f[j].Field })
+}
+
+func quotasFrom(m map[string]int64) config.Quotas {
+	b, _ := json.Marshal(m)
+	var q config.Quotas
+	_ = json.Unmarshal(b, &q)
+	return q
+}
+
+// SetInstanceQuotas replaces the instance's quotas. Every value must be at
+// most what the org's plan grants; a value left 0 takes the plan's. The node
+// applies them to live connections.
+func (s *Service) SetInstanceQuotas(ctx context.Context, a Actor, orgID, id string, q config.Quotas) (config.Quotas, error) {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		cur, err := s.instance(ctx, tx, orgID, id, true)
+		if err != nil {
+			return err
+		}
+		_, plan, err := orgPlan(ctx, tx, orgID)
+		if err != nil {
+			return err
+		}
+		want, ceil := quotaValues(q), quotaValues(plan)
+		var fields []FieldError
+		for name, v := range want {
+			if v == 0 { // not given: the plan's value
+				want[name], v = ceil[name], ceil[name]
+			}
+			switch {
+			case v < 0:
+				fields = append(fields, FieldError{Field: name, Message: "must be at least 1"})
+			case ceil[name] > 0 && v > ceil[name]:
+				fields = append(fields, FieldError{Field: name, Message: fmt.Sprintf("must be at most %d on your plan", ceil[name])})
+			}
+		}
+		if len(fields) > 0 {
+			sortFields(fields)
+			return &ValidationError{Fields: fields}
+		}
+		q = quotasFrom(want)
+		if q == cur.Quotas {
+			return nil
+		}
+		return s.putQuotas(ctx, tx, a, cur, q)
+	})
+	if err != nil {
+		return config.Quotas{}, err
+	}
+	return q, nil
+}
+
+func (s *Service) putQuotas(ctx context.Context, tx pgx.Tx, a Actor, in Instance, q config.Quotas) error {
+	qj, _ := json.Marshal(q)
+	if _, err := tx.Exec(ctx, `UPDATE instances SET quotas = $2, updated_at = $3 WHERE id = $1`, in.ID, qj, s.nowUTC()); err != nil {
+		return fmt.Errorf("update quotas: %w", err)
+	}
+	if _, err := emit(ctx, tx, in.NodeID, in.ID, config.Event{Kind: config.KindQuotasPut, InstanceID: in.ID, Quotas: &q}); err != nil {
+		return err
+	}
+	return s.audit(ctx, tx, a, in.OrgID, "instance.quotas", in.ID)
+}
+
+// ApplyPlanQuotas moves every instance of the org to a new plan's quotas:
+// a value the user had lowered below the old plan's stays when the new
+// plan still allows it; everything else takes the new plan's value.
+func (s *Service) ApplyPlanQuotas(ctx context.Context, orgID, planID string, plan config.Quotas) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT i.id, i.plan_id, p.quotas FROM instances i JOIN plans p ON p.id = i.plan_id
+			WHERE i.org_id = $1 ORDER BY i.id FOR UPDATE OF i`, orgID)
+		if err != nil {
+			return fmt.Errorf("plan instances: %w", err)
+		}
+		type row struct {
+			id      string
+			oldPlan config.Quotas
+		}
+		var list []row
+		for rows.Next() {
+			var r row
+			var pid string
+			var raw []byte
+			if err := rows.Scan(&r.id, &pid, &raw); err != nil {
+				rows.Close()
+				return fmt.Errorf("plan instances: %w", err)
+			}
+			_ = json.Unmarshal(raw, &r.oldPlan)
+			list = append(list, r)
+		}
+		rows.Close()
+		for _, r := range list {
+			cur, err := s.instance(ctx, tx, orgID, r.id, false)
+			if err != nil {
+				return err
+			}
+			have, old, ceil := quotaValues(cur.Quotas), quotaValues(r.oldPlan), quotaValues(plan)
+			next := map[string]int64{}
+			for name, c := range ceil {
+				v := have[name]
+				if v <= 0 || v == old[name] || (c > 0 && v > c) {
+					v = c
+				}
+				next[name] = v
+			}
+			q := quotasFrom(next)
+			if _, err := tx.Exec(ctx, `UPDATE instances SET plan_id = $2 WHERE id = $1`, r.id, planID); err != nil {
+				return fmt.Errorf("instance plan: %w", err)
+			}
+			if q != cur.Quotas {
+				if err := s.putQuotas(ctx, tx, Actor{UserID: "system"}, cur, q); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,218 @@
+package tenancy
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+)
+
+// Node is a registered data-plane node.
+type Node struct {
+	ID              string
+	Name            string
+	Endpoints       map[string]string
+	Connections     int64
+	Instances       int
+	AppliedRevision int64
+	CreatedAt       time.Time
+	LastSeenAt      *time.Time
+}
+
+// nodeLiveWindow: a node seen within it counts as up for placement.
+const nodeLiveWindow = 60 * time.Second
+
+// ErrNoNode: no live data-plane node can take a new instance.
+var ErrNoNode = errors.New("no data-plane node is available")
+
+// CreateNode registers a node and returns its token (aen_<id>_<secret>),
+// shown once and stored as SHA-256.
+func (s *Service) CreateNode(ctx context.Context, name string) (Node, string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 100 {
+		return Node{}, "", invalid("name", "must be 1 to 100 characters")
+	}
+	n := Node{ID: "n-" + randomToken(8), Name: name, Endpoints: map[string]string{}, CreatedAt: s.nowUTC()}
+	secret := randomToken(32)
+	_, err := s.db.Exec(ctx, `INSERT INTO nodes (id, name, token_hash, created_at) VALUES ($1,$2,$3,$4)`, n.ID, n.Name, sha(secret), n.CreatedAt)
+	if isUniqueViolation(err) {
+		return Node{}, "", fmt.Errorf("%w: a node named %q exists", ErrConflict, name)
+	}
+	if err != nil {
+		return Node{}, "", fmt.Errorf("create node: %w", err)
+	}
+	return n, "aen_" + n.ID + "_" + secret, nil
+}
+
+// EnsureNode returns the node with this name, creating it when missing,
+// with a fresh token (the old one stops working): `aerie serve` registers
+// its own node this way at every start.
+func (s *Service) EnsureNode(ctx context.Context, name string, endpoints map[string]string) (Node, string, error) {
+	if _, _, err := s.CreateNode(ctx, name); err != nil && !errors.Is(err, ErrConflict) {
+		return Node{}, "", err
+	}
+	secret := randomToken(32)
+	var id string
+	if err := s.db.QueryRow(ctx, `UPDATE nodes SET token_hash = $2, revoked_at = NULL WHERE name = $1 RETURNING id`, name, sha(secret)).Scan(&id); err != nil {
+		return Node{}, "", fmt.Errorf("find node %s: %w", name, err)
+	}
+	if err := s.NodeHeartbeat(ctx, id, config.Ack{Endpoints: endpoints, Revision: -1}); err != nil {
+		return Node{}, "", err
+	}
+	n, err := s.NodeByID(ctx, id)
+	return n, "aen_" + id + "_" + secret, err
+}
+
+// AuthenticateNode checks a node token against the node ID it claims.
+func (s *Service) AuthenticateNode(ctx context.Context, nodeID, token string) error {
+	rest, ok := strings.CutPrefix(token, "aen_")
+	if !ok {
+		return ErrUnauthenticated
+	}
+	i := strings.LastIndexByte(rest, '_')
+	if i <= 0 || rest[:i] != nodeID {
+		return ErrUnauthenticated
+	}
+	var hash []byte
+	err := s.db.QueryRow(ctx, `SELECT token_hash FROM nodes WHERE id = $1 AND revoked_at IS NULL`, nodeID).Scan(&hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrUnauthenticated
+	}
+	if err != nil {
+		return fmt.Errorf("authenticate node: %w", err)
+	}
+	if subtle.ConstantTimeCompare(hash, sha(rest[i+1:])) != 1 {
+		return ErrUnauthenticated
+	}
+	return nil
+}
+
+// NodeHeartbeat records that the node is alive, what it has applied (a
+// negative revision leaves it unchanged), its endpoints and load. Instances
+// provisioned on it whose creation it has applied become running.
+func (s *Service) NodeHeartbeat(ctx context.Context, nodeID string, ack config.Ack) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var eps []byte
+		if len(ack.Endpoints) > 0 {
+			eps, _ = json.Marshal(ack.Endpoints)
+		}
+		tag, err := tx.Exec(ctx, `UPDATE nodes SET last_seen_at = $2, applied_revision = greatest(applied_revision, $3),
+			endpoints = coalesce($4::jsonb, endpoints), connections = $5 WHERE id = $1`, nodeID, s.now(), ack.Revision, eps, ack.Connections)
+		if err != nil {
+			return fmt.Errorf("node heartbeat: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("node %s: %w", nodeID, ErrNotFound)
+		}
+		if ack.Revision <= 0 {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT id, allow_anonymous FROM instances
+			WHERE node_id = $1 AND status = 'provisioning' AND provisioned_revision <= $2 FOR UPDATE`, nodeID, ack.Revision)
+		if err != nil {
+			return fmt.Errorf("node heartbeat: %w", err)
+		}
+		type ready struct {
+			id   string
+			anon bool
+		}
+		var list []ready
+		for rows.Next() {
+			var r ready
+			if err := rows.Scan(&r.id, &r.anon); err != nil {
+				rows.Close()
+				return fmt.Errorf("node heartbeat: %w", err)
+			}
+			list = append(list, r)
+		}
+		rows.Close()
+		for _, r := range list {
+			if _, err := tx.Exec(ctx, `UPDATE instances SET status = 'running', updated_at = $2 WHERE id = $1`, r.id, s.nowUTC()); err != nil {
+				return fmt.Errorf("instance running: %w", err)
+			}
+			ev := config.Event{Kind: config.KindInstanceStatus, InstanceID: r.id,
+				Instance: &config.Instance{ID: r.id, Status: config.StatusRunning, AllowAnonymous: r.anon}}
+			if _, err := emit(ctx, tx, nodeID, r.id, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+const nodeCols = `n.id, n.name, n.endpoints, n.connections, n.applied_revision, n.created_at, n.last_seen_at,
+	(SELECT count(*) FROM instances i WHERE i.node_id = n.id)`
+
+func scanNode(r pgx.CollectableRow) (Node, error) {
+	var n Node
+	var eps []byte
+	if err := r.Scan(&n.ID, &n.Name, &eps, &n.Connections, &n.AppliedRevision, &n.CreatedAt, &n.LastSeenAt, &n.Instances); err != nil {
+		return Node{}, err
+	}
+	n.Endpoints = map[string]string{}
+	_ = json.Unmarshal(eps, &n.Endpoints)
+	return n, nil
+}
+
+// ListNodes lists the registered, unrevoked nodes.
+func (s *Service) ListNodes(ctx context.Context) ([]Node, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+nodeCols+` FROM nodes n WHERE n.revoked_at IS NULL ORDER BY n.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	ns, err := pgx.CollectRows(rows, scanNode)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return ns, nil
+}
+
+// NodeByID returns one node.
+func (s *Service) NodeByID(ctx context.Context, id string) (Node, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+nodeCols+` FROM nodes n WHERE n.id = $1 AND n.revoked_at IS NULL`, id)
+	if err != nil {
+		return Node{}, fmt.Errorf("get node: %w", err)
+	}
+	n, err := pgx.CollectExactlyOneRow(rows, scanNode)
+	if err != nil {
+		return Node{}, fmt.Errorf("node %s: %w", id, notFound(err))
+	}
+	return n, nil
+}
+
+// RevokeNode revokes a node's token; its watch is refused from then on.
+func (s *Service) RevokeNode(ctx context.Context, id string) error {
+	tag, err := s.db.Exec(ctx, `UPDATE nodes SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, id, s.now())
+	if err != nil {
+		return fmt.Errorf("revoke node: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("node %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// pickNode chooses the live node with the fewest instances (then the
+// fewest connections).
+func (s *Service) pickNode(ctx context.Context, q querier) (Node, error) {
+	rows, err := q.Query(ctx, `SELECT `+nodeCols+` FROM nodes n WHERE n.revoked_at IS NULL AND n.last_seen_at > $1
+		ORDER BY 8, n.connections, n.id LIMIT 1`, s.now().Add(-nodeLiveWindow))
+	if err != nil {
+		return Node{}, fmt.Errorf("pick node: %w", err)
+	}
+	n, err := pgx.CollectExactlyOneRow(rows, scanNode)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Node{}, ErrNoNode
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("pick node: %w", err)
+	}
+	return n, nil
+}

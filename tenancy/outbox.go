@@ -1,0 +1,249 @@
+package tenancy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+)
+
+// ConfigChannel is the Postgres NOTIFY channel announcing new config
+// revisions; the payload is "<node_id>:<revision>".
+const ConfigChannel = "aerie_config"
+
+// emit appends ev for the node to the config outbox under the next global
+// revision, in the caller's transaction. Taking the revision locks the
+// counter row until the transaction ends, so revisions become visible in
+// order. The NOTIFY is delivered at commit.
+func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev config.Event) (int64, error) {
+	var rev int64
+	if err := tx.QueryRow(ctx, `UPDATE config_revision SET last = last + 1 RETURNING last`).Scan(&rev); err != nil {
+		return 0, fmt.Errorf("next config revision: %w", err)
+	}
+	ev.Revision = 0
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return 0, fmt.Errorf("encode config event: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO config_outbox (revision, node_id, instance_id, event) VALUES ($1,$2,$3,$4)`,
+		rev, nodeID, instanceID, body); err != nil {
+		return 0, fmt.Errorf("append config event: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ConfigChannel, nodeID+":"+strconv.FormatInt(rev, 10)); err != nil {
+		return 0, fmt.Errorf("notify config event: %w", err)
+	}
+	return rev, nil
+}
+
+// ParseConfigNotification splits a ConfigChannel payload.
+func ParseConfigNotification(payload string) (nodeID string, rev int64, ok bool) {
+	i := strings.LastIndexByte(payload, ':')
+	if i <= 0 {
+		return "", 0, false
+	}
+	rev, err := strconv.ParseInt(payload[i+1:], 10, 64)
+	return payload[:i], rev, err == nil
+}
+
+// ConfigRevision is the latest config revision and the revision up to which
+// the outbox has been pruned.
+func (s *Service) ConfigRevision(ctx context.Context) (last, pruned int64, err error) {
+	err = s.db.QueryRow(ctx, `SELECT last, pruned FROM config_revision`).Scan(&last, &pruned)
+	if err != nil {
+		return 0, 0, fmt.Errorf("config revision: %w", err)
+	}
+	return last, pruned, nil
+}
+
+// ConfigChanges returns the node's events after since, at most limit, in
+// revision order. ErrSnapshotNeeded means since is older than the outbox
+// keeps (or newer than anything issued): the node must take a snapshot.
+func (s *Service) ConfigChanges(ctx context.Context, nodeID string, since int64, limit int) ([]config.Event, error) {
+	last, pruned, err := s.ConfigRevision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if since <= 0 || since < pruned || since > last {
+		return nil, ErrSnapshotNeeded
+	}
+	rows, err := s.db.Query(ctx, `SELECT revision, event FROM config_outbox WHERE node_id = $1 AND revision > $2
+		ORDER BY revision LIMIT $3`, nodeID, since, limit)
+	if err != nil {
+		return nil, fmt.Errorf("config changes: %w", err)
+	}
+	defer rows.Close()
+	var out []config.Event
+	for rows.Next() {
+		var rev int64
+		var body []byte
+		if err := rows.Scan(&rev, &body); err != nil {
+			return nil, fmt.Errorf("config changes: %w", err)
+		}
+		var ev config.Event
+		if err := json.Unmarshal(body, &ev); err != nil {
+			return nil, fmt.Errorf("config event %d: %w", rev, err)
+		}
+		ev.Revision = rev
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("config changes: %w", err)
+	}
+	return out, nil
+}
+
+// ErrSnapshotNeeded: the node's revision is outside what the outbox keeps.
+var ErrSnapshotNeeded = errors.New("config snapshot needed")
+
+// PruneConfigOutbox drops outbox rows older than keep; nodes behind them
+// get a snapshot. It returns how many rows it dropped.
+func (s *Service) PruneConfigOutbox(ctx context.Context, keep time.Duration) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var upto *int64
+		if err := tx.QueryRow(ctx, `SELECT max(revision) FROM config_outbox WHERE created_at < $1`, s.now().Add(-keep)).Scan(&upto); err != nil {
+			return fmt.Errorf("prune config outbox: %w", err)
+		}
+		if upto == nil {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE config_revision SET pruned = greatest(pruned, $1)`, *upto); err != nil {
+			return fmt.Errorf("prune config outbox: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM config_outbox WHERE revision <= $1`, *upto)
+		if err != nil {
+			return fmt.Errorf("prune config outbox: %w", err)
+		}
+		n = tag.RowsAffected()
+		return nil
+	})
+	return n, err
+}
+
+// ConfigSnapshot is everything placed on the node, consistent at one
+// revision (read in one repeatable-read transaction).
+func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Snapshot, error) {
+	snap := config.Snapshot{NodeID: nodeID, Instances: []config.Instance{}}
+	err := pgx.BeginTxFunc(ctx, s.db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT last FROM config_revision`).Scan(&snap.Revision); err != nil {
+			return fmt.Errorf("snapshot revision: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT id, org_id, status, allow_anonymous, quotas FROM instances WHERE node_id = $1 ORDER BY id`, nodeID)
+		if err != nil {
+			return fmt.Errorf("snapshot instances: %w", err)
+		}
+		byID := map[string]int{}
+		for rows.Next() {
+			var in config.Instance
+			var q []byte
+			if err := rows.Scan(&in.ID, &in.OrgID, &in.Status, &in.AllowAnonymous, &q); err != nil {
+				rows.Close()
+				return fmt.Errorf("snapshot instances: %w", err)
+			}
+			if err := json.Unmarshal(q, &in.Quotas); err != nil {
+				rows.Close()
+				return fmt.Errorf("instance %s quotas: %w", in.ID, err)
+			}
+			byID[in.ID] = len(snap.Instances)
+			snap.Instances = append(snap.Instances, in)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("snapshot instances: %w", err)
+		}
+		return fillChildren(ctx, tx, s.now(), `i.node_id = $1`, nodeID, snap.Instances, byID)
+	})
+	return snap, err
+}
+
+// fillChildren loads credentials, ACL rules, token keys and live
+// revocations of the instances matching where (on alias i) into list.
+func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, arg any, list []config.Instance, byID map[string]int) error {
+	rows, err := tx.Query(ctx, `SELECT c.instance_id, c.id, c.username, c.secret_sha256, c.client_id_pattern, c.enabled, c.expires_at
+		FROM device_credentials c JOIN instances i ON i.id = c.instance_id WHERE `+where, arg)
+	if err != nil {
+		return fmt.Errorf("snapshot credentials: %w", err)
+	}
+	for rows.Next() {
+		var iid string
+		var c config.Credential
+		if err := rows.Scan(&iid, &c.ID, &c.Username, &c.SecretSHA256, &c.ClientIDPattern, &c.Enabled, &c.ExpiresAt); err != nil {
+			rows.Close()
+			return fmt.Errorf("snapshot credentials: %w", err)
+		}
+		if k, ok := byID[iid]; ok {
+			list[k].Credentials = append(list[k].Credentials, c)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("snapshot credentials: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT r.instance_id, r.id, r.effect, r.action, r.filter, coalesce(r.credential_id, '')
+		FROM acl_rules r JOIN instances i ON i.id = r.instance_id WHERE `+where+` ORDER BY r.id`, arg)
+	if err != nil {
+		return fmt.Errorf("snapshot acl: %w", err)
+	}
+	for rows.Next() {
+		var iid string
+		var r config.ACLRule
+		if err := rows.Scan(&iid, &r.ID, &r.Effect, &r.Action, &r.Filter, &r.CredentialID); err != nil {
+			rows.Close()
+			return fmt.Errorf("snapshot acl: %w", err)
+		}
+		if k, ok := byID[iid]; ok {
+			list[k].ACL = append(list[k].ACL, r)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("snapshot acl: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT k.instance_id, k.kid, k.public_key FROM instance_token_keys k JOIN instances i ON i.id = k.instance_id WHERE `+where, arg)
+	if err != nil {
+		return fmt.Errorf("snapshot token keys: %w", err)
+	}
+	for rows.Next() {
+		var iid string
+		k := config.TokenKey{Algorithm: "EdDSA"}
+		if err := rows.Scan(&iid, &k.KID, &k.PublicKey); err != nil {
+			rows.Close()
+			return fmt.Errorf("snapshot token keys: %w", err)
+		}
+		if n, ok := byID[iid]; ok {
+			list[n].TokenKeys = append(list[n].TokenKeys, k)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("snapshot token keys: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT t.instance_id, t.jti, t.expires_at FROM device_tokens t JOIN instances i ON i.id = t.instance_id
+		WHERE t.revoked_at IS NOT NULL AND t.expires_at > $2 AND `+where, arg, now)
+	if err != nil {
+		return fmt.Errorf("snapshot revoked tokens: %w", err)
+	}
+	for rows.Next() {
+		var iid string
+		var r config.RevokedToken
+		if err := rows.Scan(&iid, &r.JTI, &r.ExpiresAt); err != nil {
+			rows.Close()
+			return fmt.Errorf("snapshot revoked tokens: %w", err)
+		}
+		if n, ok := byID[iid]; ok {
+			list[n].RevokedTokens = append(list[n].RevokedTokens, r)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("snapshot revoked tokens: %w", err)
+	}
+	return nil
+}
