@@ -131,6 +131,7 @@ const feedBatch = 1000
 func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(config.Event) error) error {
 	wake, unsub := f.subscribe(nodeID)
 	defer unsub()
+	f.log.Info("node watching config", "node", nodeID, "since", since)
 	hb := time.NewTicker(f.heartbeat)
 	defer hb.Stop()
 	poll := time.NewTicker(f.poll)
@@ -142,6 +143,7 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 			if err != nil {
 				return err
 			}
+			f.log.Info("sending config snapshot", "node", nodeID, "since", since, "revision", snap.Revision, "instances", len(snap.Instances))
 			if err := fn(config.Event{Revision: snap.Revision, Kind: config.KindSnapshot, Snapshot: &snap}); err != nil {
 				return err
 			}
