@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -40,11 +41,20 @@ func orgRoutes(t *testing.T, e *env) []orgRoute {
 // sampleBodies are valid bodies for the org routes that take one. A new
 // route with a body must add its sample here (the isolation test says so).
 var sampleBodies = map[string]any{
-	"PATCH /v1/orgs/{org_id}":                   map[string]any{"name": "renamed"},
-	"PATCH /v1/orgs/{org_id}/members/{user_id}": map[string]any{"role": "viewer"},
-	"POST /v1/orgs/{org_id}/invitations":        map[string]any{"email": "x@example.com", "role": "viewer"},
-	"POST /v1/orgs/{org_id}/api-keys":           map[string]any{"name": "k", "scopes": []string{"read"}},
-	"PUT /v1/orgs/{org_id}/subscription":        map[string]any{"plan": "developer"},
+	"PATCH /v1/orgs/{org_id}":                                                           map[string]any{"name": "renamed"},
+	"PATCH /v1/orgs/{org_id}/members/{user_id}":                                         map[string]any{"role": "viewer"},
+	"POST /v1/orgs/{org_id}/invitations":                                                map[string]any{"email": "x@example.com", "role": "viewer"},
+	"POST /v1/orgs/{org_id}/api-keys":                                                   map[string]any{"name": "k", "scopes": []string{"read"}},
+	"PUT /v1/orgs/{org_id}/subscription":                                                map[string]any{"plan": "developer"},
+	"POST /v1/orgs/{org_id}/instances":                                                  map[string]any{"name": "intruder"},
+	"PATCH /v1/orgs/{org_id}/instances/{instance_id}":                                   map[string]any{"status": "suspended"},
+	"POST /v1/orgs/{org_id}/instances/{instance_id}/credentials":                        map[string]any{"username": "intruder"},
+	"PATCH /v1/orgs/{org_id}/instances/{instance_id}/credentials/{credential_id}":       map[string]any{"enabled": false},
+	"POST /v1/orgs/{org_id}/instances/{instance_id}/credentials/{credential_id}/rotate": map[string]any{},
+	"POST /v1/orgs/{org_id}/instances/{instance_id}/acl-rules":                          map[string]any{"effect": "deny", "action": "all", "filter": "#"},
+	"PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas":                              map[string]any{"max_connections": 1},
+	"POST /v1/orgs/{org_id}/instances/{instance_id}/tokens":                             map[string]any{"resources": []any{map[string]any{"filter": "#", "actions": []string{"publish"}}}, "ttl_seconds": 60},
+	"POST /v1/orgs/{org_id}/instances/{instance_id}/tokens/revoke":                      map[string]any{"jti": "x"},
 }
 
 // fill substitutes the path parameters with IDs that exist in the target org.
@@ -63,7 +73,17 @@ func TestOrgIsolation(t *testing.T) {
 	b := e.signup(t, "b@example.com", "B")
 	aKey := e.createKey(t, a.AccessToken, a.Org.ID, "a-admin", "admin")
 	bKey := e.createKey(t, b.AccessToken, b.Org.ID, "b-admin", "admin")
-	bIDs := map[string]string{"org_id": b.Org.ID, "user_id": b.User.ID, "key_id": bKey.ID}
+	bInst := e.createInstance(t, b.AccessToken, b.Org.ID, "b-site")
+	bCred := e.createCredential(t, b.AccessToken, b.Org.ID, bInst.ID, "b-dev")
+	var bRule struct{ ID string }
+	e.do(t, req{method: "POST", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID + "/acl-rules", token: b.AccessToken,
+		body: map[string]any{"effect": "allow", "action": "publish", "filter": "b/#"}}).expect(t, http.StatusCreated).decode(t, &bRule)
+	var bTok struct{ JTI string }
+	e.do(t, req{method: "POST", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID + "/tokens", token: b.AccessToken,
+		body: map[string]any{"resources": []any{map[string]any{"filter": "b/#", "actions": []string{"publish"}}}, "ttl_seconds": 600}}).expect(t, http.StatusCreated).decode(t, &bTok)
+	sampleBodies["POST /v1/orgs/{org_id}/instances/{instance_id}/tokens/revoke"] = map[string]any{"jti": bTok.JTI}
+	bIDs := map[string]string{"org_id": b.Org.ID, "user_id": b.User.ID, "key_id": bKey.ID, "instance_id": bInst.ID,
+		"credential_id": bCred.ID, "rule_id": bRule.ID}
 
 	callers := []struct{ name, token string }{{"user of A", a.AccessToken}, {"api key of A", aKey.Secret}}
 	for _, c := range callers {
@@ -101,6 +121,39 @@ func TestOrgIsolation(t *testing.T) {
 		if len(keys.Data) != 1 || keys.Data[0].ID != bKey.ID {
 			t.Fatalf("B's keys: %+v", keys.Data)
 		}
+		var inst struct{ Name, Status string }
+		e.do(t, req{method: "GET", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID, token: b.AccessToken}).expect(t, http.StatusOK).decode(t, &inst)
+		if inst.Name != "b-site" || inst.Status != "running" {
+			t.Fatalf("B's instance changed: %+v", inst)
+		}
+		var insts api.List[map[string]any]
+		e.do(t, req{method: "GET", path: "/v1/orgs/" + b.Org.ID + "/instances", token: b.AccessToken}).expect(t, http.StatusOK).decode(t, &insts)
+		if len(insts.Data) != 1 {
+			t.Fatalf("B has %d instances", len(insts.Data))
+		}
+		var creds api.List[struct {
+			Username string
+			Enabled  bool
+		}]
+		e.do(t, req{method: "GET", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID + "/credentials", token: b.AccessToken}).expect(t, http.StatusOK).decode(t, &creds)
+		if len(creds.Data) != 1 || creds.Data[0].Username != "b-dev" || !creds.Data[0].Enabled {
+			t.Fatalf("B's credentials: %+v", creds.Data)
+		}
+		if _, res := e.state.CheckPassword(bInst.ID, "b-dev", []byte(bCred.Password), "c", time.Now()); res != configsync.AuthOK {
+			t.Fatalf("B's device no longer authenticates on the node: %v", res)
+		}
+		var rules api.List[map[string]any]
+		e.do(t, req{method: "GET", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID + "/acl-rules", token: b.AccessToken}).expect(t, http.StatusOK).decode(t, &rules)
+		if len(rules.Data) != 2 { // the default allow-all plus b/#
+			t.Fatalf("B's rules: %+v", rules.Data)
+		}
+		var toks api.List[struct {
+			RevokedAt *time.Time `json:"revoked_at"`
+		}]
+		e.do(t, req{method: "GET", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID + "/tokens", token: b.AccessToken}).expect(t, http.StatusOK).decode(t, &toks)
+		if len(toks.Data) != 1 || toks.Data[0].RevokedAt != nil {
+			t.Fatalf("B's tokens: %+v", toks.Data)
+		}
 		var audit api.List[map[string]any]
 		e.do(t, req{method: "GET", path: "/v1/orgs/" + b.Org.ID + "/audit-events", token: b.AccessToken}).expect(t, http.StatusOK).decode(t, &audit)
 		for _, ev := range audit.Data {
@@ -117,6 +170,9 @@ func TestOrgIsolation(t *testing.T) {
 				{method: "GET", path: "/v1/orgs/" + a.Org.ID + "/members/" + b.User.ID},
 				{method: "PATCH", path: "/v1/orgs/" + a.Org.ID + "/members/" + b.User.ID, body: map[string]string{"role": "viewer"}},
 				{method: "DELETE", path: "/v1/orgs/" + a.Org.ID + "/members/" + b.User.ID},
+				{method: "GET", path: "/v1/orgs/" + a.Org.ID + "/instances/" + bInst.ID},
+				{method: "DELETE", path: "/v1/orgs/" + a.Org.ID + "/instances/" + bInst.ID},
+				{method: "GET", path: "/v1/orgs/" + a.Org.ID + "/instances/" + bInst.ID + "/credentials/" + bCred.ID},
 			} {
 				q.token = c.token
 				e.do(t, q).problem(t, http.StatusNotFound, "not-found")

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
 	"github.com/aeriemq/aerie/tenancy"
@@ -65,7 +67,12 @@ type env struct {
 	outbox *mailer.Outbox
 	db     *pgtest.DB
 	router chi.Router
+	state  *configsync.State // the config of the harness's one data-plane node
+	nodeID string
 }
+
+// operatorToken is the harness's admin token for /v1/admin.
+const operatorToken = "operator-token-for-tests-0123456789"
 
 var testPasswords = tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}
 
@@ -76,7 +83,11 @@ func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	out := mailer.NewOutbox()
 	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithPasswordParams(testPasswords))
-	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log)}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	feed := tenancy.NewFeed(svc, log)
+	go feed.Run(ctx)
+	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Feed: feed, AdminToken: operatorToken}
 	if len(limits) > 0 {
 		d.LoginLimits = limits[0]
 	} else {
@@ -85,7 +96,20 @@ func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 	r := api.NewRouter(d)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, svc: svc, outbox: out, db: db, router: r}
+	// One live data-plane node following the config in process, as in
+	// `aerie serve`, so instances get placed and turn running.
+	node, _, err := svc.EnsureNode(ctx, "test-node", map[string]string{"mqtt": "mqtt://localhost:1883", "ws": "ws://localhost:8083/mqtt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := configsync.NewState()
+	client, err := configsync.NewClient(configsync.Options{Source: tenancy.LocalSource{Feed: feed, NodeID: node.ID}, State: state,
+		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go client.Run(ctx)
+	return &env{t: t, srv: srv, svc: svc, outbox: out, db: db, router: r, state: state, nodeID: node.ID}
 }
 
 // req describes one call.
@@ -273,4 +297,45 @@ func (e *env) mailedToken(t testing.TB, addr string) string {
 		t.Fatalf("mail to %s has no token: %q", addr, m.Body)
 	}
 	return strings.TrimSpace(after)
+}
+
+// instance is an instance as the API answers it.
+type instance struct {
+	ID, Name, Plan, Status string
+	NodeID                 string `json:"node_id"`
+	Endpoints              map[string]*string
+	UsernameFormat         string `json:"username_format"`
+}
+
+// credential is a device credential as the API answers it.
+type credential struct {
+	ID, Username, Password string
+	MQTTUsername           string `json:"mqtt_username"`
+	Enabled                bool
+}
+
+// createInstance creates an instance and waits until the node runs it.
+func (e *env) createInstance(t testing.TB, token, org, name string) instance {
+	t.Helper()
+	var in instance
+	e.do(t, req{method: "POST", path: "/v1/orgs/" + org + "/instances", token: token, body: map[string]any{"name": name}}).
+		expect(t, http.StatusCreated).decode(t, &in)
+	deadline := time.Now().Add(10 * time.Second)
+	for in.Status != "running" {
+		if time.Now().After(deadline) {
+			t.Fatalf("instance %s still %s", in.ID, in.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+		e.do(t, req{method: "GET", path: "/v1/orgs/" + org + "/instances/" + in.ID, token: token}).expect(t, http.StatusOK).decode(t, &in)
+	}
+	return in
+}
+
+// createCredential creates one device credential.
+func (e *env) createCredential(t testing.TB, token, org, inst, username string) credential {
+	t.Helper()
+	var c credential
+	e.do(t, req{method: "POST", path: "/v1/orgs/" + org + "/instances/" + inst + "/credentials", token: token,
+		body: map[string]any{"username": username}}).expect(t, http.StatusCreated).decode(t, &c)
+	return c
 }

@@ -71,6 +71,8 @@ var errorTable = []struct {
 	{tenancy.ErrUnauthenticated, problemKind{http.StatusUnauthorized, "unauthenticated", "Authentication required"}},
 	{tenancy.ErrForbidden, problemKind{http.StatusForbidden, "forbidden", "Forbidden"}},
 	{ErrInsufficientScope, problemKind{http.StatusForbidden, "insufficient-scope", "Insufficient scope"}},
+	{tenancy.ErrDeletionProtected, problemKind{http.StatusConflict, "deletion-protected", "Deletion protection is on"}},
+	{tenancy.ErrNoNode, problemKind{http.StatusServiceUnavailable, "no-capacity", "No data-plane capacity"}},
 	{tenancy.ErrLastOwner, problemKind{http.StatusConflict, "last-owner", "An org must keep one owner"}},
 	{tenancy.ErrConflict, problemKind{http.StatusConflict, "conflict", "Conflict"}},
 	{ErrMalformed, problemKind{http.StatusBadRequest, "malformed-request", "Malformed request"}},

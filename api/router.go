@@ -23,6 +23,14 @@ type Deps struct {
 	Tenancy *tenancy.Service
 	Billing *billing.Service
 	DB      *pgxpool.Pool // idempotency store
+	// Feed streams config to data-plane nodes (/internal/v1/nodes/…); nil
+	// serves no node API.
+	Feed *tenancy.Feed
+	// Meter ingests the nodes' usage reports; may be nil.
+	Meter *billing.Meter
+	// AdminToken authenticates the operator API (/v1/admin); empty
+	// disables it.
+	AdminToken string
 	// LoginLimits throttles POST /v1/auth/login; zero means DefaultLoginLimits.
 	LoginLimits LoginLimits
 }
@@ -43,13 +51,16 @@ var DefaultLoginLimits = LoginLimits{PerEmailBurst: 5, PerEmailEvery: 30 * time.
 // API holds the handlers' dependencies; its methods are the /v1 handlers
 // and the middleware later handlers reuse.
 type API struct {
-	log       *slog.Logger
-	svc       *tenancy.Service
-	billing   *billing.Service
-	idem      *IdempotencyStore
-	loginMail *ratelimit.Keyed
-	loginAddr *ratelimit.Keyed
-	now       func() time.Time
+	log        *slog.Logger
+	svc        *tenancy.Service
+	billing    *billing.Service
+	feed       *tenancy.Feed
+	meter      *billing.Meter
+	adminToken string
+	idem       *IdempotencyStore
+	loginMail  *ratelimit.Keyed
+	loginAddr  *ratelimit.Keyed
+	now        func() time.Time
 }
 
 // NewRouter builds the HTTP handler for the control plane: health endpoints
@@ -63,7 +74,7 @@ func NewRouter(d Deps) chi.Router {
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
-	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, now: time.Now}
+	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrMethodNotAllowed) })
 	if d.Tenancy == nil {
@@ -81,7 +92,11 @@ func NewRouter(d Deps) chi.Router {
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(AccessLog(d.Log))
 		a.Routes(r)
+		a.AdminRoutes(r)
 	})
+	if d.Feed != nil {
+		r.Route("/internal/v1", a.NodeRoutes)
+	}
 	return r
 }
 
@@ -123,6 +138,32 @@ func (a *API) Routes(r chi.Router) {
 			r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/api-keys/{key_id}", a.deleteAPIKey)
 
 			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/audit-events", a.listAuditEvents)
+
+			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/instances", a.listInstances)
+			r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/instances", a.createInstance)
+			r.Route("/instances/{instance_id}", func(r chi.Router) {
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getInstance)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchInstance)
+				r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/", a.deleteInstance)
+
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials", a.listCredentials)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials", a.createCredentials)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials/{credential_id}", a.getCredential)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/credentials/{credential_id}", a.patchCredential)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials/{credential_id}/rotate", a.rotateCredential)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/credentials/{credential_id}", a.deleteCredential)
+
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules", a.listACLRules)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/acl-rules", a.createACLRule)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
+
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/quotas", a.getQuotas)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/quotas", a.putQuotas)
+
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/tokens", a.listDeviceTokens)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens", a.issueDeviceToken)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens/revoke", a.revokeDeviceToken)
+			})
 
 			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)
 			r.With(a.RequireScope(tenancy.ScopeAdmin)).Put("/subscription", a.putSubscription)

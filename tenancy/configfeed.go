@@ -23,6 +23,10 @@ type Feed struct {
 
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
+	// stopped is closed when Run returns, ending every watch so a
+	// graceful HTTP shutdown is not held up by open streams.
+	stopped  chan struct{}
+	stopOnce sync.Once
 }
 
 // NewFeed returns a feed over the service's outbox. Run must be running for
@@ -31,12 +35,13 @@ func NewFeed(svc *Service, log *slog.Logger) *Feed {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Feed{svc: svc, log: log, heartbeat: 15 * time.Second, poll: 5 * time.Second, subs: map[string]map[chan struct{}]struct{}{}}
+	return &Feed{svc: svc, log: log, heartbeat: 15 * time.Second, poll: 5 * time.Second, subs: map[string]map[chan struct{}]struct{}{}, stopped: make(chan struct{})}
 }
 
 // Run listens for config notifications until ctx ends, reconnecting on
 // failure.
 func (f *Feed) Run(ctx context.Context) {
+	defer f.stopOnce.Do(func() { close(f.stopped) })
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		err := f.listen(ctx)
@@ -180,6 +185,8 @@ func (f *Feed) wait(ctx context.Context, wake chan struct{}, hb, poll *time.Tick
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-f.stopped:
+			return context.Canceled
 		case <-wake:
 			return nil
 		case <-poll.C:

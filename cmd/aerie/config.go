@@ -15,16 +15,21 @@ import (
 // config is every setting a subcommand may take. Each flag has an
 // environment equivalent; secrets may also come from <ENV>_FILE.
 type config struct {
-	HTTPAddr     string
-	MQTTAddr     string
-	WSAddr       string
-	DataDir      string
-	DatabaseURL  string
-	LogLevel     string
-	LogFormat    string
-	PGBinDir     string
-	ControlPlane string
-	NodeToken    string
+	HTTPAddr        string
+	MQTTAddr        string
+	WSAddr          string
+	DataDir         string
+	DatabaseURL     string
+	LogLevel        string
+	LogFormat       string
+	PGBinDir        string
+	ControlPlane    string
+	NodeToken       string
+	NodeName        string
+	PublicHost      string
+	AdminToken      string
+	DefaultInstance string
+	BaseDomain      string
 }
 
 // flagSpec names one flag and its environment variable.
@@ -45,14 +50,22 @@ var allFlags = []flagSpec{
 	{"pg-bin-dir", "AERIE_PG_BINDIR", "", "directory of the PostgreSQL server binaries (default: pg_config --bindir, then /usr/lib/postgresql/*/bin)", false, func(c *config) *string { return &c.PGBinDir }},
 	{"control-plane", "AERIE_CONTROL_PLANE", "", "control plane base URL a data-plane node connects to", false, func(c *config) *string { return &c.ControlPlane }},
 	{"node-token", "AERIE_NODE_TOKEN", "", "token the data-plane node authenticates with", true, func(c *config) *string { return &c.NodeToken }},
+	{"node-name", "AERIE_NODE_NAME", "local", "name under which serve registers its own data-plane node", false, func(c *config) *string { return &c.NodeName }},
+	{"public-host", "AERIE_PUBLIC_HOST", "localhost", "host name devices use to reach this node's MQTT listeners (shown as instance endpoints)", false, func(c *config) *string { return &c.PublicHost }},
+	{"admin-token", "AERIE_ADMIN_TOKEN", "", "operator token for /v1/admin (serve: generated into <data-dir>/admin-token when empty)", true, func(c *config) *string { return &c.AdminToken }},
+	{"default-instance", "AERIE_DEFAULT_INSTANCE", "", "instance for devices that name none (no @<instance> in the username, no host name)", false, func(c *config) *string { return &c.DefaultInstance }},
+	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
 }
 
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
-	"serve":        {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
-	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
-	"dataplane":    {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "log-level", "log-format", "control-plane", "node-token"},
-	"migrate":      {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
+	"serve": {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
+		"node-name", "public-host", "admin-token", "default-instance", "base-domain"},
+	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token"},
+	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "log-level", "log-format", "control-plane", "node-token",
+		"public-host", "default-instance", "base-domain"},
+	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
+	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 }
 
 // errHelp means -h was given: usage was printed, exit 0.

@@ -31,6 +31,8 @@ Usage:
   aerie dataplane      run one data-plane node
   aerie migrate up     apply database migrations
   aerie migrate status show database migrations
+  aerie node create NAME   register a data-plane node and print its token
+  aerie node list          list the registered data-plane nodes
   aerie version        print the version
 
 Run 'aerie <command> -h' for the flags of a command.
@@ -55,6 +57,8 @@ func run(args []string, stdout io.Writer, stderr *os.File) int {
 		err = runServer(ctx, sub, args[1:], stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr)
+	case "node":
+		err = runNode(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "aerie %s (commit %s, %s)\n", buildinfo.Version, buildinfo.Commit(), runtime.Version())
 	case "help", "-h", "--help":

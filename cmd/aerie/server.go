@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/console"
+	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/gateway"
+	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgcluster"
 	"github.com/aeriemq/aerie/migrations"
@@ -67,11 +70,31 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	cleanups = append(cleanups, func() { httpLn.Close() })
 
 	var gw *gateway.Gateway
+	var state *configsync.State
+	var nodeID string
+	closeGW := func() {}
 	if withData {
-		gw, err = gateway.New(gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log})
+		if sub == "dataplane" {
+			if cfg.ControlPlane == "" || cfg.NodeToken == "" {
+				return fmt.Errorf("%w: aerie dataplane needs --control-plane URL and --node-token TOKEN (create one with 'aerie node create NAME')", errUsage)
+			}
+			if nodeID, err = nodeIDFromToken(cfg.NodeToken); err != nil {
+				return err
+			}
+		}
+		st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: time.Minute})
+		if err != nil {
+			return fmt.Errorf("message store: %w", err)
+		}
+		cleanups = append(cleanups, func() { st.Close() })
+		state = configsync.NewState()
+		gw, err = gateway.New(gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log, Config: state,
+			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st})
 		if err != nil {
 			return err
 		}
+		closeGW = sync.OnceFunc(func() { gw.Close() })
+		cleanups = append(cleanups, closeGW)
 		checks = append(checks, api.ReadyCheck{Name: "mqtt", Fn: func(context.Context) error { return gw.Ready() }})
 	}
 
@@ -109,15 +132,17 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			}},
 		)
 	}
-	if sub == "dataplane" && cfg.ControlPlane == "" {
-		log.Warn("no --control-plane given: this node has no device configuration and refuses every connection")
-	}
-
 	deps := api.Deps{Log: log, Ready: checks}
 	if withControl {
 		deps.DB = pool
 		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)))
-		deps.Billing = billing.NewService(pool, nil, log)
+		deps.Billing = billing.NewService(pool, planApplier{deps.Tenancy}, log)
+		deps.Meter = billing.NewMeter(pool, deps.Tenancy, log)
+		deps.Feed = tenancy.NewFeed(deps.Tenancy, log.With("component", "configfeed"))
+		go deps.Feed.Run(ctx)
+		if deps.AdminToken, err = adminToken(cfg, sub, log); err != nil {
+			return err
+		}
 	}
 	router := api.NewRouter(deps)
 	if gw != nil {
@@ -128,7 +153,26 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if err != nil {
 			return err
 		}
-		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Log: log, CSRFKey: key}))
+		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key}))
+	}
+	if withData {
+		var src configsync.Source
+		cpURL, token := cfg.ControlPlane, cfg.NodeToken
+		if sub == "serve" {
+			node, tok, err := deps.Tenancy.EnsureNode(ctx, cfg.NodeName, endpoints(cfg, gw))
+			if err != nil {
+				return fmt.Errorf("register this node: %w", err)
+			}
+			nodeID, cpURL, token = node.ID, loopbackURL(httpLn.Addr()), tok
+			src = tenancy.LocalSource{Feed: deps.Feed, NodeID: node.ID}
+		} else {
+			src = &configsync.HTTPSource{BaseURL: cfg.ControlPlane, NodeID: nodeID, Token: cfg.NodeToken}
+		}
+		runCtx, cancelRun := context.WithCancel(ctx)
+		cleanups = append(cleanups, cancelRun)
+		if _, err := startDataPlane(runCtx, cfg, log, gw, state, src, nodeID, cpURL, token); err != nil {
+			return err
+		}
 	}
 	httpSrv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
@@ -153,9 +197,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		log.Warn("http drain incomplete", "error", err)
 		httpSrv.Close()
 	}
-	if gw != nil {
-		gw.Close()
-	}
+	closeGW()
 	return nil
 }
 

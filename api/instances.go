@@ -1,0 +1,453 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/tenancy"
+)
+
+// instanceJSON is an instance as the API shows it.
+type instanceJSON struct {
+	ID                 string        `json:"id"`
+	Name               string        `json:"name"`
+	Plan               string        `json:"plan"`
+	Status             string        `json:"status"`
+	NodeID             string        `json:"node_id"`
+	Endpoints          endpointsJSON `json:"endpoints"`
+	UsernameFormat     string        `json:"username_format"`
+	AllowAnonymous     bool          `json:"allow_anonymous"`
+	DeletionProtection bool          `json:"deletion_protection"`
+	Quotas             config.Quotas `json:"quotas"`
+	CreatedAt          time.Time     `json:"created_at"`
+	UpdatedAt          time.Time     `json:"updated_at"`
+}
+
+type endpointsJSON struct {
+	MQTT  *string `json:"mqtt"`
+	MQTTS *string `json:"mqtts"`
+	WS    *string `json:"ws"`
+	WSS   *string `json:"wss"`
+}
+
+func endpoint(m map[string]string, k string) *string {
+	if v, ok := m[k]; ok && v != "" {
+		return &v
+	}
+	return nil
+}
+
+func toInstance(in tenancy.Instance) instanceJSON {
+	return instanceJSON{ID: in.ID, Name: in.Name, Plan: in.Plan, Status: in.Status, NodeID: in.NodeID,
+		Endpoints: endpointsJSON{MQTT: endpoint(in.Endpoints, "mqtt"), MQTTS: endpoint(in.Endpoints, "mqtts"),
+			WS: endpoint(in.Endpoints, "ws"), WSS: endpoint(in.Endpoints, "wss")},
+		UsernameFormat: "<username>@" + in.ID, AllowAnonymous: in.AllowAnonymous, DeletionProtection: in.DeletionProtection,
+		Quotas: in.Quotas, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC()}
+}
+
+func (a *API) createInstance(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name               string `json:"name"`
+		AllowAnonymous     bool   `json:"allow_anonymous"`
+		DeletionProtection bool   `json:"deletion_protection"`
+	}
+	if err := DecodeJSON(w, r, &in); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	inst, err := a.svc.CreateInstance(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, tenancy.NewInstance{
+		Name: in.Name, AllowAnonymous: in.AllowAnonymous, DeletionProtection: in.DeletionProtection})
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", r.URL.Path+"/"+inst.ID)
+	WriteJSONWithETag(w, http.StatusCreated, toInstance(inst))
+}
+
+func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
+	page, err := ParsePage(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	list, next, err := a.svc.ListInstances(r.Context(), PrincipalFrom(r.Context()).OrgID, page)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, NewList(list, next, toInstance))
+}
+
+func (a *API) getInstance(w http.ResponseWriter, r *http.Request) {
+	inst, err := a.svc.Instance(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, toInstance(inst))
+}
+
+func (a *API) patchInstance(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name               *string `json:"name"`
+		AllowAnonymous     *bool   `json:"allow_anonymous"`
+		DeletionProtection *bool   `json:"deletion_protection"`
+		Status             *string `json:"status"`
+	}
+	if err := DecodeJSON(w, r, &in); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	ctx, org, id := r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id")
+	cur, err := a.svc.Instance(ctx, org, id)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if err := CheckIfMatch(r, toInstance(cur)); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	inst, err := a.svc.UpdateInstance(ctx, ActorOf(r), org, id, tenancy.InstancePatch{Name: in.Name, AllowAnonymous: in.AllowAnonymous,
+		DeletionProtection: in.DeletionProtection, Status: in.Status}, &cur.UpdatedAt)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, toInstance(inst))
+}
+
+func (a *API) deleteInstance(w http.ResponseWriter, r *http.Request) {
+	if err := a.svc.DeleteInstance(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id")); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// credentialJSON is a device credential; Password only in the answers to
+// create and rotate.
+type credentialJSON struct {
+	ID              string     `json:"id"`
+	InstanceID      string     `json:"instance_id"`
+	Username        string     `json:"username"`
+	MQTTUsername    string     `json:"mqtt_username"`
+	ClientIDPattern string     `json:"client_id_pattern"`
+	Enabled         bool       `json:"enabled"`
+	ExpiresAt       *time.Time `json:"expires_at"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	Password        string     `json:"password,omitempty"`
+}
+
+func toCredential(c tenancy.Credential) credentialJSON {
+	var exp *time.Time
+	if c.ExpiresAt != nil {
+		t := c.ExpiresAt.UTC()
+		exp = &t
+	}
+	return credentialJSON{ID: c.ID, InstanceID: c.InstanceID, Username: c.Username, MQTTUsername: c.Username + "@" + c.InstanceID,
+		ClientIDPattern: c.ClientIDPattern, Enabled: c.Enabled, ExpiresAt: exp, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
+}
+
+type newCredentialJSON struct {
+	Username        string     `json:"username"`
+	ClientIDPattern string     `json:"client_id_pattern"`
+	ExpiresAt       *time.Time `json:"expires_at"`
+}
+
+func (a *API) createCredentials(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		newCredentialJSON
+		Credentials []newCredentialJSON `json:"credentials"`
+	}
+	if err := DecodeJSON(w, r, &in); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	bulk := in.Credentials != nil
+	if bulk && (in.Username != "" || in.ClientIDPattern != "" || in.ExpiresAt != nil) {
+		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "credentials",
+			Message: "send either one credential (username, …) or a credentials list, not both"}}})
+		return
+	}
+	list := in.Credentials
+	if !bulk {
+		list = []newCredentialJSON{in.newCredentialJSON}
+	}
+	news := make([]tenancy.NewCredential, len(list))
+	for i, c := range list {
+		news[i] = tenancy.NewCredential{Username: c.Username, ClientIDPattern: c.ClientIDPattern, ExpiresAt: c.ExpiresAt}
+	}
+	creds, pws, err := a.svc.CreateCredentials(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), news)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	out := make([]credentialJSON, len(creds))
+	for i, c := range creds {
+		out[i] = toCredential(c)
+		out[i].Password = pws[i]
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if bulk {
+		WriteJSON(w, http.StatusCreated, map[string]any{"data": out})
+		return
+	}
+	w.Header().Set("Location", r.URL.Path+"/"+out[0].ID)
+	WriteJSON(w, http.StatusCreated, out[0])
+}
+
+func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
+	page, err := ParsePage(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	list, next, err := a.svc.ListCredentials(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), page)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, NewList(list, next, toCredential))
+}
+
+func (a *API) getCredential(w http.ResponseWriter, r *http.Request) {
+	c, err := a.svc.Credential(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, toCredential(c))
+}
+
+func (a *API) patchCredential(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if err := DecodeJSON(w, r, &in); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	ctx, org, inst, id := r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id")
+	cur, err := a.svc.Credential(ctx, org, inst, id)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if err := CheckIfMatch(r, toCredential(cur)); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if in.Enabled == nil {
+		WriteJSONWithETag(w, http.StatusOK, toCredential(cur))
+		return
+	}
+	c, err := a.svc.SetCredentialEnabled(ctx, ActorOf(r), org, inst, id, *in.Enabled)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, toCredential(c))
+}
+
+func (a *API) rotateCredential(w http.ResponseWriter, r *http.Request) {
+	c, pw, err := a.svc.RotateCredential(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	out := toCredential(c)
+	out.Password = pw
+	w.Header().Set("Cache-Control", "no-store")
+	WriteJSON(w, http.StatusOK, out)
+}
+
+func (a *API) deleteCredential(w http.ResponseWriter, r *http.Request) {
+	if err := a.svc.DeleteCredential(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id")); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type aclRuleJSON struct {
+	ID           string  `json:"id"`
+	Effect       string  `json:"effect"`
+	Action       string  `json:"action"`
+	Filter       string  `json:"filter"`
+	CredentialID *string `json:"credential_id"`
+}
+
+func toACLRule(r tenancy.ACLRule) aclRuleJSON {
+	out := aclRuleJSON{ID: r.ID, Effect: r.Effect, Action: r.Action, Filter: r.Filter}
+	if r.CredentialID != "" {
+		c := r.CredentialID
+		out.CredentialID = &c
+	}
+	return out
+}
+
+func (a *API) createACLRule(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Effect       string  `json:"effect"`
+		Action       string  `json:"action"`
+		Filter       string  `json:"filter"`
+		CredentialID *string `json:"credential_id"`
+	}
+	if err := DecodeJSON(w, r, &in); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	rule := tenancy.ACLRule{Effect: in.Effect, Action: in.Action, Filter: in.Filter}
+	if in.CredentialID != nil {
+		rule.CredentialID = *in.CredentialID
+	}
+	out, err := a.svc.CreateACLRule(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), rule)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", r.URL.Path+"/"+out.ID)
+	WriteJSON(w, http.StatusCreated, toACLRule(out))
+}
+
+func (a *API) listACLRules(w http.ResponseWriter, r *http.Request) {
+	page, err := ParsePage(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	list, next, err := a.svc.ListACLRules(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), page)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, NewList(list, next, toACLRule))
+}
+
+func (a *API) deleteACLRule(w http.ResponseWriter, r *http.Request) {
+	if err := a.svc.DeleteACLRule(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "rule_id")); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) getQuotas(w http.ResponseWriter, r *http.Request) {
+	q, _, err := a.svc.InstanceQuotas(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, q)
+}
+
+func (a *API) putQuotas(w http.ResponseWriter, r *http.Request) {
+	var in config.Quotas
+	if err := DecodeJSON(w, r, &in); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	ctx, org, id := r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id")
+	cur, _, err := a.svc.InstanceQuotas(ctx, org, id)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if err := CheckIfMatch(r, cur); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	q, err := a.svc.SetInstanceQuotas(ctx, ActorOf(r), org, id, in)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, q)
+}
+
+type deviceTokenJSON struct {
+	JTI        string                 `json:"jti"`
+	InstanceID string                 `json:"instance_id"`
+	ClientID   *string                `json:"client_id"`
+	Resources  []config.TokenResource `json:"resources"`
+	IssuedAt   time.Time              `json:"issued_at"`
+	ExpiresAt  time.Time              `json:"expires_at"`
+	RevokedAt  *time.Time             `json:"revoked_at"`
+	Username   string                 `json:"mqtt_username"`
+	Token      string                 `json:"token,omitempty"`
+}
+
+func toDeviceToken(t tenancy.DeviceToken) deviceTokenJSON {
+	out := deviceTokenJSON{JTI: t.JTI, InstanceID: t.InstanceID, Resources: t.Resources, IssuedAt: t.IssuedAt.UTC(),
+		ExpiresAt: t.ExpiresAt.UTC(), RevokedAt: t.RevokedAt, Username: config.DeviceTokenUsername + "@" + t.InstanceID}
+	if t.ClientID != "" {
+		c := t.ClientID
+		out.ClientID = &c
+	}
+	if out.Resources == nil {
+		out.Resources = []config.TokenResource{}
+	}
+	return out
+}
+
+func (a *API) issueDeviceToken(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		ClientID   string                 `json:"client_id"`
+		Resources  []config.TokenResource `json:"resources"`
+		TTLSeconds int64                  `json:"ttl_seconds"`
+	}
+	if err := DecodeJSON(w, r, &in); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	t, tok, err := a.svc.IssueDeviceToken(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"),
+		tenancy.NewDeviceToken{ClientID: in.ClientID, Resources: in.Resources, TTL: time.Duration(in.TTLSeconds) * time.Second})
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	out := toDeviceToken(t)
+	out.Token = tok
+	w.Header().Set("Cache-Control", "no-store")
+	WriteJSON(w, http.StatusCreated, out)
+}
+
+func (a *API) listDeviceTokens(w http.ResponseWriter, r *http.Request) {
+	page, err := ParsePage(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	list, next, err := a.svc.ListDeviceTokens(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), page)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, NewList(list, next, toDeviceToken))
+}
+
+func (a *API) revokeDeviceToken(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		JTI string `json:"jti"`
+	}
+	if err := DecodeJSON(w, r, &in); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if in.JTI == "" {
+		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "jti", Message: "is required"}}})
+		return
+	}
+	t, err := a.svc.RevokeDeviceToken(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), in.JTI)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, toDeviceToken(t))
+}

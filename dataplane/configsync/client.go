@@ -1,0 +1,220 @@
+package configsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+)
+
+// Options configure a Client.
+type Options struct {
+	Source Source
+	State  *State
+	// Dir holds the disk snapshot (SnapshotFile).
+	Dir string
+	Log *slog.Logger
+	// Endpoints and Connections go with every heartbeat.
+	Endpoints   map[string]string
+	Connections func() int64
+	// AckInterval is the heartbeat period (default 5 s).
+	AckInterval time.Duration
+	// DeadAfter: a stream silent this long (not even a heartbeat) is
+	// dropped and reopened (default 45 s).
+	DeadAfter time.Duration
+	// SaveDelay coalesces disk writes (default 1 s).
+	SaveDelay time.Duration
+}
+
+// Client keeps a State in step with the control plane: it loads the disk
+// snapshot, follows the watch stream from the last applied revision,
+// acknowledges what it applied, saves the state to disk, and reconnects
+// with backoff.
+type Client struct {
+	o         Options
+	connected atomic.Bool
+	ackNow    chan struct{}
+	saveNow   chan struct{}
+	saveSoon  chan struct{}
+}
+
+// NewClient returns a client; Run starts it.
+func NewClient(o Options) (*Client, error) {
+	if o.Source == nil || o.State == nil || o.Dir == "" {
+		return nil, errors.New("configsync: Source, State and Dir are required")
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.AckInterval <= 0 {
+		o.AckInterval = 5 * time.Second
+	}
+	if o.DeadAfter <= 0 {
+		o.DeadAfter = 45 * time.Second
+	}
+	if o.SaveDelay <= 0 {
+		o.SaveDelay = time.Second
+	}
+	return &Client{o: o, ackNow: make(chan struct{}, 1), saveNow: make(chan struct{}, 1), saveSoon: make(chan struct{}, 1)}, nil
+}
+
+func (c *Client) path() string { return filepath.Join(c.o.Dir, SnapshotFile) }
+
+// Load reads the disk snapshot into the state, so the node serves what it
+// last knew while the control plane is unreachable. No snapshot is not an
+// error; a damaged one is (the state stays empty).
+func (c *Client) Load(ctx context.Context) error {
+	err := c.o.State.LoadFile(c.path())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Connected reports whether the watch stream is open.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// Revision is the applied revision.
+func (c *Client) Revision() int64 { return c.o.State.Revision() }
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Run follows the control plane until ctx ends, then saves the state.
+func (c *Client) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { c.acker(ctx); done <- struct{}{} }()
+	go func() { c.saver(ctx); done <- struct{}{} }()
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		began := time.Now()
+		applied, err := c.stream(ctx)
+		c.connected.Store(false)
+		if ctx.Err() != nil {
+			break
+		}
+		if applied > 0 || time.Since(began) > 10*time.Second {
+			backoff = 200 * time.Millisecond
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		level := slog.LevelWarn
+		if errors.Is(err, ErrNodeRejected) {
+			level = slog.LevelError
+			wait = max(wait, 10*time.Second)
+		}
+		c.o.Log.Log(ctx, level, "config stream ended; reconnecting", "error", err, "revision", c.o.State.Revision(), "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	<-done
+	<-done
+	if err := c.o.State.SaveFile(c.path()); err != nil {
+		c.o.Log.Warn("save config snapshot", "error", err)
+	}
+}
+
+// stream runs one watch; it returns how many events it applied.
+func (c *Client) stream(ctx context.Context) (int, error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	dead := time.AfterFunc(c.o.DeadAfter, func() { cancel(fmt.Errorf("no data for %s", c.o.DeadAfter)) })
+	defer dead.Stop()
+	since := c.o.State.Revision()
+	c.o.Log.Info("following control plane", "since", since)
+	applied := 0
+	err := c.o.Source.Watch(sctx, since, func(ev config.Event) error {
+		dead.Reset(c.o.DeadAfter)
+		if !c.connected.Swap(true) {
+			c.o.Log.Info("config stream open", "since", since)
+		}
+		if ev.Kind == config.KindHeartbeat {
+			return nil
+		}
+		before := c.o.State.Revision()
+		if err := c.o.State.Apply(ev); err != nil {
+			return fmt.Errorf("apply revision %d (%s): %w", ev.Revision, ev.Kind, err)
+		}
+		applied++
+		if ev.Kind == config.KindSnapshot {
+			c.o.Log.Info("applied config snapshot", "revision", c.o.State.Revision(), "instances", len(ev.Snapshot.Instances))
+			signal(c.saveNow)
+		} else if c.o.State.Revision() != before {
+			signal(c.saveSoon)
+		}
+		signal(c.ackNow)
+		return nil
+	})
+	if cause := context.Cause(sctx); cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	return applied, err
+}
+
+// acker sends the applied revision promptly after changes and as a
+// heartbeat every AckInterval.
+func (c *Client) acker(ctx context.Context) {
+	t := time.NewTicker(c.o.AckInterval)
+	defer t.Stop()
+	send := func() {
+		ack := config.Ack{Revision: c.o.State.Revision(), Endpoints: c.o.Endpoints}
+		if c.o.Connections != nil {
+			ack.Connections = c.o.Connections()
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := c.o.Source.Ack(actx, ack); err != nil && ctx.Err() == nil {
+			c.o.Log.Debug("config ack failed", "error", err)
+		}
+	}
+	send()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.ackNow:
+			send()
+		case <-t.C:
+			send()
+		}
+	}
+}
+
+// saver writes the disk snapshot: at once after a full snapshot, at most
+// once per SaveDelay after changes.
+func (c *Client) saver(ctx context.Context) {
+	save := func() {
+		if err := c.o.State.SaveFile(c.path()); err != nil {
+			c.o.Log.Warn("save config snapshot", "error", err)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.saveNow:
+			save()
+		case <-c.saveSoon:
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.saveNow:
+			case <-time.After(c.o.SaveDelay):
+			}
+			save()
+		}
+	}
+}

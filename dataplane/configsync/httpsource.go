@@ -1,0 +1,118 @@
+package configsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+)
+
+// ErrNodeRejected: the control plane refused this node (bad or revoked
+// token, unknown node). Retrying will not help until the operator acts.
+var ErrNodeRejected = errors.New("control plane rejected this node")
+
+// HTTPSource follows the control plane's watch API over HTTP.
+type HTTPSource struct {
+	BaseURL string // control plane, e.g. https://cp.example.com
+	NodeID  string
+	Token   string       // aen_<node>_<secret>
+	Client  *http.Client // default: no overall timeout (the stream is long-lived)
+}
+
+func (h *HTTPSource) client() *http.Client {
+	if h.Client != nil {
+		return h.Client
+	}
+	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 2}}
+}
+
+func (h *HTTPSource) url(suffix string) string {
+	return strings.TrimRight(h.BaseURL, "/") + "/internal/v1/nodes/" + url.PathEscape(h.NodeID) + suffix
+}
+
+// httpError turns a non-2xx answer into an error with the problem detail.
+func httpError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var p struct {
+		Detail string `json:"detail"`
+		Title  string `json:"title"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &p) == nil && (p.Detail != "" || p.Title != "") {
+		msg = p.Title
+		if p.Detail != "" {
+			msg = p.Detail
+		}
+	}
+	err := fmt.Errorf("control plane answered %s: %s", resp.Status, msg)
+	switch resp.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return fmt.Errorf("%w: %w", ErrNodeRejected, err)
+	}
+	return err
+}
+
+// Watch implements Source.
+func (h *HTTPSource) Watch(ctx context.Context, since int64, fn func(config.Event) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url("/watch?since="+strconv.FormatInt(since, 10)), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.Token)
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := h.client().Do(req)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return httpError(resp)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev config.Event
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("watch: stream closed by the control plane")
+			}
+			return fmt.Errorf("watch: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// Ack implements Source.
+func (h *HTTPSource) Ack(ctx context.Context, ack config.Ack) error {
+	body, _ := json.Marshal(ack)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url("/ack"), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client().Do(req)
+	if err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return httpError(resp)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}
