@@ -333,4 +333,3 @@ func (s *State) LoadFile(path string) error {
 	defer f.Close()
 	return s.LoadFrom(f)
 }
-
