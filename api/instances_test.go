@@ -168,7 +168,9 @@ func TestCredentials(t *testing.T) {
 		if strings.Contains(string(got.body), c.Password) || strings.Contains(string(list.body), c.Password) || strings.Contains(string(list.body), "password") {
 			t.Fatal("password shown again")
 		}
-		e.waitNode(t, "credential", func(st *configsync.State) bool { return nodeAuth(inst.ID, "sensor-1", c.Password)(st) == configsync.AuthOK })
+		e.waitNode(t, "credential", func(st *configsync.State) bool {
+			return nodeAuth(inst.ID, "sensor-1", c.Password)(st) == configsync.AuthOK
+		})
 		if _, res := e.state.CheckPassword(inst.ID, "sensor-1", []byte(c.Password), "intruder", time.Now()); res != configsync.AuthClientIDRefused {
 			t.Fatalf("client id outside the pattern: %v", res)
 		}
@@ -198,7 +200,9 @@ func TestCredentials(t *testing.T) {
 			pws[c.Password] = true
 		}
 		last := out.Data[999]
-		e.waitNode(t, "bulk credentials", func(st *configsync.State) bool { return nodeAuth(inst.ID, last.Username, last.Password)(st) == configsync.AuthOK })
+		e.waitNode(t, "bulk credentials", func(st *configsync.State) bool {
+			return nodeAuth(inst.ID, last.Username, last.Password)(st) == configsync.AuthOK
+		})
 
 		over := append(list, map[string]any{"username": "one-too-many"})
 		for i := range over {
@@ -243,8 +247,12 @@ func TestCredentials(t *testing.T) {
 			t.Fatalf("errors %+v", p.Errors)
 		}
 		e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"username": "soon", "expires_at": time.Now().Add(2 * time.Second).UTC()}}).expect(t, 201).decode(t, &ex)
-		e.waitNode(t, "credential", func(st *configsync.State) bool { return nodeAuth(inst.ID, "soon", ex.Password)(st) == configsync.AuthOK })
-		e.waitNode(t, "expiry", func(st *configsync.State) bool { return nodeAuth(inst.ID, "soon", ex.Password)(st) == configsync.AuthExpired })
+		e.waitNode(t, "credential", func(st *configsync.State) bool {
+			return nodeAuth(inst.ID, "soon", ex.Password)(st) == configsync.AuthOK
+		})
+		e.waitNode(t, "expiry", func(st *configsync.State) bool {
+			return nodeAuth(inst.ID, "soon", ex.Password)(st) == configsync.AuthExpired
+		})
 	})
 	t.Run("a credential of another instance is 404 here", func(t *testing.T) {
 		oc := e.createCredential(t, s.AccessToken, s.Org.ID, other.ID, "x")
