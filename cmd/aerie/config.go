@@ -27,6 +27,8 @@ type config struct {
 	NodeToken       string
 	NodeName        string
 	PublicHost      string
+	PublicMQTTPort  string
+	PublicWSPort    string
 	AdminToken      string
 	DefaultInstance string
 	BaseDomain      string
@@ -52,6 +54,8 @@ var allFlags = []flagSpec{
 	{"node-token", "AERIE_NODE_TOKEN", "", "token the data-plane node authenticates with", true, func(c *config) *string { return &c.NodeToken }},
 	{"node-name", "AERIE_NODE_NAME", "local", "name under which serve registers its own data-plane node", false, func(c *config) *string { return &c.NodeName }},
 	{"public-host", "AERIE_PUBLIC_HOST", "localhost", "host name devices use to reach this node's MQTT listeners (shown as instance endpoints)", false, func(c *config) *string { return &c.PublicHost }},
+	{"public-mqtt-port", "AERIE_PUBLIC_MQTT_PORT", "", "MQTT port devices reach this node on, when it differs from --mqtt-addr's (port mapping, load balancer)", false, func(c *config) *string { return &c.PublicMQTTPort }},
+	{"public-ws-port", "AERIE_PUBLIC_WS_PORT", "", "WebSocket port devices reach this node on, when it differs from --ws-addr's", false, func(c *config) *string { return &c.PublicWSPort }},
 	{"admin-token", "AERIE_ADMIN_TOKEN", "", "operator token for /v1/admin (serve: generated into <data-dir>/admin-token when empty)", true, func(c *config) *string { return &c.AdminToken }},
 	{"default-instance", "AERIE_DEFAULT_INSTANCE", "", "instance for devices that name none (no @<instance> in the username, no host name)", false, func(c *config) *string { return &c.DefaultInstance }},
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
@@ -60,10 +64,10 @@ var allFlags = []flagSpec{
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
-		"node-name", "public-host", "admin-token", "default-instance", "base-domain"},
+		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain"},
 	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "log-level", "log-format", "control-plane", "node-token",
-		"public-host", "default-instance", "base-domain"},
+		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 }

@@ -70,7 +70,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer, stderr *os.Fi
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "node %s (%s) registered.\nStart it with:\n  aerie dataplane --control-plane URL --node-token %s\n", n.Name, n.ID, tok)
+		fmt.Fprintf(stdout, "node %s (%s) registered. Its token, shown once:\n  AERIE_NODE_TOKEN=%s\nStart it with:\n  aerie dataplane --control-plane URL --node-token %s\n", n.Name, n.ID, tok, tok)
 		return nil
 	}
 	ns, err := svc.ListNodes(ctx)
@@ -105,17 +105,20 @@ func endpoints(cfg *config, gw *gateway.Gateway) map[string]string {
 	if host == "" {
 		host = "localhost"
 	}
-	port := func(addr string) string {
+	port := func(addr, public string) string {
+		if public != "" {
+			return public
+		}
 		_, p, err := net.SplitHostPort(addr)
 		if err != nil {
 			return ""
 		}
 		return p
 	}
-	if p := port(gw.MQTTAddr()); p != "" {
+	if p := port(gw.MQTTAddr(), cfg.PublicMQTTPort); p != "" {
 		out["mqtt"] = "mqtt://" + net.JoinHostPort(host, p)
 	}
-	if p := port(gw.WSAddr()); p != "" {
+	if p := port(gw.WSAddr(), cfg.PublicWSPort); p != "" {
 		out["ws"] = "ws://" + net.JoinHostPort(host, p) + "/mqtt"
 	}
 	return out

@@ -44,7 +44,29 @@ func TestTwoNodesAndSnapshotRestart(t *testing.T) {
 
 	var tokens [2]nodeOut
 	op.call(t, "POST", "/v1/admin/nodes", map[string]any{"name": "edge-1"}, 201, &tokens[0])
-	op.call(t, "POST", "/v1/admin/nodes", map[string]any{"name": "edge-2"}, 201, &tokens[1])
+	// The second node's token comes from the operator CLI instead.
+	cli := start(t, env, "node", "create", "edge-2")
+	if code := cli.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("aerie node create: exit %d\n%s", code, cli.stderr.String())
+	}
+	for _, line := range strings.Split(cli.stderr.String(), "\n") {
+		if tok, ok := strings.CutPrefix(strings.TrimSpace(line), "AERIE_NODE_TOKEN="); ok {
+			tokens[1].Token = tok
+		}
+	}
+	if !strings.HasPrefix(tokens[1].Token, "aen_") {
+		t.Fatalf("aerie node create printed no token:\n%s", cli.stderr.String())
+	}
+	var listed struct{ Data []nodeOut }
+	op.call(t, "GET", "/v1/admin/nodes", nil, 200, &listed)
+	for _, n := range listed.Data {
+		if n.Name == "edge-2" {
+			tokens[1].ID = n.ID
+		}
+	}
+	if tokens[1].ID == "" || !strings.HasPrefix(tokens[1].Token, "aen_"+tokens[1].ID+"_") {
+		t.Fatalf("edge-2 not listed by the admin API: %+v", listed.Data)
+	}
 	api{base: base, token: "wrong"}.call(t, "GET", "/v1/admin/nodes", nil, 401, nil)
 
 	type node struct {
