@@ -32,6 +32,18 @@ type conn struct {
 
 	established atomic.Bool  // counted as a connection
 	subs        atomic.Int64 // accepted subscriptions
+
+	lim     *instanceLimits // the instance's quotas on this node
+	cl      *clientLimits   // this connection's own quota state
+	counted atomic.Bool     // counted in lim.conns
+}
+
+// levels is the topic-level quota now in force for the connection.
+func (c *conn) levels() int {
+	if c.cl != nil {
+		return int(c.cl.maxLevels.Load())
+	}
+	return c.maxLevels
 }
 
 // tenantHook authenticates devices from the pushed config, keeps every
@@ -52,6 +64,7 @@ type tenantHook struct {
 	log             *slog.Logger
 	now             func() time.Time
 	metrics         *Metrics
+	limits          quotaTable
 
 	mu    sync.RWMutex
 	conns map[*mqtt.Client]*conn
@@ -183,6 +196,9 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 		cl.Properties.Will.TopicName = c.mount + cl.Properties.Will.TopicName
 	}
+	if code := h.admitConnection(cl, c, inst.Quotas); code != packets.CodeSuccess {
+		return refuseConnect(h.srv, cl, code)
+	}
 	cl.ID = c.mount + cl.ID
 	h.mu.Lock()
 	h.conns[cl] = c
@@ -251,6 +267,9 @@ func (h *tenantHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	c := h.conns[cl]
 	delete(h.conns, cl)
 	h.mu.Unlock()
+	if c != nil {
+		c.releaseConnection()
+	}
 	if c != nil && h.metrics != nil && c.established.CompareAndSwap(true, false) {
 		h.metrics.connected(c.instance, -1)
 		if n := c.subs.Swap(0); n != 0 {
@@ -274,11 +293,13 @@ func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		if pk.TopicName == "" {
 			return pk, nil // alias-only: mochi resolves the alias to an already mounted topic
 		}
-		if !validTopic(pk.TopicName, c.maxLevels) {
+		if !validTopic(pk.TopicName, c.levels()) {
 			return pk, packets.ErrTopicNameInvalid
 		}
 		pk.TopicName = c.mount + pk.TopicName
-	case packets.Subscribe, packets.Unsubscribe:
+	case packets.Subscribe:
+		h.mountSubscribe(cl, c, &pk)
+	case packets.Unsubscribe:
 		for i := range pk.Filters {
 			pk.Filters[i].Filter = h.mountFilter(c, pk.Filters[i].Filter)
 		}
@@ -288,28 +309,95 @@ func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 
 func (h *tenantHook) mountFilter(c *conn, f string) string {
 	if group, inner, shared := splitShared(f); shared {
-		if group == "" || !validFilter(inner, c.maxLevels) {
+		if group == "" || !validFilter(inner, c.levels()) {
 			return deniedMount + f
 		}
 		return "$share/" + group + "/" + c.mount + inner
 	}
-	if !validFilter(f, c.maxLevels) {
+	if !validFilter(f, c.levels()) {
 		return deniedMount + f
 	}
 	return c.mount + f
 }
 
+// mountSubscribe mounts a SUBSCRIBE's filters and refuses those beyond the
+// client's subscription quota (their SUBACK code is set in OnPacketEncode).
+func (h *tenantHook) mountSubscribe(cl *mqtt.Client, c *conn, pk *packets.Packet) {
+	limit := 0
+	if c.cl != nil {
+		limit = int(c.cl.maxSubs.Load())
+	}
+	have := cl.State.Subscriptions.Len()
+	var refused []int
+	for i := range pk.Filters {
+		f := h.mountFilter(c, pk.Filters[i].Filter)
+		if limit > 0 && !strings.HasPrefix(f, deniedMount) {
+			if _, exists := cl.State.Subscriptions.Get(f); !exists {
+				if have >= limit {
+					refused = append(refused, i)
+					f = deniedMount + pk.Filters[i].Filter
+				} else {
+					have++
+				}
+			}
+		}
+		pk.Filters[i].Filter = f
+	}
+	if len(refused) > 0 {
+		c.cl.mu.Lock()
+		if c.cl.quotaRefused == nil {
+			c.cl.quotaRefused = map[uint16][]int{}
+		}
+		c.cl.quotaRefused[pk.PacketID] = refused
+		c.cl.mu.Unlock()
+		h.drop(c.instance, DropQuota)
+	}
+}
+
+func (h *tenantHook) drop(instance, reason string) {
+	if h.metrics != nil {
+		h.metrics.dropped(instance, reason)
+	}
+}
+
 // OnPacketEncode takes the mount off topics going to the device.
 func (h *tenantHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type != packets.Publish || pk.TopicName == "" {
-		return pk
-	}
-	c := h.get(cl)
-	if c == nil {
-		return pk
-	}
-	if t, ok := strings.CutPrefix(pk.TopicName, c.mount); ok {
-		pk.TopicName = t
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if pk.TopicName == "" {
+			return pk
+		}
+		if c := h.get(cl); c != nil {
+			if t, ok := strings.CutPrefix(pk.TopicName, c.mount); ok {
+				pk.TopicName = t
+			}
+		}
+	case packets.Suback:
+		// Filters refused for the subscription quota: 0x97 (v5); 3.1.1
+		// has only 0x80, which mochi already wrote.
+		if c := h.get(cl); c != nil && c.cl != nil && cl.Properties.ProtocolVersion == 5 {
+			c.cl.mu.Lock()
+			refused := c.cl.quotaRefused[pk.PacketID]
+			delete(c.cl.quotaRefused, pk.PacketID)
+			c.cl.mu.Unlock()
+			if len(refused) > 0 {
+				codes := append([]byte(nil), pk.ReasonCodes...)
+				for _, i := range refused {
+					if i < len(codes) {
+						codes[i] = packets.ErrQuotaExceeded.Code
+					}
+				}
+				pk.ReasonCodes = codes
+			}
+		}
+	case packets.Connack:
+		// Announce a session expiry the instance's quota lowered.
+		if c := h.get(cl); c != nil && c.cl != nil && pk.ReasonCode == 0 {
+			if v := c.cl.expiryCapped.Load(); v >= 0 {
+				pk.Properties.SessionExpiryInterval = uint32(v)
+				pk.Properties.SessionExpiryIntervalFlag = true
+			}
+		}
 	}
 	return pk
 }
@@ -349,11 +437,24 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	}
 	t, ok := strings.CutPrefix(pk.TopicName, c.mount)
 	if !ok || !h.allowed(c, config.ActionPublish, t, false) {
-		if h.metrics != nil {
-			h.metrics.dropped(c.instance, DropACL)
-		}
+		h.drop(c.instance, DropACL)
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 			return pk, packets.ErrNotAuthorized
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
+	if code, ok, disconnect := h.checkPublishQuota(cl, c, pk); !ok {
+		if disconnect {
+			h.log.Info("closing a connection over its quota", "instance", c.instance, "client", c.clientID, "reason", code.Reason)
+			if cl.Properties.ProtocolVersion == 5 {
+				_ = h.srv.DisconnectClient(cl, code)
+			} else {
+				cl.Stop(code)
+			}
+			return pk, packets.ErrRejectPacket
+		}
+		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+			return pk, code
 		}
 		return pk, packets.CodeSuccessIgnore
 	}
@@ -430,6 +531,9 @@ func containsString(list []string, s string) bool {
 // onChange closes the live connections a config change revokes: MQTT 5
 // clients get DISCONNECT 0x87 (0x8C for a revoked token) first.
 func (h *tenantHook) onChange(ch configsync.Change) {
+	if quotaChange(ch) {
+		h.refreshQuotas(ch.InstanceID)
+	}
 	if !ch.Revoked {
 		return
 	}

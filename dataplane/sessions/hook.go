@@ -176,6 +176,11 @@ func sessionExpiry(cl *mqtt.Client) time.Duration {
 		}
 		return time.Duration(cl.Properties.Props.SessionExpiryInterval) * time.Second
 	}
+	// 3.1.1 sessions never expire by themselves; the gateway sets an
+	// expiry when the instance's quota caps it.
+	if s := cl.Properties.Props.SessionExpiryInterval; s > 0 {
+		return time.Duration(s) * time.Second
+	}
 	return store.NeverExpire
 }
 

@@ -1,0 +1,295 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/time/rate"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/dataplane/configsync"
+)
+
+// Quota enforcement. Each instance's quotas come from the pushed config and
+// apply on this node; a change applies at once to live connections (the
+// limiters are adjusted in place, nobody reconnects). A zero quota means
+// unlimited.
+//
+// Reason codes (MQTT 5 / 3.1.1):
+//   - max_connections: CONNACK 0x97 / 0x03
+//   - max_connects_per_second: CONNACK 0x9F / 0x03
+//   - max_publish_per_second (instance), …_per_client, max_bytes_per_second:
+//     QoS≥1 PUBACK 0x96 (v5); QoS 0 and v3.1.1 dropped and counted; a client
+//     refused at least abuseStrikes times a second for abuseSeconds seconds
+//     in a row gets DISCONNECT 0x96 (v5) or is closed (v3.1.1)
+//   - max_payload_bytes: DISCONNECT 0x95 (v5) / close (v3.1.1), counted too_large
+//   - max_subscriptions_per_client: SUBACK 0x97 / 0x80
+//   - max_topic_levels: DISCONNECT 0x90 topic name invalid (publish), SUBACK 0x87 / 0x80 (filter)
+//   - max_retained_messages: a new retained topic beyond it is published but not retained (counted quota)
+//   - max_session_expiry_seconds: the session expiry is capped (announced in the v5 CONNACK)
+//   - max_inflight: caps how many QoS≥1 messages are in flight to a client
+
+// Sustained abuse: at least abuseStrikes refusals a second, abuseSeconds
+// seconds in a row.
+const (
+	abuseStrikes = 100
+	abuseSeconds = 3
+)
+
+// instanceLimits is one instance's shared quota state on this node.
+type instanceLimits struct {
+	conns atomic.Int64 // live connections
+
+	mu sync.Mutex
+	q  config.Quotas
+	// The buckets are replaced (full) when the quotas change.
+	connects atomic.Pointer[rate.Limiter]
+	publish  atomic.Pointer[rate.Limiter]
+	bytes    atomic.Pointer[rate.Limiter]
+}
+
+// limiter returns a token bucket refilling perSec a second with room for
+// burst; perSec ≤ 0 is unlimited.
+func limiter(perSec, burst int) *rate.Limiter {
+	if perSec <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(perSec), max(burst, 1))
+}
+
+func bytesBurst(q config.Quotas) int {
+	return max(int(q.MaxBytesPerSecond), q.MaxPayloadBytes)
+}
+
+func newInstanceLimits(q config.Quotas) *instanceLimits {
+	l := &instanceLimits{q: q}
+	l.buckets(q)
+	return l
+}
+
+func (l *instanceLimits) buckets(q config.Quotas) {
+	l.connects.Store(limiter(q.MaxConnectsPerSecond, q.MaxConnectsPerSecond))
+	l.publish.Store(limiter(q.MaxPublishPerSecond, q.MaxPublishPerSecond))
+	l.bytes.Store(limiter(int(q.MaxBytesPerSecond), bytesBurst(q)))
+}
+
+func (l *instanceLimits) set(q config.Quotas) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.q == q {
+		return
+	}
+	l.q = q
+	l.buckets(q)
+}
+
+func (l *instanceLimits) quotas() config.Quotas {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.q
+}
+
+// quotaTable holds the limits of every instance seen on this node.
+type quotaTable struct {
+	mu sync.Mutex
+	by map[string]*instanceLimits
+}
+
+// of returns the instance's limits, brought up to q.
+func (t *quotaTable) of(id string, q config.Quotas) *instanceLimits {
+	t.mu.Lock()
+	l, ok := t.by[id]
+	if !ok {
+		if t.by == nil {
+			t.by = map[string]*instanceLimits{}
+		}
+		l = newInstanceLimits(q)
+		t.by[id] = l
+	}
+	t.mu.Unlock()
+	if ok {
+		l.set(q)
+	}
+	return l
+}
+
+func (t *quotaTable) ids() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.by))
+	for id := range t.by {
+		out = append(out, id)
+	}
+	return out
+}
+
+// clientLimits is one connection's own quota state.
+type clientLimits struct {
+	publish   atomic.Pointer[rate.Limiter]
+	perSec    atomic.Int64 // the per-client publish quota publish was built for
+	maxLevels atomic.Int32
+	maxSubs   atomic.Int32
+	// refusals in the current one-second window, for abuse detection.
+	window  atomic.Int64 // unix second
+	strikes atomic.Int32
+	abusive atomic.Int32 // consecutive full seconds with abuseStrikes refusals
+	// quotaRefused holds, per SUBSCRIBE packet ID, the filter positions
+	// refused for the subscription quota (their SUBACK code becomes 0x97).
+	mu           sync.Mutex
+	quotaRefused map[uint16][]int
+	// expiryCapped is the session expiry to announce in the CONNACK (v5)
+	// when the quota lowered the client's.
+	expiryCapped atomic.Int64
+}
+
+func newClientLimits(q config.Quotas) *clientLimits {
+	c := &clientLimits{}
+	c.perSec.Store(-1)
+	c.apply(q)
+	c.expiryCapped.Store(-1)
+	return c
+}
+
+func (c *clientLimits) apply(q config.Quotas) {
+	if n := int64(q.MaxPublishPerSecondPerClient); c.perSec.Swap(n) != n {
+		c.publish.Store(limiter(q.MaxPublishPerSecondPerClient, q.MaxPublishPerSecondPerClient))
+	}
+	c.maxLevels.Store(int32(q.MaxTopicLevels))
+	c.maxSubs.Store(int32(q.MaxSubscriptionsPerClient))
+}
+
+// strike records one refusal and reports whether the client is abusing
+// its quota: refused at least abuseStrikes times a second for abuseSeconds
+// seconds in a row. Only the client's own reader calls it.
+func (c *clientLimits) strike(now time.Time) bool {
+	sec := now.Unix()
+	if prev := c.window.Swap(sec); prev != sec {
+		if c.strikes.Swap(0) >= abuseStrikes && prev == sec-1 {
+			c.abusive.Add(1)
+		} else {
+			c.abusive.Store(0)
+		}
+	}
+	return c.strikes.Add(1) >= abuseStrikes && c.abusive.Load() >= abuseSeconds-1
+}
+
+// admitConnection applies the connection quotas to a device that passed
+// authentication. It returns the refusal code, or CodeSuccess with the
+// connection counted against the instance.
+func (h *tenantHook) admitConnection(cl *mqtt.Client, c *conn, q config.Quotas) packets.Code {
+	lim := h.limits.of(c.instance, q)
+	c.lim = lim
+	c.cl = newClientLimits(q)
+	if !lim.connects.Load().Allow() {
+		return packets.ErrConnectionRateExceeded
+	}
+	// A device replacing its own session (same client ID) is not an extra
+	// connection: the old one is about to go.
+	_, takeover := h.srv.Clients.Get(c.mount + cl.ID)
+	if n := lim.conns.Add(1); q.MaxConnections > 0 && n > int64(q.MaxConnections) && !takeover {
+		lim.conns.Add(-1)
+		return packets.ErrQuotaExceeded
+	}
+	c.counted.Store(true)
+	// Session expiry cap.
+	if limit := uint32(q.MaxSessionExpirySeconds); limit > 0 {
+		if cl.Properties.ProtocolVersion == 5 {
+			if cl.Properties.Props.SessionExpiryInterval > limit {
+				cl.Properties.Props.SessionExpiryInterval = limit
+				cl.Properties.Props.SessionExpiryIntervalFlag = true
+				c.cl.expiryCapped.Store(int64(limit))
+			}
+		} else if !cl.Properties.Clean {
+			// 3.1.1 persistent sessions have no expiry of their own; the
+			// store keeps them for the instance's cap.
+			cl.Properties.Props.SessionExpiryInterval = limit
+		}
+	}
+	// In-flight cap towards the device.
+	if m := int32(q.MaxInflight); m > 0 {
+		if rm := int32(cl.Properties.Props.ReceiveMaximum); rm == 0 || rm > m {
+			cl.Properties.Props.ReceiveMaximum = uint16(m)
+			cl.State.Inflight.ResetSendQuota(m)
+		}
+	}
+	return packets.CodeSuccess
+}
+
+// releaseConnection takes a closed connection off its instance's count.
+func (c *conn) releaseConnection() {
+	if c.lim != nil && c.counted.CompareAndSwap(true, false) {
+		c.lim.conns.Add(-1)
+	}
+}
+
+// checkPublishQuota applies payload size, rate and byte quotas to a
+// publish the ACL allowed. ok false means refused with code (for a v5
+// QoS≥1 PUBACK); disconnect is set when the connection must end.
+func (h *tenantHook) checkPublishQuota(cl *mqtt.Client, c *conn, pk packets.Packet) (code packets.Code, ok, disconnect bool) {
+	if c.lim == nil {
+		return packets.CodeSuccess, true, false
+	}
+	q := c.lim.quotas()
+	if q.MaxPayloadBytes > 0 && len(pk.Payload) > q.MaxPayloadBytes {
+		h.drop(c.instance, DropTooLarge)
+		return packets.ErrPacketTooLarge, false, true
+	}
+	now := h.now()
+	if !c.cl.publish.Load().AllowN(now, 1) || !c.lim.publish.Load().AllowN(now, 1) || !c.lim.bytes.Load().AllowN(now, len(pk.Payload)) {
+		h.drop(c.instance, DropQuota)
+		return packets.ErrMessageRateTooHigh, false, c.cl.strike(now)
+	}
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && q.MaxRetainedMessages > 0 {
+		if _, exists := h.srv.Topics.Retained.Get(pk.TopicName); !exists && h.retainedCount(c.mount) >= q.MaxRetainedMessages {
+			h.drop(c.instance, DropQuota)
+			return packets.ErrQuotaExceeded, false, false
+		}
+	}
+	return packets.CodeSuccess, true, false
+}
+
+// retainedCount counts the retained messages under an instance's mount.
+func (h *tenantHook) retainedCount(mount string) int {
+	n := 0
+	for topic := range h.srv.Topics.Retained.GetAll() {
+		if len(topic) > len(mount) && topic[:len(mount)] == mount {
+			n++
+		}
+	}
+	return n
+}
+
+// refreshQuotas brings the limiters of an instance (all instances when id
+// is "") and of its live connections to the pushed quotas.
+func (h *tenantHook) refreshQuotas(id string) {
+	ids := []string{id}
+	if id == "" {
+		ids = h.limits.ids()
+	}
+	for _, id := range ids {
+		inst, ok := h.state.Instance(id)
+		if !ok {
+			continue
+		}
+		h.limits.of(id, inst.Quotas)
+		h.mu.RLock()
+		for _, c := range h.conns {
+			if c.instance == id && c.cl != nil {
+				c.cl.apply(inst.Quotas)
+			}
+		}
+		h.mu.RUnlock()
+	}
+}
+
+// quotaChange reports whether a config change may have changed quotas.
+func quotaChange(ch configsync.Change) bool {
+	switch ch.Kind {
+	case config.KindQuotasPut, config.KindInstancePut, config.KindSnapshot:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,545 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.golang/paho"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+)
+
+// setQuotas pushes quotas for an instance the way the control plane does.
+func (b *bundle) setQuotas(t *testing.T, inst string, q config.Quotas) {
+	t.Helper()
+	b.apply(t, config.Event{Kind: config.KindQuotasPut, InstanceID: inst, Quotas: &q})
+}
+
+// v5with connects an MQTT 5 client with a CONNECT the caller adjusts.
+func (b *bundle) v5with(t *testing.T, clientID, user, pass string, adjust func(*paho.Connect), cfg func(*paho.ClientConfig)) (*v5conn, *paho.Connack, error) {
+	t.Helper()
+	nc, err := net.Dial("tcp", b.gw.MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &v5conn{disconnected: make(chan *paho.Disconnect, 1)}
+	cc := paho.ClientConfig{Conn: nc,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			v.mu.Lock()
+			v.got = append(v.got, pr.Packet)
+			v.mu.Unlock()
+			return true, nil
+		}},
+		OnServerDisconnect: func(d *paho.Disconnect) { v.disconnected <- d },
+	}
+	if cfg != nil {
+		cfg(&cc)
+	}
+	v.c = paho.NewClient(cc)
+	cp := &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pass)}
+	if adjust != nil {
+		adjust(cp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := v.c.Connect(ctx, cp)
+	if err != nil {
+		nc.Close()
+		return nil, ca, err
+	}
+	t.Cleanup(func() { _ = v.c.Disconnect(&paho.Disconnect{}) })
+	return v, ca, nil
+}
+
+func expectDisconnect(t *testing.T, v *v5conn, code byte) {
+	t.Helper()
+	select {
+	case d := <-v.disconnected:
+		if d.ReasonCode != code {
+			t.Fatalf("DISCONNECT 0x%02x, want 0x%02x", d.ReasonCode, code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no DISCONNECT 0x%02x", code)
+	}
+}
+
+func dropsOf(b *bundle, inst, reason string) int64 {
+	v, ok := b.gw.metrics.of(inst).drops.Load(reason)
+	if !ok {
+		return 0
+	}
+	return v.(*atomic.Int64).Load()
+}
+
+func TestQuotaMaxConnections(t *testing.T) {
+	b := newBundle(t)
+	b.setQuotas(t, "i-bbbb", config.Quotas{MaxConnections: 2})
+	if _, _, err := b.v5(t, "c1", "dev@i-bbbb", "pw-b"); err != nil {
+		t.Fatal(err)
+	}
+	second, _, err := b.v5(t, "c2", "dev@i-bbbb", "pw-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("v5 beyond the quota gets CONNACK 0x97", func(t *testing.T) {
+		_, ca, err := b.v5(t, "c3", "dev@i-bbbb", "pw-b")
+		if err == nil || ca == nil || ca.ReasonCode != 0x97 {
+			t.Fatalf("connack %+v err %v", ca, err)
+		}
+	})
+	t.Run("v3.1.1 beyond the quota gets 0x03", func(t *testing.T) {
+		_, err := b.v3(t, "c3", "dev@i-bbbb", "pw-b", nil)
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "server unavailable") {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("another instance is not affected", func(t *testing.T) {
+		if _, _, err := b.v5(t, "c3", "dev@i-aaaa", "pw-dev"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("the same client ID may take its session over", func(t *testing.T) {
+		if _, _, err := b.v5(t, "c2", "dev@i-bbbb", "pw-b"); err != nil {
+			t.Fatalf("takeover refused: %v", err)
+		}
+		expectDisconnect(t, second, 0x8E)
+	})
+	t.Run("a closed connection frees its place", func(t *testing.T) {
+		_ = second.c.Disconnect(&paho.Disconnect{})
+		var c3 *v5conn
+		if !waitFor(t, 3*time.Second, func() bool {
+			v, _, err := b.v5(t, "c4", "dev@i-bbbb", "pw-b")
+			if err == nil {
+				_ = v.c.Disconnect(&paho.Disconnect{})
+			}
+			c3 = v
+			return err == nil
+		}) {
+			t.Fatal("place not freed")
+		}
+		_ = c3
+	})
+	t.Run("raising the quota applies at once", func(t *testing.T) {
+		// c1 is still connected (the other subtests' clients are gone).
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxConnections: 3})
+		for _, id := range []string{"c5", "c6"} {
+			if _, _, err := b.v5(t, id, "dev@i-bbbb", "pw-b"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, ca, err := b.v5(t, "c7", "dev@i-bbbb", "pw-b")
+		if err == nil || ca.ReasonCode != 0x97 {
+			t.Fatalf("fourth connection: %+v %v", ca, err)
+		}
+	})
+}
+
+func TestQuotaConnectRate(t *testing.T) {
+	b := newBundle(t)
+	b.setQuotas(t, "i-bbbb", config.Quotas{MaxConnectsPerSecond: 2})
+	codes := []byte{}
+	for i := range 4 {
+		_, ca, err := b.v5(t, fmt.Sprint("r", i), "dev@i-bbbb", "pw-b")
+		if err == nil {
+			codes = append(codes, 0)
+		} else if ca != nil {
+			codes = append(codes, ca.ReasonCode)
+		}
+	}
+	if len(codes) != 4 || codes[0] != 0 || codes[1] != 0 || codes[2] != 0x9F || codes[3] != 0x9F {
+		t.Fatalf("connack codes %x, want 00 00 9f 9f", codes)
+	}
+	if _, err := b.v3(t, "r9", "dev@i-bbbb", "pw-b", nil); err == nil || !strings.Contains(strings.ToLower(err.Error()), "server unavailable") {
+		t.Fatalf("v3.1.1 over the connect rate: %v", err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, _, err := b.v5(t, "r10", "dev@i-bbbb", "pw-b"); err != nil {
+		t.Fatalf("after a second: %v", err)
+	}
+}
+
+func TestQuotaPublishRate(t *testing.T) {
+	b := newBundle(t)
+	ctx := context.Background()
+	var got atomic.Int64
+	if _, err := b.v3(t, "sub", "dev@i-bbbb", "pw-b", func(string, []byte) { got.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := b.v3(t, "sub2", "dev@i-bbbb", "pw-b", func(string, []byte) { got.Add(1) })
+	if tok := sub.Subscribe("t/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal("subscribe")
+	}
+	b.setQuotas(t, "i-bbbb", config.Quotas{MaxPublishPerSecondPerClient: 5})
+
+	t.Run("v5 QoS 1 beyond the per-client rate gets PUBACK 0x96", func(t *testing.T) {
+		got.Store(0)
+		v, _, err := b.v5(t, "pub", "dev@i-bbbb", "pw-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var codes []byte
+		for range 8 {
+			pr, err := v.c.Publish(ctx, &paho.Publish{Topic: "t/1", QoS: 1, Payload: []byte("x")})
+			if err != nil && pr == nil {
+				t.Fatal(err)
+			}
+			codes = append(codes, pr.ReasonCode)
+		}
+		if string(codes[:5]) != "\x00\x00\x00\x00\x00" || codes[5] != 0x96 || codes[7] != 0x96 {
+			t.Fatalf("puback codes %x", codes)
+		}
+		waitFor(t, 2*time.Second, func() bool { return got.Load() == 5 })
+		time.Sleep(100 * time.Millisecond)
+		if got.Load() != 5 {
+			t.Fatalf("subscriber got %d, want the 5 accepted", got.Load())
+		}
+	})
+	t.Run("v3.1.1 and QoS 0 beyond the rate are dropped and counted", func(t *testing.T) {
+		got.Store(0)
+		before := dropsOf(b, "i-bbbb", DropQuota)
+		p, err := b.v3(t, "pub3", "dev@i-bbbb", "pw-b", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 8 {
+			if tok := p.Publish("t/3", 1, false, "x"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatal("v3 publish not acknowledged")
+			}
+		}
+		waitFor(t, 2*time.Second, func() bool { return got.Load() == 5 })
+		time.Sleep(100 * time.Millisecond)
+		if got.Load() != 5 || dropsOf(b, "i-bbbb", DropQuota)-before != 3 {
+			t.Fatalf("delivered %d (want 5), drops %d (want 3)", got.Load(), dropsOf(b, "i-bbbb", DropQuota)-before)
+		}
+	})
+	t.Run("raising the quota applies without reconnecting", func(t *testing.T) {
+		v, _, err := b.v5(t, "pub4", "dev@i-bbbb", "pw-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			v.c.Publish(ctx, &paho.Publish{Topic: "t/4", QoS: 1, Payload: []byte("x")})
+		}
+		if pr, _ := v.c.Publish(ctx, &paho.Publish{Topic: "t/4", QoS: 1, Payload: []byte("x")}); pr == nil || pr.ReasonCode != 0x96 {
+			t.Fatalf("sixth publish %+v", pr)
+		}
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxPublishPerSecondPerClient: 1000})
+		for i := range 50 {
+			if pr, _ := v.c.Publish(ctx, &paho.Publish{Topic: "t/4", QoS: 1, Payload: []byte("x")}); pr == nil || pr.ReasonCode != 0 {
+				t.Fatalf("publish %d after raising: %+v", i, pr)
+			}
+		}
+	})
+	t.Run("the instance-wide rate is shared by its clients", func(t *testing.T) {
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxPublishPerSecond: 6})
+		x, _, _ := b.v5(t, "px", "dev@i-bbbb", "pw-b")
+		y, _, _ := b.v5(t, "py", "dev@i-bbbb", "pw-b")
+		ok := 0
+		for range 5 {
+			for _, v := range []*v5conn{x, y} {
+				if pr, _ := v.c.Publish(ctx, &paho.Publish{Topic: "t/5", QoS: 1, Payload: []byte("x")}); pr != nil && pr.ReasonCode == 0 {
+					ok++
+				}
+			}
+		}
+		if ok != 6 {
+			t.Fatalf("%d of 10 accepted, want 6", ok)
+		}
+	})
+	t.Run("bytes per second", func(t *testing.T) {
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxBytesPerSecond: 1000})
+		v, _, _ := b.v5(t, "pb", "dev@i-bbbb", "pw-b")
+		var codes []byte
+		for range 3 {
+			pr, _ := v.c.Publish(ctx, &paho.Publish{Topic: "t/6", QoS: 1, Payload: make([]byte, 400)})
+			codes = append(codes, pr.ReasonCode)
+		}
+		if codes[0] != 0 || codes[1] != 0 || codes[2] != 0x96 {
+			t.Fatalf("codes %x, want 00 00 96", codes)
+		}
+	})
+}
+
+func TestQuotaSustainedAbuseDisconnects(t *testing.T) {
+	b := newBundle(t)
+	b.setQuotas(t, "i-bbbb", config.Quotas{MaxPublishPerSecondPerClient: 10})
+	v, _, err := b.v5(t, "flood", "dev@i-bbbb", "pw-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for time.Since(start) < 8*time.Second {
+			if _, err := v.c.Publish(ctx, &paho.Publish{Topic: "t", QoS: 0, Payload: []byte("x")}); err != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond) // ~500/s against 10/s
+		}
+	}()
+	expectDisconnectWithin(t, v, 0x96, 8*time.Second)
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("disconnected after %s; a burst is not sustained abuse", d)
+	}
+	<-done
+	// A client within its quota is never disconnected.
+	calm, _, err := b.v5(t, "calm", "dev@i-bbbb", "pw-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		if _, err := calm.c.Publish(ctx, &paho.Publish{Topic: "t", QoS: 0, Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(120 * time.Millisecond)
+	}
+	select {
+	case d := <-calm.disconnected:
+		t.Fatalf("calm client disconnected: %+v", d)
+	default:
+	}
+}
+
+func expectDisconnectWithin(t *testing.T, v *v5conn, code byte, within time.Duration) {
+	t.Helper()
+	select {
+	case d := <-v.disconnected:
+		if d.ReasonCode != code {
+			t.Fatalf("DISCONNECT 0x%02x, want 0x%02x", d.ReasonCode, code)
+		}
+	case <-time.After(within):
+		t.Fatalf("no DISCONNECT 0x%02x within %s", code, within)
+	}
+}
+
+func TestQuotaMaxPayload(t *testing.T) {
+	b := newBundle(t)
+	b.setQuotas(t, "i-bbbb", config.Quotas{MaxPayloadBytes: 100})
+	ctx := context.Background()
+	t.Run("v5 gets DISCONNECT 0x95", func(t *testing.T) {
+		v, _, _ := b.v5(t, "big", "dev@i-bbbb", "pw-b")
+		if pr, err := v.c.Publish(ctx, &paho.Publish{Topic: "t", QoS: 1, Payload: make([]byte, 100)}); err != nil || pr.ReasonCode != 0 {
+			t.Fatalf("100 bytes: %+v %v", pr, err)
+		}
+		before := dropsOf(b, "i-bbbb", DropTooLarge)
+		_, _ = v.c.Publish(context.Background(), &paho.Publish{Topic: "t", QoS: 0, Payload: make([]byte, 101)})
+		expectDisconnect(t, v, 0x95)
+		if dropsOf(b, "i-bbbb", DropTooLarge)-before != 1 {
+			t.Fatal("too_large drop not counted")
+		}
+	})
+	t.Run("v3.1.1 is closed", func(t *testing.T) {
+		lost := make(chan struct{})
+		opts := mqtt3.NewClientOptions().AddBroker("tcp://" + b.gw.MQTTAddr()).SetClientID("big3").SetUsername("dev@i-bbbb").SetPassword("pw-b").
+			SetAutoReconnect(false).SetProtocolVersion(4).SetConnectionLostHandler(func(mqtt3.Client, error) { close(lost) })
+		c := mqtt3.NewClient(opts)
+		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal("connect")
+		}
+		defer c.Disconnect(0)
+		c.Publish("t", 0, false, make([]byte, 101))
+		select {
+		case <-lost:
+		case <-time.After(5 * time.Second):
+			t.Fatal("v3.1.1 client not closed")
+		}
+	})
+}
+
+func TestQuotaSubscriptionsAndLevels(t *testing.T) {
+	b := newBundle(t)
+	b.setQuotas(t, "i-bbbb", config.Quotas{MaxSubscriptionsPerClient: 2, MaxTopicLevels: 3})
+	ctx := context.Background()
+	v, _, err := b.v5(t, "s5", "dev@i-bbbb", "pw-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := v.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a", QoS: 1}, {Topic: "b", QoS: 1}, {Topic: "c", QoS: 1}}})
+	if sa == nil || string(sa.Reasons) != "\x01\x01\x97" {
+		t.Fatalf("v5 suback %+v", sa)
+	}
+	sa, _ = v.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a", QoS: 0}}})
+	if sa == nil || string(sa.Reasons) != "\x00" {
+		t.Fatalf("re-subscribing an existing filter: %+v", sa)
+	}
+	c3, err := b.v3(t, "s3", "dev@i-bbbb", "pw-b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := c3.SubscribeMultiple(map[string]byte{"x": 1, "y": 1, "z": 1}, nil)
+	if !tok.WaitTimeout(5 * time.Second) {
+		t.Fatal("v3 subscribe")
+	}
+	refused := 0
+	for _, code := range tok.(*mqtt3.SubscribeToken).Result() {
+		if code == 0x80 {
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Fatalf("v3.1.1 suback %v, want one 0x80", tok.(*mqtt3.SubscribeToken).Result())
+	}
+	t.Run("topic levels", func(t *testing.T) {
+		w, _, _ := b.v5(t, "lv", "dev@i-bbbb", "pw-b")
+		sa, _ := w.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a/b/c", QoS: 1}, {Topic: "a/b/c/d", QoS: 1}}})
+		if sa == nil || string(sa.Reasons) != "\x01\x87" {
+			t.Fatalf("levels suback %+v", sa)
+		}
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxSubscriptionsPerClient: 10, MaxTopicLevels: 2})
+		sa, _ = w.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "q/r/s", QoS: 1}, {Topic: "q/r", QoS: 1}}})
+		if sa == nil || string(sa.Reasons) != "\x87\x01" {
+			t.Fatalf("after lowering to 2 levels (same connection): %+v", sa)
+		}
+	})
+}
+
+func TestQuotaRetainedSessionExpiryInflight(t *testing.T) {
+	b := newBundle(t)
+	ctx := context.Background()
+	t.Run("retained messages", func(t *testing.T) {
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxRetainedMessages: 2})
+		v, _, _ := b.v5(t, "ret", "dev@i-bbbb", "pw-b")
+		var codes []byte
+		for _, topic := range []string{"r/1", "r/2", "r/3", "r/1"} {
+			pr, _ := v.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: []byte("v")})
+			codes = append(codes, pr.ReasonCode)
+		}
+		if string(codes) != "\x00\x00\x97\x00" {
+			t.Fatalf("retained puback codes %x, want 00 00 97 00", codes)
+		}
+		if n := b.gw.tenant.retainedCount("i-bbbb/"); n != 2 {
+			t.Fatalf("%d retained", n)
+		}
+		if _, ok := b.gw.srv.Topics.Retained.Get("i-bbbb/r/3"); ok {
+			t.Fatal("r/3 retained over the quota")
+		}
+	})
+	t.Run("session expiry is capped and announced", func(t *testing.T) {
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxSessionExpirySeconds: 60})
+		want := uint32(3600)
+		_, ca, err := b.v5with(t, "exp", "dev@i-bbbb", "pw-b", func(c *paho.Connect) {
+			c.Properties = &paho.ConnectProperties{SessionExpiryInterval: &want}
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ca.Properties == nil || ca.Properties.SessionExpiryInterval == nil || *ca.Properties.SessionExpiryInterval != 60 {
+			t.Fatalf("connack properties %+v", ca.Properties)
+		}
+	})
+	t.Run("in-flight messages to a client are capped", func(t *testing.T) {
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxInflight: 2})
+		var held atomic.Int64
+		rm := uint16(50)
+		sub, _, err := b.v5with(t, "slow", "dev@i-bbbb", "pw-b", func(c *paho.Connect) {
+			c.Properties = &paho.ConnectProperties{ReceiveMaximum: &rm}
+		}, func(cc *paho.ClientConfig) {
+			cc.EnableManualAcknowledgment = true
+			cc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(paho.PublishReceived) (bool, error) {
+				held.Add(1) // never acknowledged
+				return true, nil
+			}}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "f/#", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		pub, _, _ := b.v5(t, "fast", "dev@i-bbbb", "pw-b")
+		for range 6 {
+			pub.c.Publish(ctx, &paho.Publish{Topic: "f/1", QoS: 1, Payload: []byte("x")})
+		}
+		waitFor(t, 2*time.Second, func() bool { return held.Load() >= 2 })
+		time.Sleep(300 * time.Millisecond)
+		if held.Load() != 2 {
+			t.Fatalf("%d unacknowledged messages sent, want 2", held.Load())
+		}
+	})
+}
+
+// TestQuotaNoisyNeighbour: an instance flooding at 10× its publish quota
+// does not lower another instance's delivered rate by more than 10 %.
+func TestQuotaNoisyNeighbour(t *testing.T) {
+	b := newBundle(t)
+	const rate = 200 // msg/s, both instances' quota
+	b.setQuotas(t, "i-aaaa", config.Quotas{MaxPublishPerSecond: rate})
+	b.setQuotas(t, "i-bbbb", config.Quotas{MaxPublishPerSecond: rate})
+	var got atomic.Int64
+	if sub, err := b.v3(t, "quiet-sub", "dev@i-bbbb", "pw-b", func(string, []byte) { got.Add(1) }); err != nil {
+		t.Fatal(err)
+	} else if tok := sub.Subscribe("m", 0, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal("subscribe")
+	}
+	quiet, err := b.v3(t, "quiet-pub", "dev@i-bbbb", "pw-b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// measure sends at 90 % of the quota for 2 s and counts deliveries.
+	measure := func() int64 {
+		got.Store(0)
+		tick := time.NewTicker(time.Second / (rate * 9 / 10))
+		defer tick.Stop()
+		end := time.Now().Add(2 * time.Second)
+		for time.Now().Before(end) {
+			<-tick.C
+			quiet.Publish("m", 0, false, "x")
+		}
+		time.Sleep(300 * time.Millisecond)
+		return got.Load()
+	}
+	baseline := measure()
+
+	stop := make(chan struct{})
+	var flooded atomic.Int64
+	for i := range 4 { // four noisy devices, 10× the quota between them
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := b.v3(t, fmt.Sprint("noisy-", i), "dev@i-aaaa", "pw-dev", nil)
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				tick := time.NewTicker(time.Second / (rate * 10 / 4))
+				for c.IsConnected() {
+					select {
+					case <-stop:
+						tick.Stop()
+						c.Disconnect(0)
+						return
+					case <-tick.C:
+						c.Publish("m", 0, false, "x")
+						flooded.Add(1)
+					}
+				}
+				tick.Stop()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	noisy := measure()
+	close(stop)
+	t.Logf("quiet instance delivered %d alone, %d next to a flood of %d publishes", baseline, noisy, flooded.Load())
+	if flooded.Load() < rate*10 {
+		t.Fatalf("the flood sent only %d", flooded.Load())
+	}
+	if dropsOf(b, "i-aaaa", DropQuota) < int64(rate*5) {
+		t.Fatalf("noisy instance drops %d: its quota did not bite", dropsOf(b, "i-aaaa", DropQuota))
+	}
+	if noisy < baseline*9/10 {
+		t.Fatalf("quiet instance delivered %d with a noisy neighbour, %d alone (more than 10 %% lower)", noisy, baseline)
+	}
+}
