@@ -67,6 +67,7 @@ type env struct {
 	outbox *mailer.Outbox
 	db     *pgtest.DB
 	router chi.Router
+	meter  *billing.Meter
 	state  *configsync.State // the config of the harness's one data-plane node
 	nodeID string
 }
@@ -87,7 +88,7 @@ func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 	t.Cleanup(cancel)
 	feed := tenancy.NewFeed(svc, log)
 	go feed.Run(ctx)
-	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Feed: feed, AdminToken: operatorToken}
+	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
 	if len(limits) > 0 {
 		d.LoginLimits = limits[0]
 	} else {
@@ -109,7 +110,7 @@ func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 		t.Fatal(err)
 	}
 	go client.Run(ctx)
-	return &env{t: t, srv: srv, svc: svc, outbox: out, db: db, router: r, state: state, nodeID: node.ID}
+	return &env{t: t, srv: srv, svc: svc, outbox: out, db: db, router: r, state: state, nodeID: node.ID, meter: d.Meter}
 }
 
 // req describes one call.

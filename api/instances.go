@@ -451,3 +451,52 @@ func (a *API) revokeDeviceToken(w http.ResponseWriter, r *http.Request) {
 	}
 	WriteJSON(w, http.StatusOK, toDeviceToken(t))
 }
+
+// getInstanceMetrics answers the instance's usage time series: from/to as
+// RFC 3339 (default: the last hour), step as a duration ("10s", "1m", "1h";
+// default 1m). The buckets come from the data plane's usage reports.
+func (a *API) getInstanceMetrics(w http.ResponseWriter, r *http.Request) {
+	ctx, org, id := r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id")
+	if _, err := a.svc.Instance(ctx, org, id); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	now := time.Now().UTC()
+	q := r.URL.Query()
+	from, to, step := now.Add(-time.Hour), now, time.Minute
+	var fields []tenancy.FieldError
+	parseTime := func(name string, dst *time.Time) {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				fields = append(fields, tenancy.FieldError{Field: name, Message: "must be an RFC 3339 time"})
+				return
+			}
+			*dst = t
+		}
+	}
+	parseTime("from", &from)
+	parseTime("to", &to)
+	if v := q.Get("step"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fields = append(fields, tenancy.FieldError{Field: "step", Message: `must be a duration such as "10s", "1m" or "1h"`})
+		} else {
+			step = d
+		}
+	}
+	if len(fields) > 0 {
+		a.WriteError(w, r, &tenancy.ValidationError{Fields: fields})
+		return
+	}
+	if a.meter == nil {
+		a.WriteError(w, r, tenancy.ErrNotFound)
+		return
+	}
+	pts, err := a.meter.Series(ctx, org, id, from, to, step, now)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"instance_id": id, "from": from.UTC(), "to": to.UTC(), "step_seconds": int64(step / time.Second), "points": pts})
+}

@@ -463,3 +463,50 @@ func TestAdminNodes(t *testing.T) {
 		t.Fatalf("revoked node ack: %d", code)
 	}
 }
+
+// TestInstanceMetrics: the metrics API answers what the node's usage
+// reports said, a replayed report counts once, and other orgs get 404.
+func TestInstanceMetrics(t *testing.T) {
+	e := newEnv(t)
+	s := e.signup(t, "met@example.com", "Met")
+	inst := e.createInstance(t, s.AccessToken, s.Org.ID, "site")
+	other := e.createInstance(t, s.AccessToken, s.Org.ID, "other")
+	now := time.Now().UTC().Truncate(10 * time.Second)
+	rep := func(seq int64, at time.Time, in, out int64) config.UsageReport {
+		return config.UsageReport{NodeID: e.nodeID, Seq: seq, From: at.Add(-10 * time.Second), To: at, Instances: []config.InstanceUsage{
+			{InstanceID: inst.ID, MessagesIn: in, MessagesOut: out, BytesIn: in * 100, Connections: 3, Drops: map[string]int64{"quota": 2}},
+			{InstanceID: other.ID, MessagesIn: 1000},
+		}}
+	}
+	for _, r := range []config.UsageReport{rep(1, now.Add(-30*time.Second), 10, 20), rep(2, now.Add(-20*time.Second), 5, 7), rep(2, now.Add(-20*time.Second), 5, 7)} {
+		if _, err := e.meter.Ingest(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "/v1/orgs/" + s.Org.ID + "/instances/" + inst.ID + "/metrics"
+	var m struct {
+		StepSeconds int64 `json:"step_seconds"`
+		Points      []struct {
+			MessagesIn  int64 `json:"messages_in"`
+			MessagesOut int64 `json:"messages_out"`
+			BytesIn     int64 `json:"bytes_in"`
+			Connections int64
+			Drops       map[string]int64
+		}
+	}
+	q := "?step=10s&from=" + now.Add(-2*time.Minute).Format(time.RFC3339) + "&to=" + now.Add(time.Minute).Format(time.RFC3339)
+	e.do(t, req{method: "GET", path: base + q, token: s.AccessToken}).expect(t, 200).decode(t, &m)
+	var in, out, bytes, drops int64
+	for _, p := range m.Points {
+		in, out, bytes, drops = in+p.MessagesIn, out+p.MessagesOut, bytes+p.BytesIn, drops+p.Drops["quota"]
+	}
+	if m.StepSeconds != 10 || len(m.Points) < 12 || in != 15 || out != 27 || bytes != 1500 || drops != 4 {
+		t.Fatalf("metrics: step %d, %d points, in %d out %d bytes %d drops %d; want in 15 out 27 bytes 1500 drops 4", m.StepSeconds, len(m.Points), in, out, bytes, drops)
+	}
+	e.do(t, req{method: "GET", path: base + "?step=7s", token: s.AccessToken}).problem(t, 400, "invalid-request")
+	if p := e.do(t, req{method: "GET", path: base + "?from=yesterday", token: s.AccessToken, invalidRequest: true}).problem(t, 400, "validation-error"); fieldErrors(p) != "from" {
+		t.Fatalf("errors %+v", p.Errors)
+	}
+	stranger := e.signup(t, "stranger@example.com", "S")
+	e.do(t, req{method: "GET", path: "/v1/orgs/" + stranger.Org.ID + "/instances/" + inst.ID + "/metrics", token: stranger.AccessToken}).problem(t, 404, "not-found")
+}
