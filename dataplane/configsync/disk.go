@@ -89,9 +89,9 @@ func (s *State) WriteTo(w io.Writer) (int64, error) {
 		for user, c := range in.creds {
 			d.str(c.id)
 			d.str(user)
-			d.str(c.pattern)
+			d.str(c.clientIDPattern())
 			d.write(c.hash[:])
-			d.varint(c.expires)
+			d.varint(int64(c.expires))
 			if c.enabled {
 				d.write([]byte{1})
 			} else {
@@ -251,15 +251,19 @@ func (s *State) LoadFrom(r io.Reader) error {
 		if d.err != nil {
 			break
 		}
-		in.creds = make(map[string]cred, n)
-		in.credByID = make(map[string]string, n)
+		// n is not checked yet (the CRC comes last): a damaged count must
+		// not size the maps.
+		in.creds = make(map[string]cred, min(n, 1<<16))
+		in.credByID = make(map[string]string, min(n, 1<<16))
 		for j := uint64(0); j < n && d.err == nil; j++ {
 			var c cred
 			c.id = ar.str(d, 1<<10)
 			user := ar.str(d, 1<<10)
-			c.pattern = ar.str(d, 1<<12)
+			c.pattern = patternPtr(ar.str(d, 1<<12))
 			d.full(c.hash[:])
-			c.expires = d.varint()
+			if e := d.varint(); e != 0 {
+				c.expires = expiryOf(e)
+			}
 			en, err := d.ReadByte()
 			if err != nil && d.err == nil {
 				d.err = err

@@ -28,12 +28,16 @@ type HTTPSource struct {
 	Client  *http.Client // default: no overall timeout (the stream is long-lived)
 }
 
+// defaultClient is shared, so that acks reuse a kept-alive connection
+// instead of opening one (and leaving it idle) per request.
+var defaultClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 30 * time.Second,
+	IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 2}}
+
 func (h *HTTPSource) client() *http.Client {
 	if h.Client != nil {
 		return h.Client
 	}
-	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 30 * time.Second,
-		IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 2}}
+	return defaultClient
 }
 
 func (h *HTTPSource) url(suffix string) string {

@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -37,8 +38,8 @@ type Change struct {
 type cred struct {
 	id      string
 	hash    [32]byte
-	pattern string
-	expires int64 // unix seconds; 0 never
+	pattern *string // client-ID pattern; nil for none (most credentials)
+	expires uint32  // unix seconds (clamped to 1…2^32-1); 0 never
 	enabled bool
 }
 
@@ -283,14 +284,40 @@ func usable(status string) bool {
 	return status == config.StatusRunning || status == config.StatusProvisioning
 }
 
+// The layout of cred keeps it at 64 bytes: a node holds millions.
+func (c cred) clientIDPattern() string {
+	if c.pattern == nil {
+		return ""
+	}
+	return *c.pattern
+}
+
+func patternPtr(p string) *string {
+	if p == "" {
+		return nil
+	}
+	return &p
+}
+
+// expiryOf clamps a unix time into cred.expires (0 stays "never").
+func expiryOf(unix int64) uint32 {
+	switch {
+	case unix <= 0:
+		return 1 // before 1970: long expired
+	case unix > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(unix)
+}
+
 func toCred(c config.Credential) (cred, error) {
 	if c.ID == "" || c.Username == "" || len(c.SecretSHA256) != sha256.Size {
 		return cred{}, fmt.Errorf("%w: credential needs an id, a username and a 32-byte secret hash", ErrBadEvent)
 	}
-	out := cred{id: c.ID, pattern: c.ClientIDPattern, enabled: c.Enabled}
+	out := cred{id: c.ID, pattern: patternPtr(c.ClientIDPattern), enabled: c.Enabled}
 	copy(out.hash[:], c.SecretSHA256)
 	if c.ExpiresAt != nil {
-		out.expires = c.ExpiresAt.Unix()
+		out.expires = expiryOf(c.ExpiresAt.Unix())
 	}
 	return out, nil
 }
@@ -355,9 +382,9 @@ func (s *State) Snapshot() config.Snapshot {
 		ci := in.meta
 		ci.Credentials = make([]config.Credential, 0, len(in.creds))
 		for user, c := range in.creds {
-			cc := config.Credential{ID: c.id, Username: user, SecretSHA256: append([]byte(nil), c.hash[:]...), ClientIDPattern: c.pattern, Enabled: c.enabled}
+			cc := config.Credential{ID: c.id, Username: user, SecretSHA256: append([]byte(nil), c.hash[:]...), ClientIDPattern: c.clientIDPattern(), Enabled: c.enabled}
 			if c.expires != 0 {
-				t := time.Unix(c.expires, 0).UTC()
+				t := time.Unix(int64(c.expires), 0).UTC()
 				cc.ExpiresAt = &t
 			}
 			ci.Credentials = append(ci.Credentials, cc)
@@ -424,10 +451,10 @@ func (s *State) CheckPassword(instanceID, username string, password []byte, clie
 	if !c.enabled {
 		return "", AuthDisabled
 	}
-	if c.expires != 0 && now.Unix() >= c.expires {
+	if c.expires != 0 && now.Unix() >= int64(c.expires) {
 		return "", AuthExpired
 	}
-	if c.pattern != "" && !MatchClientID(c.pattern, clientID, username) {
+	if c.pattern != nil && !MatchClientID(*c.pattern, clientID, username) {
 		return "", AuthClientIDRefused
 	}
 	return c.id, AuthOK
