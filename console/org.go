@@ -30,7 +30,17 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	ov := Overview{Members: len(members), APIKeys: len(keys)}
+	insts, _, err := c.svc.ListInstances(ctx, p.Org.ID, tenancy.Page{Limit: 200})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	ov := Overview{Members: len(members), APIKeys: len(keys), Instances: len(insts)}
+	for _, in := range insts {
+		if in.Status == tenancy.InstanceRunning {
+			ov.Running++
+		}
+	}
 	if c.bill != nil {
 		sub, err := c.bill.Subscription(ctx, p.Org.ID)
 		if err != nil {
@@ -382,7 +392,9 @@ func (c *Console) invoice(w http.ResponseWriter, r *http.Request) {
 
 // Overview is the org overview's summary.
 type Overview struct {
-	Members int
-	APIKeys int
-	Plan    string
+	Members   int
+	APIKeys   int
+	Plan      string
+	Instances int // listed (up to 200)
+	Running   int
 }

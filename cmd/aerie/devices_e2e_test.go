@@ -27,7 +27,7 @@ type api struct {
 	base, token string
 }
 
-func (a api) call(t *testing.T, method, path string, body any, want int, out any) {
+func (a api) call(t testing.TB, method, path string, body any, want int, out any) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -71,7 +71,7 @@ type credOut struct {
 }
 
 // signup creates a user and org and returns an API client with its token.
-func signup(t *testing.T, base, email string) (api, string) {
+func signup(t testing.TB, base, email string) (api, string) {
 	t.Helper()
 	var s struct {
 		AccessToken string `json:"access_token"`
@@ -81,7 +81,7 @@ func signup(t *testing.T, base, email string) (api, string) {
 	return api{base: base, token: s.AccessToken}, s.Org.ID
 }
 
-func waitRunning(t *testing.T, c api, org, inst string) instanceOut {
+func waitRunning(t testing.TB, c api, org, inst string) instanceOut {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -73,7 +73,7 @@ func (s *syncBuffer) String() string {
 // ports are a free HTTP, MQTT and WS port on loopback.
 type ports struct{ http, mqtt, ws string }
 
-func freePorts(t *testing.T) ports {
+func freePorts(t testing.TB) ports {
 	t.Helper()
 	var addrs []string
 	var lns []net.Listener
@@ -107,7 +107,7 @@ func cleanEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-func start(t *testing.T, env []string, args ...string) *proc {
+func start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(aerieBin, args...)
@@ -133,7 +133,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 }
 
 // wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(t *testing.T, within time.Duration) int {
+func (p *proc) wait(t testing.TB, within time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -150,7 +150,7 @@ func (p *proc) wait(t *testing.T, within time.Duration) int {
 	return 0
 }
 
-func waitReady(t *testing.T, p *proc, httpAddr string, within time.Duration) time.Duration {
+func waitReady(t testing.TB, p *proc, httpAddr string, within time.Duration) time.Duration {
 	t.Helper()
 	startAt := time.Now()
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -194,7 +194,7 @@ func postgresPids(dir string) []int {
 	return pids
 }
 
-func newDataDir(t *testing.T) string {
+func newDataDir(t testing.TB) string {
 	t.Helper()
 	d := t.TempDir()
 	// The private cluster runs as the postgres user when tests run as root;

@@ -68,7 +68,7 @@ func New(o Options) (*Gateway, error) {
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: 2048,
 		ClientNetReadBufferSize:  2048,
-		Logger:                   o.Log.With("component", "mqtt"),
+		Logger:                   slog.New(quietMochi{o.Log.Handler()}).With("component", "mqtt"),
 	})
 	g := &Gateway{srv: srv, log: o.Log}
 	g.tenant = newTenantHook(srv, o.Config, o.DefaultInstance, o.BaseDomain, o.Log)
