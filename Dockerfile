@@ -25,6 +25,6 @@ USER aerie
 WORKDIR /var/lib/aerie
 ENV AERIE_DATA_DIR=/var/lib/aerie
 VOLUME /var/lib/aerie
-EXPOSE 8080 1883 8083
+EXPOSE 8080 1883 8083 8883 8084
 ENTRYPOINT ["aerie"]
 CMD ["serve"]

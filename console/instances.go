@@ -715,13 +715,15 @@ func endpointHostPort(raw string) (host, port string, ok bool) {
 
 func snippetsFor(in tenancy.Instance, user, password string) Snippets {
 	s := Snippets{Username: mqttUsername(user, in.ID), Password: password}
-	for _, key := range []string{"mqtts", "mqtt"} {
+	// Plain MQTT first when the node serves it: a development node's TLS
+	// certificate is self-signed, so a TLS snippet would not work as is.
+	for _, key := range []string{"mqtt", "mqtts"} {
 		if h, p, ok := endpointHostPort(in.Endpoints[key]); ok {
 			s.Host, s.Port, s.TLS, s.HasEndpoints = h, p, key == "mqtts", true
 			break
 		}
 	}
-	for _, key := range []string{"wss", "ws"} {
+	for _, key := range []string{"ws", "wss"} {
 		if v := in.Endpoints[key]; v != "" {
 			s.WSURL = v
 			break

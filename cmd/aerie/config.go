@@ -27,6 +27,10 @@ type config struct {
 	NodeToken       string
 	NodeName        string
 	PublicHost      string
+	MQTTSAddr       string
+	WSSAddr         string
+	TLSCert         string
+	TLSKey          string
 	PublicMQTTPort  string
 	PublicWSPort    string
 	AdminToken      string
@@ -45,6 +49,10 @@ var allFlags = []flagSpec{
 	{"http-addr", "AERIE_HTTP_ADDR", ":8080", "HTTP listen address (API, console, health)", false, func(c *config) *string { return &c.HTTPAddr }},
 	{"mqtt-addr", "AERIE_MQTT_ADDR", ":1883", "MQTT TCP listen address", false, func(c *config) *string { return &c.MQTTAddr }},
 	{"ws-addr", "AERIE_WS_ADDR", ":8083", "MQTT over WebSocket listen address (path /mqtt)", false, func(c *config) *string { return &c.WSAddr }},
+	{"mqtts-addr", "AERIE_MQTTS_ADDR", ":8883", "MQTT over TLS listen address (\"off\" disables it)", false, func(c *config) *string { return &c.MQTTSAddr }},
+	{"wss-addr", "AERIE_WSS_ADDR", ":8084", "MQTT over secure WebSocket listen address, path /mqtt (\"off\" disables it)", false, func(c *config) *string { return &c.WSSAddr }},
+	{"tls-cert", "AERIE_TLS_CERT", "", "certificate file (PEM) for the TLS listeners; empty: a self-signed one under <data-dir>/tls", false, func(c *config) *string { return &c.TLSCert }},
+	{"tls-key", "AERIE_TLS_KEY", "", "private key file (PEM) of --tls-cert", false, func(c *config) *string { return &c.TLSKey }},
 	{"data-dir", "AERIE_DATA_DIR", "./data", "directory for the private Postgres cluster and node state", false, func(c *config) *string { return &c.DataDir }},
 	{"database-url", "DATABASE_URL", "", "Postgres URL; empty starts a private cluster under <data-dir>/pg", true, func(c *config) *string { return &c.DatabaseURL }},
 	{"log-level", "AERIE_LOG_LEVEL", "info", "log level: debug, info, warn, error", false, func(c *config) *string { return &c.LogLevel }},
@@ -63,10 +71,10 @@ var allFlags = []flagSpec{
 
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
-	"serve": {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
+	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
 		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain"},
 	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token"},
-	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "data-dir", "log-level", "log-format", "control-plane", "node-token",
+	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "data-dir", "log-level", "log-format", "control-plane", "node-token",
 		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},

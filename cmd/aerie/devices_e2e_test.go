@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,7 +65,7 @@ type instanceOut struct {
 	ID        string
 	Status    string
 	NodeID    string `json:"node_id"`
-	Endpoints struct{ MQTT *string }
+	Endpoints struct{ MQTT, MQTTS, WSS *string }
 }
 
 type credOut struct {
@@ -173,6 +177,33 @@ func TestDevicesEndToEnd(t *testing.T) {
 		map[string]any{"resources": []map[string]any{{"filter": "a/#", "actions": []string{"publish", "subscribe"}}}, "ttl_seconds": 600}, 201, &scoped)
 	expiredToken := signExpiredToken(t, dsn, inst.ID)
 	time.Sleep(300 * time.Millisecond) // the node applies the pushes
+
+	t.Run("a device connects over TLS and secure WebSocket with the generated certificate", func(t *testing.T) {
+		if inst.Endpoints.MQTTS == nil || inst.Endpoints.WSS == nil {
+			t.Fatalf("no TLS endpoints: %+v", inst.Endpoints)
+		}
+		certPEM, err := os.ReadFile(filepath.Join(dataDir, "tls", "cert.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(certPEM) {
+			t.Fatal("no certificate in cert.pem")
+		}
+		for _, ep := range []string{strings.Replace(*inst.Endpoints.MQTTS, "mqtts://", "ssl://", 1), *inst.Endpoints.WSS} {
+			opts := mqtt3.NewClientOptions().AddBroker(ep).SetClientID("tls-1").SetUsername(cred.MQTTUsername).SetPassword(cred.Password).
+				SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetProtocolVersion(4).
+				SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost"})
+			cl := mqtt3.NewClient(opts)
+			if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("%s: %v", ep, tok.Error())
+			}
+			if tok := cl.Publish("home/tls", 1, false, "x"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatalf("%s publish: %v", ep, tok.Error())
+			}
+			cl.Disconnect(0)
+		}
+	})
 
 	t.Run("v5 device publishes and subscribes", func(t *testing.T) {
 		got := make(chan *paho.Publish, 1)

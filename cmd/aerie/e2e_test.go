@@ -92,7 +92,7 @@ func freePorts(t testing.TB) ports {
 }
 
 func (p ports) args() []string {
-	return []string{"--http-addr", p.http, "--mqtt-addr", p.mqtt, "--ws-addr", p.ws}
+	return []string{"--http-addr", p.http, "--mqtt-addr", p.mqtt, "--ws-addr", p.ws, "--mqtts-addr", "127.0.0.1:0", "--wss-addr", "127.0.0.1:0"}
 }
 
 // cleanEnv is the test's environment without DATABASE_URL or AERIE_*.

@@ -121,6 +121,12 @@ func endpoints(cfg *config, gw *gateway.Gateway) map[string]string {
 	if p := port(gw.WSAddr(), cfg.PublicWSPort); p != "" {
 		out["ws"] = "ws://" + net.JoinHostPort(host, p) + "/mqtt"
 	}
+	if p := port(gw.TLSAddr(), ""); p != "" {
+		out["mqtts"] = "mqtts://" + net.JoinHostPort(host, p)
+	}
+	if p := port(gw.WSSAddr(), ""); p != "" {
+		out["wss"] = "wss://" + net.JoinHostPort(host, p) + "/mqtt"
+	}
 	return out
 }
 

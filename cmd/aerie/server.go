@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -88,8 +89,26 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		}
 		cleanups = append(cleanups, func() { st.Close() })
 		state = configsync.NewState()
-		gw, err = gateway.New(gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log, Config: state,
-			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st})
+		gwOpts := gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log, Config: state,
+			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st}
+		if on(cfg.MQTTSAddr) || on(cfg.WSSAddr) {
+			hosts := []string{cfg.PublicHost}
+			if cfg.BaseDomain != "" {
+				hosts = append(hosts, "*."+strings.TrimPrefix(cfg.BaseDomain, "."))
+			}
+			tc, err := gateway.TLSConfig(cfg.TLSCert, cfg.TLSKey, filepath.Join(cfg.DataDir, "tls"), hosts)
+			if err != nil {
+				return err
+			}
+			gwOpts.TLS = tc
+			if on(cfg.MQTTSAddr) {
+				gwOpts.TLSAddr = cfg.MQTTSAddr
+			}
+			if on(cfg.WSSAddr) {
+				gwOpts.WSSAddr = cfg.WSSAddr
+			}
+		}
+		gw, err = gateway.New(gwOpts)
 		if err != nil {
 			return err
 		}
@@ -367,3 +386,7 @@ func consoleKey(ctx context.Context, pool *pgxpool.Pool) ([]byte, error) {
 	}
 	return base64.StdEncoding.DecodeString(enc)
 }
+
+// on reports whether a listen address enables its listener ("off" or
+// empty disables it).
+func on(addr string) bool { return addr != "" && addr != "off" }

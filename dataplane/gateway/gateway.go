@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,10 @@ type Options struct {
 	MQTTAddr string
 	// WSAddr is the WebSocket listen address (":8083"); empty disables it.
 	WSAddr string
+	// TLSAddr (MQTT over TLS, ":8883") and WSSAddr (secure WebSocket,
+	// ":8084") serve with TLS; both need TLS. Empty disables them.
+	TLSAddr, WSSAddr string
+	TLS              *tls.Config
 	// ConnectTimeout closes sockets that send no CONNECT in time. Default 10 s.
 	ConnectTimeout time.Duration
 	Log            *slog.Logger
@@ -49,6 +54,8 @@ type Gateway struct {
 	log     *slog.Logger
 	tcp     *tcpListener
 	ws      *wsListener
+	tls     *tcpListener
+	wss     *wsListener
 	ready   atomic.Bool
 }
 
@@ -99,15 +106,37 @@ func New(o Options) (*Gateway, error) {
 			return nil, fmt.Errorf("websocket listener on %s: %w", o.WSAddr, err)
 		}
 	}
+	if (o.TLSAddr != "" || o.WSSAddr != "") && o.TLS == nil {
+		g.closeListeners()
+		return nil, errors.New("TLS listeners need a TLS configuration")
+	}
+	if o.TLSAddr != "" {
+		g.tls = &tcpListener{id: "tls", addr: o.TLSAddr, tlsConfig: o.TLS, preConnect: o.ConnectTimeout}
+		if err := srv.AddListener(g.tls); err != nil {
+			g.closeListeners()
+			return nil, fmt.Errorf("mqtt tls listener on %s: %w", o.TLSAddr, err)
+		}
+	}
+	if o.WSSAddr != "" {
+		g.wss = &wsListener{id: "wss", addr: o.WSSAddr, path: "/mqtt", tlsConfig: o.TLS, preConnect: o.ConnectTimeout}
+		if err := srv.AddListener(g.wss); err != nil {
+			g.closeListeners()
+			return nil, fmt.Errorf("secure websocket listener on %s: %w", o.WSSAddr, err)
+		}
+	}
 	return g, nil
 }
 
 func (g *Gateway) closeListeners() {
-	if g.tcp != nil && g.tcp.ln != nil {
-		g.tcp.ln.Close()
+	for _, l := range []*tcpListener{g.tcp, g.tls} {
+		if l != nil && l.ln != nil {
+			l.ln.Close()
+		}
 	}
-	if g.ws != nil && g.ws.ln != nil {
-		g.ws.ln.Close()
+	for _, l := range []*wsListener{g.ws, g.wss} {
+		if l != nil && l.ln != nil {
+			l.ln.Close()
+		}
 	}
 }
 
@@ -142,6 +171,22 @@ func (g *Gateway) WSAddr() string {
 		return ""
 	}
 	return g.ws.Address()
+}
+
+// TLSAddr is the bound MQTT-over-TLS address ("" when disabled).
+func (g *Gateway) TLSAddr() string {
+	if g.tls == nil {
+		return ""
+	}
+	return g.tls.Address()
+}
+
+// WSSAddr is the bound secure WebSocket address ("" when disabled).
+func (g *Gateway) WSSAddr() string {
+	if g.wss == nil {
+		return ""
+	}
+	return g.wss.Address()
 }
 
 // Close stops accepting, disconnects every client and stops the server.

@@ -69,6 +69,9 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		// mochi sets no deadline before CONNECT; it replaces this one with
 		// the keepalive deadline once CONNECT has been read.
 		_ = conn.SetDeadline(time.Now().Add(l.preConnect))
+		if tc, ok := conn.(*tls.Conn); ok {
+			conn = sniConn{tc}
+		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -142,7 +145,11 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	conn := &wsConn{Conn: c.UnderlyingConn(), c: c, host: r.Host}
+	host := r.Host
+	if r.TLS != nil && r.TLS.ServerName != "" {
+		host = r.TLS.ServerName // TLS SNI names the instance first
+	}
+	conn := &wsConn{Conn: c.UnderlyingConn(), c: c, host: host}
 	_ = conn.SetDeadline(time.Now().Add(l.preConnect))
 	if err := l.establish(l.id, conn); err != nil {
 		l.log.Debug("connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
