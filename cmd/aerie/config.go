@@ -31,6 +31,7 @@ type config struct {
 	WSSAddr         string
 	TLSCert         string
 	TLSKey          string
+	ProxyProtocol   string
 	PublicMQTTPort  string
 	PublicWSPort    string
 	AdminToken      string
@@ -53,6 +54,7 @@ var allFlags = []flagSpec{
 	{"wss-addr", "AERIE_WSS_ADDR", ":8084", "MQTT over secure WebSocket listen address, path /mqtt (\"off\" disables it)", false, func(c *config) *string { return &c.WSSAddr }},
 	{"tls-cert", "AERIE_TLS_CERT", "", "certificate file (PEM) for the TLS listeners; empty: a self-signed one under <data-dir>/tls", false, func(c *config) *string { return &c.TLSCert }},
 	{"tls-key", "AERIE_TLS_KEY", "", "private key file (PEM) of --tls-cert", false, func(c *config) *string { return &c.TLSKey }},
+	{"proxy-protocol", "AERIE_PROXY_PROTOCOL", "", "listeners behind a load balancer sending a PROXY protocol v1/v2 header: a comma list of mqtt, mqtts, ws, wss", false, func(c *config) *string { return &c.ProxyProtocol }},
 	{"data-dir", "AERIE_DATA_DIR", "./data", "directory for the private Postgres cluster and node state", false, func(c *config) *string { return &c.DataDir }},
 	{"database-url", "DATABASE_URL", "", "Postgres URL; empty starts a private cluster under <data-dir>/pg", true, func(c *config) *string { return &c.DatabaseURL }},
 	{"log-level", "AERIE_LOG_LEVEL", "info", "log level: debug, info, warn, error", false, func(c *config) *string { return &c.LogLevel }},
@@ -71,10 +73,10 @@ var allFlags = []flagSpec{
 
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
-	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
+	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
 		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain"},
 	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token"},
-	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "data-dir", "log-level", "log-format", "control-plane", "node-token",
+	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
 		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},

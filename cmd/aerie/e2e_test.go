@@ -440,6 +440,13 @@ func TestStartupFailures(t *testing.T) {
 			wantCode: 1, want: "database schema is newer than this binary",
 		},
 		{
+			name: "unknown PROXY protocol listener",
+			setup: func(t *testing.T) ([]string, []string) {
+				return cleanEnv(), append([]string{"serve", "--data-dir", newDataDir(t), "--proxy-protocol", "mqtt,smtp"}, freePorts(t).args()...)
+			},
+			wantCode: 2, want: `unknown listener "smtp"`,
+		},
+		{
 			name: "unknown log level",
 			setup: func(t *testing.T) ([]string, []string) {
 				return cleanEnv(), []string{"serve", "--log-level", "loud"}

@@ -91,6 +91,16 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		state = configsync.NewState()
 		gwOpts := gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log, Config: state,
 			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st}
+		if cfg.ProxyProtocol != "" {
+			gwOpts.ProxyProtocol = map[string]bool{}
+			for _, l := range strings.Split(cfg.ProxyProtocol, ",") {
+				l = strings.TrimSpace(l)
+				if l != "mqtt" && l != "mqtts" && l != "ws" && l != "wss" {
+					return fmt.Errorf("%w: --proxy-protocol: unknown listener %q (mqtt, mqtts, ws, wss)", errUsage, l)
+				}
+				gwOpts.ProxyProtocol[l] = true
+			}
+		}
 		if on(cfg.MQTTSAddr) || on(cfg.WSSAddr) {
 			hosts := []string{cfg.PublicHost}
 			if cfg.BaseDomain != "" {

@@ -28,6 +28,9 @@ type Options struct {
 	// ":8084") serve with TLS; both need TLS. Empty disables them.
 	TLSAddr, WSSAddr string
 	TLS              *tls.Config
+	// ProxyProtocol names the listeners ("mqtt", "mqtts", "ws", "wss")
+	// behind a load balancer that sends a PROXY protocol v1/v2 header.
+	ProxyProtocol map[string]bool
 	// ConnectTimeout closes sockets that send no CONNECT in time. Default 10 s.
 	ConnectTimeout time.Duration
 	Log            *slog.Logger
@@ -94,13 +97,13 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	if o.MQTTAddr != "" {
-		g.tcp = &tcpListener{id: "tcp", addr: o.MQTTAddr, preConnect: o.ConnectTimeout}
+		g.tcp = &tcpListener{id: "tcp", addr: o.MQTTAddr, preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["mqtt"]}
 		if err := srv.AddListener(g.tcp); err != nil {
 			return nil, fmt.Errorf("mqtt listener on %s: %w", o.MQTTAddr, err)
 		}
 	}
 	if o.WSAddr != "" {
-		g.ws = &wsListener{id: "ws", addr: o.WSAddr, path: "/mqtt", preConnect: o.ConnectTimeout}
+		g.ws = &wsListener{id: "ws", addr: o.WSAddr, path: "/mqtt", preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["ws"]}
 		if err := srv.AddListener(g.ws); err != nil {
 			g.closeListeners()
 			return nil, fmt.Errorf("websocket listener on %s: %w", o.WSAddr, err)
@@ -111,14 +114,14 @@ func New(o Options) (*Gateway, error) {
 		return nil, errors.New("TLS listeners need a TLS configuration")
 	}
 	if o.TLSAddr != "" {
-		g.tls = &tcpListener{id: "tls", addr: o.TLSAddr, tlsConfig: o.TLS, preConnect: o.ConnectTimeout}
+		g.tls = &tcpListener{id: "tls", addr: o.TLSAddr, tlsConfig: o.TLS, preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["mqtts"]}
 		if err := srv.AddListener(g.tls); err != nil {
 			g.closeListeners()
 			return nil, fmt.Errorf("mqtt tls listener on %s: %w", o.TLSAddr, err)
 		}
 	}
 	if o.WSSAddr != "" {
-		g.wss = &wsListener{id: "wss", addr: o.WSSAddr, path: "/mqtt", tlsConfig: o.TLS, preConnect: o.ConnectTimeout}
+		g.wss = &wsListener{id: "wss", addr: o.WSSAddr, path: "/mqtt", tlsConfig: o.TLS, preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["wss"]}
 		if err := srv.AddListener(g.wss); err != nil {
 			g.closeListeners()
 			return nil, fmt.Errorf("secure websocket listener on %s: %w", o.WSSAddr, err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/pires/go-proxyproto"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -22,6 +23,7 @@ type tcpListener struct {
 	id         string
 	addr       string
 	tlsConfig  *tls.Config
+	proxy      bool // a PROXY protocol v1/v2 header is required first
 	preConnect time.Duration
 	ln         net.Listener
 	log        *slog.Logger
@@ -47,6 +49,9 @@ func (l *tcpListener) Init(log *slog.Logger) error {
 	ln, err := net.Listen("tcp", l.addr)
 	if err != nil {
 		return err
+	}
+	if l.proxy {
+		ln = proxyListener(ln, l.preConnect)
 	}
 	if l.tlsConfig != nil {
 		ln = tls.NewListener(ln, l.tlsConfig)
@@ -95,6 +100,7 @@ type wsListener struct {
 	addr       string
 	path       string
 	tlsConfig  *tls.Config
+	proxy      bool // a PROXY protocol v1/v2 header is required first
 	preConnect time.Duration
 	ln         net.Listener
 	srv        *http.Server
@@ -120,6 +126,9 @@ func (l *wsListener) Init(log *slog.Logger) error {
 	ln, err := net.Listen("tcp", l.addr)
 	if err != nil {
 		return err
+	}
+	if l.proxy {
+		ln = proxyListener(ln, l.preConnect)
 	}
 	if l.tlsConfig != nil {
 		ln = tls.NewListener(ln, l.tlsConfig)
@@ -218,3 +227,11 @@ func (ws *wsConn) Write(p []byte) (int, error) {
 }
 
 func (ws *wsConn) Close() error { return ws.Conn.Close() }
+
+// proxyListener requires a PROXY protocol (v1 or v2) header on every
+// connection, as a load balancer in front of the node sends it; the
+// device's own address then becomes the connection's remote address.
+func proxyListener(ln net.Listener, timeout time.Duration) net.Listener {
+	return &proxyproto.Listener{Listener: ln, ReadHeaderTimeout: timeout,
+		ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
+}
