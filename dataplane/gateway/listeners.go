@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pires/go-proxyproto"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/pires/go-proxyproto"
 )
 
 // tcpListener is a TCP (optionally TLS) MQTT listener that binds in Init, so
