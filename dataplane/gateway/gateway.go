@@ -33,6 +33,11 @@ type Options struct {
 	ProxyProtocol map[string]bool
 	// ConnectTimeout closes sockets that send no CONNECT in time. Default 10 s.
 	ConnectTimeout time.Duration
+	// MinKeepalive and MaxKeepalive bound the keepalive of MQTT 5 devices
+	// (told with Server Keep Alive; 0, "no keepalive", becomes the maximum,
+	// so a dead peer is always noticed). Defaults 5 s and 20 min. MQTT 3.1.1
+	// has no way to tell the device, so its keepalive is kept as asked.
+	MinKeepalive, MaxKeepalive time.Duration
 	Log            *slog.Logger
 	// Config is the pushed configuration devices are checked against; nil
 	// refuses every device (secure by default).
@@ -67,6 +72,12 @@ func New(o Options) (*Gateway, error) {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
+	if o.MinKeepalive <= 0 {
+		o.MinKeepalive = 5 * time.Second
+	}
+	if o.MaxKeepalive <= 0 {
+		o.MaxKeepalive = 20 * time.Minute
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -82,6 +93,7 @@ func New(o Options) (*Gateway, error) {
 	})
 	g := &Gateway{srv: srv, log: o.Log}
 	g.tenant = newTenantHook(srv, o.Config, o.DefaultInstance, o.BaseDomain, o.Log)
+	g.tenant.minKeepalive, g.tenant.maxKeepalive = uint16(min(o.MinKeepalive/time.Second, 65535)), uint16(min(o.MaxKeepalive/time.Second, 65535))
 	g.metrics = newMetrics(g.retainedByInstance)
 	g.tenant.metrics = g.metrics
 	if err := srv.AddHook(g.tenant, nil); err != nil {

@@ -305,7 +305,7 @@ func TestIsolation(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		filters := []string{"$SYS/#", "$share/g/$SYS/#", "/leading", "$SYS/broker/clients"}
+		filters := []string{"$SYS/#", "$share/g/$SYS/#", "a/#/b", "$SYS/broker/clients"}
 		var subs []paho.SubscribeOptions
 		for _, f := range filters {
 			subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 1})

@@ -543,3 +543,33 @@ func TestQuotaNoisyNeighbour(t *testing.T) {
 		t.Fatalf("quiet instance delivered %d with a noisy neighbour, %d alone (more than 10 %% lower)", noisy, baseline)
 	}
 }
+
+// setQuotasKeep changes some of an instance's quotas, keeping the rest.
+func (b *bundle) setQuotasKeep(t *testing.T, inst string, change func(*config.Quotas)) {
+	t.Helper()
+	cur, _ := b.state.Instance(inst)
+	q := cur.Quotas
+	change(&q)
+	b.setQuotas(t, inst, q)
+}
+
+// TestKeepaliveBounds: MQTT 5 devices asking for no keepalive, or one out
+// of bounds, are told the server's in the CONNACK.
+func TestKeepaliveBounds(t *testing.T) {
+	b := newBundle(t)
+	for _, c := range []struct {
+		ask, want uint16
+	}{{0, 1200}, {1, 5}, {60, 60}, {4000, 1200}} {
+		_, ca, err := b.v5with(t, fmt.Sprint("ka-", c.ask), "dev@i-bbbb", "pw-b", func(cp *paho.Connect) { cp.KeepAlive = c.ask }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.ask
+		if ca.Properties != nil && ca.Properties.ServerKeepAlive != nil {
+			got = *ca.Properties.ServerKeepAlive
+		}
+		if got != c.want {
+			t.Errorf("keepalive %d: server says %d, want %d", c.ask, got, c.want)
+		}
+	}
+}

@@ -65,6 +65,8 @@ type tenantHook struct {
 	now             func() time.Time
 	metrics         *Metrics
 	limits          quotaTable
+	minKeepalive    uint16 // seconds, MQTT 5 only
+	maxKeepalive    uint16
 
 	mu    sync.RWMutex
 	conns map[*mqtt.Client]*conn
@@ -199,6 +201,18 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 	if code := h.admitConnection(cl, c, inst.Quotas); code != packets.CodeSuccess {
 		return refuseConnect(h.srv, cl, code)
 	}
+	if cl.Properties.ProtocolVersion == 5 && h.maxKeepalive > 0 {
+		ka := cl.State.Keepalive
+		switch {
+		case ka == 0 || ka > h.maxKeepalive:
+			ka = h.maxKeepalive
+		case ka < h.minKeepalive:
+			ka = h.minKeepalive
+		}
+		if ka != cl.State.Keepalive {
+			cl.State.Keepalive, cl.State.ServerKeepalive = ka, true // announced in the CONNACK
+		}
+	}
 	cl.ID = c.mount + cl.ID
 	h.mu.Lock()
 	h.conns[cl] = c
@@ -294,7 +308,14 @@ func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 			return pk, nil // alias-only: mochi resolves the alias to an already mounted topic
 		}
 		if !validTopic(pk.TopicName, c.levels()) {
-			return pk, packets.ErrTopicNameInvalid
+			// mochi ignores any other error from this hook and would go on
+			// with the topic unmounted: reject the packet, which ends the
+			// connection (MQTT 5 devices are told why first).
+			h.drop(c.instance, DropACL)
+			if cl.Properties.ProtocolVersion == 5 {
+				_ = h.srv.DisconnectClient(cl, packets.ErrTopicNameInvalid)
+			}
+			return pk, packets.ErrRejectPacket
 		}
 		pk.TopicName = c.mount + pk.TopicName
 	case packets.Subscribe:

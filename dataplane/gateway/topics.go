@@ -12,11 +12,12 @@ import (
 const maxLevelLen = 512
 
 // validTopic reports whether a device may publish to topic: not empty, no
-// wildcard, no NUL, not "$"-prefixed ($SYS and friends), no empty leading
-// level and no level longer than maxLevelLen. maxLevels (0 = no limit)
-// caps the depth.
+// wildcard, no NUL, not "$"-prefixed ($SYS and friends) and no level longer
+// than maxLevelLen. maxLevels (0 = no limit) caps the depth. A leading "/"
+// (an empty first level) is legal MQTT and common in devices; under the
+// mount "<instance>/" it is just an empty level inside the instance.
 func validTopic(topic string, maxLevels int) bool {
-	if topic == "" || strings.ContainsAny(topic, "+#\x00") || strings.HasPrefix(topic, "$") || strings.HasPrefix(topic, "/") {
+	if topic == "" || strings.ContainsAny(topic, "+#\x00") || strings.HasPrefix(topic, "$") {
 		return false
 	}
 	return levelsOK(topic, maxLevels)
@@ -25,7 +26,7 @@ func validTopic(topic string, maxLevels int) bool {
 // validFilter reports whether a device may subscribe to filter (wildcards
 // allowed where MQTT allows them).
 func validFilter(filter string, maxLevels int) bool {
-	if filter == "" || strings.ContainsRune(filter, 0) || strings.HasPrefix(filter, "$") || strings.HasPrefix(filter, "/") {
+	if filter == "" || strings.ContainsRune(filter, 0) || strings.HasPrefix(filter, "$") {
 		return false
 	}
 	levels := strings.Split(filter, "/")
