@@ -38,7 +38,7 @@ type Options struct {
 	// so a dead peer is always noticed). Defaults 5 s and 20 min. MQTT 3.1.1
 	// has no way to tell the device, so its keepalive is kept as asked.
 	MinKeepalive, MaxKeepalive time.Duration
-	Log            *slog.Logger
+	Log                        *slog.Logger
 	// Config is the pushed configuration devices are checked against; nil
 	// refuses every device (secure by default).
 	Config *configsync.State

@@ -18,7 +18,7 @@ func TestValidTopicAndFilter(t *testing.T) {
 		{"+/#", false, true},
 		{"$SYS/broker", false, false},
 		{"$share/g/a", false, false}, // handled before validFilter
-		{"/leading", true, true}, // an empty first level: legal MQTT, still under the mount
+		{"/leading", true, true},     // an empty first level: legal MQTT, still under the mount
 		{"a/\x00/b", false, false},
 		{"a/#/b", false, false},
 		{"a/b#", false, false},
