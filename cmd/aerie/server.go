@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,6 +56,14 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 
 	withControl := sub == "serve" || sub == "controlplane"
 	withData := sub == "serve" || sub == "dataplane"
+	if withData && os.Getenv("GOGC") == "" {
+		// A node's heap is mostly long-lived connection state; the default
+		// GOGC (100) lets resident memory reach twice that. 25 keeps it
+		// near the live size (measured: ~14 KiB instead of ~28 KiB per idle
+		// connection, BenchmarkGateway/IdleMemory) for a little more GC
+		// work. GOGC in the environment overrides it.
+		debug.SetGCPercent(25)
+	}
 	var checks []api.ReadyCheck
 	var cleanups []func()
 	defer func() {
