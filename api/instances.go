@@ -22,6 +22,7 @@ type instanceJSON struct {
 	AllowAnonymous     bool          `json:"allow_anonymous"`
 	DeletionProtection bool          `json:"deletion_protection"`
 	Quotas             config.Quotas `json:"quotas"`
+	Limited            string        `json:"limited"`
 	CreatedAt          time.Time     `json:"created_at"`
 	UpdatedAt          time.Time     `json:"updated_at"`
 }
@@ -45,7 +46,7 @@ func toInstance(in tenancy.Instance) instanceJSON {
 		Endpoints: endpointsJSON{MQTT: endpoint(in.Endpoints, "mqtt"), MQTTS: endpoint(in.Endpoints, "mqtts"),
 			WS: endpoint(in.Endpoints, "ws"), WSS: endpoint(in.Endpoints, "wss")},
 		UsernameFormat: "<username>@" + in.ID, AllowAnonymous: in.AllowAnonymous, DeletionProtection: in.DeletionProtection,
-		Quotas: in.Quotas, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC()}
+		Quotas: in.Quotas, Limited: in.Limited, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC()}
 }
 
 func (a *API) createInstance(w http.ResponseWriter, r *http.Request) {

@@ -38,8 +38,11 @@ type Instance struct {
 	AllowAnonymous     bool
 	DeletionProtection bool
 	Quotas             config.Quotas
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
+	// Limited is the billing limit in force ("" none, config.LimitThrottle
+	// or config.LimitSuspend), set by SetOrgLimit.
+	Limited   string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // NewInstance is what creating an instance takes.
@@ -170,13 +173,13 @@ func newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Tim
 }
 
 const instanceCols = `i.id, i.org_id, i.name, i.plan_id, i.status, i.node_id, n.endpoints, i.allow_anonymous, i.deletion_protection,
-	i.quotas, i.created_at, i.updated_at`
+	i.quotas, i.limited, i.created_at, i.updated_at`
 
 func scanInstance(r pgx.CollectableRow) (Instance, error) {
 	var in Instance
 	var eps, q []byte
 	if err := r.Scan(&in.ID, &in.OrgID, &in.Name, &in.Plan, &in.Status, &in.NodeID, &eps, &in.AllowAnonymous,
-		&in.DeletionProtection, &q, &in.CreatedAt, &in.UpdatedAt); err != nil {
+		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt); err != nil {
 		return Instance{}, err
 	}
 	in.Endpoints = map[string]string{}
@@ -297,7 +300,7 @@ func (s *Service) UpdateInstance(ctx context.Context, a Actor, orgID, id string,
 		}
 		if next.Status != cur.Status || next.AllowAnonymous != cur.AllowAnonymous {
 			ev := config.Event{Kind: config.KindInstanceStatus, InstanceID: id,
-				Instance: &config.Instance{ID: id, Status: next.Status, AllowAnonymous: next.AllowAnonymous}}
+				Instance: &config.Instance{ID: id, Status: next.Status, AllowAnonymous: next.AllowAnonymous, Limited: cur.Limited}}
 			if _, err := emit(ctx, tx, cur.NodeID, id, ev); err != nil {
 				return err
 			}

@@ -114,19 +114,19 @@ func (s *Service) NodeHeartbeat(ctx context.Context, nodeID string, ack config.A
 		if ack.Revision <= 0 {
 			return nil
 		}
-		rows, err := tx.Query(ctx, `SELECT id, allow_anonymous FROM instances
+		rows, err := tx.Query(ctx, `SELECT id, allow_anonymous, limited FROM instances
 			WHERE node_id = $1 AND status = 'provisioning' AND provisioned_revision <= $2 FOR UPDATE`, nodeID, ack.Revision)
 		if err != nil {
 			return fmt.Errorf("node heartbeat: %w", err)
 		}
 		type ready struct {
-			id   string
-			anon bool
+			id, limited string
+			anon        bool
 		}
 		var list []ready
 		for rows.Next() {
 			var r ready
-			if err := rows.Scan(&r.id, &r.anon); err != nil {
+			if err := rows.Scan(&r.id, &r.anon, &r.limited); err != nil {
 				rows.Close()
 				return fmt.Errorf("node heartbeat: %w", err)
 			}
@@ -138,7 +138,7 @@ func (s *Service) NodeHeartbeat(ctx context.Context, nodeID string, ack config.A
 				return fmt.Errorf("instance running: %w", err)
 			}
 			ev := config.Event{Kind: config.KindInstanceStatus, InstanceID: r.id,
-				Instance: &config.Instance{ID: r.id, Status: config.StatusRunning, AllowAnonymous: r.anon}}
+				Instance: &config.Instance{ID: r.id, Status: config.StatusRunning, AllowAnonymous: r.anon, Limited: r.limited}}
 			if _, err := emit(ctx, tx, nodeID, r.id, ev); err != nil {
 				return err
 			}

@@ -135,7 +135,7 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Sna
 		if err := tx.QueryRow(ctx, `SELECT last FROM config_revision`).Scan(&snap.Revision); err != nil {
 			return fmt.Errorf("snapshot revision: %w", err)
 		}
-		rows, err := tx.Query(ctx, `SELECT id, org_id, status, allow_anonymous, quotas FROM instances WHERE node_id = $1 ORDER BY id`, nodeID)
+		rows, err := tx.Query(ctx, `SELECT id, org_id, status, allow_anonymous, limited, quotas FROM instances WHERE node_id = $1 ORDER BY id`, nodeID)
 		if err != nil {
 			return fmt.Errorf("snapshot instances: %w", err)
 		}
@@ -143,7 +143,7 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Sna
 		for rows.Next() {
 			var in config.Instance
 			var q []byte
-			if err := rows.Scan(&in.ID, &in.OrgID, &in.Status, &in.AllowAnonymous, &q); err != nil {
+			if err := rows.Scan(&in.ID, &in.OrgID, &in.Status, &in.AllowAnonymous, &in.Limited, &q); err != nil {
 				rows.Close()
 				return fmt.Errorf("snapshot instances: %w", err)
 			}

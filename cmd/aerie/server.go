@@ -178,6 +178,9 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		deps.Meter = billing.NewMeter(pool, deps.Tenancy, log)
 		deps.Feed = tenancy.NewFeed(deps.Tenancy, log.With("component", "configfeed"))
 		go deps.Feed.Run(ctx)
+		// Spend limits and capped allowances (Free): checked every 2 s, so a
+		// limit applies within moments of the usage report that shows it.
+		go deps.Billing.RunLimits(ctx, deps.Tenancy, 2*time.Second)
 		if deps.AdminToken, err = adminToken(cfg, sub, log); err != nil {
 			return err
 		}

@@ -77,17 +77,33 @@ type Snapshot struct {
 	Instances []Instance `json:"instances"`
 }
 
+// Billing limits an instance can be under (config.Instance.Limited).
+const (
+	LimitThrottle = "throttle" // publishing slowed to ThrottledQuotas
+	LimitSuspend  = "suspend"  // devices refused (CONNACK 0x97) and disconnected
+)
+
+// Throttled returns q as enforced on a throttled instance: one publish a
+// second per client and per instance, 1 KiB/s.
+func Throttled(q Quotas) Quotas {
+	q.MaxPublishPerSecond, q.MaxPublishPerSecondPerClient, q.MaxBytesPerSecond = 1, 1, 1024
+	return q
+}
+
 // Instance is one tenant MQTT instance as the data plane sees it.
 type Instance struct {
-	ID             string         `json:"id"`
-	OrgID          string         `json:"org_id"`
-	Status         string         `json:"status"`
-	AllowAnonymous bool           `json:"allow_anonymous"`
-	Quotas         Quotas         `json:"quotas"`
-	Credentials    []Credential   `json:"credentials,omitempty"`
-	ACL            []ACLRule      `json:"acl,omitempty"`
-	TokenKeys      []TokenKey     `json:"token_keys,omitempty"`
-	RevokedTokens  []RevokedToken `json:"revoked_tokens,omitempty"`
+	ID             string `json:"id"`
+	OrgID          string `json:"org_id"`
+	Status         string `json:"status"`
+	AllowAnonymous bool   `json:"allow_anonymous"`
+	// Limited is set while the org is over its spend limit or its plan's
+	// included usage: LimitThrottle or LimitSuspend ("" when not limited).
+	Limited       string         `json:"limited,omitempty"`
+	Quotas        Quotas         `json:"quotas"`
+	Credentials   []Credential   `json:"credentials,omitempty"`
+	ACL           []ACLRule      `json:"acl,omitempty"`
+	TokenKeys     []TokenKey     `json:"token_keys,omitempty"`
+	RevokedTokens []RevokedToken `json:"revoked_tokens,omitempty"`
 }
 
 // Credential is a device username and the SHA-256 of its generated secret.

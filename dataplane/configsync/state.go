@@ -181,8 +181,8 @@ func (s *State) apply(ev config.Event) ([]Change, error) {
 			return nil, fmt.Errorf("%w: status of unknown instance %q", ErrBadEvent, ev.Instance.ID)
 		}
 		ch.InstanceID = ev.Instance.ID
-		inst.meta.Status, inst.meta.AllowAnonymous = ev.Instance.Status, ev.Instance.AllowAnonymous
-		ch.Revoked = !usable(inst.meta.Status)
+		inst.meta.Status, inst.meta.AllowAnonymous, inst.meta.Limited = ev.Instance.Status, ev.Instance.AllowAnonymous, ev.Instance.Limited
+		ch.Revoked = !usable(inst.meta.Status) || inst.meta.Limited == config.LimitSuspend
 	case config.KindInstanceDelete:
 		delete(s.instances, ev.InstanceID)
 		ch.Revoked = true

@@ -274,21 +274,31 @@ func (h *tenantHook) refreshQuotas(id string) {
 		if !ok {
 			continue
 		}
-		h.limits.of(id, inst.Quotas)
+		q := effectiveQuotas(inst)
+		h.limits.of(id, q)
 		h.mu.RLock()
 		for _, c := range h.conns {
 			if c.instance == id && c.cl != nil {
-				c.cl.apply(inst.Quotas)
+				c.cl.apply(q)
 			}
 		}
 		h.mu.RUnlock()
 	}
 }
 
+// effectiveQuotas are the instance's quotas as enforced now (throttled
+// while a billing limit says so).
+func effectiveQuotas(inst config.Instance) config.Quotas {
+	if inst.Limited == config.LimitThrottle {
+		return config.Throttled(inst.Quotas)
+	}
+	return inst.Quotas
+}
+
 // quotaChange reports whether a config change may have changed quotas.
 func quotaChange(ch configsync.Change) bool {
 	switch ch.Kind {
-	case config.KindQuotasPut, config.KindInstancePut, config.KindSnapshot:
+	case config.KindQuotasPut, config.KindInstancePut, config.KindInstanceStatus, config.KindSnapshot:
 		return true
 	}
 	return false

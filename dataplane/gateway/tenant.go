@@ -168,6 +168,9 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 	if inst.Status != config.StatusRunning && inst.Status != config.StatusProvisioning {
 		return refuseConnect(h.srv, cl, packets.ErrNotAuthorized)
 	}
+	if inst.Limited == config.LimitSuspend { // over the org's spend limit
+		return refuseConnect(h.srv, cl, packets.ErrQuotaExceeded)
+	}
 	c := &conn{instance: instance, mount: instance + "/", username: user, clientID: cl.ID, maxLevels: inst.Quotas.MaxTopicLevels}
 	switch {
 	case user == "" && !pk.Connect.PasswordFlag:
@@ -198,7 +201,7 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 		cl.Properties.Will.TopicName = c.mount + cl.Properties.Will.TopicName
 	}
-	if code := h.admitConnection(cl, c, inst.Quotas); code != packets.CodeSuccess {
+	if code := h.admitConnection(cl, c, effectiveQuotas(inst)); code != packets.CodeSuccess {
 		return refuseConnect(h.srv, cl, code)
 	}
 	if cl.Properties.ProtocolVersion == 5 && h.maxKeepalive > 0 {
@@ -580,6 +583,9 @@ func (h *tenantHook) onChange(ch configsync.Change) {
 	code := packets.ErrNotAuthorized
 	if ch.Kind == config.KindTokenRevoke {
 		code = packets.ErrBadAuthenticationMethod
+	}
+	if inst, ok := h.state.Instance(ch.InstanceID); ok && ch.Kind == config.KindInstanceStatus && inst.Limited == config.LimitSuspend {
+		code = packets.ErrQuotaExceeded // suspended for the org's spend limit
 	}
 	for _, cl := range victims {
 		h.log.Info("closing a connection whose access was revoked", "instance", ch.InstanceID, "client", cl.ID, "change", ch.Kind)
