@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 )
@@ -509,4 +510,35 @@ func TestInstanceMetrics(t *testing.T) {
 	}
 	stranger := e.signup(t, "stranger@example.com", "S")
 	e.do(t, req{method: "GET", path: "/v1/orgs/" + stranger.Org.ID + "/instances/" + inst.ID + "/metrics", token: stranger.AccessToken}).problem(t, 404, "not-found")
+}
+
+// TestAdminMarkInvoicePaid: the operator records a manual payment; only
+// the operator token may, and an invoice is paid once.
+func TestAdminMarkInvoicePaid(t *testing.T) {
+	e := newEnv(t)
+	s := e.signup(t, "payer@example.com", "Payer")
+	bill := billing.NewService(e.db.Pool, nil, nil)
+	now := time.Now().UTC()
+	prev := billing.PeriodOf(billing.PeriodOf(now).Start.Add(-time.Second))
+	inv, err := bill.Finalize(t.Context(), s.Org.ID, prev, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/v1/admin/orgs/" + s.Org.ID + "/invoices/" + inv.ID + "/paid"
+	e.do(t, req{method: "POST", path: path, token: s.AccessToken}).problem(t, 401, "unauthenticated")
+	var paid struct {
+		Status string
+		PaidAt *time.Time `json:"paid_at"`
+	}
+	e.do(t, req{method: "POST", path: path, token: operatorToken}).expect(t, 200).decode(t, &paid)
+	if paid.Status != "paid" || paid.PaidAt == nil {
+		t.Fatalf("%+v", paid)
+	}
+	e.do(t, req{method: "POST", path: path, token: operatorToken}).problem(t, 400, "invalid-request")
+	e.do(t, req{method: "POST", path: "/v1/admin/orgs/" + s.Org.ID + "/invoices/inv-nope/paid", token: operatorToken}).problem(t, 404, "not-found")
+	var got struct{ Status string }
+	e.do(t, req{method: "GET", path: "/v1/orgs/" + s.Org.ID + "/invoices/" + inv.ID, token: s.AccessToken}).expect(t, 200).decode(t, &got)
+	if got.Status != "paid" {
+		t.Fatalf("customer sees %q", got.Status)
+	}
 }

@@ -124,6 +124,7 @@ func (a *API) AdminRoutes(r chi.Router) {
 		r.Get("/nodes", a.listNodes)
 		r.Post("/nodes", a.createNode)
 		r.Delete("/nodes/{node_id}", a.revokeNode)
+		r.Post("/orgs/{org_id}/invoices/{invoice_id}/paid", a.markInvoicePaid)
 	})
 }
 
@@ -199,4 +200,15 @@ func (a *API) revokeNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// markInvoicePaid records a customer's payment of an invoice (the
+// built-in manual payment method): open or overdue → paid.
+func (a *API) markInvoicePaid(w http.ResponseWriter, r *http.Request) {
+	inv, err := a.billing.MarkPaid(r.Context(), chi.URLParam(r, "org_id"), chi.URLParam(r, "invoice_id"), time.Now())
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, inv)
 }

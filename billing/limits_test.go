@@ -104,3 +104,45 @@ func TestEnforceLimits(t *testing.T) {
 		}
 	})
 }
+
+type collected struct{ ids []string }
+
+func (c *collected) Name() string { return "test" }
+func (c *collected) Collect(_ context.Context, inv Invoice) error {
+	c.ids = append(c.ids, inv.ID)
+	return nil
+}
+
+func TestClosePeriods(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC)
+	b := newBilling(t)
+	b.org(t, "o-old", now.AddDate(0, -2, 0))
+	b.org(t, "o-new", now.Add(-time.Minute)) // after November: nothing to bill
+	b.usage(t, "o-old", time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC), 5, 60)
+	pay := &collected{}
+	invs, err := b.svc.ClosePeriods(ctx, pay, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(invs) != 1 || invs[0].OrgID != "o-old" || invs[0].Period != "2026-11" || invs[0].Status != "open" || len(pay.ids) != 1 || pay.ids[0] != invs[0].ID {
+		t.Fatalf("invoices %+v, collected %v", invs, pay.ids)
+	}
+	if again, err := b.svc.ClosePeriods(ctx, pay, now.Add(time.Hour)); err != nil || len(again) != 0 || len(pay.ids) != 1 {
+		t.Fatalf("second close: %v %v, collected %v", again, err, pay.ids)
+	}
+	if _, err := b.svc.ClosePeriods(ctx, Manual{}, invs[0].DueAt.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := b.svc.Invoice(ctx, "o-old", invs[0].ID)
+	if err != nil || inv.Status != "overdue" {
+		t.Fatalf("after the due date: %+v %v", inv, err)
+	}
+	paid, err := b.svc.MarkPaid(ctx, "o-old", inv.ID, invs[0].DueAt.Add(time.Hour))
+	if err != nil || paid.Status != "paid" || paid.PaidAt == nil {
+		t.Fatalf("mark paid: %+v %v", paid, err)
+	}
+	if _, err := b.svc.MarkPaid(ctx, "o-old", inv.ID, now); err == nil {
+		t.Fatal("paid twice")
+	}
+}

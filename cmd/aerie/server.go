@@ -181,6 +181,9 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		// Spend limits and capped allowances (Free): checked every 2 s, so a
 		// limit applies within moments of the usage report that shows it.
 		go deps.Billing.RunLimits(ctx, deps.Tenancy, 2*time.Second)
+		// Month-end invoices (idempotent across control-plane replicas) and
+		// overdue marking; payments are the built-in manual method.
+		go deps.Billing.RunPeriodClose(ctx, billing.Manual{}, time.Minute)
 		if deps.AdminToken, err = adminToken(cfg, sub, log); err != nil {
 			return err
 		}

@@ -1,0 +1,82 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Payments collects finalised invoices. Manual, the built-in method, makes
+// no call off the machine: an invoice is open until the operator records
+// the customer's payment (MarkPaid) and overdue once past its due date.
+// Another method (a card processor) would implement the same interface.
+type Payments interface {
+	// Name names the method ("manual").
+	Name() string
+	// Collect is called once for every newly finalised invoice.
+	Collect(ctx context.Context, inv Invoice) error
+}
+
+// Manual is the built-in "invoice / manual" payment method.
+type Manual struct{}
+
+// Name implements Payments.
+func (Manual) Name() string { return "manual" }
+
+// Collect implements Payments: the invoice waits for MarkPaid.
+func (Manual) Collect(context.Context, Invoice) error { return nil }
+
+// ClosePeriods finalises last month's invoice for every org that has none
+// yet (idempotent; orgs created after the period get none), hands each new
+// invoice to pay, and marks open invoices past their due date overdue. It
+// returns the invoices it finalised.
+func (s *Service) ClosePeriods(ctx context.Context, pay Payments, now time.Time) ([]Invoice, error) {
+	prev := PeriodOf(PeriodOf(now).Start.Add(-time.Second))
+	rows, err := s.db.Query(ctx, `SELECT o.id FROM orgs o
+		WHERE o.created_at < $2 AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.org_id = o.id AND i.period_start = $1)
+		ORDER BY o.id`, prev.Start, prev.End)
+	if err != nil {
+		return nil, fmt.Errorf("close periods: %w", err)
+	}
+	orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("close periods: %w", err)
+	}
+	var out []Invoice
+	for _, org := range orgs {
+		inv, err := s.Finalize(ctx, org, prev, now)
+		if err != nil {
+			return out, fmt.Errorf("finalize %s %s: %w", org, prev, err)
+		}
+		if pay != nil {
+			if err := pay.Collect(ctx, inv); err != nil {
+				s.log.Error("collect payment", "invoice", inv.ID, "method", pay.Name(), "error", err)
+			}
+		}
+		out = append(out, inv)
+	}
+	if _, err := s.db.Exec(ctx, `UPDATE invoices SET status = 'overdue' WHERE status = 'open' AND due_at < $1`, now.UTC()); err != nil {
+		return out, fmt.Errorf("overdue invoices: %w", err)
+	}
+	return out, nil
+}
+
+// RunPeriodClose closes periods every interval until ctx ends.
+func (s *Service) RunPeriodClose(ctx context.Context, pay Payments, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if invs, err := s.ClosePeriods(ctx, pay, time.Now()); err != nil && ctx.Err() == nil {
+			s.log.Error("close billing periods", "error", err)
+		} else if len(invs) > 0 {
+			s.log.Info("finalised invoices", "count", len(invs))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
