@@ -107,6 +107,31 @@ func rangeOf(key string) metricRange {
 type Dashboard struct {
 	Range  string
 	Charts []ChartData
+	Totals Totals
+}
+
+// Totals sum the dashboard's range: connections as last reported, the
+// counters summed.
+type Totals struct {
+	Connections, MessagesIn, MessagesOut, BytesIn, BytesOut, Drops, AuthFailures int64
+}
+
+func totalsOf(pts []billing.Point) Totals {
+	var t Totals
+	for _, p := range pts {
+		t.MessagesIn += p.MessagesIn
+		t.MessagesOut += p.MessagesOut
+		t.BytesIn += p.BytesIn
+		t.BytesOut += p.BytesOut
+		t.AuthFailures += p.AuthFailures
+		for _, n := range p.Drops {
+			t.Drops += n
+		}
+		if p.Connections > 0 || p.ConnectionsMax > 0 || p.MessagesIn > 0 || p.MessagesOut > 0 {
+			t.Connections = p.Connections // the latest step with a report
+		}
+	}
+	return t
 }
 
 // dashboard reads the instance's usage series; nil when there is no meter.
@@ -120,7 +145,7 @@ func (c *Console) dashboard(r *http.Request, orgID, instID string) (*Dashboard, 
 	if err != nil {
 		return nil, err
 	}
-	return &Dashboard{Range: rg.Key, Charts: dashboardCharts(pts, rg.Step)}, nil
+	return &Dashboard{Range: rg.Key, Charts: dashboardCharts(pts, rg.Step), Totals: totalsOf(pts)}, nil
 }
 
 // dashboardCharts turns points into the dashboard's charts: connections as
