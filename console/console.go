@@ -114,6 +114,7 @@ func (c *Console) routes() chi.Router {
 		r.Route("/orgs/{org}", func(r chi.Router) {
 			r.Use(c.orgScope)
 			r.Get("/", c.overview)
+			r.Get("/metrics", c.orgMetrics)
 			r.Get("/settings", c.settings)
 			r.Post("/settings", c.renameOrg)
 			r.Get("/members", c.members)

@@ -148,6 +148,65 @@ func (c *Console) dashboard(r *http.Request, orgID, instID string) (*Dashboard, 
 	return &Dashboard{Range: rg.Key, Charts: dashboardCharts(pts, rg.Step), Totals: totalsOf(pts)}, nil
 }
 
+// orgDashboard adds up the series of the org's instances (nil without a
+// meter or instances).
+func (c *Console) orgDashboard(r *http.Request, orgID string, insts []tenancy.Instance) (*Dashboard, error) {
+	if c.meter == nil || len(insts) == 0 {
+		return nil, nil
+	}
+	rg := rangeOf(r.URL.Query().Get("range"))
+	now := c.now()
+	var sum []billing.Point
+	for _, in := range insts {
+		pts, err := c.meter.Series(r.Context(), orgID, in.ID, now.Add(-rg.Span), now, rg.Step, now)
+		if err != nil {
+			return nil, err
+		}
+		if sum == nil {
+			sum = make([]billing.Point, len(pts))
+		}
+		for i := range min(len(pts), len(sum)) {
+			a, p := &sum[i], pts[i]
+			a.Time = p.Time
+			a.Connects += p.Connects
+			a.AuthFailures += p.AuthFailures
+			a.MessagesIn += p.MessagesIn
+			a.MessagesOut += p.MessagesOut
+			a.BytesIn += p.BytesIn
+			a.BytesOut += p.BytesOut
+			a.Connections += p.Connections
+			a.ConnectionsMax += p.ConnectionsMax
+			for k, v := range p.Drops {
+				if a.Drops == nil {
+					a.Drops = map[string]int64{}
+				}
+				a.Drops[k] += v
+			}
+		}
+	}
+	return &Dashboard{Range: rg.Key, Charts: dashboardCharts(sum, rg.Step), Totals: totalsOf(sum)}, nil
+}
+
+// orgMetrics is the org overview's dashboard alone, for the auto-refresh.
+func (c *Console) orgMetrics(w http.ResponseWriter, r *http.Request) {
+	o := orgFrom(r.Context())
+	if r.Header.Get("X-Partial") == "" {
+		seeOther(w, r, "/orgs/"+o.ID+"/")
+		return
+	}
+	insts, _, err := c.svc.ListInstances(r.Context(), o.ID, tenancy.Page{Limit: 200})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	d, err := c.orgDashboard(r, o.ID, insts)
+	if err != nil || d == nil {
+		http.Error(w, "no metrics", http.StatusNotFound)
+		return
+	}
+	c.render(w, r, http.StatusOK, DashboardRegion(*d))
+}
+
 // dashboardCharts turns points into the dashboard's charts: connections as
 // counted, the counters as per-second rates over each step.
 func dashboardCharts(pts []billing.Point, step time.Duration) []ChartData {
@@ -156,12 +215,26 @@ func dashboardCharts(pts []billing.Point, step time.Duration) []ChartData {
 	conns := make([]float64, n)
 	mIn, mOut := make([]float64, n), make([]float64, n)
 	bIn, bOut := make([]float64, n), make([]float64, n)
+	reasons := []string{"acl", "quota", "queue_full", "too_large", "expired"}
+	drops := make([][]float64, len(reasons))
+	for i := range drops {
+		drops[i] = make([]float64, n)
+	}
+	authFail := make([]float64, n)
 	secs := step.Seconds()
 	for i, p := range pts {
 		times[i] = p.Time
 		conns[i] = float64(p.Connections)
 		mIn[i], mOut[i] = float64(p.MessagesIn)/secs, float64(p.MessagesOut)/secs
 		bIn[i], bOut[i] = float64(p.BytesIn)/secs, float64(p.BytesOut)/secs
+		for k, reason := range reasons {
+			drops[k][i] = float64(p.Drops[reason]) / secs
+		}
+		authFail[i] = float64(p.AuthFailures) / secs
+	}
+	dropSeries := []ChartSeries{{Name: "auth failures", Class: "s1", Values: authFail}}
+	for k, reason := range reasons {
+		dropSeries = append(dropSeries, ChartSeries{Name: strings.ReplaceAll(reason, "_", " "), Class: fmt.Sprintf("s%d", k+2), Values: drops[k]})
 	}
 	return []ChartData{
 		{ID: "connections", Title: "Connections", Times: times, Series: []ChartSeries{{Name: "connections", Class: "s1", Values: conns}}},
@@ -169,6 +242,7 @@ func dashboardCharts(pts []billing.Point, step time.Duration) []ChartData {
 			{Name: "in", Class: "s2", Values: mIn}, {Name: "out", Class: "s3", Values: mOut}}},
 		{ID: "bytes", Title: "Bytes", Unit: "B/s", Times: times, Series: []ChartSeries{
 			{Name: "in", Class: "s4", Values: bIn}, {Name: "out", Class: "s5", Values: bOut}}},
+		{ID: "drops", Title: "Drops by reason, auth failures", Unit: "/s", Times: times, Series: dropSeries},
 	}
 }
 

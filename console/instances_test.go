@@ -754,16 +754,19 @@ func TestInstanceDashboard(t *testing.T) {
 
 func TestDashboardChartsRates(t *testing.T) {
 	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	pts := []billing.Point{{Time: t0, Connections: 7, MessagesIn: 300, MessagesOut: 600, BytesIn: 3000, BytesOut: 30},
+	pts := []billing.Point{{Time: t0, Connections: 7, MessagesIn: 300, MessagesOut: 600, BytesIn: 3000, BytesOut: 30,
+		AuthFailures: 3, Drops: map[string]int64{"quota": 60, "too_large": 6}},
 		{Time: t0.Add(30 * time.Second), Connections: 2}}
 	charts := dashboardCharts(pts, 30*time.Second)
-	if len(charts) != 3 {
+	if len(charts) != 4 {
 		t.Fatalf("%d charts", len(charts))
 	}
 	want := map[string][][]float64{
 		"connections": {{7, 2}},
 		"messages":    {{10, 0}, {20, 0}},
 		"bytes":       {{100, 0}, {1, 0}},
+		// auth failures, then acl, quota, queue_full, too_large, expired
+		"drops": {{0.1, 0}, {0, 0}, {2, 0}, {0, 0}, {0.2, 0}, {0, 0}},
 	}
 	for _, ch := range charts {
 		for i, s := range ch.Series {
@@ -805,7 +808,7 @@ func TestInstancePagesRender(t *testing.T) {
 			!strings.Contains(d.Find(`#s-js`).Text(), `"wss://mq.example.com/mqtt"`) {
 			t.Error("TLS endpoints not used in the snippets")
 		}
-		if d.Find(`[data-testid="dashboard"] figure.chart`).Length() != 3 {
+		if d.Find(`[data-testid="dashboard"] figure.chart`).Length() != 4 {
 			t.Error("dashboard charts missing")
 		}
 		if !strings.Contains(docs["acl"].Find(`[data-testid="rule-r-2"]`).Text(), "cam") || docs["acl"].Find(`[data-testid="default-rule"]`).Length() != 1 {

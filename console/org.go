@@ -52,6 +52,10 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 			ov.Plan = plan.Name
 		}
 	}
+	if ov.Dashboard, err = c.orgDashboard(r, p.Org.ID, insts); err != nil {
+		c.fail(w, r, err)
+		return
+	}
 	c.render(w, r, http.StatusOK, OverviewPage(p, ov))
 }
 
@@ -397,4 +401,6 @@ type Overview struct {
 	Plan      string
 	Instances int // listed (up to 200)
 	Running   int
+	// Dashboard adds up the org's instances' metrics (nil without any).
+	Dashboard *Dashboard
 }

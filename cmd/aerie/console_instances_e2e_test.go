@@ -97,8 +97,8 @@ func TestConsoleInstanceToDevice(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		do(owner, "reload", chromedp.Navigate(detail), chromedp.WaitVisible(chromedp.CSS(`[data-testid="instance-id"]`)))
 	}
-	if eval(owner, `document.querySelectorAll('[data-testid="dashboard"] figure.chart').length`) != 3 {
-		t.Error("the dashboard does not show three charts")
+	if eval(owner, `document.querySelectorAll('[data-testid="dashboard"] figure.chart').length`) != 4 {
+		t.Error("the dashboard does not show its four charts")
 	}
 	owner.Shot("02-instance-running")
 
@@ -175,6 +175,17 @@ func TestConsoleInstanceToDevice(t *testing.T) {
 		do(owner, "reload dashboard", chromedp.Navigate(detail), chromedp.WaitVisible(chromedp.CSS(`[data-testid="totals"]`)))
 	}
 	owner.Shot("04-dashboard-with-traffic")
+	// The org overview adds up every instance.
+	do(owner, "org overview", chromedp.Navigate(strings.SplitAfter(detail, "/instances/")[0][:len(strings.SplitAfter(detail, "/instances/")[0])-len("instances/")]),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="org-dashboard"]`)))
+	if in, _ := strconv.Atoi(text(owner, `[data-testid="org-dashboard"] [data-testid="total-messages-in"]`)); in < 101 {
+		t.Errorf("org overview shows %d messages in", in)
+	}
+	if n := eval(owner, `document.querySelectorAll('[data-testid="org-dashboard"] figure.chart').length`); n != 4 {
+		t.Errorf("org overview shows %d charts", n)
+	}
+	owner.Shot("05-org-overview")
+	do(owner, "back to the instance", chromedp.Navigate(detail), chromedp.WaitVisible(chromedp.CSS(`[data-testid="instance-id"]`)))
 
 	// Shown once: a reload lists the credential without its password.
 	do(owner, "reload credentials",
