@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -487,7 +488,24 @@ func (c *Console) bulkCredentials(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o := orgFrom(r.Context())
-	bulk := Form{Values: map[string]string{"csv": r.PostFormValue("csv")}, Errors: map[string]string{}}
+	csv := r.PostFormValue("csv") // also parses a multipart form (≤ 32 MiB in memory)
+	if f, hdr, err := r.FormFile("csv_file"); err == nil {
+		defer f.Close()
+		if hdr.Size > 1<<20 {
+			bulk := Form{Values: map[string]string{}, Errors: map[string]string{"csv": "the file is over 1 MiB; at most 1,000 lines fit in far less"}}
+			c.showCredentials(w, r, http.StatusRequestEntityTooLarge, CredentialsView{Bulk: bulk})
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		if strings.TrimSpace(string(b)) != "" {
+			csv = string(b)
+		}
+	}
+	bulk := Form{Values: map[string]string{"csv": csv}, Errors: map[string]string{}}
 	in, lines, msg := parseBulk(bulk.Get("csv"))
 	if msg != "" {
 		bulk.Errors["csv"] = msg

@@ -1,10 +1,12 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -324,6 +326,22 @@ func TestBulkCredentials(t *testing.T) {
 		t.Errorf("too many: %d %q", res.StatusCode, doc.Find(`#e-csv`).Text())
 	}
 
+	// A CSV file uploaded with the form (multipart) works like the textarea.
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	_ = mw.WriteField("csrf_token", c.csrf())
+	fw, _ := mw.CreateFormFile("csv_file", "devices.csv")
+	_, _ = fw.Write([]byte("f-1\nf-2,f-2-*\n"))
+	mw.Close()
+	upRes, err := c.http.Post(c.e.srv.URL+base+"/bulk", mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upRes, upDoc := c.parse(upRes)
+	if upRes.StatusCode != http.StatusCreated || upDoc.Find(`[data-testid="new-credentials"] tbody tr`).Length() != 2 {
+		t.Fatalf("CSV file upload: %d %s", upRes.StatusCode, upDoc.Find("main").Text())
+	}
+
 	res, doc = c.post(base+"/bulk", url.Values{"csv": {"# devices\r\nb-1\r\n\r\nb-2, dev-*\r\nb-3\r\n"}})
 	if res.StatusCode != http.StatusCreated {
 		t.Fatalf("bulk: %d %s", res.StatusCode, doc.Find("main").Text())
@@ -350,7 +368,7 @@ func TestBulkCredentials(t *testing.T) {
 	for _, cr := range creds {
 		patterns[cr.Username] = cr.ClientIDPattern
 	}
-	if len(creds) != 3 || patterns["b-2"] != "dev-*" || patterns["b-1"] != "" {
+	if len(creds) != 5 || patterns["b-2"] != "dev-*" || patterns["b-1"] != "" || patterns["f-2"] != "f-2-*" { // 3 typed + 2 uploaded
 		t.Errorf("service lists %+v", creds)
 	}
 	_, doc = c.get(base)
