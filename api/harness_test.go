@@ -109,7 +109,11 @@ func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go client.Run(ctx)
+	// Stop the client and wait for its last snapshot write before its
+	// directory is removed (cleanups run last-registered first).
+	done := make(chan struct{})
+	go func() { client.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 	return &env{t: t, srv: srv, svc: svc, outbox: out, db: db, router: r, state: state, nodeID: node.ID, meter: d.Meter}
 }
 

@@ -42,7 +42,11 @@ func withNode(t *testing.T, e *env) *configsync.State {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go cl.Run(ctx)
+	// Stop the client and wait for its last snapshot write before its
+	// directory is removed (cleanups run last-registered first).
+	done := make(chan struct{})
+	go func() { cl.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 	return state
 }
 

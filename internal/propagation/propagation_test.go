@@ -73,7 +73,9 @@ func setup(tb testing.TB) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	go client.Run(ctx)
+	done := make(chan struct{})
+	go func() { client.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done }) // before its directory is removed
 	// The node's first heartbeat makes it eligible for placement.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
