@@ -69,7 +69,8 @@ func TestFreePlanCapThrottlesUntilUpgrade(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	used := time.Now()
-	deadline := used.Add(15 * time.Second) // one 10 s report + the 2 s check
+	// One 10 s report + the 2 s check (measured ~9 s); slack for a loaded machine.
+	deadline := used.Add(25 * time.Second)
 	for burst() < 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("not throttled %s after the allowance was used (limited %q)", time.Since(used).Round(time.Second), limited())
