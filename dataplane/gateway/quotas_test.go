@@ -126,7 +126,11 @@ func TestQuotaMaxConnections(t *testing.T) {
 		_ = c3
 	})
 	t.Run("raising the quota applies at once", func(t *testing.T) {
-		// c1 is still connected (the other subtests' clients are gone).
+		// c1 is still connected; the other subtests' clients are gone once
+		// the server has seen their DISCONNECT.
+		if !waitFor(t, 3*time.Second, func() bool { return b.liveConns("i-bbbb") == 1 }) {
+			t.Fatalf("%d connections counted, want 1", b.liveConns("i-bbbb"))
+		}
 		b.setQuotas(t, "i-bbbb", config.Quotas{MaxConnections: 3})
 		for _, id := range []string{"c5", "c6"} {
 			if _, _, err := b.v5(t, id, "dev@i-bbbb", "pw-b"); err != nil {
@@ -572,4 +576,14 @@ func TestKeepaliveBounds(t *testing.T) {
 			t.Errorf("keepalive %d: server says %d, want %d", c.ask, got, c.want)
 		}
 	}
+}
+
+// liveConns is how many connections the node counts against the instance.
+func (b *bundle) liveConns(inst string) int64 {
+	b.gw.tenant.limits.mu.Lock()
+	defer b.gw.tenant.limits.mu.Unlock()
+	if l, ok := b.gw.tenant.limits.by[inst]; ok {
+		return l.conns.Load()
+	}
+	return 0
 }
