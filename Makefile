@@ -6,6 +6,10 @@ LDFLAGS  := -X github.com/aeriemq/aerie/internal/buildinfo.Version=$(VERSION)
 # System packages the build and the tests need (Debian/Ubuntu names).
 SYS_PKGS := postgresql librocksdb-dev mosquitto mosquitto-clients chromium chromium-driver
 TEST_TIMEOUT ?= 30m
+# Test packages run one at a time: their servers, browsers and load
+# generators would otherwise compete for this 2-core machine's CPUs and turn
+# timing into noise. TEST_P=2 runs two at once.
+TEST_P ?= 1
 
 .PHONY: all build run test bench deps fmt vet generate clean
 
@@ -42,7 +46,7 @@ vet:
 	$(GO) vet ./...
 
 test: deps vet
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -p $(TEST_P) -timeout $(TEST_TIMEOUT) ./...
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./...

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sort"
 	"sync"
@@ -74,6 +75,12 @@ type Hook struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	// life serialises the lifecycle of each persistent session (connect,
+	// resume, disconnect), striped by key: a reconnect that overtakes the
+	// previous connection's OnDisconnect must not have its resumed delivery
+	// state torn down by that late disconnect.
+	life [64]sync.Mutex
 
 	mu       sync.Mutex
 	online   map[key]*session                         // current connection of each persistent session
@@ -184,6 +191,17 @@ func sessionExpiry(cl *mqtt.Client) time.Duration {
 	return store.NeverExpire
 }
 
+// lifeLock locks the lifecycle stripe of k and returns its unlock.
+func (h *Hook) lifeLock(k key) func() {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(k.inst))
+	_, _ = f.Write([]byte{0})
+	_, _ = f.Write([]byte(k.id))
+	m := &h.life[f.Sum32()%uint32(len(h.life))]
+	m.Lock()
+	return m.Unlock
+}
+
 func (h *Hook) sessionOf(cl *mqtt.Client) *session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -197,6 +215,7 @@ func (h *Hook) sessionOf(cl *mqtt.Client) *session {
 // session, taking over a delayed will.
 func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	k := key{h.opts.InstanceOf(cl), cl.ID}
+	defer h.lifeLock(k)()
 	h.mu.Lock()
 	old := h.online[k]
 	h.mu.Unlock()
@@ -270,10 +289,14 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if s == nil {
 		return
 	}
+	defer h.lifeLock(s.key)()
+	h.mu.Lock()
+	current := h.online[s.key] == s
+	h.mu.Unlock()
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
-	if closed {
+	if closed || !current {
 		return // already taken over by a newer connection
 	}
 	sess, err := h.st.Resume(h.ctx, s.key.inst, s.key.id)
@@ -514,6 +537,7 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if s == nil {
 		return
 	}
+	defer h.lifeLock(s.key)()
 	h.mu.Lock()
 	current := h.online[s.key] == s
 	if current {

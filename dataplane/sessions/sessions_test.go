@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -99,7 +100,10 @@ func TestPersistentSessions(t *testing.T) {
 		})
 		first := conn.in.waitDistinct(t, 20, 10*time.Second)
 		checkSequence(t, first, []string{"dup/t"}, 20)
-		waitFor(t, "10 acks processed", func() bool { return n.st.Inflight(DefaultInstance, id) == 10 })
+		waitForState(t, "10 acks processed", func() (bool, string) {
+			in := n.st.Inflight(DefaultInstance, id)
+			return in == 10, fmt.Sprintf("store in flight %d, client acked %d, hook session online %v", in, acked.Load(), n.hook.sessionOfID(id) != nil)
+		})
 		conn.c.TerminateConnectionForTest() // drop without DISCONNECT
 		waitFor(t, "session offline", func() bool { return n.hook.sessionOfID(id) == nil })
 
@@ -226,6 +230,41 @@ func TestPersistentSessions(t *testing.T) {
 		waitFor(t, "acks drained", func() bool { return cl.State.Inflight.Len() == 0 })
 	})
 
+	t.Run("rapid reconnects that overtake the previous connection's disconnect keep delivering and acknowledging", func(t *testing.T) {
+		const id = "flap-sub"
+		sub := dialV5(t, n.addr, id, v5opts{clean: true, expiry: 3600})
+		sub.subscribe(t, "flap/t", 1)
+		var cursor uint64
+		for round := 0; round < 30; round++ {
+			// Drop without DISCONNECT and reconnect at once, so the new
+			// connection's resume races the old one's OnDisconnect.
+			sub.c.TerminateConnectionForTest()
+			sub = dialV5(t, n.addr, id, v5opts{expiry: 3600})
+			if !sub.present {
+				t.Fatalf("round %d: session present = false", round)
+			}
+			for i := 0; i < 3; i++ {
+				pub.publish(t, "flap/t", fmt.Sprintf("flap/t-%d-%d", round, i), 1, false)
+			}
+			got := sub.in.waitDistinct(t, 3, 10*time.Second)
+			for i, r := range got[len(got)-3:] {
+				if want := fmt.Sprintf("flap/t-%d-%d", round, i); r.payload != want {
+					t.Fatalf("round %d: delivery %d = %q, want %q", round, i, r.payload, want)
+				}
+			}
+			// The acknowledgements reach the resumed session's cursor.
+			waitFor(t, fmt.Sprintf("round %d: cursor past the 3 messages", round), func() bool {
+				sess, err := n.st.LoadSession(context.Background(), DefaultInstance, id)
+				if err != nil || sess.Cursors["flap/t"] <= cursor || n.st.Inflight(DefaultInstance, id) != 0 {
+					return false
+				}
+				cursor = sess.Cursors["flap/t"]
+				return true
+			})
+		}
+		sub.disconnect()
+	})
+
 	t.Run("clean start discards the stored session", func(t *testing.T) {
 		sub := dialV5(t, n.addr, "cs-sub", v5opts{clean: true, expiry: 3600})
 		sub.subscribe(t, "cs/t", 1)
@@ -321,6 +360,22 @@ func TestPersistentSessions(t *testing.T) {
 			t.Fatalf("expired session still subscribed: %v", got)
 		}
 	})
+}
+
+// waitForState is waitFor with the state cond last saw in the failure.
+func waitForState(tb testing.TB, what string, cond func() (bool, string)) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s: %s", what, state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func waitFor(tb testing.TB, what string, cond func() bool) {
