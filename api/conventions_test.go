@@ -55,6 +55,7 @@ var sampleBodies = map[string]any{
 	"PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas":                              map[string]any{"max_connections": 1},
 	"POST /v1/orgs/{org_id}/instances/{instance_id}/tokens":                             map[string]any{"resources": []any{map[string]any{"filter": "#", "actions": []string{"publish"}}}, "ttl_seconds": 60},
 	"POST /v1/orgs/{org_id}/instances/{instance_id}/tokens/revoke":                      map[string]any{"jti": "x"},
+	"POST /v1/orgs/{org_id}/instances/{instance_id}/publish":                            map[string]any{"topic": "b/cmd", "payload": "intruder"},
 }
 
 // fill substitutes the path parameters with IDs that exist in the target org.

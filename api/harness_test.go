@@ -22,6 +22,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
@@ -70,6 +71,28 @@ type env struct {
 	meter  *billing.Meter
 	state  *configsync.State // the config of the harness's one data-plane node
 	nodeID string
+	// published records what the harness node was asked to publish (HTTP
+	// publish); the node answers OK. The MQTT side is tested end to end in
+	// cmd/aerie.
+	published *publishLog
+}
+
+type publishLog struct {
+	mu   sync.Mutex
+	msgs []config.Publish
+}
+
+func (l *publishLog) publish(_ context.Context, p config.Publish) config.PublishResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, p)
+	return config.PublishResult{ID: p.ID}
+}
+
+func (l *publishLog) all() []config.Publish {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]config.Publish(nil), l.msgs...)
 }
 
 // operatorToken is the harness's admin token for /v1/admin.
@@ -104,8 +127,9 @@ func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 		t.Fatal(err)
 	}
 	state := configsync.NewState()
+	pubs := &publishLog{}
 	client, err := configsync.NewClient(configsync.Options{Source: tenancy.LocalSource{Feed: feed, NodeID: node.ID}, State: state,
-		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints})
+		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints, Publisher: pubs.publish})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +138,7 @@ func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 	done := make(chan struct{})
 	go func() { client.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &env{t: t, srv: srv, svc: svc, outbox: out, db: db, router: r, state: state, nodeID: node.ID, meter: d.Meter}
+	return &env{t: t, srv: srv, svc: svc, outbox: out, db: db, router: r, state: state, nodeID: node.ID, meter: d.Meter, published: pubs}
 }
 
 // req describes one call.

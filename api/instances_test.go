@@ -65,7 +65,13 @@ func TestInstances(t *testing.T) {
 		if u := inst.Endpoints["mqtt"]; u == nil || *u != "mqtt://localhost:1883" || inst.Endpoints["mqtts"] != nil {
 			t.Fatalf("endpoints %v", inst.Endpoints)
 		}
+		// The API says running once the node acknowledged the instance; the
+		// status change itself reaches the node right after.
 		got, ok := e.state.Instance(inst.ID)
+		for deadline := time.Now().Add(5 * time.Second); (!ok || got.Status != "running") && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			got, ok = e.state.Instance(inst.ID)
+		}
 		if !ok || got.Status != "running" || got.OrgID != s.Org.ID {
 			t.Fatalf("node has %+v %v", got, ok)
 		}

@@ -25,6 +25,7 @@ func (a *API) NodeRoutes(r chi.Router) {
 		r.Get("/watch", a.watchConfig)
 		r.Post("/ack", a.ackConfig)
 		r.Post("/usage", a.reportUsage)
+		r.Post("/publishes/{publish_id}/result", a.publishResult)
 	})
 }
 

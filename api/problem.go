@@ -73,6 +73,12 @@ var errorTable = []struct {
 	{ErrInsufficientScope, problemKind{http.StatusForbidden, "insufficient-scope", "Insufficient scope"}},
 	{tenancy.ErrDeletionProtected, problemKind{http.StatusConflict, "deletion-protected", "Deletion protection is on"}},
 	{tenancy.ErrNoNode, problemKind{http.StatusServiceUnavailable, "no-capacity", "No data-plane capacity"}},
+	{tenancy.ErrPayloadTooLarge, problemKind{http.StatusRequestEntityTooLarge, "payload-too-large", "Payload too large"}},
+	{tenancy.ErrRateLimited, problemKind{http.StatusTooManyRequests, "quota-rate-limited", "Publish rate quota used up"}},
+	{tenancy.ErrQuotaExceeded, problemKind{http.StatusConflict, "quota-exceeded", "Quota exceeded"}},
+	{tenancy.ErrInstanceUnavailable, problemKind{http.StatusConflict, "instance-unavailable", "Instance unavailable"}},
+	{tenancy.ErrNodeUnavailable, problemKind{http.StatusServiceUnavailable, "node-unavailable", "Data-plane node unavailable"}},
+	{tenancy.ErrOutcomeUnknown, problemKind{http.StatusGatewayTimeout, "publish-outcome-unknown", "Publish outcome unknown"}},
 	{tenancy.ErrLastOwner, problemKind{http.StatusConflict, "last-owner", "An org must keep one owner"}},
 	{tenancy.ErrConflict, problemKind{http.StatusConflict, "conflict", "Conflict"}},
 	{ErrMalformed, problemKind{http.StatusBadRequest, "malformed-request", "Malformed request"}},
@@ -124,6 +130,8 @@ func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &rl) {
 		secs := int((rl.RetryAfter + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	} else if p.Status == http.StatusTooManyRequests || p.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1") // per-second quotas; a node reconnecting
 	}
 	if p.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aerie"`)

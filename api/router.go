@@ -158,6 +158,7 @@ func (a *API) Routes(r chi.Router) {
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
 
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/publish", a.publish)
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/quotas", a.getQuotas)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/quotas", a.putQuotas)
 

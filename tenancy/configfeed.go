@@ -23,6 +23,7 @@ type Feed struct {
 
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
+	pubs map[string]chan struct{} // HTTP publishes awaiting their node's answer
 	// stopped is closed when Run returns, ending every watch so a
 	// graceful HTTP shutdown is not held up by open streams.
 	stopped  chan struct{}
@@ -35,7 +36,8 @@ func NewFeed(svc *Service, log *slog.Logger) *Feed {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Feed{svc: svc, log: log, heartbeat: 15 * time.Second, poll: 5 * time.Second, subs: map[string]map[chan struct{}]struct{}{}, stopped: make(chan struct{})}
+	return &Feed{svc: svc, log: log, heartbeat: 15 * time.Second, poll: 5 * time.Second, subs: map[string]map[chan struct{}]struct{}{},
+		pubs: map[string]chan struct{}{}, stopped: make(chan struct{})}
 }
 
 // Run listens for config notifications until ctx ends, reconnecting on
@@ -65,8 +67,10 @@ func (f *Feed) listen(ctx context.Context) error {
 		return fmt.Errorf("acquire: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "LISTEN "+ConfigChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
+	for _, ch := range []string{ConfigChannel, PublishChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
 	}
 	defer func() {
 		// Leave the pooled connection clean.
@@ -75,12 +79,15 @@ func (f *Feed) listen(ctx context.Context) error {
 		_, _ = conn.Exec(c, "UNLISTEN *")
 	}()
 	f.wakeAll() // changes may have committed before LISTEN took effect
+	f.wakePublishes()
 	for {
 		n, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		if node, _, ok := ParseConfigNotification(n.Payload); ok {
+		if n.Channel == PublishChannel {
+			f.wakePublish(n.Payload)
+		} else if node, _, ok := ParseConfigNotification(n.Payload); ok {
 			f.wake(node)
 		}
 	}
@@ -173,6 +180,9 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 		if len(evs) == feedBatch {
 			continue
 		}
+		if err := f.sendPublishes(ctx, nodeID, since, fn); err != nil {
+			return err
+		}
 		if err := f.wait(ctx, wake, hb, poll, nodeID, &since, fn); err != nil {
 			return err
 		}
@@ -199,6 +209,118 @@ func (f *Feed) wait(ctx context.Context, wake chan struct{}, hb, poll *time.Tick
 	}
 }
 
+// sendPublishes claims the node's queued HTTP publishes and sends them.
+func (f *Feed) sendPublishes(ctx context.Context, nodeID string, since int64, fn func(config.Event) error) error {
+	for {
+		pubs, err := f.svc.ClaimPublishes(ctx, nodeID, 100)
+		if err != nil {
+			return err
+		}
+		for i := range pubs {
+			if err := fn(config.Event{Revision: since, Kind: config.KindPublish, Publish: &pubs[i]}); err != nil {
+				return err
+			}
+		}
+		if len(pubs) < 100 {
+			return nil
+		}
+	}
+}
+
+func (f *Feed) wakePublish(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ch, ok := f.pubs[id]; ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *Feed) wakePublishes() {
+	f.mu.Lock()
+	ids := make([]string, 0, len(f.pubs))
+	for id := range f.pubs {
+		ids = append(ids, id)
+	}
+	f.mu.Unlock()
+	for _, id := range ids {
+		f.wakePublish(id)
+	}
+}
+
+// Publish timing: a node has PublishClaimTimeout to take a queued publish
+// (else it is withdrawn: ErrNodeUnavailable) and PublishAnswerTimeout in all
+// to answer (else ErrOutcomeUnknown).
+const (
+	PublishClaimTimeout  = 5 * time.Second
+	PublishAnswerTimeout = 10 * time.Second
+)
+
+// Publish queues an HTTP publish for the instance's node and waits for the
+// node's answer: the message is then published (or refused with the
+// reason: quota, topic, instance state).
+func (f *Feed) Publish(ctx context.Context, orgID, instanceID string, req PublishRequest) (Published, error) {
+	ch := make(chan struct{}, 1)
+	id, err := f.svc.EnqueuePublish(ctx, orgID, instanceID, req)
+	if err != nil {
+		return Published{}, err
+	}
+	f.mu.Lock()
+	f.pubs[id] = ch
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.pubs, id)
+		f.mu.Unlock()
+	}()
+	start := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond) // covers a lost notification
+	defer tick.Stop()
+	for {
+		st, err := f.svc.publishState(ctx, id)
+		if err != nil {
+			return Published{}, err
+		}
+		switch st.state {
+		case "done":
+			if err := publishError(st.code, st.message); err != nil {
+				return Published{}, err
+			}
+			out := Published{ID: id, InstanceID: st.instanceID, Topic: st.topic, QoS: int(st.qos), Retain: st.retain, Bytes: len(req.Payload)}
+			if st.doneAt != nil {
+				out.PublishedAt = st.doneAt.UTC()
+			}
+			return out, nil
+		case "pending":
+			if time.Since(start) > PublishClaimTimeout {
+				expired, err := f.svc.expirePublish(ctx, id)
+				if err != nil {
+					return Published{}, err
+				}
+				if expired {
+					return Published{}, fmt.Errorf("%w: the node of instance %s did not take the message within %s; nothing was published",
+						ErrNodeUnavailable, instanceID, PublishClaimTimeout)
+				}
+				continue // claimed meanwhile
+			}
+		case "expired":
+			return Published{}, fmt.Errorf("%w: nothing was published", ErrNodeUnavailable)
+		}
+		if time.Since(start) > PublishAnswerTimeout {
+			return Published{}, fmt.Errorf("%w: the node of instance %s took the message but did not answer within %s", ErrOutcomeUnknown,
+				instanceID, PublishAnswerTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return Published{}, ctx.Err()
+		case <-ch:
+		case <-tick.C:
+		}
+	}
+}
+
 // LocalSource feeds one node in the same process (aerie serve): the same
 // Feed and heartbeat path a remote node reaches over HTTP.
 type LocalSource struct {
@@ -214,4 +336,9 @@ func (l LocalSource) Watch(ctx context.Context, since int64, fn func(config.Even
 // Ack implements configsync.Source.
 func (l LocalSource) Ack(ctx context.Context, ack config.Ack) error {
 	return l.Feed.svc.NodeHeartbeat(ctx, l.NodeID, ack)
+}
+
+// PublishResult implements configsync.Source.
+func (l LocalSource) PublishResult(ctx context.Context, res config.PublishResult) error {
+	return l.Feed.svc.CompletePublish(ctx, l.NodeID, res)
 }

@@ -45,6 +45,10 @@ const (
 	KindTokenKeyPut    = "tokenkey.put" // InstanceID, TokenKey
 	KindTokenRevoke    = "token.revoke" // InstanceID, RevokedToken
 	KindHeartbeat      = "heartbeat"    // Revision only
+	// KindPublish asks the node to publish Publish (HTTP publish). It is a
+	// command, not config: Revision is the stream's current one, nothing
+	// is applied or saved, and the node answers with a PublishResult.
+	KindPublish = "publish"
 )
 
 // Instance statuses the data plane acts on.
@@ -68,6 +72,37 @@ type Event struct {
 	Quotas       *Quotas       `json:"quotas,omitempty"`
 	TokenKey     *TokenKey     `json:"token_key,omitempty"`
 	RevokedToken *RevokedToken `json:"revoked_token,omitempty"`
+	Publish      *Publish      `json:"publish,omitempty"`
+}
+
+// Publish is a message a tenant's server publishes over HTTP into one of
+// its instances. Device ACLs do not apply (it is the tenant's own API key);
+// the instance's quotas and usage counting do.
+type Publish struct {
+	ID         string `json:"id"`
+	InstanceID string `json:"instance_id"`
+	Topic      string `json:"topic"` // as devices see it (no instance mount)
+	Payload    []byte `json:"payload"`
+	QoS        byte   `json:"qos"`
+	Retain     bool   `json:"retain,omitempty"`
+}
+
+// Outcomes of a Publish (PublishResult.Code).
+const (
+	PublishOK           = ""
+	PublishInvalidTopic = "invalid_topic"  // not a valid topic name for the instance
+	PublishTooLarge     = "too_large"      // payload over the instance's max_payload_bytes
+	PublishRateLimited  = "rate_limited"   // the instance's publish or byte rate quota
+	PublishRetainedFull = "retained_quota" // max_retained_messages reached
+	PublishUnavailable  = "unavailable"    // instance not on this node, suspended or deleting
+	PublishFailed       = "failed"         // the node could not publish (store error)
+)
+
+// PublishResult is the node's answer to a Publish.
+type PublishResult struct {
+	ID      string `json:"id"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // Snapshot is everything placed on one node at Revision.

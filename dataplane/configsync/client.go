@@ -31,6 +31,9 @@ type Options struct {
 	DeadAfter time.Duration
 	// SaveDelay coalesces disk writes (default 1 s).
 	SaveDelay time.Duration
+	// Publisher publishes a KindPublish event's message (HTTP publish);
+	// without one the node answers config.PublishUnavailable.
+	Publisher func(ctx context.Context, p config.Publish) config.PublishResult
 }
 
 // Client keeps a State in step with the control plane: it loads the disk
@@ -141,7 +144,13 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 		if !c.connected.Swap(true) {
 			c.o.Log.Info("config stream open", "since", since)
 		}
-		if ev.Kind == config.KindHeartbeat {
+		switch ev.Kind {
+		case config.KindHeartbeat:
+			return nil
+		case config.KindPublish:
+			if ev.Publish != nil {
+				c.publish(ctx, *ev.Publish)
+			}
 			return nil
 		}
 		before := c.o.State.Revision()
@@ -162,6 +171,23 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 		err = cause
 	}
 	return applied, err
+}
+
+// publish runs one HTTP publish and sends its result back without holding
+// up the stream.
+func (c *Client) publish(ctx context.Context, p config.Publish) {
+	res := config.PublishResult{ID: p.ID, Code: config.PublishUnavailable, Message: "this node does not publish"}
+	if c.o.Publisher != nil {
+		res = c.o.Publisher(ctx, p)
+		res.ID = p.ID
+	}
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := c.o.Source.PublishResult(rctx, res); err != nil && ctx.Err() == nil {
+			c.o.Log.Warn("publish result not delivered", "publish", p.ID, "error", err)
+		}
+	}()
 }
 
 // acker sends the applied revision promptly after changes and as a

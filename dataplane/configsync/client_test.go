@@ -641,7 +641,8 @@ func (s *fixedSource) Watch(ctx context.Context, since int64, fn func(config.Eve
 	return ctx.Err()
 }
 
-func (s *fixedSource) Ack(context.Context, config.Ack) error { return nil }
+func (s *fixedSource) Ack(context.Context, config.Ack) error                     { return nil }
+func (s *fixedSource) PublishResult(context.Context, config.PublishResult) error { return nil }
 
 // unreachable never connects.
 type unreachable struct {
@@ -657,6 +658,10 @@ func (u *unreachable) Watch(ctx context.Context, since int64, fn func(config.Eve
 }
 
 func (u *unreachable) Ack(context.Context, config.Ack) error {
+	return errors.New("dial tcp: connection refused")
+}
+
+func (u *unreachable) PublishResult(context.Context, config.PublishResult) error {
 	return errors.New("dial tcp: connection refused")
 }
 

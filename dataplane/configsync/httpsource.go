@@ -102,8 +102,17 @@ func (h *HTTPSource) Watch(ctx context.Context, since int64, fn func(config.Even
 
 // Ack implements Source.
 func (h *HTTPSource) Ack(ctx context.Context, ack config.Ack) error {
-	body, _ := json.Marshal(ack)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url("/ack"), bytes.NewReader(body))
+	return h.post(ctx, "/ack", ack)
+}
+
+// PublishResult implements Source.
+func (h *HTTPSource) PublishResult(ctx context.Context, res config.PublishResult) error {
+	return h.post(ctx, "/publishes/"+url.PathEscape(res.ID)+"/result", res)
+}
+
+func (h *HTTPSource) post(ctx context.Context, suffix string, v any) error {
+	body, _ := json.Marshal(v)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url(suffix), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -111,7 +120,7 @@ func (h *HTTPSource) Ack(ctx context.Context, ack config.Ack) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := h.client().Do(req)
 	if err != nil {
-		return fmt.Errorf("ack: %w", err)
+		return fmt.Errorf("%s: %w", strings.TrimPrefix(suffix, "/"), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

@@ -17,4 +17,6 @@ type Source interface {
 	// Ack reports the revision the node has applied; it doubles as the
 	// node's heartbeat.
 	Ack(ctx context.Context, ack config.Ack) error
+	// PublishResult answers a KindPublish event.
+	PublishResult(ctx context.Context, res config.PublishResult) error
 }

@@ -70,6 +70,7 @@ type tenantHook struct {
 
 	mu    sync.RWMutex
 	conns map[*mqtt.Client]*conn
+	http  map[string]*mqtt.Client // instance → inline client of its HTTP publishes
 }
 
 func newTenantHook(srv *mqtt.Server, state *configsync.State, defaultInstance, baseDomain string, log *slog.Logger) *tenantHook {
@@ -564,7 +565,7 @@ func (h *tenantHook) onChange(ch configsync.Change) {
 	h.mu.RLock()
 	var victims []*mqtt.Client
 	for cl, c := range h.conns {
-		if c.instance != ch.InstanceID {
+		if c.instance != ch.InstanceID || cl.Net.Inline {
 			continue
 		}
 		switch ch.Kind {
