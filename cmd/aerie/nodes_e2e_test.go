@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.golang/paho"
+
 	"github.com/aeriemq/aerie/internal/pgtest"
 	"github.com/aeriemq/aerie/tenancy"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -136,6 +138,31 @@ func TestTwoNodesAndSnapshotRestart(t *testing.T) {
 			if _, code := connect5(t, other.ports.mqtt, "d", creds[i].MQTTUsername, creds[i].Password, nil); code != 0x87 {
 				t.Fatalf("instance %s on the other node: 0x%02x, want 0x87 (unknown there)", inst.ID, code)
 			}
+		}
+	})
+
+	t.Run("an HTTP publish reaches the subscriber on the instance's own node over the node API", func(t *testing.T) {
+		for i, inst := range insts {
+			got := make(chan *paho.Publish, 1)
+			sub, code := connect5(t, nodes[nodeOf(inst)].ports.mqtt, "listener", creds[i].MQTTUsername, creds[i].Password, func(p *paho.Publish) { got <- p })
+			if code != 0 {
+				t.Fatalf("refused 0x%02x", code)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmd/#", QoS: 1}}}); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			c.call(t, "POST", "/v1/orgs/"+org+"/instances/"+inst.ID+"/publish", map[string]any{"topic": "cmd/go", "payload": inst.ID, "qos": 1}, 200, nil)
+			select {
+			case m := <-got:
+				if m.Topic != "cmd/go" || string(m.Payload) != inst.ID {
+					t.Fatalf("got %q %q", m.Topic, m.Payload)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("instance %s: nothing received", inst.ID)
+			}
+			_ = sub.Disconnect(&paho.Disconnect{})
 		}
 	})
 
