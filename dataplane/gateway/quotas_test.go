@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -575,6 +576,69 @@ func TestKeepaliveBounds(t *testing.T) {
 		if got != c.want {
 			t.Errorf("keepalive %d: server says %d, want %d", c.ask, got, c.want)
 		}
+	}
+}
+
+// TestKeepaliveBoundV311: an MQTT 3.1.1 device asking for no keepalive (or
+// one above the bound) cannot be told otherwise, so the server applies the
+// bound to its own timer: a silent connection is closed after 1.5 × the
+// bound, while one that pings within it stays.
+func TestKeepaliveBoundV311(t *testing.T) {
+	b := newBundle(t)
+	b.gw.tenant.maxKeepalive = 2 // seconds
+	dial := func(id string, keepalive uint16) net.Conn {
+		conn, err := net.Dial("tcp", b.gw.MQTTAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		user, pass := "dev@i-bbbb", "pw-b"
+		var body []byte
+		str := func(s string) { body = append(body, byte(len(s)>>8), byte(len(s))); body = append(body, s...) }
+		str("MQTT")
+		body = append(body, 4, 0xC2, byte(keepalive>>8), byte(keepalive)) // v3.1.1, username+password, clean
+		str(id)
+		str(user)
+		str(pass)
+		if _, err := conn.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
+			t.Fatal(err)
+		}
+		ack := make([]byte, 4)
+		if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+			t.Fatalf("CONNACK %x: %v", ack, err)
+		}
+		return conn
+	}
+	silent := dial("ka311-silent", 0)
+	pinging := dial("ka311-pinging", 0)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+				if _, err := pinging.Write([]byte{0xC0, 0}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	_ = silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rb := make([]byte, 16)
+	if n, err := silent.Read(rb); err != io.EOF {
+		t.Fatalf("silent 3.1.1 connection: read %x, %v after %s, want EOF (closed by the server)", rb[:n], err, time.Since(start))
+	}
+	if el := time.Since(start); el < 2*time.Second || el > 5*time.Second {
+		t.Fatalf("silent connection closed after %s, want about 3 s (1.5 × 2 s)", el)
+	}
+	// The pinging one got its PINGRESPs and is still open.
+	_ = pinging.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(pinging, buf); err != nil || buf[0] != 0xD0 {
+		t.Fatalf("pinging connection: %x %v", buf, err)
 	}
 }
 

@@ -216,6 +216,12 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 		if ka != cl.State.Keepalive {
 			cl.State.Keepalive, cl.State.ServerKeepalive = ka, true // announced in the CONNACK
 		}
+	} else if h.maxKeepalive > 0 && (cl.State.Keepalive == 0 || cl.State.Keepalive > h.maxKeepalive) {
+		// MQTT 3.1.1 has no way to tell the device: the bound only sets how
+		// long the server waits for a packet (1.5 × it) before it closes a
+		// silent connection, so a dead device cannot hold a connection (and
+		// its memory) forever. A device that pings within it is unaffected.
+		cl.State.Keepalive = h.maxKeepalive
 	}
 	cl.ID = c.mount + cl.ID
 	h.mu.Lock()
