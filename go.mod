@@ -20,6 +20,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/rogpeppe/go-internal v1.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
@@ -67,3 +68,6 @@ require (
 )
 
 tool github.com/a-h/templ/cmd/templ
+
+// mochi-mqtt v2.7.9 with a deadlock fix (third_party/mochi-server/AERIE-PATCHES.md).
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-server
