@@ -28,6 +28,20 @@ type brokerUnderTest struct {
 // on loopback.
 func benchBrokers(b *testing.B) (aerie, mosq brokerUnderTest) {
 	b.Helper()
+	aerie = benchAerie(b)
+	m, err := mqttload.StartMosquitto(context.Background(), b.TempDir(), mqttload.MosquittoOptions{Users: map[string]string{"dev": "secret-password-1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(m.Stop)
+	mosq = brokerUnderTest{name: "mosquitto", addr: m.Addr, pid: m.Pid(),
+		cred: func(int) (string, string) { return "dev", "secret-password-1" }}
+	return aerie, mosq
+}
+
+// benchAerie starts the Aerie half of benchBrokers.
+func benchAerie(b *testing.B) brokerUnderTest {
+	b.Helper()
 	// Per process: the clients here, and each broker (it inherits the limit).
 	if err := mqttload.RaiseFileLimit(uint64(envInt("AERIE_BENCH_CONNS", 10000) + 1000)); err != nil {
 		b.Fatal(err)
@@ -55,17 +69,8 @@ func benchBrokers(b *testing.B) (aerie, mosq brokerUnderTest) {
 	var cred credOut
 	c.call(b, "POST", "/v1/orgs/"+org+"/instances/"+inst.ID+"/credentials", map[string]any{"username": "dev"}, 201, &cred)
 	time.Sleep(200 * time.Millisecond)
-	aerie = brokerUnderTest{name: "aerie", addr: pt.mqtt, pid: p.cmd.Process.Pid,
+	return brokerUnderTest{name: "aerie", addr: pt.mqtt, pid: p.cmd.Process.Pid,
 		cred: func(int) (string, string) { return cred.MQTTUsername, cred.Password }}
-
-	m, err := mqttload.StartMosquitto(ctx, b.TempDir(), mqttload.MosquittoOptions{Users: map[string]string{"dev": "secret-password-1"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(m.Stop)
-	mosq = brokerUnderTest{name: "mosquitto", addr: m.Addr, pid: m.Pid(),
-		cred: func(int) (string, string) { return "dev", "secret-password-1" }}
-	return aerie, mosq
 }
 
 func envInt(name string, def int) int {

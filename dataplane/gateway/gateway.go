@@ -103,7 +103,13 @@ func New(o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("add metrics hook: %w", err)
 	}
 	if o.Store != nil {
-		h := sessions.New(o.Store, srv, sessions.Options{InstanceOf: g.tenant.InstanceOf, Logger: o.Log})
+		h := sessions.New(o.Store, srv, sessions.Options{InstanceOf: g.tenant.InstanceOf, Logger: o.Log,
+			OnDrop: func(cl *mqtt.Client) {
+				if c := g.tenant.get(cl); c != nil {
+					g.metrics.dropped(c.instance, DropQueueFull)
+				}
+			}})
+		g.tenant.replayed = h.Replayed
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("add sessions hook: %w", err)
 		}

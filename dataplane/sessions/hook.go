@@ -38,6 +38,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// OnDrop is told of each QoS 0 message not delivered because the
+	// client's outbound queue was full (metrics).
+	OnDrop func(cl *mqtt.Client)
 }
 
 func (o *Options) defaults() {
@@ -92,6 +95,10 @@ type Hook struct {
 	// directly when published.
 	live     *mqtt.TopicsIndex
 	liveByID map[string]*session
+
+	qmu       sync.Mutex
+	queues    map[*mqtt.Client]*pubQueue // publishes waiting for the store, per client
+	replaying sync.Map                   // replayKey → struct{}: publishes being handed back to mochi
 }
 
 // New returns the hook for srv backed by st.
@@ -107,6 +114,7 @@ func New(st *store.Store, srv *mqtt.Server, opts Options) *Hook {
 		sent:     map[key]map[string]uint64{},
 		live:     mqtt.NewTopicsIndex(),
 		liveByID: map[string]*session{},
+		queues:   map[*mqtt.Client]*pubQueue{},
 	}
 	h.inline = srv.NewClient(nil, mqtt.LocalListener, "aerie-sessions", true)
 	h.inline.Properties.ProtocolVersion = 5
@@ -121,7 +129,7 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribe,
-		mqtt.OnPacketProcessed, mqtt.OnPacketEncode, mqtt.OnQosDropped:
+		mqtt.OnPacketProcessed, mqtt.OnPacketEncode, mqtt.OnQosDropped, mqtt.OnWill:
 		return true
 	}
 	return false
@@ -238,7 +246,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.mu.Unlock()
 	}
 	if !persistent(cl) {
-		return
+		return // store-served from its first subscription on (attachClean)
 	}
 	_, err := h.st.LoadSession(h.ctx, k.inst, k.id)
 	present := err == nil
@@ -323,6 +331,40 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	s.kick()
 }
 
+// attachClean makes a clean session store-served from its first
+// subscription on, like a persistent one: its QoS≥1 deliveries come from the
+// store within its window, so a client that reads slowly falls behind on its
+// cursor instead of losing messages, and the node holds no per-client copy
+// of the backlog. Its records go when the connection ends.
+func (h *Hook) attachClean(cl *mqtt.Client) *session {
+	k := key{h.opts.InstanceOf(cl), cl.ID}
+	defer h.lifeLock(k)()
+	if s := h.sessionOf(cl); s != nil {
+		return s
+	}
+	if cl.Closed() {
+		return nil
+	}
+	if err := h.st.SaveSession(h.ctx, store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion}); err != nil {
+		h.log.Error("save clean session", "client", k.id, "instance", k.inst, "error", err)
+		return nil
+	}
+	if _, err := h.st.Resume(h.ctx, k.inst, k.id); err != nil {
+		h.log.Error("resume clean session", "client", k.id, "instance", k.inst, "error", err)
+		return nil
+	}
+	s := &session{h: h, cl: cl, key: k, wake: make(chan struct{}, 1), stop: make(chan struct{}),
+		subs: map[string]store.Subscription{}, inflight: map[uint16]delivery{}, sent: map[string]uint64{}}
+	h.mu.Lock()
+	h.online[k] = s
+	h.byClient[cl] = s
+	h.sent[k] = s.sent
+	h.mu.Unlock()
+	h.wg.Add(1)
+	go s.run()
+	return s
+}
+
 func packetSubscription(sub store.Subscription) packets.Subscription {
 	return packets.Subscription{Filter: sub.Filter, Qos: sub.QoS, NoLocal: sub.NoLocal,
 		RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, Identifier: int(sub.Identifier)}
@@ -335,7 +377,15 @@ func packetSubscription(sub store.Subscription) packets.Subscription {
 func (h *Hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	s := h.sessionOf(cl)
 	if s == nil {
-		return
+		for i, f := range pk.Filters {
+			if i < len(codes) && codes[i] < packets.ErrUnspecifiedError.Code && !mqtt.IsSharedFilter(f.Filter) {
+				s = h.attachClean(cl)
+				break
+			}
+		}
+		if s == nil {
+			return
+		}
 	}
 	maxQoS := h.srv.Options.Capabilities.MaximumQos
 	for i, f := range pk.Filters {
@@ -391,12 +441,17 @@ func (h *Hook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet 
 
 // OnPublish stores a QoS≥1 message (once, whatever its subscribers) and a
 // retained message before mochi acknowledges it: PUBACK/PUBREC follow a
-// durable write, and a publisher stalls while the store is behind.
+// durable write (through the client's publish queue, pipeline.go), and a
+// publisher stops being read while the store is behind.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl == h.inline {
-		return pk, nil // stored by publishWill
+	if cl == h.inline || h.Replayed(cl, pk) {
+		return pk, nil // stored by publishWill, or already stored (pipeline.go)
 	}
 	m := storeMessage(h.opts.InstanceOf(cl), pk)
+	if pk.FixedHeader.Qos > 0 && !cl.Net.Inline {
+		h.queueOf(cl).enqueue(queuedPublish{pk: pk, m: m})
+		return pk, packets.ErrRejectPacket // acknowledged and fanned out once stored
+	}
 	if pk.FixedHeader.Retain {
 		if err := h.st.Retain(h.ctx, m); err != nil {
 			if !errors.Is(err, store.ErrRetainedQuota) {
@@ -451,7 +506,11 @@ func (h *Hook) pushQoS0(from *mqtt.Client, pk packets.Packet) {
 			}
 			sort.Ints(out.Properties.SubscriptionIdentifier)
 		}
-		_ = t.s.cl.WritePacket(out) // a failed write means the client is gone
+		// Queued like mochi's own fan-out, never blocking the publisher: a
+		// client whose queue is full misses QoS 0 messages (counted).
+		if !t.s.cl.Enqueue(out) && !t.s.cl.Closed() && h.opts.OnDrop != nil {
+			h.opts.OnDrop(t.s.cl)
+		}
 	}
 }
 
@@ -533,6 +592,7 @@ func (h *Hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // normal DISCONNECT discards the delayed will, and the session is marked
 // disconnected (or deleted when it ends with the connection).
 func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.dropQueue(cl)
 	s := h.sessionOf(cl)
 	if s == nil {
 		return
@@ -710,7 +770,28 @@ func (h *Hook) publishWill(ctx context.Context, m store.Message) error {
 	if err := h.srv.InjectPacket(h.inline, pk); err != nil {
 		return fmt.Errorf("publish will: %w", err)
 	}
+	if m.QoS == 0 {
+		h.pushQoS0(h.inline, pk) // store-served sessions are not in mochi's index
+	}
 	return nil
+}
+
+// OnWill takes over a will mochi is about to send (connection lost, or
+// DISCONNECT with will): it is published like the delayed ones, stored
+// first when QoS≥1, so store-served sessions get it too. mochi sends no
+// will the hook returns with Flag 0 (third_party/mochi-server patch 3).
+// The will of a session that ends with the connection is due at once,
+// whatever its delay [MQTT-3.1.3-9].
+func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if atomic.LoadUint32(&will.Flag) == 0 || will.WillDelayInterval > 0 && persistent(cl) {
+		return will, nil
+	}
+	if err := h.publishWill(h.ctx, willMessage(h.opts.InstanceOf(cl), will)); err != nil {
+		h.log.Error("publish will", "client", cl.ID, "error", err)
+		return will, nil // mochi sends it the old way
+	}
+	will.Flag = 0
+	return will, nil
 }
 
 // delivery is a store entry pushed to a client under a packet ID.
@@ -942,3 +1023,5 @@ func (s *session) acked(id uint16) {
 	}
 	s.kick()
 }
+
+func isRetainedQuota(err error) bool { return errors.Is(err, store.ErrRetainedQuota) }

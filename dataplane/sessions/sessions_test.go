@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -168,12 +169,13 @@ func TestPersistentSessions(t *testing.T) {
 		checkSequence(t, got, []string{"mem/t"}, total)
 	})
 
-	t.Run("clean sessions keep mochi's fast path for QoS0 and QoS1", func(t *testing.T) {
+	t.Run("clean sessions are store-served from their first subscription and leave nothing behind", func(t *testing.T) {
 		sub := dialV5(t, n.addr, "clean-sub", v5opts{clean: true})
-		defer sub.disconnect()
-		sub.subscribe(t, "clean/#", 1)
 		sub3 := dialV3(t, n.addr, "clean-sub3", true)
-		defer sub3.disconnect()
+		if n.hook.sessionOfID("clean-sub") != nil {
+			t.Fatal("a clean session without subscriptions is served by the store")
+		}
+		sub.subscribe(t, "clean/#", 1)
 		sub3.subscribe(t, "clean/#", 1)
 		for i := 0; i < 20; i++ {
 			pub.publish(t, "clean/q0", fmt.Sprintf("clean/q0-%d", i), 0, false)
@@ -183,8 +185,22 @@ func TestPersistentSessions(t *testing.T) {
 			got := in.waitDistinct(t, 40, 10*time.Second)
 			checkSequence(t, got, []string{"clean/q0", "clean/q1"}, 20)
 		}
-		if n.hook.sessionOfID("clean-sub") != nil || n.hook.sessionOfID("clean-sub3") != nil {
-			t.Fatal("clean sessions are served by the store")
+		if n.hook.sessionOfID("clean-sub") == nil || n.hook.sessionOfID("clean-sub3") == nil {
+			t.Fatal("subscribed clean sessions are not served by the store")
+		}
+		if l, _ := n.srv.Clients.Get("clean-sub"); l.State.Inflight.Len() > n.hook.opts.MaxInflight {
+			t.Fatalf("%d in flight", l.State.Inflight.Len())
+		}
+		sub.disconnect()
+		sub3.disconnect()
+		for _, id := range []string{"clean-sub", "clean-sub3"} {
+			waitFor(t, id+" gone from the store", func() bool {
+				_, err := n.st.LoadSession(context.Background(), DefaultInstance, id)
+				return errors.Is(err, store.ErrNoSession) && n.hook.sessionOfID(id) == nil
+			})
+		}
+		if qs := n.st.SessionsOn(DefaultInstance, "clean/#"); len(qs) != 0 {
+			t.Fatalf("sessions still on clean/#: %v", qs)
 		}
 	})
 

@@ -522,6 +522,25 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 	return
 }
 
+// Enqueue queues pk on the client's outbound queue, as the server's own
+// fan-out does, without blocking; it reports false when the queue is full
+// or the client is closed.
+//
+// Aerie patch: lets a hook deliver a message without holding up the
+// publisher behind a slow client.
+func (cl *Client) Enqueue(pk packets.Packet) bool {
+	if cl.Closed() || cl.Net.Conn == nil {
+		return false
+	}
+	select {
+	case cl.State.outbound <- &pk:
+		atomic.AddInt32(&cl.State.outboundQty, 1)
+		return true
+	default:
+		return false
+	}
+}
+
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
 	if cl.Closed() {
