@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -120,13 +119,20 @@ func BenchmarkGateway(b *testing.B) {
 			b.ReportMetric(perConn["aerie"]/max(perConn["mosquitto"], 0.001), "x-mosquitto")
 		}
 	})
-	for _, qos := range []byte{0, 1} {
-		b.Run(fmt.Sprintf("QoS%dThroughput", qos), func(b *testing.B) {
+	// QoS0/QoS1Throughput: 10 publishers → 1 subscriber (issue 5);
+	// QoS1TenToTen: 10 → 10 with clean sessions (issue 9: nothing dropped).
+	for _, run := range []struct {
+		name      string
+		qos       byte
+		receivers int
+	}{{"QoS0Throughput", 0, 1}, {"QoS1Throughput", 1, 1}, {"QoS1TenToTen", 1, 10}} {
+		qos := run.qos
+		b.Run(run.name, func(b *testing.B) {
 			msgs := envInt("AERIE_BENCH_MESSAGES", 20000)
 			for range b.N {
 				rate := map[string]float64{}
 				for _, br := range brokers {
-					r, err := mqttload.Flow(ctx, br.addr, mqttload.FlowOptions{Publishers: 10, Subscribers: 1, Messages: msgs,
+					r, err := mqttload.Flow(ctx, br.addr, mqttload.FlowOptions{Publishers: 10, Subscribers: run.receivers, Messages: msgs,
 						Payload: 100, QoS: qos, User: br.cred, Settle: 2 * time.Second})
 					if err != nil {
 						b.Fatalf("%s: %v", br.name, err)

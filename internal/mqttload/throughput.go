@@ -27,14 +27,15 @@ type FlowResult struct {
 	Sent       int64
 	Received   int64
 	Duration   time.Duration // first publish to last delivery
-	Rate       float64       // delivered messages per second
-	Fraction   float64       // Received / Sent
+	Rate       float64       // distinct messages delivered per second
+	Fraction   float64       // Distinct / Sent
 	OutOfOrder int64         // deliveries older than one already seen from the same publisher
+	Distinct   int64         // distinct messages received (Received less duplicates)
 }
 
 func (r FlowResult) String() string {
-	return fmt.Sprintf("sent %d, received %d (%.2f%%), %.0f msg/s delivered over %s, %d out of order",
-		r.Sent, r.Received, 100*r.Fraction, r.Rate, r.Duration.Round(time.Millisecond), r.OutOfOrder)
+	return fmt.Sprintf("sent %d, received %d (%.2f%%; %d distinct), %.0f msg/s delivered over %s, %d out of order",
+		r.Sent, r.Received, 100*r.Fraction, r.Distinct, r.Rate, r.Duration.Round(time.Millisecond), r.OutOfOrder)
 }
 
 // Flow runs Publishers paho clients publishing Messages each to topic
@@ -60,6 +61,11 @@ func Flow(ctx context.Context, addr string, o FlowOptions) (FlowResult, error) {
 	var outOfOrder atomic.Int64
 	var lastAt atomic.Int64
 	lastSeq := make([]atomic.Int64, o.Publishers)
+	seen := make([][]atomic.Bool, o.Publishers)
+	for i := range seen {
+		seen[i] = make([]atomic.Bool, o.Messages)
+	}
+	var distinct atomic.Int64
 	for i := range lastSeq {
 		lastSeq[i].Store(-1)
 	}
@@ -97,6 +103,9 @@ func Flow(ctx context.Context, addr string, o FlowOptions) (FlowResult, error) {
 				pub := int(uint32(p[0])<<8 | uint32(p[1]))
 				seq := int64(uint32(p[2])<<24 | uint32(p[3])<<16 | uint32(p[4])<<8 | uint32(p[5]))
 				if pub < len(lastSeq) {
+					if seq >= 0 && seq < int64(len(seen[pub])) && !seen[pub][seq].Swap(true) {
+						distinct.Add(1)
+					}
 					if prev := lastSeq[pub].Load(); seq < prev {
 						outOfOrder.Add(1)
 					} else {
@@ -165,7 +174,7 @@ func Flow(ctx context.Context, addr string, o FlowOptions) (FlowResult, error) {
 		}
 	}
 	total := sent.Load() * 1 // each message goes to exactly one subscriber
-	for received.Load() < total {
+	for distinct.Load() < total {
 		before := received.Load()
 		select {
 		case <-ctx.Done():
@@ -180,12 +189,12 @@ func Flow(ctx context.Context, addr string, o FlowOptions) (FlowResult, error) {
 	if end.Before(start) {
 		end = time.Now()
 	}
-	r := FlowResult{Sent: total, Received: received.Load(), Duration: end.Sub(start), OutOfOrder: outOfOrder.Load()}
+	r := FlowResult{Sent: total, Received: received.Load(), Duration: end.Sub(start), OutOfOrder: outOfOrder.Load(), Distinct: distinct.Load()}
 	if r.Duration > 0 {
-		r.Rate = float64(r.Received) / r.Duration.Seconds()
+		r.Rate = float64(r.Distinct) / r.Duration.Seconds()
 	}
 	if r.Sent > 0 {
-		r.Fraction = float64(r.Received) / float64(r.Sent)
+		r.Fraction = float64(r.Distinct) / float64(r.Sent)
 	}
 	return r, nil
 }
