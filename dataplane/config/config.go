@@ -184,6 +184,11 @@ type Quotas struct {
 	MaxRetainedMessages          int   `json:"max_retained_messages"`
 	MaxSessionExpirySeconds      int   `json:"max_session_expiry_seconds"`
 	MaxInflight                  int   `json:"max_inflight"`
+	// MaxBacklogSeconds: a connected client that stays behind (QoS≥1
+	// messages waiting for it or unacknowledged) for longer than this is
+	// disconnected (v5 0x97) rather than left to fall further behind; 0
+	// means no limit.
+	MaxBacklogSeconds int `json:"max_backlog_seconds"`
 }
 
 // TokenKey is a public key that verifies device tokens (JWTs, EdDSA) issued

@@ -401,6 +401,17 @@ func (s *State) Snapshot() config.Snapshot {
 	return snap
 }
 
+// InstanceIDs lists the instances placed on this node.
+func (s *State) InstanceIDs() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]string, 0, len(s.instances))
+	for id := range s.instances {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // Instance returns an instance's settings (no children) and whether it is
 // known.
 func (s *State) Instance(id string) (config.Instance, bool) {

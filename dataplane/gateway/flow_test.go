@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/aeriemq/aerie/dataplane/config"
@@ -21,10 +23,12 @@ import (
 
 // storeNode is a gateway with its message store (as every node runs) and
 // one anonymous instance with no quotas.
-func storeNode(t *testing.T) *Gateway {
+func storeNode(t *testing.T) *Gateway { return storeNodeWith(t, config.Quotas{}) }
+
+func storeNodeWith(t *testing.T, q config.Quotas) *Gateway {
 	t.Helper()
 	st := configsync.NewState()
-	snap := config.Snapshot{Revision: 1, NodeID: "n-flow", Instances: []config.Instance{{ID: "i-flow", OrgID: "o-flow", Status: config.StatusRunning, AllowAnonymous: true,
+	snap := config.Snapshot{Revision: 1, NodeID: "n-flow", Instances: []config.Instance{{ID: "i-flow", OrgID: "o-flow", Status: config.StatusRunning, AllowAnonymous: true, Quotas: q,
 		ACL: []config.ACLRule{{ID: "r-all", Effect: config.EffectAllow, Action: config.ActionAll, Filter: "#"}}}}}
 	if err := st.Apply(config.Event{Revision: 1, Kind: config.KindSnapshot, Snapshot: &snap}); err != nil {
 		t.Fatal(err)
@@ -217,5 +221,143 @@ func TestSlowSubscriberGetsEverything(t *testing.T) {
 		if during[i] < 0.9*baseline[i] {
 			t.Fatalf("fast subscriber %d slowed from %.0f to %.0f msg/s behind the slow one", i, baseline[i], during[i])
 		}
+	}
+}
+
+// TestBacklogLimitDisconnects (issue 9): a client that stays behind longer
+// than its instance's max_backlog_seconds is disconnected — MQTT 5 with
+// DISCONNECT 0x97, MQTT 3.1.1 by closing — while a client that keeps up
+// stays connected.
+func TestBacklogLimitDisconnects(t *testing.T) {
+	gw := storeNodeWith(t, config.Quotas{MaxBacklogSeconds: 1})
+	addr := gw.MQTTAddr()
+
+	// MQTT 5, never acknowledges.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := make(chan byte, 1)
+	v5 := paho.NewClient(paho.ClientConfig{Conn: conn, EnableManualAcknowledgment: true,
+		OnServerDisconnect: func(d *paho.Disconnect) { reason <- d.ReasonCode }})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := v5.Connect(ctx, &paho.Connect{ClientID: "stuck-v5", CleanStart: true, KeepAlive: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v5.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "backlog/t", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	// MQTT 3.1.1 over a raw socket: reads deliveries, never acknowledges.
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	connect := []byte{0x10, 20, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, 8, 's', 't', 'u', 'c', 'k', '-', 'v', '3'}
+	subscribe := []byte{0x82, 16, 0, 1, 0, 9, 'b', 'a', 'c', 'k', 'l', 'o', 'g', '/', 't', 1}
+	connect[1] = byte(len(connect) - 2)
+	subscribe[1] = byte(len(subscribe) - 2)
+	if _, err := raw.Write(append(connect, subscribe...)); err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, 9)
+	if _, err := io.ReadFull(raw, hdr); err != nil || hdr[0] != 0x20 || hdr[4] != 0x90 || hdr[8] != 1 {
+		t.Fatalf("CONNACK+SUBACK %x: %v", hdr, err)
+	}
+	lost := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, raw) // until the server closes it
+		close(lost)
+	}()
+	// A client that keeps up, fed all along.
+	var kept atomic.Int64
+	ok := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("keeps-up").SetAutoReconnect(false))
+	if tk := ok.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	defer ok.Disconnect(0)
+	if tk := ok.Subscribe("live/t", 1, func(mqtt3.Client, mqtt3.Message) { kept.Add(1) }); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	pub := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("backlog-pub").SetAutoReconnect(false))
+	if tk := pub.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	defer pub.Disconnect(0)
+	for i := range 3 {
+		pub.Publish("backlog/t", 1, false, fmt.Sprint("m", i)).WaitTimeout(5 * time.Second)
+	}
+	start := time.Now()
+	done := time.After(15 * time.Second)
+	gotV5, gotV3 := false, false
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !gotV5 || !gotV3 {
+		select {
+		case code := <-reason:
+			if code != 0x97 {
+				t.Fatalf("MQTT 5 client disconnected with 0x%02x, want 0x97", code)
+			}
+			gotV5 = true
+			t.Logf("MQTT 5 client disconnected (0x97) after %s", time.Since(start).Round(time.Millisecond))
+		case <-lost:
+			lost = nil
+			gotV3 = true
+			t.Logf("MQTT 3.1.1 client closed after %s", time.Since(start).Round(time.Millisecond))
+		case <-tick.C:
+			pub.Publish("live/t", 1, false, "tick")
+		case <-done:
+			t.Fatalf("after 15 s: MQTT 5 disconnected %v, MQTT 3.1.1 closed %v", gotV5, gotV3)
+		}
+	}
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("disconnected after %s, before the 1 s limit", el)
+	}
+	if !ok.IsConnectionOpen() || kept.Load() == 0 {
+		t.Fatalf("the client that keeps up: connected %v, received %d", ok.IsConnectionOpen(), kept.Load())
+	}
+}
+
+// TestRetentionFollowsQuotas (issue 6): the node keeps an instance's
+// messages as long as its session expiry cap, drops older ones, and reports
+// the bytes it stores in the usage (for storage billing).
+func TestRetentionFollowsQuotas(t *testing.T) {
+	gw := storeNodeWith(t, config.Quotas{MaxSessionExpirySeconds: 60})
+	pub := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker("tcp://" + gw.MQTTAddr()).SetClientID("ret-pub").SetAutoReconnect(false))
+	if tk := pub.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	defer pub.Disconnect(0)
+	for i := range 100 {
+		if tk := pub.Publish("ret/t", 1, false, fmt.Sprintf("m-%03d", i)); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+			t.Fatal(tk.Error())
+		}
+	}
+	stored := gw.store.Stats("i-flow").LogBytes
+	if stored < 100*5 {
+		t.Fatalf("store holds %d bytes for 100 messages", stored)
+	}
+	var reported int64 = -1
+	for _, u := range gw.Metrics().DrainUsage() {
+		if u.InstanceID == "i-flow" {
+			reported = u.StoredBytes
+		}
+	}
+	if reported != stored {
+		t.Fatalf("usage reports %d stored bytes, the store holds %d", reported, stored)
+	}
+	ctx := context.Background()
+	if err := gw.EnforceRetention(ctx, time.Now().Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := gw.store.Stats("i-flow").LogBytes; got != stored {
+		t.Fatalf("within the 60 s cap: %d bytes left of %d", got, stored)
+	}
+	if err := gw.EnforceRetention(ctx, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := gw.store.Stats("i-flow").LogBytes; got != 0 {
+		t.Fatalf("past the 60 s cap: %d bytes left of %d", got, stored)
 	}
 }

@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -65,6 +66,8 @@ type Gateway struct {
 	tls     *tcpListener
 	wss     *wsListener
 	ready   atomic.Bool
+	store   *store.Store
+	stop    context.CancelFunc // ends the retention loop
 }
 
 // New binds the listeners (so a port in use fails here) without serving.
@@ -103,11 +106,22 @@ func New(o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("add metrics hook: %w", err)
 	}
 	if o.Store != nil {
+		g.store = o.Store
+		g.metrics.stored = func(id string) int64 {
+			st := o.Store.Stats(id)
+			return st.LogBytes + st.RetainedBytes
+		}
 		h := sessions.New(o.Store, srv, sessions.Options{InstanceOf: g.tenant.InstanceOf, Logger: o.Log,
 			OnDrop: func(cl *mqtt.Client) {
 				if c := g.tenant.get(cl); c != nil {
 					g.metrics.dropped(c.instance, DropQueueFull)
 				}
+			},
+			BacklogLimit: func(cl *mqtt.Client) time.Duration {
+				if c := g.tenant.get(cl); c != nil && c.lim != nil {
+					return time.Duration(c.lim.quotas().MaxBacklogSeconds) * time.Second
+				}
+				return 0
 			}})
 		g.tenant.replayed = h.Replayed
 		if err := srv.AddHook(h, nil); err != nil {
@@ -167,6 +181,11 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("start mqtt server: %w", err)
 	}
 	g.ready.Store(true)
+	if g.store != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		g.stop = cancel
+		go g.retentionLoop(ctx)
+	}
 	return nil
 }
 
@@ -213,6 +232,9 @@ func (g *Gateway) WSSAddr() string {
 // Close stops accepting, disconnects every client and stops the server.
 func (g *Gateway) Close() error {
 	g.ready.Store(false)
+	if g.stop != nil {
+		g.stop()
+	}
 	return g.srv.Close()
 }
 

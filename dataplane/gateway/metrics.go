@@ -55,6 +55,7 @@ type Metrics struct {
 	lastDrain time.Time
 	now       func() time.Time
 	retained  func() map[string]int64
+	stored    func(instance string) int64 // bytes the store holds for the instance (gauge)
 
 	reg                                                *prometheus.Registry
 	connections, subscriptions, retainedG              *prometheus.GaugeVec
@@ -178,6 +179,7 @@ func (m *Metrics) DrainUsage() []config.InstanceUsage {
 	if m.retained != nil {
 		retained = m.retained()
 	}
+	stored := m.stored
 	var out []config.InstanceUsage
 	for id, c := range insts {
 		if id == "unknown" {
@@ -191,6 +193,9 @@ func (m *Metrics) DrainUsage() []config.InstanceUsage {
 			Connections: c.connections.Load(), Subscriptions: c.subscriptions.Load(), Retained: retained[id],
 		}
 		u.ConnectionSeconds = int64(float64(u.Connections)*elapsed + 0.5)
+		if stored != nil {
+			u.StoredBytes = stored(id)
+		}
 		c.drops.Range(func(k, v any) bool {
 			if n := v.(*atomic.Int64).Swap(0); n > 0 {
 				if u.Drops == nil {

@@ -41,6 +41,10 @@ type Options struct {
 	// OnDrop is told of each QoS 0 message not delivered because the
 	// client's outbound queue was full (metrics).
 	OnDrop func(cl *mqtt.Client)
+	// BacklogLimit is how long a connected client may stay behind (QoS≥1
+	// messages waiting for it or unacknowledged) before it is disconnected
+	// (MQTT 5: DISCONNECT 0x97); 0 or nil: no limit.
+	BacklogLimit func(cl *mqtt.Client) time.Duration
 }
 
 func (o *Options) defaults() {
@@ -721,7 +725,54 @@ func (h *Hook) expiryLoop() {
 			if err := h.Expire(h.ctx, h.opts.Now()); err != nil && h.ctx.Err() == nil {
 				h.log.Error("expire sessions", "error", err)
 			}
+			h.checkBacklogs(h.opts.Now())
 		}
+	}
+}
+
+// tooFarBehindLocked reports whether the session has not caught up (queues
+// drained, deliveries acknowledged) for longer than its backlog limit.
+func (s *session) tooFarBehindLocked(now time.Time) bool {
+	if s.h.opts.BacklogLimit == nil || s.behindSince.IsZero() {
+		return false
+	}
+	lim := s.h.opts.BacklogLimit(s.cl)
+	return lim > 0 && now.Sub(s.behindSince) > lim
+}
+
+// checkBacklogs disconnects the online sessions that have been behind for
+// longer than their backlog limit: a client that reads or acknowledges too
+// slowly for its traffic is told (MQTT 5 0x97) instead of falling further
+// behind until the store's retention would drop its messages.
+func (h *Hook) checkBacklogs(now time.Time) {
+	if h.opts.BacklogLimit == nil {
+		return
+	}
+	h.mu.Lock()
+	online := make([]*session, 0, len(h.online))
+	for _, s := range h.online {
+		online = append(online, s)
+	}
+	h.mu.Unlock()
+	for _, s := range online {
+		s.mu.Lock()
+		behind := !s.closed && s.tooFarBehindLocked(now)
+		s.mu.Unlock()
+		if behind {
+			h.disconnectBehind(s)
+		}
+	}
+}
+
+// disconnectBehind ends the connection of a session that fell further
+// behind than its limit: MQTT 5 clients get DISCONNECT 0x97 (quota
+// exceeded); the backlog stays in the store for a persistent session.
+func (h *Hook) disconnectBehind(s *session) {
+	h.log.Info("disconnecting a client too far behind", "client", s.key.id, "instance", s.key.inst)
+	if s.cl.Properties.ProtocolVersion == 5 {
+		_ = h.srv.DisconnectClient(s.cl, packets.ErrQuotaExceeded)
+	} else {
+		s.cl.Stop(packets.ErrQuotaExceeded)
 	}
 }
 
@@ -817,6 +868,9 @@ type session struct {
 	next     int
 	inflight map[uint16]delivery
 	sent     map[string]uint64 // shared with Hook.sent; guarded by mu
+	// behindSince is when the session last stopped being caught up (zero
+	// while it is): the backlog limit runs from it.
+	behindSince time.Time
 }
 
 func (s *session) addSubLocked(sub store.Subscription) {
@@ -919,6 +973,12 @@ func (s *session) pump(ctx context.Context) error {
 		}
 		if n > 0 {
 			s.next = (s.next + 1) % n
+		}
+		// Caught up: every queue drained and every delivery acknowledged.
+		if len(out) == 0 && len(s.inflight) == 0 {
+			s.behindSince = time.Time{}
+		} else if s.behindSince.IsZero() {
+			s.behindSince = h.opts.Now()
 		}
 		s.mu.Unlock()
 		if len(out) == 0 {
