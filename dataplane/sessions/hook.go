@@ -985,10 +985,8 @@ func (s *session) pump(ctx context.Context) error {
 			return nil
 		}
 		for _, o := range out {
-			if !o.skip {
-				if err := s.cl.WritePacket(o.pk); err != nil {
-					return nil // connection gone: OnDisconnect retires the session
-				}
+			if !o.skip && !s.send(o.pk) {
+				return nil // connection gone: OnDisconnect retires the session
 			}
 			if o.qos0 || o.skip {
 				if _, err := h.st.Ack(ctx, s.key.inst, s.key.id, o.queue, o.off); err != nil {
@@ -997,6 +995,26 @@ func (s *session) pump(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// send queues a delivery on the client's outbound queue (its writer
+// batches queued packets into few writes); while the queue is full the pump
+// waits, so a slow reader holds up only its own session. It reports false
+// once the connection is gone.
+func (s *session) send(pk packets.Packet) bool {
+	for !s.cl.Enqueue(pk) {
+		if s.cl.Closed() || s.cl.Net.Conn == nil {
+			return false
+		}
+		select {
+		case <-s.stop:
+			return false
+		case <-s.h.ctx.Done():
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return true
 }
 
 // prepareLocked builds the PUBLISH of entry e of queue q and, for QoS≥1,

@@ -149,6 +149,9 @@ func (q *pubQueue) flush(batch []queuedPublish) {
 	if err != nil {
 		h.log.Error("store publish", "client", cl.ID, "messages", len(msgs), "error", err)
 	}
+	// The acknowledgements of the batch go out together.
+	cl.Cork()
+	defer func() { _ = cl.Uncork() }()
 	for i := range batch {
 		it := batch[i]
 		switch {

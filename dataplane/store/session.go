@@ -81,6 +81,9 @@ type sessions struct {
 type liveSession struct {
 	mu     sync.Mutex
 	queues map[string]*cursorState
+	// volatile: the session ends with its connection (expiry 0), so its
+	// cursors are kept in memory only (nothing to resume from).
+	volatile bool
 }
 
 // cursorState tracks delivery on one queue of an online session.
@@ -532,7 +535,7 @@ func (s *Store) Resume(ctx context.Context, instance, clientID string) (*Session
 	if err != nil {
 		return nil, err
 	}
-	ls := &liveSession{queues: map[string]*cursorState{}}
+	ls := &liveSession{queues: map[string]*cursorState{}, volatile: rec.Exp == 0}
 	for q, c := range sess.Cursors {
 		ls.queues[q] = &cursorState{committed: c, read: c, acked: map[uint64]bool{}}
 	}
@@ -631,8 +634,8 @@ func (s *Store) Ack(ctx context.Context, instance, clientID, queue string, offse
 		cs.inflight = cs.inflight[1:]
 		moved = true
 	}
-	if !moved {
-		return false, nil
+	if !moved || ls.volatile {
+		return moved, nil
 	}
 	if err := s.enter(); err != nil {
 		return false, err

@@ -109,6 +109,7 @@ type Client struct {
 	ID           string           // the client id.
 	ops          *ops             // ops provides a reference to server ops.
 	sync.RWMutex                  // mutex
+	corked       int32            // Aerie patch: > 0 while writes are held back (Cork)
 }
 
 // ClientConnection contains the connection transport and metadata for the client.
@@ -541,6 +542,28 @@ func (cl *Client) Enqueue(pk packets.Packet) bool {
 	}
 }
 
+// Cork holds the client's writes in its write buffer (flushed when full)
+// until the matching Uncork, so that a burst of packets (acknowledgements
+// of a batch of publishes) goes out in few writes.
+//
+// Aerie patch.
+func (cl *Client) Cork() { atomic.AddInt32(&cl.corked, 1) }
+
+// Uncork ends a Cork and writes out what it held back.
+//
+// Aerie patch.
+func (cl *Client) Uncork() error {
+	if atomic.AddInt32(&cl.corked, -1) > 0 {
+		return nil
+	}
+	cl.Lock()
+	defer cl.Unlock()
+	if cl.Net.outbuf == nil || cl.Net.Conn == nil || len(cl.State.outbound) > 0 {
+		return nil // the writer flushes after the queued packets
+	}
+	return cl.flushOutbuf()
+}
+
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
 	if cl.Closed() {
@@ -621,7 +644,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
+		if len(cl.State.outbound) == 0 && atomic.LoadInt32(&cl.corked) == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}
