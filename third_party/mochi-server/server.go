@@ -410,6 +410,40 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	go cl.WriteLoop()
 	defer cl.Stop(nil)
 
+	// Aerie patch: the CONNECT handling (and its large packet values) lives
+	// in its own frame, which is gone by the time the goroutine idles in
+	// Read, so an idle connection's stack can shrink to a few KiB.
+	if err := s.establishClient(cl, listener); err != nil {
+		return err
+	}
+	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
+
+	err := cl.Read(s.receivePacket)
+	if err != nil {
+		s.sendLWT(cl)
+		cl.Stop(err)
+	} else {
+		cl.Properties.Will = Will{} // [MQTT-3.14.4-3] [MQTT-3.1.2-10]
+	}
+	s.Log.Debug("client disconnected", "error", err, "client", cl.ID, "remote", cl.Net.Remote, "listener", listener)
+
+	expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) || (cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
+	s.hooks.OnDisconnect(cl, err, expire)
+
+	if expire && !cl.IsTakenOver() {
+		cl.ClearInflights()
+		s.UnsubscribeClient(cl)
+		s.Clients.Delete(cl.ID) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
+	}
+
+	return err
+}
+
+// establishClient reads and answers the CONNECT packet; on success the
+// client is counted in Info.ClientsConnected (attachClient uncounts it).
+//
+//go:noinline
+func (s *Server) establishClient(cl *Client, listener string) error {
 	pk, err := s.readConnectionPacket(cl)
 	if err != nil {
 		return fmt.Errorf("read connection: %w", err)
@@ -450,7 +484,12 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 
 	atomic.AddInt64(&s.Info.ClientsConnected, 1)
-	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	ok := false
+	defer func() {
+		if !ok {
+			atomic.AddInt64(&s.Info.ClientsConnected, -1)
+		}
+	}()
 
 	s.hooks.OnSessionEstablish(cl, pk)
 
@@ -472,26 +511,8 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 
 	s.hooks.OnSessionEstablished(cl, pk)
-
-	err = cl.Read(s.receivePacket)
-	if err != nil {
-		s.sendLWT(cl)
-		cl.Stop(err)
-	} else {
-		cl.Properties.Will = Will{} // [MQTT-3.14.4-3] [MQTT-3.1.2-10]
-	}
-	s.Log.Debug("client disconnected", "error", err, "client", cl.ID, "remote", cl.Net.Remote, "listener", listener)
-
-	expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) || (cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
-	s.hooks.OnDisconnect(cl, err, expire)
-
-	if expire && !cl.IsTakenOver() {
-		cl.ClearInflights()
-		s.UnsubscribeClient(cl)
-		s.Clients.Delete(cl.ID) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
-	}
-
-	return err
+	ok = true
+	return nil
 }
 
 // readConnectionPacket reads the first incoming header for a connection, and if
