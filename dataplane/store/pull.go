@@ -76,11 +76,16 @@ func (s *Store) TakeEvents() []QueueEvent {
 }
 
 // tailCaches keeps the newest entries of queues that are being read, filled
-// by the writer as it indexes (so serving them costs no store read).
+// by the writer as it indexes (so serving them costs no store read). The
+// caches share a byte budget: a queue may hold budget/queues bytes (at
+// least size entries), so a few queues read by lagging sessions keep a long
+// tail and many queues a short one.
 type tailCaches struct {
 	mu      sync.Mutex
 	maxQ    int
 	size    int
+	budget  int
+	total   int // bytes held by all caches
 	m       map[QueueRef]*tail
 	indexed uint64 // last offset whose index entries are in the caches
 }
@@ -88,11 +93,15 @@ type tailCaches struct {
 // tail holds every entry of its queue with offset > covered.
 type tail struct {
 	ents    []Entry
+	bytes   int
 	covered uint64
 }
 
-func (c *tailCaches) init(maxQ, size int) {
-	c.maxQ, c.size, c.m = maxQ, size, map[QueueRef]*tail{}
+// entryCost approximates the memory an entry keeps alive.
+func entryCost(e Entry) int { return len(e.Message.Payload) + len(e.Message.Topic) + 160 }
+
+func (c *tailCaches) init(maxQ, size, budget int) {
+	c.maxQ, c.size, c.budget, c.m = maxQ, size, budget, map[QueueRef]*tail{}
 }
 
 func (c *tailCaches) setIndexed(off uint64) {
@@ -103,29 +112,53 @@ func (c *tailCaches) setIndexed(off uint64) {
 
 func (c *tailCaches) drop(q QueueRef) {
 	c.mu.Lock()
-	delete(c.m, q)
+	c.dropLocked(q)
 	c.mu.Unlock()
+}
+
+func (c *tailCaches) dropLocked(q QueueRef) {
+	if t := c.m[q]; t != nil {
+		c.total -= t.bytes
+		delete(c.m, q)
+	}
 }
 
 func (c *tailCaches) reset() {
 	c.mu.Lock()
 	clear(c.m)
+	c.total = 0
 	c.mu.Unlock()
 }
+
+// perQueue is the bytes one queue's cache may hold now.
+func (c *tailCaches) perQueue() int { return c.budget / max(len(c.m), 1) }
 
 func (c *tailCaches) add(idx []indexEntry, last uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	lim := c.perQueue()
 	for _, x := range idx {
 		t := c.m[QueueRef{x.instance, x.queue}]
 		if t == nil {
 			continue
 		}
-		t.ents = append(t.ents, Entry{x.off, x.msg})
-		if len(t.ents) > 2*c.size {
-			drop := len(t.ents) - c.size
-			t.covered = t.ents[drop-1].Offset
-			t.ents = append(t.ents[:0:0], t.ents[drop:]...)
+		e := Entry{x.off, x.msg}
+		t.ents = append(t.ents, e)
+		cost := entryCost(e)
+		t.bytes += cost
+		c.total += cost
+		if t.bytes > lim && len(t.ents) > 2*c.size {
+			// Drop the oldest entries down to half the allowance (keeping
+			// at least size), so trimming is rare.
+			k, b := 0, t.bytes
+			for b > lim/2 && len(t.ents)-k > c.size {
+				b -= entryCost(t.ents[k])
+				k++
+			}
+			t.covered = t.ents[k-1].Offset
+			c.total -= t.bytes - b
+			t.bytes = b
+			t.ents = append(t.ents[:0:0], t.ents[k:]...)
 		}
 	}
 	c.indexed = last
@@ -141,7 +174,7 @@ func (c *tailCaches) get(q QueueRef, after uint64, limit int) ([]Entry, *tail, b
 	if t == nil {
 		if len(c.m) >= c.maxQ {
 			for k := range c.m { // evict an arbitrary queue
-				delete(c.m, k)
+				c.dropLocked(k)
 				break
 			}
 		}
@@ -172,16 +205,20 @@ func (c *tailCaches) backfill(q QueueRef, t *tail, after uint64, ents []Entry, e
 		return // a gap would remain between the disk page and the cache
 	}
 	var pre []Entry
+	bytes := 0
 	for _, e := range ents {
 		if e.Offset > t.covered {
 			break
 		}
 		pre = append(pre, e)
+		bytes += entryCost(e)
 	}
-	if len(pre)+len(t.ents) > 2*c.size {
+	if t.bytes+bytes > c.perQueue() && len(pre)+len(t.ents) > 2*c.size {
 		return
 	}
 	t.ents = append(pre, t.ents...)
+	t.bytes += bytes
+	c.total += bytes
 	t.covered = after
 }
 

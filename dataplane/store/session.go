@@ -409,6 +409,9 @@ func (s *Store) forgetSubs(instance, clientID string, filters []string) {
 	ls := s.ss.live[sessKey{instance, clientID}]
 	for _, f := range filters {
 		s.ss.delSub(instance, f, clientID)
+		if _, read := s.ss.byQueue[instance][f]; !read {
+			s.tc.drop(QueueRef{instance, f}) // nobody left to read it
+		}
 		if ls != nil {
 			ls.mu.Lock()
 			delete(ls.queues, f)

@@ -66,10 +66,13 @@ type Options struct {
 	MaxBatch  int           // messages per group commit; default 8192
 	// DefaultLimits apply to instances without SetLimits.
 	DefaultLimits Limits
-	// TailCacheQueues bounds how many queues have a tail cache (default 1024);
-	// TailCacheSize is the entries kept per queue (default 256).
+	// TailCacheQueues bounds how many queues have a tail cache (default
+	// 1024); TailCacheBytes is the memory all tail caches share (default 32
+	// MiB), of which each queue keeps at least TailCacheSize entries
+	// (default 256).
 	TailCacheQueues int
 	TailCacheSize   int
+	TailCacheBytes  int
 	// RetentionInterval runs EnforceRetention in the background when > 0.
 	RetentionInterval time.Duration
 	// Now is the clock (tests); default time.Now.
@@ -88,6 +91,9 @@ func (o *Options) defaults() {
 	}
 	if o.TailCacheSize <= 0 {
 		o.TailCacheSize = 256
+	}
+	if o.TailCacheBytes <= 0 {
+		o.TailCacheBytes = 32 << 20
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -179,7 +185,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	empty := map[string]uint64{}
 	s.floors.Store(&empty)
-	s.tc.init(opts.TailCacheQueues, opts.TailCacheSize)
+	s.tc.init(opts.TailCacheQueues, opts.TailCacheSize, opts.TailCacheBytes)
 	s.ev.init()
 	s.ss.init()
 	s.rt.init()
