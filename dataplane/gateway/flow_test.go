@@ -23,9 +23,9 @@ import (
 
 // storeNode is a gateway with its message store (as every node runs) and
 // one anonymous instance with no quotas.
-func storeNode(t *testing.T) *Gateway { return storeNodeWith(t, config.Quotas{}, store.Options{}) }
+func storeNode(t testing.TB) *Gateway { return storeNodeWith(t, config.Quotas{}, store.Options{}) }
 
-func storeNodeWith(t *testing.T, q config.Quotas, so store.Options) *Gateway {
+func storeNodeWith(t testing.TB, q config.Quotas, so store.Options) *Gateway {
 	t.Helper()
 	st := configsync.NewState()
 	snap := config.Snapshot{Revision: 1, NodeID: "n-flow", Instances: []config.Instance{{ID: "i-flow", OrgID: "o-flow", Status: config.StatusRunning, AllowAnonymous: true, Quotas: q,
