@@ -91,7 +91,7 @@ func New(o Options) (*Gateway, error) {
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: 2048,
-		ClientNetReadBufferSize:  2048,
+		ClientNetReadBufferSize:  1024, // per idle connection; larger payloads are read straight through
 		Logger:                   slog.New(quietMochi{o.Log.Handler()}).With("component", "mqtt"),
 	})
 	g := &Gateway{srv: srv, log: o.Log}

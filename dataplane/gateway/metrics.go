@@ -56,6 +56,7 @@ type Metrics struct {
 	now       func() time.Time
 	retained  func() map[string]int64
 	stored    func(instance string) int64 // bytes the store holds for the instance (gauge)
+	total     atomic.Int64                // messages in and out since start
 
 	reg                                                *prometheus.Registry
 	connections, subscriptions, retainedG              *prometheus.GaugeVec
@@ -124,6 +125,7 @@ func (m *Metrics) authFailure(instance string) {
 
 func (m *Metrics) in(instance string, payload int) {
 	c := m.of(instance)
+	m.total.Add(1)
 	c.msgsIn.Add(1)
 	c.bytesIn.Add(int64(payload))
 	c.unitsIn.Add(units(payload))
@@ -133,6 +135,7 @@ func (m *Metrics) in(instance string, payload int) {
 
 func (m *Metrics) out(instance string, payload int) {
 	c := m.of(instance)
+	m.total.Add(1)
 	c.msgsOut.Add(1)
 	c.bytesOut.Add(int64(payload))
 	c.unitsOut.Add(units(payload))
@@ -161,6 +164,10 @@ func (m *Metrics) Handler() http.Handler {
 		promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 	})
 }
+
+// MessagesTotal counts the messages the node received and delivered since
+// it started (for the GC tuner).
+func (m *Metrics) MessagesTotal() int64 { return m.total.Load() }
 
 // DrainUsage returns each instance's counters since the last call (and its
 // gauges now) and resets the counters; connection-seconds are the
