@@ -717,7 +717,7 @@ var quotaLabels = map[string]string{
 	"max_retained_messages":             "Retained messages",
 	"max_session_expiry_seconds":        "Session expiry (seconds)",
 	"max_inflight":                      "In-flight messages per client",
-	"max_backlog_seconds":               "Backlog age before a slow client is disconnected (s)",
+	"max_backlog_seconds":               "Time a client may stay behind before it is disconnected (s)",
 }
 
 func quotaLabel(k string) string {
