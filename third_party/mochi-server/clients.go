@@ -213,7 +213,8 @@ func (cl *Client) WriteLoop() {
 func (cl *Client) writeQueued(pk *packets.Packet) {
 	if err := cl.WritePacket(*pk); err != nil {
 		// TODO : Figure out what to do with error
-		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+		// Aerie patch: the packet type, not the packet.
+		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet_type", packets.PacketNames[pk.FixedHeader.Type])
 	}
 }
 

@@ -272,7 +272,8 @@ func (h *Hooks) OnPacketRead(cl *Client, pk packets.Packet) (pkx packets.Packet,
 		if hook.Provides(OnPacketRead) {
 			npk, err := hook.OnPacketRead(cl, pkx)
 			if err != nil && errors.Is(err, packets.ErrRejectPacket) {
-				h.Log.Debug("packet rejected", "hook", hook.ID(), "packet", pkx)
+				// Aerie patch: the client and packet type, not the packet.
+				h.Log.Debug("packet rejected", "hook", hook.ID(), "client", cl.ID, "packet_type", packets.PacketNames[pkx.FixedHeader.Type])
 				return pk, err
 			} else if err != nil {
 				continue
@@ -400,18 +401,25 @@ func (h *Hooks) OnPublish(cl *Client, pk packets.Packet) (pkx packets.Packet, er
 			npk, err := hook.OnPublish(cl, pkx)
 			if err != nil {
 				if errors.Is(err, packets.ErrRejectPacket) {
+					// Aerie patch: the client and packet type, not the packet.
 					h.Log.Debug("publish packet rejected",
 						"error", err,
 						"hook", hook.ID(),
-						"packet", pkx)
+						"client", cl.ID,
+						"packet_type", packets.PacketNames[pkx.FixedHeader.Type])
 					return pk, err
 				} else if errors.Is(err, packets.CodeSuccessIgnore) {
 					return pk, err
 				}
-				h.Log.Error("publish packet error",
+				// Aerie patch: the client and packet type, not the packet
+				// (~1.6 KB with its payload); Debug, not Error: a hook
+				// refusing a client's publish (e.g. not authorised) is the
+				// client's doing, and the hook logs what it refused.
+				h.Log.Debug("publish packet refused",
 					"error", err,
 					"hook", hook.ID(),
-					"packet", pkx)
+					"client", cl.ID,
+					"packet_type", packets.PacketNames[pkx.FixedHeader.Type])
 				return pk, err
 			}
 			pkx = npk
@@ -510,10 +518,11 @@ func (h *Hooks) OnWill(cl *Client, will Will) Will {
 		if hook.Provides(OnWill) {
 			mlwt, err := hook.OnWill(cl, will)
 			if err != nil {
+				// Aerie patch: the client, not the will (its payload).
 				h.Log.Error("parse will error",
 					"error", err,
 					"hook", hook.ID(),
-					"will", will)
+					"client", cl.ID)
 				continue
 			}
 			will = mlwt

@@ -547,7 +547,9 @@ func (s *Server) receivePacket(cl *Client, pk packets.Packet) error {
 			_ = s.DisconnectClient(cl, code)
 		}
 
-		s.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "pk", pk)
+		// Aerie patch: the packet type, not the packet (its password or payload).
+		s.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener,
+			"remote", cl.Net.Remote, "packet_type", packets.PacketNames[pk.FixedHeader.Type])
 
 		return err
 	}
@@ -1036,7 +1038,8 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		if cl, ok := s.Clients.Get(id); ok {
 			_, err := s.publishToClient(cl, subs, pk)
 			if err != nil {
-				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+				// Aerie patch: the packet type, not the packet.
+				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet_type", packets.PacketNames[pk.FixedHeader.Type])
 			}
 		}
 	}
@@ -1147,7 +1150,9 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
 		_, err := s.publishToClient(cl, sub, pkv)
 		if err != nil {
-			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
+			// Aerie patch: the packet type, not the packet.
+			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener,
+				"packet_type", packets.PacketNames[pkv.FixedHeader.Type])
 			continue
 		}
 		s.hooks.OnRetainPublished(cl, pkv)
