@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/term"
+
+	"github.com/aeriemq/aerie/internal/safelog"
 )
 
 // config is every setting a subcommand may take. Each flag has an
@@ -146,23 +148,28 @@ func contains(list []string, s string) bool {
 }
 
 // newLogger builds the process logger: text on a terminal, JSON otherwise.
+// Every line goes through safelog.Redact: no call site, in the control plane
+// or the node, can write a password, token, key, payload or packet.
 func newLogger(c *config, w *os.File) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.LogLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
 	switch c.LogFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(w, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
 	case "auto", "":
 		if term.IsTerminal(int(w.Fd())) {
-			return slog.New(slog.NewTextHandler(w, opts)), nil
+			h = slog.NewTextHandler(w, opts)
+		} else {
+			h = slog.NewJSONHandler(w, opts)
 		}
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
 		return nil, fmt.Errorf("%w: --log-format %q: want auto, text or json", errUsage, c.LogFormat)
 	}
+	return slog.New(safelog.Redact(h)), nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/sessions"
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/internal/safelog"
 )
 
 // Options configure a gateway.
@@ -39,7 +40,12 @@ type Options struct {
 	// so a dead peer is always noticed). Defaults 5 s and 20 min. MQTT 3.1.1
 	// has no way to tell the device, so its keepalive is kept as asked.
 	MinKeepalive, MaxKeepalive time.Duration
-	Log                        *slog.Logger
+	// Log receives the node's lines, with secrets and payloads redacted and
+	// each client's lines rate-limited (see LogLimit).
+	Log *slog.Logger
+	// LogLimit bounds the lines each client causes: by default the first 5
+	// per minute, then one summary line with the count of the others.
+	LogLimit safelog.LimitOptions
 	// Config is the pushed configuration devices are checked against; nil
 	// refuses every device (secure by default).
 	Config *configsync.State
@@ -84,6 +90,7 @@ func New(o Options) (*Gateway, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	o.Log = slog.New(nodeLogHandler(o.Log.Handler(), o.LogLimit))
 	caps := mqtt.NewDefaultServerCapabilities()
 	// mochi's default (8192 pending writes per client) costs ~90 KiB per idle
 	// connection; 128 is ample for a client within its receive maximum.
@@ -104,6 +111,9 @@ func New(o Options) (*Gateway, error) {
 	}
 	if err := srv.AddHook(&metricsHook{m: g.metrics, tenant: g.tenant}, nil); err != nil {
 		return nil, fmt.Errorf("add metrics hook: %w", err)
+	}
+	if err := srv.AddHook(&refusalLog{tenant: g.tenant, log: o.Log}, nil); err != nil {
+		return nil, fmt.Errorf("add refusal log hook: %w", err)
 	}
 	if o.Store != nil {
 		g.store = o.Store

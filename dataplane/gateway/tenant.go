@@ -325,6 +325,7 @@ func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 			// with the topic unmounted: reject the packet, which ends the
 			// connection (MQTT 5 devices are told why first).
 			h.drop(c.instance, DropACL)
+			h.logRefused(cl, c, packets.Publish, packets.ErrTopicNameInvalid)
 			if cl.Properties.ProtocolVersion == 5 {
 				_ = h.srv.DisconnectClient(cl, packets.ErrTopicNameInvalid)
 			}
@@ -475,11 +476,12 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 			return pk, packets.ErrNotAuthorized
 		}
+		h.logRefused(cl, c, packets.Publish, packets.ErrNotAuthorized)
 		return pk, packets.CodeSuccessIgnore
 	}
 	if code, ok, disconnect := h.checkPublishQuota(cl, c, pk); !ok {
 		if disconnect {
-			h.log.Info("closing a connection over its quota", "instance", c.instance, "client", c.clientID, "reason", code.Reason)
+			h.log.Info("closing a connection over its quota", "instance", c.instance, "client", c.clientID, "packet_type", "PUBLISH", "reason", code.Reason)
 			if cl.Properties.ProtocolVersion == 5 {
 				_ = h.srv.DisconnectClient(cl, code)
 			} else {
@@ -490,6 +492,7 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 			return pk, code
 		}
+		h.logRefused(cl, c, packets.Publish, code)
 		return pk, packets.CodeSuccessIgnore
 	}
 	return pk, nil
