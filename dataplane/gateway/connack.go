@@ -30,8 +30,10 @@ func refuseConnect(srv *mqtt.Server, cl *mqtt.Client, code packets.Code) error {
 		if !ok {
 			v3 = 0x03
 		}
-		// A code below 0x80 takes mochi's success path, which writes it as is.
-		_ = srv.SendConnack(cl, packets.Code{Code: v3, Reason: code.Reason}, false, nil)
+		// A code below 0x80 takes mochi's success path, which writes it as
+		// is. The reason string is not sent to a 3.1.1 device; it names the
+		// refusal in the log (refusalLog).
+		_ = srv.SendConnack(cl, packets.Code{Code: v3, Reason: code.Reason}, false, &packets.Properties{ReasonString: code.Reason})
 		return code
 	}
 	_ = srv.SendConnack(cl, code, false, nil)

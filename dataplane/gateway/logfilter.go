@@ -80,29 +80,41 @@ func (h *refusalLog) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) 
 	if !ok || cl.Net.Inline {
 		return
 	}
-	var code byte
+	code := pk.ReasonCode                // as sent
+	reason := pk.Properties.ReasonString // mochi's, or refuseConnect's for 3.1.1
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
-		code = pk.ReasonCode
-		if cl.Properties.ProtocolVersion < 5 && code != 0 {
-			code = v5FromV3Connack[code]
+		if cl.Properties.ProtocolVersion < 5 {
+			if code == 0 {
+				return
+			}
+			if reason == "" {
+				reason = reasonName(v5FromV3Connack[code])
+			}
+		} else if code < 0x80 {
+			return
 		}
 	case packets.Suback, packets.Unsuback:
+		code = 0
 		for _, c := range pk.ReasonCodes {
 			if c >= 0x80 {
 				code = c
 				break
 			}
 		}
+		if code < 0x80 {
+			return
+		}
+		if reason == "" && cl.Properties.ProtocolVersion < 5 {
+			reason = "refused" // MQTT 3.1.1 SUBACK's only failure code
+		}
 	default:
-		code = pk.ReasonCode
+		if code < 0x80 {
+			return
+		}
 	}
-	if code < 0x80 {
-		return
-	}
-	reason := reasonName(code)
-	if code == 0x80 && cl.Properties.ProtocolVersion < 5 {
-		reason = "refused" // MQTT 3.1.1 SUBACK's only failure code
+	if reason == "" {
+		reason = reasonName(code)
 	}
 	msg := "refused " + typ
 	if pk.FixedHeader.Type == packets.Disconnect {

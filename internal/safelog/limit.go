@@ -22,7 +22,9 @@ type LimitOptions struct {
 
 // PerClient wraps h so that each client causes at most Burst lines per
 // Window, then one summary line ("log lines suppressed", with the count) at
-// the end of the window. A record's client is its "client" attribute
+// the end of the window. DEBUG lines have a budget of their own, so that
+// with debug logging on a client's routine debug lines do not hide its
+// errors (at most 2 × (Burst + 1) lines per client per window). A record's client is its "client" attribute
 // (prefixed with its "instance" attribute when that is not already part of
 // it), else the host of its "remote" attribute; records naming neither are
 // not limited. Attributes added with WithAttrs count too. Handlers derived
@@ -39,6 +41,9 @@ func PerClient(h slog.Handler, o LimitOptions) slog.Handler {
 	}
 	return &limitHandler{next: h, st: &limitState{o: o, keys: map[string]*window{}}}
 }
+
+// debugBudget prefixes the key of a client's DEBUG lines' budget.
+const debugBudget = "\x00debug "
 
 type limitState struct {
 	o      LimitOptions
@@ -120,6 +125,9 @@ func (l *limitHandler) Handle(ctx context.Context, rec slog.Record) error {
 	if key == "" {
 		return l.next.Handle(ctx, rec)
 	}
+	if rec.Level < slog.LevelInfo {
+		key = debugBudget + key
+	}
 	st := l.st
 	now := st.o.Now()
 	st.mu.Lock()
@@ -157,6 +165,7 @@ func (st *limitState) flush(key string, w *window, next slog.Handler) {
 		return
 	}
 	rec := slog.NewRecord(st.o.Now(), lv, "log lines suppressed", 0)
+	key = strings.TrimPrefix(key, debugBudget)
 	if host, ok := strings.CutPrefix(key, "remote "); ok {
 		rec.AddAttrs(slog.String("remote", host))
 	} else {
