@@ -436,7 +436,8 @@ func TestLogIsRateLimitedPerClient(t *testing.T) {
 				t.Fatalf("publish %d: %+v %v", i, pr, err)
 			}
 		}
-		if c, all := count("noisy-v5"), total()-before; c == 0 || all > 20 {
+		c, all := count("noisy-v5"), total()-before
+		if c == 0 || all > 20 {
 			t.Fatalf("3,000 refusals wrote %d lines (%d naming the client), want 1..20", all, c)
 		}
 		t.Logf("%d lines (%d naming the client)", all, c)
@@ -455,7 +456,8 @@ func TestLogIsRateLimitedPerClient(t *testing.T) {
 		if tok := v.Publish("ok/x", 1, false, []byte("p")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatal("publish after the flood")
 		}
-		if c, all := count("noisy-v3"), total()-before; c == 0 || all > 20 {
+		c, all := count("noisy-v3"), total()-before
+		if c == 0 || all > 20 {
 			t.Fatalf("3,000 refusals wrote %d lines (%d naming the client), want 1..20", all, c)
 		}
 		t.Logf("%d lines (%d naming the client)", all, c)
@@ -476,7 +478,8 @@ func TestLogIsRateLimitedPerClient(t *testing.T) {
 			conn()
 		}
 		time.Sleep(100 * time.Millisecond) // the last connections' ends
-		if c, all := count("noisy-login"), total()-before; c == 0 || all > 20 {
+		c, all := count("noisy-login"), total()-before
+		if c == 0 || all > 20 {
 			t.Fatalf("300 failed logins wrote %d lines (%d naming the client), want 1..20", all, c)
 		}
 		t.Logf("%d lines (%d naming the client)", all, c)
