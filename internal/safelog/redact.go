@@ -153,10 +153,16 @@ var (
 	urlPassword = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]+@`)
 	kvPassword  = regexp.MustCompile(`(?i)\b(password|passwd|pwd|secret)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;,]+)`)
 	bearer      = regexp.MustCompile(`(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+`)
+	// Aerie's own secrets: API keys (aer_), node tokens (aen_), the
+	// operator token (aea_), refresh tokens (aerr_); and any JWT (device
+	// tokens, console sessions).
+	aerieToken = regexp.MustCompile(`\b(aer|aen|aea|aerr)_[A-Za-z0-9_-]{8,}`)
+	jwtLike    = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
 )
 
 // ScrubString masks the passwords in URLs ("postgres://u:pw@h"), in
-// key=value text ("password=pw") and bearer/basic credentials.
+// key=value text ("password=pw"), bearer/basic credentials, Aerie's API
+// keys and tokens, and JWTs.
 func ScrubString(s string) string {
 	if len(s) < 8 {
 		return s
@@ -170,6 +176,12 @@ func ScrubString(s string) string {
 	}
 	if strings.Contains(l, "bearer") || strings.Contains(l, "basic") {
 		s = bearer.ReplaceAllString(s, "${1}${2}xxxxx")
+	}
+	if strings.Contains(s, "ae") {
+		s = aerieToken.ReplaceAllString(s, "${1}_xxxxx")
+	}
+	if strings.Contains(s, "eyJ") {
+		s = jwtLike.ReplaceAllString(s, "[jwt redacted]")
 	}
 	return s
 }

@@ -42,6 +42,7 @@ func TestRedactDropsSecretsAndComposites(t *testing.T) {
 		"error", errors.New("dial postgres://aerie:PW-MARK-6@db/aerie: refused"),
 		"dsn", "host=db password=PW-MARK-7", "hdr", "Bearer TOKEN-MARK-8",
 		"conn", "user=a password=PW-MARK-9 host=b",
+		"msg2", "key aer_abcd1234_MARKMARKMARK node aen_n-1_MARKMARK jwt eyJhbGciOiJFZERTQSJ9.eyJNQVJLIjoxfQ.MARKsig",
 		slog.Group("g", "api_key", "KEY-MARK-10", "n", 3),
 		"payload_bytes", 42, "topics", []string{"a", "b"}, "codes", []int{1, 2})
 	out := buf.String()
