@@ -26,6 +26,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/internal/safelog"
 )
 
 // logBuf collects a node's log lines (JSON, DEBUG level).
@@ -75,7 +76,7 @@ func marker(kind string) string {
 	return kind + "MARK" + strings.ToUpper(hex.EncodeToString(b))
 }
 
-func newLogNode(t *testing.T, goodPassword string) *logNode {
+func newLogNode(t *testing.T, goodPassword string, limit ...safelog.LimitOptions) *logNode {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -101,7 +102,11 @@ func newLogNode(t *testing.T, goodPassword string) *logNode {
 	}
 	lb := &logBuf{}
 	log := slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gw, err := New(Options{MQTTAddr: "127.0.0.1:0", Config: st, Store: s, Log: log})
+	o := Options{MQTTAddr: "127.0.0.1:0", Config: st, Store: s, Log: log}
+	if len(limit) > 0 {
+		o.LogLimit = limit[0]
+	}
+	gw, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,4 +499,36 @@ func TestLogIsRateLimitedPerClient(t *testing.T) {
 		t.Fatal("another client's refusal was not logged")
 	}
 	var _ mqtt3.Client = v
+}
+
+// TestLogSummarisesSuppressedLines: at the end of a client's window one line
+// counts what was suppressed (a 2 s window here; a minute by default).
+func TestLogSummarisesSuppressedLines(t *testing.T) {
+	good := marker("GOODPW")
+	n := newLogNode(t, good, safelog.LimitOptions{Window: 2 * time.Second})
+	b := &bundle{gw: n.gw}
+	v, _, err := b.v5(t, "summed", "dev@i-log", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if pr, err := v.c.Publish(context.Background(), &paho.Publish{Topic: "forbidden/x", QoS: 1, Payload: []byte("p")}); pr == nil || pr.ReasonCode != 0x87 {
+			t.Fatalf("publish: %+v %v", pr, err)
+		}
+	}
+	var sum map[string]any
+	waitFor(t, 6*time.Second, func() bool {
+		for _, l := range n.log.lines(t) {
+			if l["msg"] == "log lines suppressed" && l["client"] == "i-log/summed" && l["level"] == "INFO" {
+				sum = l
+				return true
+			}
+		}
+		return false
+	})
+	// 50 refusals: 50 INFO lines, of which 5 written; the DEBUG ones are
+	// summed on their own.
+	if sum == nil || sum["suppressed"] != float64(45) {
+		t.Fatalf("summary %v; log:\n%s", sum, n.log.String())
+	}
 }
