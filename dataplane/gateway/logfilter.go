@@ -109,7 +109,9 @@ func (h *refusalLog) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) 
 			reason = "refused" // MQTT 3.1.1 SUBACK's only failure code
 		}
 	default:
-		if code < 0x80 {
+		// Not refusals: a node shutting down (one line per client) and a
+		// session another connection took over.
+		if code < 0x80 || code == packets.ErrServerShuttingDown.Code || code == packets.ErrSessionTakenOver.Code {
 			return
 		}
 	}
