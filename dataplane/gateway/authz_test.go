@@ -106,8 +106,8 @@ type v3sub struct {
 func (b *bundle) v3session(t *testing.T, clientID, user, pass string, clean bool) *v3sub {
 	t.Helper()
 	s := &v3sub{}
-	opts := mqtt3.NewClientOptions().AddBroker("tcp://"+b.gw.MQTTAddr()).SetClientID(clientID).SetUsername(user).SetPassword(pass).
-		SetCleanSession(clean).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5*time.Second).SetProtocolVersion(4).
+	opts := mqtt3.NewClientOptions().AddBroker("tcp://" + b.gw.MQTTAddr()).SetClientID(clientID).SetUsername(user).SetPassword(pass).
+		SetCleanSession(clean).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).SetProtocolVersion(4).
 		SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) {
 			s.mu.Lock()
 			s.got = append(s.got, string(m.Payload()))
