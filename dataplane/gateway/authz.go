@@ -24,16 +24,19 @@ import (
 // moves on and it never holds the client's window.
 //
 // The delivery check is on the hot path, so its decision is cached per
-// connection and topic and invalidated by a generation counter per
-// instance, which every ACL-affecting config change bumps (after the new
-// rules are in the state). A cached decision costs one atomic load, one
-// uncontended mutex and one map lookup; rules are re-evaluated once per
+// connection and invalidated by a generation counter per instance, which
+// every ACL-affecting config change bumps (after the new rules are in the
+// state). At the first delivery of a generation the connection works out
+// whether its rules let it receive everything (an allow "#" applies to it,
+// no deny does and its token, if any, is not narrower: the default rule of
+// an instance); then every delivery is one atomic load and one uncontended
+// mutex. Otherwise decisions are cached per topic, evaluated once per
 // connection and topic after each change.
 
 // maxCachedTopics bounds a connection's cache of delivery decisions; when
 // full it starts over (a client receiving more distinct topics than this
 // pays for rule evaluation, nothing else).
-const maxCachedTopics = 1024
+const maxCachedTopics = 256
 
 // aclGenerations holds one counter per instance, bumped on each change to
 // the instance's ACL rules.
@@ -81,7 +84,9 @@ type connAuthz struct {
 
 	mu     sync.Mutex
 	at     uint64          // generation the cache holds decisions of
-	topics map[string]bool // topic (unmounted) → may receive
+	valid  bool            // at and all are set
+	all    bool            // the rules at generation at allow every topic
+	topics map[string]bool // topic (unmounted) → may receive; nil while all
 	// subscribing holds the wildcard-free filters of the SUBSCRIBE being
 	// processed: mochi checks them with OnACLCheck like a delivery, and a
 	// refused subscription is not a dropped message.
@@ -107,7 +112,20 @@ func (h *tenantHook) deliverable(c *conn, t string) bool {
 		gen = z.gen.Load()
 	}
 	z.mu.Lock()
+	if !z.valid || z.at < gen {
+		z.mu.Unlock()
+		all := h.allowsEverything(c)
+		z.mu.Lock()
+		if !z.valid || z.at < gen {
+			z.at, z.valid, z.all = gen, true, all
+			clear(z.topics)
+		}
+	}
 	if z.at == gen {
+		if z.all {
+			z.mu.Unlock()
+			return true
+		}
 		if v, ok := z.topics[t]; ok {
 			z.mu.Unlock()
 			return v
@@ -116,18 +134,50 @@ func (h *tenantHook) deliverable(c *conn, t string) bool {
 	z.mu.Unlock()
 	v := h.allowed(c, config.ActionSubscribe, t, false)
 	z.mu.Lock()
-	switch {
-	case z.at < gen || z.topics == nil:
-		z.at, z.topics = gen, map[string]bool{}
-	case z.at > gen:
-		z.mu.Unlock() // rules changed again meanwhile: do not cache
-		return v
-	case len(z.topics) >= maxCachedTopics:
-		clear(z.topics)
+	if z.at == gen { // else the rules changed meanwhile: do not cache
+		if z.topics == nil {
+			z.topics = map[string]bool{}
+		} else if len(z.topics) >= maxCachedTopics {
+			clear(z.topics)
+		}
+		z.topics[t] = v
 	}
-	z.topics[t] = v
 	z.mu.Unlock()
 	return v
+}
+
+// allowsEverything reports whether allowed(c, subscribe, s) holds for every
+// s: an allow rule "#" applies to the connection, no deny rule does, and a
+// device token (if any) grants subscribe on "#".
+func (h *tenantHook) allowsEverything(c *conn) bool {
+	if c.resources != nil {
+		ok := false
+		for _, r := range c.resources {
+			if f, good := c.expand(r.Filter); good && f == "#" && containsString(r.Actions, config.ActionSubscribe) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	allow := false
+	for _, r := range h.state.ACL(c.instance) {
+		if r.CredentialID != "" && r.CredentialID != c.credID {
+			continue
+		}
+		if r.Action != config.ActionAll && r.Action != config.ActionSubscribe {
+			continue
+		}
+		if r.Effect == config.EffectDeny {
+			return false
+		}
+		if f, good := c.expand(r.Filter); good && f == "#" {
+			allow = true
+		}
+	}
+	return allow
 }
 
 // mayRead is OnACLCheck's answer for a subscription (filter) or a

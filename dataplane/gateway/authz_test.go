@@ -186,22 +186,26 @@ func publish5(t *testing.T, v *v5conn, topic string, qos byte, retain bool, payl
 // messages are skipped (the receive-maximum-2 sessions still get what
 // follows them) rather than left in flight.
 func TestACLChangeReachesLiveSubscriptions(t *testing.T) {
+	allowAll := []config.ACLRule{{ID: "r-all", Effect: config.EffectAllow, Action: config.ActionAll, Filter: "#"}}
+	perTopic := []config.ACLRule{
+		{ID: "r-pub", Effect: config.EffectAllow, Action: config.ActionPublish, Filter: "#"},
+		{ID: "r-ok", Effect: config.EffectAllow, Action: config.ActionSubscribe, Filter: "ok/#"},
+		{ID: "r-secret", Effect: config.EffectAllow, Action: config.ActionSubscribe, Filter: "secret/#"},
+	}
+	deny := config.Event{Kind: config.KindACLPut, InstanceID: "i-acl",
+		ACLRule: &config.ACLRule{ID: "r-deny", Effect: config.EffectDeny, Action: config.ActionSubscribe, Filter: "secret/#"}}
 	changes := []struct {
 		name string
+		acl  []config.ACLRule
 		ev   config.Event
 	}{
-		{"deny rule added", config.Event{Kind: config.KindACLPut, InstanceID: "i-acl",
-			ACLRule: &config.ACLRule{ID: "r-deny", Effect: config.EffectDeny, Action: config.ActionSubscribe, Filter: "secret/#"}}},
-		{"allow rule deleted", config.Event{Kind: config.KindACLDelete, InstanceID: "i-acl", ID: "r-secret"}},
+		{"deny rule added beside allow-all", allowAll, deny},
+		{"deny rule added beside per-topic allows", perTopic, deny},
+		{"allow rule deleted", perTopic, config.Event{Kind: config.KindACLDelete, InstanceID: "i-acl", ID: "r-secret"}},
 	}
 	for _, ch := range changes {
 		t.Run(ch.name, func(t *testing.T) {
-			acl := []config.ACLRule{
-				{ID: "r-pub", Effect: config.EffectAllow, Action: config.ActionPublish, Filter: "#"},
-				{ID: "r-ok", Effect: config.EffectAllow, Action: config.ActionSubscribe, Filter: "ok/#"},
-				{ID: "r-secret", Effect: config.EffectAllow, Action: config.ActionSubscribe, Filter: "secret/#"},
-			}
-			b := storeBundle(t, acl, config.Credential{ID: "c-1", Username: "dev", SecretSHA256: sum("pw"), Enabled: true})
+			b := storeBundle(t, ch.acl, config.Credential{ID: "c-1", Username: "dev", SecretSHA256: sum("pw"), Enabled: true})
 			const user, pw = "dev@i-acl", "pw"
 
 			clean5, _ := b.v5session(t, "clean5", user, pw, false, 0)
