@@ -254,7 +254,7 @@ func (a *authzHook) ID() string { return "aerie-authz" }
 
 func (a *authzHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablished, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnDisconnect:
+	case mqtt.OnSessionEstablished, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnDisconnect, mqtt.OnWill:
 		return true
 	}
 	return false
@@ -285,6 +285,27 @@ func (a *authzHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
 		c.az.subscribing = nil
 		c.az.mu.Unlock()
 	}
+}
+
+// OnWill re-checks a will against the rules in force when it is due (it
+// was allowed at CONNECT): one the rules now refuse is dropped (Flag 0, so
+// neither the sessions hook nor mochi publishes it) and counted. A delayed
+// will of a persistent session is published later from the store and was
+// checked at CONNECT only.
+func (a *authzHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if atomic.LoadUint32(&will.Flag) == 0 {
+		return will, nil
+	}
+	c := a.t.get(cl)
+	if c == nil {
+		return will, nil
+	}
+	t, ok := strings.CutPrefix(will.TopicName, c.mount)
+	if !ok || !a.t.allowed(c, config.ActionPublish, t, false) {
+		a.t.drop(c.instance, DropACL)
+		will.Flag = 0
+	}
+	return will, nil
 }
 
 // OnSessionEstablished arms the connection's expiry timer (after CONNACK).

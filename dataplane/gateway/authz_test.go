@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -456,4 +457,47 @@ func TestExpiryClosesLiveConnections(t *testing.T) {
 	}
 	publish5(t, ext5, "still/here", 1, false, "x")
 	publish5(t, keep5, "still/here", 1, false, "x")
+}
+
+// TestWillRecheckedWhenDue: a will allowed at CONNECT is dropped (and
+// counted) when a deny rule added meanwhile covers its topic; another
+// client's will on an allowed topic is still published.
+func TestWillRecheckedWhenDue(t *testing.T) {
+	b := storeBundle(t, []config.ACLRule{{ID: "r-all", Effect: config.EffectAllow, Action: config.ActionAll, Filter: "#"}},
+		config.Credential{ID: "c-1", Username: "dev", SecretSHA256: sum("pw"), Enabled: true})
+	sub, _ := b.v5session(t, "watcher", "dev@i-acl", "pw", false, 0)
+	if codes := sub.subscribe(t, "wills/#"); len(codes) != 1 || codes[0] != 1 {
+		t.Fatalf("suback %v", codes)
+	}
+	withWill := func(id, topic string) net.Conn {
+		nc, err := net.Dial("tcp", b.gw.MQTTAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: nc})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: "dev@i-acl",
+			PasswordFlag: true, Password: []byte("pw"), WillMessage: &paho.WillMessage{Topic: topic, QoS: 1, Payload: []byte(id)}}); err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	denied := withWill("will-denied", "wills/secret")
+	allowed := withWill("will-allowed", "wills/ok")
+	drops := dropsOf(b, "i-acl", DropACL)
+	b.apply(t, config.Event{Kind: config.KindACLPut, InstanceID: "i-acl",
+		ACLRule: &config.ACLRule{ID: "r-deny", Effect: config.EffectDeny, Action: config.ActionPublish, Filter: "wills/secret"}})
+	denied.Close() // connections lost: the wills are due
+	allowed.Close()
+	if !waitFor(t, 5*time.Second, func() bool { return hasAll(sub.payloads(), "will-allowed") }) {
+		t.Fatalf("the allowed will was not published: %v", sub.payloads())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if hasAll(sub.payloads(), "will-denied") {
+		t.Error("a will the rules now deny was published")
+	}
+	if dropsOf(b, "i-acl", DropACL) == drops {
+		t.Error("the dropped will was not counted (acl)")
+	}
 }
