@@ -200,8 +200,10 @@ func (s *State) apply(ev config.Event) ([]Change, error) {
 		if oldUser, ok := inst.credByID[c.id]; ok {
 			old := inst.creds[oldUser]
 			ch.Username = oldUser
-			// Rotating, disabling or renaming revokes live connections.
-			ch.Revoked = old.hash != c.hash || !c.enabled || oldUser != ev.Credential.Username || c.expires != old.expires
+			// Rotating, disabling or renaming revokes live connections. A new
+			// expiry does not: the gateway re-arms the connections' expiry
+			// timers with it (a past one closes them at once).
+			ch.Revoked = old.hash != c.hash || !c.enabled || oldUser != ev.Credential.Username
 			delete(inst.creds, oldUser)
 		} else if other, ok := inst.creds[ev.Credential.Username]; ok && other.id != c.id {
 			return nil, fmt.Errorf("%w: username %q already used by %s", ErrBadEvent, ev.Credential.Username, other.id)

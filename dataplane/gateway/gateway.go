@@ -109,6 +109,9 @@ func New(o Options) (*Gateway, error) {
 	if err := srv.AddHook(g.tenant, nil); err != nil {
 		return nil, fmt.Errorf("add tenant hook: %w", err)
 	}
+	if err := srv.AddHook(newAuthzHook(g.tenant), nil); err != nil {
+		return nil, fmt.Errorf("add authz hook: %w", err)
+	}
 	if err := srv.AddHook(&metricsHook{m: g.metrics, tenant: g.tenant}, nil); err != nil {
 		return nil, fmt.Errorf("add metrics hook: %w", err)
 	}
@@ -132,7 +135,8 @@ func New(o Options) (*Gateway, error) {
 					return time.Duration(c.lim.quotas().MaxBacklogSeconds) * time.Second
 				}
 				return 0
-			}})
+			},
+			MayReceive: g.tenant.mayReceive})
 		g.tenant.replayed = h.Replayed
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("add sessions hook: %w", err)

@@ -36,6 +36,9 @@ type conn struct {
 	lim     *instanceLimits // the instance's quotas on this node
 	cl      *clientLimits   // this connection's own quota state
 	counted atomic.Bool     // counted in lim.conns
+
+	az       connAuthz // cached delivery decisions (authz.go)
+	tokenExp int64     // device token's exp (unix seconds); 0 without a token
 }
 
 // levels is the topic-level quota now in force for the connection.
@@ -74,6 +77,8 @@ type tenantHook struct {
 	// replayed recognises a publish the sessions hook hands back to mochi
 	// once stored: it was checked and counted when first read.
 	replayed func(*mqtt.Client, packets.Packet) bool
+	// gens counts ACL changes per instance (authz.go).
+	gens aclGenerations
 }
 
 func newTenantHook(srv *mqtt.Server, state *configsync.State, defaultInstance, baseDomain string, log *slog.Logger) *tenantHook {
@@ -176,6 +181,7 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 		return refuseConnect(h.srv, cl, packets.ErrQuotaExceeded)
 	}
 	c := &conn{instance: instance, mount: instance + "/", username: user, clientID: cl.ID, maxLevels: inst.Quotas.MaxTopicLevels}
+	c.az.gen = h.gens.of(instance)
 	switch {
 	case user == "" && !pk.Connect.PasswordFlag:
 		if !inst.AllowAnonymous {
@@ -276,6 +282,7 @@ func (h *tenantHook) checkToken(c *conn, raw string) (packets.Code, bool) {
 		return packets.ErrClientIdentifierNotValid, false
 	}
 	c.jti = claims.ID
+	c.tokenExp = claims.ExpiresAt
 	c.resources = claims.Resources
 	if c.resources == nil {
 		c.resources = []config.TokenResource{}
@@ -450,14 +457,12 @@ func (h *tenantHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	if write {
 		return true
 	}
-	if _, inner, shared := splitShared(topic); shared {
-		topic = inner
-	}
-	t, ok := strings.CutPrefix(topic, c.mount)
+	_, inner, shared := splitShared(topic)
+	t, ok := strings.CutPrefix(inner, c.mount)
 	if !ok {
 		return false
 	}
-	return h.allowed(c, config.ActionSubscribe, t, strings.ContainsAny(t, "+#"))
+	return h.mayRead(c, t, shared)
 }
 
 // OnPublish refuses publishes the ACL or the device token do not allow:
@@ -500,7 +505,10 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 
 // allowed evaluates the device token's scopes (if any) and the instance's
 // ACL rules: deny wins, and something must allow. s is a topic, or a
-// filter when isFilter.
+// filter when isFilter. A filter is allowed when an allow rule covers it
+// and no deny rule does: a deny that only overlaps it (deny "a/secret",
+// filter "a/+") leaves it granted, and the denied topics are held back at
+// delivery (authz.go).
 func (h *tenantHook) allowed(c *conn, action, s string, isFilter bool) bool {
 	if c.resources != nil {
 		ok := false
@@ -528,7 +536,7 @@ func (h *tenantHook) allowed(c *conn, action, s string, isFilter bool) bool {
 		f, good := c.expand(r.Filter)
 		if r.Effect == config.EffectDeny {
 			// A placeholder that cannot be expanded safely denies everything.
-			if !good || (isFilter && intersects(f, s)) || (!isFilter && topicMatch(f, s)) {
+			if !good || (isFilter && covers(f, s)) || (!isFilter && topicMatch(f, s)) {
 				return false
 			}
 			continue

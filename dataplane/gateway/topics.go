@@ -125,27 +125,3 @@ func covers(rule, sub string) bool {
 		rule, sub = rrest, srest
 	}
 }
-
-// intersects reports whether some topic matches both filters.
-func intersects(a, b string) bool {
-	for {
-		al, arest, amore := strings.Cut(a, "/")
-		bl, brest, bmore := strings.Cut(b, "/")
-		if al == "#" || bl == "#" {
-			return true
-		}
-		if al != "+" && bl != "+" && al != bl {
-			return false
-		}
-		if !amore && !bmore {
-			return true
-		}
-		if !amore {
-			return brest == "#"
-		}
-		if !bmore {
-			return arest == "#"
-		}
-		a, b = arest, brest
-	}
-}

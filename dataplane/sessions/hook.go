@@ -45,6 +45,13 @@ type Options struct {
 	// messages waiting for it or unacknowledged) before it is disconnected
 	// (MQTT 5: DISCONNECT 0x97); 0 or nil: no limit.
 	BacklogLimit func(cl *mqtt.Client) time.Duration
+	// MayReceive decides, at each delivery, whether the client may receive
+	// a message on topic (as mochi sees it) under the authorization now in
+	// force; nil allows everything. A refused QoS 0 message is not written;
+	// a refused stored message is skipped and acknowledged (its cursor
+	// advances), so it never holds the session's window. It is called on
+	// the delivery path: it must be cheap (the gateway caches decisions).
+	MayReceive func(cl *mqtt.Client, topic string) bool
 }
 
 func (o *Options) defaults() {
@@ -497,6 +504,9 @@ func (h *Hook) pushQoS0(from *mqtt.Client, pk packets.Packet) {
 	}
 	h.mu.Unlock()
 	for _, t := range ts {
+		if h.opts.MayReceive != nil && !h.opts.MayReceive(t.s.cl, pk.TopicName) {
+			continue // no longer authorized (counted by the gateway)
+		}
 		out := pk.Copy(false)
 		out.FixedHeader.Qos, out.FixedHeader.Dup = 0, false
 		out.PacketID = 0
@@ -1045,6 +1055,13 @@ func (s *session) prepareLocked(q string, e store.Entry) (outgoing, error) {
 		owner, subQoS, rap = q, s.subs[q].QoS, s.subs[q].RetainAsPublished
 	}
 	if owner != q {
+		o.skip = true
+		return o, nil
+	}
+	if h.opts.MayReceive != nil && !h.opts.MayReceive(s.cl, m.Topic) {
+		// Authorization changed since the subscription was granted: skip it
+		// like a message delivered elsewhere (acknowledged, not written),
+		// so the cursor moves past it and nothing waits in flight for it.
 		o.skip = true
 		return o, nil
 	}
