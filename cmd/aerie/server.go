@@ -218,7 +218,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if err != nil {
 			return err
 		}
-		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key}))
+		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed}))
 	}
 	if withData {
 		var src configsync.Source
