@@ -145,6 +145,8 @@ func TestReadYourWritesServe(t *testing.T) {
 	p := start(t, cleanEnv("DATABASE_URL="+pgtest.EmptyDSN(t)), append([]string{"serve", "--data-dir", dataDir}, pp.args()...)...)
 	waitReady(t, p, pp.http, 60*time.Second)
 	c, org := signup(t, "http://"+pp.http, "ryw@example.com")
+	// Free allows 10 connects a second; the rounds connect faster.
+	c.call(t, "PUT", "/v1/orgs/"+org+"/subscription", map[string]any{"plan": "pro"}, 200, nil)
 	var inst instanceOut
 	c.call(t, "POST", "/v1/orgs/"+org+"/instances", map[string]any{"name": "ryw"}, 201, &inst)
 	waitRunning(t, c, org, inst.ID)
@@ -184,6 +186,7 @@ func TestOutageResync(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	c, org := signup(t, base, "outage@example.com")
+	c.call(t, "PUT", "/v1/orgs/"+org+"/subscription", map[string]any{"plan": "pro"}, 200, nil)
 	var inst instanceOut
 	c.call(t, "POST", "/v1/orgs/"+org+"/instances", map[string]any{"name": "site"}, 201, &inst)
 	waitRunning(t, c, org, inst.ID)
