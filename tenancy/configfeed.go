@@ -155,6 +155,7 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 	defer hb.Stop()
 	poll := time.NewTicker(f.poll)
 	defer poll.Stop()
+	caughtUp := false
 	for {
 		evs, err := f.svc.ConfigChanges(ctx, nodeID, since, feedBatch)
 		if errors.Is(err, ErrSnapshotNeeded) {
@@ -189,6 +190,14 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 		}
 		if err := f.sendPublishes(ctx, nodeID, since, fn); err != nil {
 			return err
+		}
+		if !caughtUp {
+			// Tell the node at once that it is caught up (it counts itself
+			// in sync from the first event), not at the first heartbeat.
+			caughtUp = true
+			if err := fn(config.Event{Revision: since, Kind: config.KindHeartbeat}); err != nil {
+				return err
+			}
 		}
 		if err := f.wait(ctx, wake, hb, poll, nodeID, &since, fn); err != nil {
 			return err
