@@ -147,7 +147,7 @@ func (a *API) Idempotency(next http.Handler) http.Handler {
 			return
 		}
 		hdr := http.Header{}
-		for _, k := range []string{"Content-Type", "Location", "ETag"} {
+		for _, k := range []string{"Content-Type", "Location", "ETag", ConfigRevisionHeader} {
 			if v := w.Header().Values(k); len(v) > 0 {
 				hdr[k] = v
 			}

@@ -25,6 +25,18 @@ type instanceJSON struct {
 	Limited            string        `json:"limited"`
 	CreatedAt          time.Time     `json:"created_at"`
 	UpdatedAt          time.Time     `json:"updated_at"`
+	// Sync state: the revision of the instance's latest config change,
+	// what its node has applied, and whether that covers it.
+	ConfigRevision  int64 `json:"config_revision"`
+	AppliedRevision int64 `json:"applied_revision"`
+	InSync          bool  `json:"in_sync"`
+}
+
+// etagView leaves the sync state out of the ETag: it moves as the node
+// applies changes, which is no edit of the instance (If-Match stays valid).
+func (in instanceJSON) etagView() any {
+	in.ConfigRevision, in.AppliedRevision, in.InSync = 0, 0, false
+	return in
 }
 
 type endpointsJSON struct {
@@ -46,7 +58,8 @@ func toInstance(in tenancy.Instance) instanceJSON {
 		Endpoints: endpointsJSON{MQTT: endpoint(in.Endpoints, "mqtt"), MQTTS: endpoint(in.Endpoints, "mqtts"),
 			WS: endpoint(in.Endpoints, "ws"), WSS: endpoint(in.Endpoints, "wss")},
 		UsernameFormat: "<username>@" + in.ID, AllowAnonymous: in.AllowAnonymous, DeletionProtection: in.DeletionProtection,
-		Quotas: in.Quotas, Limited: in.Limited, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC()}
+		Quotas: in.Quotas, Limited: in.Limited, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(),
+		ConfigRevision: in.ConfigRevision, AppliedRevision: in.NodeAppliedRevision, InSync: in.InSync()}
 }
 
 func (a *API) createInstance(w http.ResponseWriter, r *http.Request) {

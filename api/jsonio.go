@@ -65,6 +65,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // ETag returns a strong entity tag for a representation: a hash of its JSON.
 func ETag(v any) string {
+	if e, ok := v.(interface{ etagView() any }); ok {
+		v = e.etagView() // leaves out fields that are state, not content
+	}
 	b, _ := json.Marshal(v)
 	h := sha256.Sum256(b)
 	return `"` + base64.RawURLEncoding.EncodeToString(h[:16]) + `"`

@@ -105,6 +105,20 @@ func (a *API) reportUsage(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "node_id", Message: "must be the node of the URL"}}})
 		return
 	}
+	// A node may bill only the instances placed on it: a report naming any
+	// other is refused whole (403), so nothing of it is billed.
+	ids := make([]string, len(rep.Instances))
+	for i, u := range rep.Instances {
+		ids[i] = u.InstanceID
+	}
+	if err := a.svc.CheckUsageInstances(r.Context(), rep.NodeID, ids); err != nil {
+		var fe *tenancy.ForeignUsageError
+		if errors.As(err, &fe) {
+			a.log.Warn("usage report refused: instances not placed on the reporting node", "node", fe.NodeID, "seq", rep.Seq, "instances", fe.Instances)
+		}
+		a.WriteError(w, r, err)
+		return
+	}
 	if a.meter == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return

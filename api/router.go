@@ -117,7 +117,7 @@ func (a *API) Routes(r chi.Router) {
 	})
 	// Authenticated.
 	r.Group(func(r chi.Router) {
-		r.Use(a.Authenticate, a.Idempotency)
+		r.Use(a.Authenticate, a.Idempotency, a.ReadYourWrites)
 		r.Get("/me", a.me)
 		r.Get("/orgs", a.listOrgs)
 		r.With(a.RequireUser).Post("/invitations/accept", a.acceptInvitation)

@@ -41,7 +41,19 @@ type Deps struct {
 	LoginLimits api.LoginLimits
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Sync waits until the data-plane nodes have applied config revisions
+	// (tenancy.Feed in a control plane); nil answers without waiting.
+	Sync Syncer
 }
+
+// Syncer waits for config changes to be applied on the data plane.
+type Syncer interface {
+	WaitApplied(ctx context.Context, want tenancy.Revisions) error
+}
+
+// syncWait bounds how long a console form waits for the node to apply the
+// change before answering anyway.
+const syncWait = 5 * time.Second
 
 // Console serves the web console.
 type Console struct {
@@ -55,6 +67,7 @@ type Console struct {
 	loginAddr *ratelimit.Keyed
 	refresher *refresher
 	now       func() time.Time
+	sync      Syncer
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /
@@ -82,13 +95,14 @@ func New(d Deps) http.Handler {
 		loginAddr: ratelimit.New(lim.PerAddrEvery, lim.PerAddrBurst),
 		refresher: newRefresher(d.Tenancy),
 		now:       d.Now,
+		sync:      d.Sync,
 	}
 	return c.routes()
 }
 
 func (c *Console) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, securityHeaders, c.csrf.Middleware, c.session)
+	r.Use(middleware.Recoverer, securityHeaders, c.csrf.Middleware, c.session, c.readYourWrites)
 	r.Handle("/static/*", Static())
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, http.StatusNotFound, "This page does not exist.")
@@ -483,3 +497,51 @@ func withNext(path, next string) string {
 	}
 	return path + "?next=" + url.QueryEscape(next)
 }
+
+// readYourWrites holds the answer to a form that changed config until the
+// instance's node has applied the change (at most syncWait), so that a
+// credential the console shows works at once and one disabled, rotated or
+// deleted there is refused at once.
+func (c *Console) readYourWrites(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || c.sync == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, revs := tenancy.RecordRevisions(r.Context())
+		next.ServeHTTP(&syncWriter{ResponseWriter: w, c: c, r: r, revs: revs}, r.WithContext(ctx))
+	})
+}
+
+// syncWriter waits for the recorded revisions when the answer starts.
+type syncWriter struct {
+	http.ResponseWriter
+	c     *Console
+	r     *http.Request
+	revs  func() tenancy.Revisions
+	wrote bool
+}
+
+func (sw *syncWriter) WriteHeader(code int) {
+	if !sw.wrote {
+		sw.wrote = true
+		if want := sw.revs(); len(want) > 0 && code < 400 {
+			ctx, cancel := context.WithTimeout(sw.r.Context(), syncWait)
+			if err := sw.c.sync.WaitApplied(ctx, want); err != nil && sw.r.Context().Err() == nil {
+				sw.c.log.Warn("console: config change not yet applied by its node", "revision", want.Max(), "error", err)
+			}
+			cancel()
+		}
+	}
+	sw.ResponseWriter.WriteHeader(code)
+}
+
+func (sw *syncWriter) Write(b []byte) (int, error) {
+	if !sw.wrote {
+		sw.WriteHeader(http.StatusOK)
+	}
+	return sw.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (sw *syncWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }

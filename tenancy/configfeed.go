@@ -24,6 +24,9 @@ type Feed struct {
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
 	pubs map[string]chan struct{} // HTTP publishes awaiting their node's answer
+	// applied: requests waiting for a node to apply a revision
+	// (WaitApplied), woken by its acknowledgements.
+	applied map[string]map[chan struct{}]struct{}
 	// stopped is closed when Run returns, ending every watch so a
 	// graceful HTTP shutdown is not held up by open streams.
 	stopped  chan struct{}
@@ -37,7 +40,7 @@ func NewFeed(svc *Service, log *slog.Logger) *Feed {
 		log = slog.Default()
 	}
 	return &Feed{svc: svc, log: log, heartbeat: 15 * time.Second, poll: 5 * time.Second, subs: map[string]map[chan struct{}]struct{}{},
-		pubs: map[string]chan struct{}{}, stopped: make(chan struct{})}
+		pubs: map[string]chan struct{}{}, applied: map[string]map[chan struct{}]struct{}{}, stopped: make(chan struct{})}
 }
 
 // Run listens for config notifications until ctx ends, reconnecting on
@@ -67,7 +70,7 @@ func (f *Feed) listen(ctx context.Context) error {
 		return fmt.Errorf("acquire: %w", err)
 	}
 	defer conn.Release()
-	for _, ch := range []string{ConfigChannel, PublishChannel} {
+	for _, ch := range []string{ConfigChannel, PublishChannel, NodeAppliedChannel} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
@@ -87,6 +90,10 @@ func (f *Feed) listen(ctx context.Context) error {
 		}
 		if n.Channel == PublishChannel {
 			f.wakePublish(n.Payload)
+		} else if n.Channel == NodeAppliedChannel {
+			if node, _, ok := ParseConfigNotification(n.Payload); ok {
+				f.wakeApplied(node)
+			}
 		} else if node, _, ok := ParseConfigNotification(n.Payload); ok {
 			f.wake(node)
 		}
@@ -148,6 +155,7 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 	defer hb.Stop()
 	poll := time.NewTicker(f.poll)
 	defer poll.Stop()
+	caughtUp := false
 	for {
 		evs, err := f.svc.ConfigChanges(ctx, nodeID, since, feedBatch)
 		if errors.Is(err, ErrSnapshotNeeded) {
@@ -182,6 +190,14 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 		}
 		if err := f.sendPublishes(ctx, nodeID, since, fn); err != nil {
 			return err
+		}
+		if !caughtUp {
+			// Tell the node at once that it is caught up (it counts itself
+			// in sync from the first event), not at the first heartbeat.
+			caughtUp = true
+			if err := fn(config.Event{Revision: since, Kind: config.KindHeartbeat}); err != nil {
+				return err
+			}
 		}
 		if err := f.wait(ctx, wake, hb, poll, nodeID, &since, fn); err != nil {
 			return err
@@ -333,9 +349,17 @@ func (l LocalSource) Watch(ctx context.Context, since int64, fn func(config.Even
 	return l.Feed.Watch(ctx, l.NodeID, since, fn)
 }
 
-// Ack implements configsync.Source.
+// Ack implements configsync.Source. Requests waiting in this process for
+// the node to apply their change are woken at once (other replicas learn
+// it through NodeAppliedChannel).
 func (l LocalSource) Ack(ctx context.Context, ack config.Ack) error {
-	return l.Feed.svc.NodeHeartbeat(ctx, l.NodeID, ack)
+	if err := l.Feed.svc.NodeHeartbeat(ctx, l.NodeID, ack); err != nil {
+		return err
+	}
+	if ack.Revision > 0 {
+		l.Feed.wakeApplied(l.NodeID)
+	}
+	return nil
 }
 
 // PublishResult implements configsync.Source.

@@ -43,7 +43,14 @@ type Instance struct {
 	Limited   string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// ConfigRevision is the config revision of the instance's latest
+	// change; NodeAppliedRevision what its node has acknowledged applying.
+	ConfigRevision      int64
+	NodeAppliedRevision int64
 }
+
+// InSync reports whether the instance's node has applied its latest change.
+func (in Instance) InSync() bool { return in.NodeAppliedRevision >= in.ConfigRevision }
 
 // NewInstance is what creating an instance takes.
 type NewInstance struct {
@@ -122,7 +129,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		now := s.nowUTC()
 		out = Instance{ID: newInstanceID(), OrgID: orgID, Name: name, Plan: plan, Status: InstanceProvisioning, NodeID: node.ID,
 			Endpoints: node.Endpoints, AllowAnonymous: in.AllowAnonymous, DeletionProtection: in.DeletionProtection,
-			Quotas: quotas, CreatedAt: now, UpdatedAt: now}
+			Quotas: quotas, CreatedAt: now, UpdatedAt: now, NodeAppliedRevision: node.AppliedRevision}
 		qj, _ := json.Marshal(quotas)
 		_, err = tx.Exec(ctx, `INSERT INTO instances (id, org_id, name, plan_id, status, node_id, allow_anonymous, deletion_protection, quotas, created_at, updated_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`, out.ID, orgID, name, plan, out.Status, node.ID, in.AllowAnonymous, in.DeletionProtection, qj, now)
@@ -147,6 +154,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		if err != nil {
 			return err
 		}
+		out.ConfigRevision = rev
 		if _, err := tx.Exec(ctx, `UPDATE instances SET provisioned_revision = $2 WHERE id = $1`, out.ID, rev); err != nil {
 			return fmt.Errorf("instance revision: %w", err)
 		}
@@ -173,13 +181,14 @@ func newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Tim
 }
 
 const instanceCols = `i.id, i.org_id, i.name, i.plan_id, i.status, i.node_id, n.endpoints, i.allow_anonymous, i.deletion_protection,
-	i.quotas, i.limited, i.created_at, i.updated_at`
+	i.quotas, i.limited, i.created_at, i.updated_at,
+	coalesce((SELECT r.revision FROM instance_config_revisions r WHERE r.instance_id = i.id), 0), n.applied_revision`
 
 func scanInstance(r pgx.CollectableRow) (Instance, error) {
 	var in Instance
 	var eps, q []byte
 	if err := r.Scan(&in.ID, &in.OrgID, &in.Name, &in.Plan, &in.Status, &in.NodeID, &eps, &in.AllowAnonymous,
-		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt); err != nil {
+		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt, &in.ConfigRevision, &in.NodeAppliedRevision); err != nil {
 		return Instance{}, err
 	}
 	in.Endpoints = map[string]string{}
@@ -301,9 +310,11 @@ func (s *Service) UpdateInstance(ctx context.Context, a Actor, orgID, id string,
 		if next.Status != cur.Status || next.AllowAnonymous != cur.AllowAnonymous {
 			ev := config.Event{Kind: config.KindInstanceStatus, InstanceID: id,
 				Instance: &config.Instance{ID: id, Status: next.Status, AllowAnonymous: next.AllowAnonymous, Limited: cur.Limited}}
-			if _, err := emit(ctx, tx, cur.NodeID, id, ev); err != nil {
+			rev, err := emit(ctx, tx, cur.NodeID, id, ev)
+			if err != nil {
 				return err
 			}
+			next.ConfigRevision = rev
 		}
 		action := "instance.update"
 		if next.Status != cur.Status {

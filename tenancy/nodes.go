@@ -103,16 +103,28 @@ func (s *Service) NodeHeartbeat(ctx context.Context, nodeID string, ack config.A
 		if len(ack.Endpoints) > 0 {
 			eps, _ = json.Marshal(ack.Endpoints)
 		}
-		tag, err := tx.Exec(ctx, `UPDATE nodes SET last_seen_at = $2, applied_revision = greatest(applied_revision, $3),
-			endpoints = coalesce($4::jsonb, endpoints), connections = $5 WHERE id = $1`, nodeID, s.now(), ack.Revision, eps, ack.Connections)
+		// prev is the applied revision before this heartbeat (the CTE
+		// reads the row as it was).
+		var prev int64
+		err := tx.QueryRow(ctx, `WITH old AS (SELECT applied_revision FROM nodes WHERE id = $1)
+			UPDATE nodes SET last_seen_at = $2, applied_revision = greatest(applied_revision, $3),
+			endpoints = coalesce($4::jsonb, endpoints), connections = $5 WHERE id = $1
+			RETURNING (SELECT applied_revision FROM old)`, nodeID, s.now(), ack.Revision, eps, ack.Connections).Scan(&prev)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("node %s: %w", nodeID, ErrNotFound)
+		}
 		if err != nil {
 			return fmt.Errorf("node heartbeat: %w", err)
 		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("node %s: %w", nodeID, ErrNotFound)
-		}
 		if ack.Revision <= 0 {
 			return nil
+		}
+		if ack.Revision > prev {
+			// Wake the requests waiting for this node (read-your-writes),
+			// on every control-plane replica, at commit.
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NodeAppliedChannel, appliedPayload(nodeID, ack.Revision)); err != nil {
+				return fmt.Errorf("notify applied revision: %w", err)
+			}
 		}
 		rows, err := tx.Query(ctx, `SELECT id, allow_anonymous, limited FROM instances
 			WHERE node_id = $1 AND status = 'provisioning' AND provisioned_revision <= $2 FOR UPDATE`, nodeID, ack.Revision)
@@ -216,3 +228,40 @@ func (s *Service) pickNode(ctx context.Context, q querier) (Node, error) {
 	}
 	return n, nil
 }
+
+// CheckUsageInstances returns nil when every one of the instances that
+// exists is placed on the node (unknown IDs, e.g. deleted instances, pass:
+// their usage is billed to no one), and otherwise ErrForbidden naming the
+// foreign instances: a node may only report usage for what it serves.
+func (s *Service) CheckUsageInstances(ctx context.Context, nodeID string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := s.db.Query(ctx, `SELECT id FROM instances WHERE id = ANY($1) AND node_id <> $2 ORDER BY id LIMIT 10`, ids, nodeID)
+	if err != nil {
+		return fmt.Errorf("check usage instances: %w", err)
+	}
+	foreign, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("check usage instances: %w", err)
+	}
+	if len(foreign) > 0 {
+		return &ForeignUsageError{NodeID: nodeID, Instances: foreign}
+	}
+	return nil
+}
+
+// ForeignUsageError: a node reported usage for instances placed on other
+// nodes (at most 10 named). It is ErrForbidden.
+type ForeignUsageError struct {
+	NodeID    string
+	Instances []string
+}
+
+func (e *ForeignUsageError) Error() string {
+	return fmt.Sprintf("node %s reported usage for instances it does not serve (%s); the whole report is refused",
+		e.NodeID, strings.Join(e.Instances, ", "))
+}
+
+// Unwrap makes the error ErrForbidden.
+func (e *ForeignUsageError) Unwrap() error { return ErrForbidden }

@@ -39,6 +39,17 @@ func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev config.E
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ConfigChannel, nodeID+":"+strconv.FormatInt(rev, 10)); err != nil {
 		return 0, fmt.Errorf("notify config event: %w", err)
 	}
+	// The instance's latest change, for its sync state in the API.
+	if ev.Kind == config.KindInstanceDelete {
+		_, err = tx.Exec(ctx, `DELETE FROM instance_config_revisions WHERE instance_id = $1`, instanceID)
+	} else if instanceID != "" {
+		_, err = tx.Exec(ctx, `INSERT INTO instance_config_revisions (instance_id, revision) VALUES ($1,$2)
+			ON CONFLICT (instance_id) DO UPDATE SET revision = greatest(instance_config_revisions.revision, excluded.revision)`, instanceID, rev)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("instance config revision: %w", err)
+	}
+	noteRevision(ctx, nodeID, rev)
 	return rev, nil
 }
 

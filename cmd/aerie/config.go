@@ -39,6 +39,7 @@ type config struct {
 	AdminToken      string
 	DefaultInstance string
 	BaseDomain      string
+	SyncReadyBound  string
 }
 
 // flagSpec names one flag and its environment variable.
@@ -70,16 +71,17 @@ var allFlags = []flagSpec{
 	{"public-ws-port", "AERIE_PUBLIC_WS_PORT", "", "WebSocket port devices reach this node on, when it differs from --ws-addr's", false, func(c *config) *string { return &c.PublicWSPort }},
 	{"admin-token", "AERIE_ADMIN_TOKEN", "", "operator token for /v1/admin (serve: generated into <data-dir>/admin-token when empty)", true, func(c *config) *string { return &c.AdminToken }},
 	{"default-instance", "AERIE_DEFAULT_INSTANCE", "", "instance for devices that name none (no @<instance> in the username, no host name)", false, func(c *config) *string { return &c.DefaultInstance }},
+	{"sync-ready-bound", "AERIE_SYNC_READY_BOUND", "10s", "a node's /readyz fails once it has been out of sync with the control plane (watch stream down) for longer than this", false, func(c *config) *string { return &c.SyncReadyBound }},
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
 }
 
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
-		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain"},
+		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "sync-ready-bound"},
 	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
-		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain"},
+		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "sync-ready-bound"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 }

@@ -85,8 +85,21 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	var gw *gateway.Gateway
 	var state *configsync.State
 	var nodeID string
+	var dp *dataPlane // set before the HTTP server starts
 	closeGW := func() {}
 	if withData {
+		bound, err := time.ParseDuration(cfg.SyncReadyBound)
+		if err != nil || bound <= 0 {
+			return fmt.Errorf("%w: --sync-ready-bound %q is not a positive duration (e.g. 10s)", errUsage, cfg.SyncReadyBound)
+		}
+		// Not ready while the node has not followed the control plane for
+		// longer than the bound: it may be serving revoked credentials.
+		checks = append(checks, api.ReadyCheck{Name: "config-sync", Fn: func(context.Context) error {
+			if dp == nil {
+				return errors.New("not started")
+			}
+			return dp.client.InSync(bound)
+		}})
 		if sub == "dataplane" {
 			if cfg.ControlPlane == "" || cfg.NodeToken == "" {
 				return fmt.Errorf("%w: aerie dataplane needs --control-plane URL and --node-token TOKEN (create one with 'aerie node create NAME')", errUsage)
@@ -205,7 +218,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if err != nil {
 			return err
 		}
-		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key}))
+		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed}))
 	}
 	if withData {
 		var src configsync.Source
@@ -222,7 +235,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		}
 		runCtx, cancelRun := context.WithCancel(ctx)
 		cleanups = append(cleanups, cancelRun)
-		if _, err := startDataPlane(runCtx, cfg, log, gw, state, src, nodeID, cpURL, token); err != nil {
+		if dp, err = startDataPlane(runCtx, cfg, log, gw, state, src, nodeID, cpURL, token); err != nil {
 			return err
 		}
 	}

@@ -34,7 +34,17 @@ type Options struct {
 	// Publisher publishes a KindPublish event's message (HTTP publish);
 	// without one the node answers config.PublishUnavailable.
 	Publisher func(ctx context.Context, p config.Publish) config.PublishResult
+	// MaxBackoff caps the wait between reconnection attempts (default
+	// MaxReconnectBackoff), so the node is back in sync within about that
+	// long once the control plane answers again.
+	MaxBackoff time.Duration
 }
+
+// MaxReconnectBackoff is the default cap on the wait between attempts to
+// reopen the watch: failures back off from 100 ms with jitter up to it,
+// never further, so a node reconnects within ~1 s of the control plane
+// coming back (one cheap request per node per second while it is down).
+const MaxReconnectBackoff = time.Second
 
 // Client keeps a State in step with the control plane: it loads the disk
 // snapshot, follows the watch stream from the last applied revision,
@@ -43,9 +53,15 @@ type Options struct {
 type Client struct {
 	o         Options
 	connected atomic.Bool
-	ackNow    chan struct{}
-	saveNow   chan struct{}
-	saveSoon  chan struct{}
+	// syncedAt is when the node was last known in step with the control
+	// plane (UnixNano): while the stream is open it is "now"; when it
+	// closes it stays at the moment it closed. Zero: never in step since
+	// the start (started is used instead).
+	syncedAt atomic.Int64
+	started  time.Time
+	ackNow   chan struct{}
+	saveNow  chan struct{}
+	saveSoon chan struct{}
 }
 
 // NewClient returns a client; Run starts it.
@@ -65,7 +81,10 @@ func NewClient(o Options) (*Client, error) {
 	if o.SaveDelay <= 0 {
 		o.SaveDelay = time.Second
 	}
-	return &Client{o: o, ackNow: make(chan struct{}, 1), saveNow: make(chan struct{}, 1), saveSoon: make(chan struct{}, 1)}, nil
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = MaxReconnectBackoff
+	}
+	return &Client{o: o, started: time.Now(), ackNow: make(chan struct{}, 1), saveNow: make(chan struct{}, 1), saveSoon: make(chan struct{}, 1)}, nil
 }
 
 func (c *Client) path() string { return filepath.Join(c.o.Dir, SnapshotFile) }
@@ -84,6 +103,31 @@ func (c *Client) Load(ctx context.Context) error {
 // Connected reports whether the watch stream is open.
 func (c *Client) Connected() bool { return c.connected.Load() }
 
+// OutOfSyncFor is how long the node has not been following the control
+// plane: 0 while the watch stream is open, else the time since it closed
+// (or since the client was created, if it never opened).
+func (c *Client) OutOfSyncFor() time.Duration {
+	if c.connected.Load() {
+		return 0
+	}
+	at := c.started
+	if ns := c.syncedAt.Load(); ns != 0 {
+		at = time.Unix(0, ns)
+	}
+	return time.Since(at)
+}
+
+// InSync returns nil while the node follows the control plane, or has
+// stopped following it for at most bound; otherwise an error saying for
+// how long (a readiness check).
+func (c *Client) InSync(bound time.Duration) error {
+	if d := c.OutOfSyncFor(); d > bound {
+		return fmt.Errorf("out of sync with the control plane for %s (bound %s; applied revision %d)",
+			d.Round(time.Second), bound, c.o.State.Revision())
+	}
+	return nil
+}
+
 // Revision is the applied revision.
 func (c *Client) Revision() int64 { return c.o.State.Revision() }
 
@@ -99,29 +143,40 @@ func (c *Client) Run(ctx context.Context) {
 	done := make(chan struct{})
 	go func() { c.acker(ctx); done <- struct{}{} }()
 	go func() { c.saver(ctx); done <- struct{}{} }()
-	backoff := 200 * time.Millisecond
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
+	failures := 0 // consecutive attempts that applied nothing
 	for ctx.Err() == nil {
 		began := time.Now()
 		applied, err := c.stream(ctx)
-		c.connected.Store(false)
+		if c.connected.Swap(false) {
+			c.syncedAt.Store(time.Now().UnixNano())
+		}
 		if ctx.Err() != nil {
 			break
 		}
 		if applied > 0 || time.Since(began) > 10*time.Second {
-			backoff = 200 * time.Millisecond
+			backoff = minBackoff
+			failures = 0
 		}
+		failures++
 		wait := backoff/2 + rand.N(backoff/2+1)
-		level := slog.LevelWarn
+		// Attempts come about every second while the control plane is
+		// down: warn on the first and then every 30th, not each one.
+		level := slog.LevelDebug
+		if failures%30 == 1 {
+			level = slog.LevelWarn
+		}
 		if errors.Is(err, ErrNodeRejected) {
 			level = slog.LevelError
 			wait = max(wait, 10*time.Second)
 		}
-		c.o.Log.Log(ctx, level, "config stream ended; reconnecting", "error", err, "revision", c.o.State.Revision(), "in", wait.Round(time.Millisecond))
+		c.o.Log.Log(ctx, level, "config stream ended; reconnecting", "error", err, "revision", c.o.State.Revision(), "in", wait.Round(time.Millisecond), "attempt", failures)
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 30*time.Second)
+		backoff = min(backoff*2, c.o.MaxBackoff)
 	}
 	<-done
 	<-done
@@ -143,6 +198,9 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 		dead.Reset(c.o.DeadAfter)
 		if !c.connected.Swap(true) {
 			c.o.Log.Info("config stream open", "since", since)
+			// Tell the control plane at once that this node is back and
+			// what it has applied.
+			signal(c.ackNow)
 		}
 		switch ev.Kind {
 		case config.KindHeartbeat:
@@ -200,7 +258,7 @@ func (c *Client) acker(ctx context.Context) {
 		if c.o.Connections != nil {
 			ack.Connections = c.o.Connections()
 		}
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := c.o.Source.Ack(actx, ack); err != nil && ctx.Err() == nil {
 			c.o.Log.Debug("config ack failed", "error", err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,7 +31,10 @@ type HTTPSource struct {
 
 // defaultClient is shared, so that acks reuse a kept-alive connection
 // instead of opening one (and leaving it idle) per request.
-var defaultClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 30 * time.Second,
+// Connecting is bounded (5 s) so that an unreachable control plane (packets
+// dropped, not refused) fails fast and the next attempt comes soon.
+var defaultClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 15 * time.Second,
+	DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext, TLSHandshakeTimeout: 5 * time.Second,
 	IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 2}}
 
 func (h *HTTPSource) client() *http.Client {

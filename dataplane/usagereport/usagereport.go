@@ -129,6 +129,9 @@ func (r *Reporter) Collect() error {
 	return r.save()
 }
 
+// errRefused: the control plane refused a report for good (403).
+var errRefused = errors.New("report refused")
+
 // Flush sends the pending reports in order, stopping at the first failure.
 func (r *Reporter) Flush(ctx context.Context) error {
 	for {
@@ -139,7 +142,12 @@ func (r *Reporter) Flush(ctx context.Context) error {
 		}
 		rep := r.state.Pending[0]
 		r.mu.Unlock()
-		if err := r.send(ctx, rep); err != nil {
+		if err := r.send(ctx, rep); errors.Is(err, errRefused) {
+			// Refused for good (the control plane says this node does not
+			// serve an instance in it): retrying would block every later
+			// report, so drop it.
+			r.o.Log.Error("usage report refused by the control plane; dropped", "seq", rep.Seq, "error", err)
+		} else if err != nil {
 			return err
 		}
 		r.mu.Lock()
@@ -172,6 +180,9 @@ func (r *Reporter) send(ctx context.Context, rep config.UsageReport) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("send usage report %d: %w: %s: %s", rep.Seq, errRefused, resp.Status, bytes.TrimSpace(msg))
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("send usage report %d: %s: %s", rep.Seq, resp.Status, bytes.TrimSpace(msg))
 	}

@@ -151,3 +151,42 @@ func TestReporter(t *testing.T) {
 		}
 	})
 }
+
+// A report the control plane refuses for good (403: it names an instance
+// this node does not serve) is dropped, so later reports still flow.
+func TestRefusedReportIsDropped(t *testing.T) {
+	var mu sync.Mutex
+	var got []int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var rep config.UsageReport
+		_ = json.NewDecoder(r.Body).Decode(&rep)
+		if rep.Seq == 1 {
+			http.Error(w, `{"title":"Forbidden"}`, http.StatusForbidden)
+			return
+		}
+		mu.Lock()
+		got = append(got, rep.Seq)
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	src := &fakeSource{}
+	r, err := New(Options{NodeID: "n-1", ControlPlane: srv.URL, Token: "tok", Dir: t.TempDir()}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		src.add(1)
+		if err := r.Collect(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if r.Pending() != 0 || len(got) != 1 || got[0] != 2 {
+		t.Fatalf("pending %d, delivered %v; want the refused report dropped and report 2 delivered", r.Pending(), got)
+	}
+}
