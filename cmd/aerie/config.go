@@ -37,6 +37,7 @@ type config struct {
 	AdminToken      string
 	DefaultInstance string
 	BaseDomain      string
+	MaxConnectBytes string
 }
 
 // flagSpec names one flag and its environment variable.
@@ -69,15 +70,16 @@ var allFlags = []flagSpec{
 	{"admin-token", "AERIE_ADMIN_TOKEN", "", "operator token for /v1/admin (serve: generated into <data-dir>/admin-token when empty)", true, func(c *config) *string { return &c.AdminToken }},
 	{"default-instance", "AERIE_DEFAULT_INSTANCE", "", "instance for devices that name none (no @<instance> in the username, no host name)", false, func(c *config) *string { return &c.DefaultInstance }},
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
+	{"max-connect-bytes", "AERIE_MAX_CONNECT_BYTES", "65536", "most bytes a connection may send before it is authenticated (its CONNECT; on WebSocket also the upgrade request and each message); a larger CONNECT is refused unread", false, func(c *config) *string { return &c.MaxConnectBytes }},
 }
 
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
-		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain"},
+		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "max-connect-bytes"},
 	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
-		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain"},
+		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "max-connect-bytes"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 }

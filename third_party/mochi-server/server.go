@@ -50,6 +50,13 @@ type Capabilities struct {
 	MaximumClientWritesPending   int32           `yaml:"maximum_client_writes_pending" json:"maximum_client_writes_pending"`     // maximum number of pending message writes for a client
 	MaximumSessionExpiryInterval uint32          `yaml:"maximum_session_expiry_interval" json:"maximum_session_expiry_interval"` // maximum number of seconds to keep disconnected sessions
 	MaximumPacketSize            uint32          `yaml:"maximum_packet_size" json:"maximum_packet_size"`                         // maximum packet size, no limit if 0
+	// MaximumConnectPacketSize bounds the first packet of a connection
+	// (CONNECT, read before the client is authenticated); 0 means
+	// MaximumPacketSize. A larger claimed length closes the connection
+	// before anything is allocated for it.
+	//
+	// Aerie patch.
+	MaximumConnectPacketSize uint32 `yaml:"maximum_connect_packet_size" json:"maximum_connect_packet_size"`
 	maximumPacketID              uint32          // unexported, used for testing only
 	ReceiveMaximum               uint16          `yaml:"receive_maximum" json:"receive_maximum"`                   // maximum number of concurrent qos messages per client
 	MaximumInflight              uint16          `yaml:"maximum_inflight" json:"maximum_inflight"`                 // maximum number of qos > 0 messages can be stored, 0(=8192)-65535
@@ -419,6 +426,11 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
 
 	err := cl.Read(s.receivePacket)
+	if code, ok := err.(packets.Code); ok && code == packets.ErrPacketTooLarge && cl.Properties.ProtocolVersion == 5 && !cl.Closed() {
+		// Aerie patch: a packet over the client's maximum size was refused
+		// from its fixed header, unread; MQTT 5 clients are told why.
+		_ = s.DisconnectClient(cl, packets.ErrPacketTooLarge) // [MQTT-3.2.2-15]
+	}
 	if err != nil {
 		s.sendLWT(cl)
 		cl.Stop(err)
@@ -519,7 +531,13 @@ func (s *Server) establishClient(cl *Client, listener string) error {
 // acceptable, returns the valid connection packet.
 func (s *Server) readConnectionPacket(cl *Client) (pk packets.Packet, err error) {
 	fh := new(packets.FixedHeader)
-	err = cl.ReadFixedHeader(fh)
+	// Aerie patch: the CONNECT is read before the client is authenticated,
+	// so it has its own (small) bound.
+	limit := s.Options.Capabilities.MaximumConnectPacketSize
+	if limit == 0 {
+		limit = s.Options.Capabilities.MaximumPacketSize
+	}
+	err = cl.readFixedHeader(fh, limit)
 	if err != nil {
 		return
 	}
@@ -564,6 +582,11 @@ func (s *Server) validateConnect(cl *Client, pk packets.Packet) packets.Code {
 
 	if cl.Properties.ProtocolVersion < 5 && !pk.Connect.Clean && pk.Connect.ClientIdentifier == "" {
 		return packets.ErrUnspecifiedError
+	}
+
+	// Aerie patch: a Receive Maximum of 0 is a protocol error (MQTT 5 3.1.2.11.3).
+	if pk.ProtocolVersion == 5 && pk.Properties.ReceiveMaximumFlag && pk.Properties.ReceiveMaximum == 0 {
+		return packets.ErrProtocolViolationZeroReceiveMaximum
 	}
 
 	if cl.Properties.ProtocolVersion < s.Options.Capabilities.MinimumProtocolVersion {
@@ -633,6 +656,11 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 	}
 
 	properties.ReceiveMaximum = s.Options.Capabilities.ReceiveMaximum // 3.2.2.3.3 Receive Maximum
+	// Aerie patch: the largest packet the server accepts from this client
+	// (3.2.2.3.6 Maximum Packet Size), once it is connected.
+	if reason.Code < packets.ErrUnspecifiedError.Code {
+		properties.MaximumPacketSize = cl.MaximumPacketSize()
+	}
 	if cl.State.ServerKeepalive {                                     // You can set this dynamically using the OnConnect hook.
 		properties.ServerKeepAlive = cl.State.Keepalive // [MQTT-3.1.2-21]
 		properties.ServerKeepAliveFlag = true

@@ -121,6 +121,7 @@ type Properties struct {
 	SubIDAvailableFlag        bool           `json:"fsida"`
 	SharedSubAvailable        byte           `json:"ssa"`
 	SharedSubAvailableFlag    bool           `json:"fssa"`
+	ReceiveMaximumFlag        bool           `json:"frm,omitempty"` // Aerie patch: Receive Maximum was present (decode only)
 }
 
 // Copy creates a new Properties struct with copies of the values.
@@ -440,6 +441,7 @@ func (p *Properties) Decode(pkt byte, b *bytes.Buffer) (n int, err error) {
 			p.ReasonString, offset, err = decodeString(bt, offset)
 		case PropReceiveMaximum:
 			p.ReceiveMaximum, offset, err = decodeUint16(bt, offset)
+			p.ReceiveMaximumFlag = true // Aerie patch
 		case PropTopicAliasMaximum:
 			p.TopicAliasMaximum, offset, err = decodeUint16(bt, offset)
 		case PropTopicAlias:
