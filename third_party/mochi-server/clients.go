@@ -477,15 +477,17 @@ func (cl *Client) MaximumPacketSize() uint32 {
 
 // ReadFixedHeader reads in the values of the next packet's fixed header.
 func (cl *Client) ReadFixedHeader(fh *packets.FixedHeader) error {
-	return cl.readFixedHeader(fh, cl.MaximumPacketSize())
+	return cl.readFixedHeader(fh, 0)
 }
 
 // readFixedHeader reads a fixed header and refuses a packet larger than
-// limit (0: no limit) before anything is read or allocated for it.
+// the client's bound (see SetMaximumPacketSize), or than connectLimit when
+// it is not 0, before anything is read or allocated for it.
 //
-// Aerie patch: the limit is the client's own (see SetMaximumPacketSize),
-// or the CONNECT's before the client is authenticated.
-func (cl *Client) readFixedHeader(fh *packets.FixedHeader, limit uint32) error {
+// Aerie patch: the CONNECT, read before the client is authenticated, has
+// its own bound; the client's is read once the header has arrived, so that
+// a change made while the client was idle applies to its next packet.
+func (cl *Client) readFixedHeader(fh *packets.FixedHeader, connectLimit uint32) error {
 	if cl.Net.bconn == nil {
 		return ErrConnectionClosed
 	}
@@ -506,6 +508,10 @@ func (cl *Client) readFixedHeader(fh *packets.FixedHeader, limit uint32) error {
 		return err
 	}
 
+	limit := connectLimit
+	if limit == 0 {
+		limit = cl.MaximumPacketSize()
+	}
 	if limit > 0 && uint64(fh.Remaining)+uint64(bu)+1 > uint64(limit) {
 		return packets.ErrPacketTooLarge // [MQTT-3.2.2-15]
 	}

@@ -51,8 +51,8 @@ type Capabilities struct {
 	MaximumSessionExpiryInterval uint32          `yaml:"maximum_session_expiry_interval" json:"maximum_session_expiry_interval"` // maximum number of seconds to keep disconnected sessions
 	MaximumPacketSize            uint32          `yaml:"maximum_packet_size" json:"maximum_packet_size"`                         // maximum packet size, no limit if 0
 	// MaximumConnectPacketSize bounds the first packet of a connection
-	// (CONNECT, read before the client is authenticated); 0 means
-	// MaximumPacketSize. A larger claimed length closes the connection
+	// (CONNECT, read before the client is authenticated); 0 means the
+	// client's maximum packet size (MaximumPacketSize unless a hook set one). A larger claimed length closes the connection
 	// before anything is allocated for it.
 	//
 	// Aerie patch.
@@ -533,11 +533,7 @@ func (s *Server) readConnectionPacket(cl *Client) (pk packets.Packet, err error)
 	fh := new(packets.FixedHeader)
 	// Aerie patch: the CONNECT is read before the client is authenticated,
 	// so it has its own (small) bound.
-	limit := s.Options.Capabilities.MaximumConnectPacketSize
-	if limit == 0 {
-		limit = s.Options.Capabilities.MaximumPacketSize
-	}
-	err = cl.readFixedHeader(fh, limit)
+	err = cl.readFixedHeader(fh, s.Options.Capabilities.MaximumConnectPacketSize)
 	if err != nil {
 		return
 	}
