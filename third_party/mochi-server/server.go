@@ -50,13 +50,6 @@ type Capabilities struct {
 	MaximumClientWritesPending   int32           `yaml:"maximum_client_writes_pending" json:"maximum_client_writes_pending"`     // maximum number of pending message writes for a client
 	MaximumSessionExpiryInterval uint32          `yaml:"maximum_session_expiry_interval" json:"maximum_session_expiry_interval"` // maximum number of seconds to keep disconnected sessions
 	MaximumPacketSize            uint32          `yaml:"maximum_packet_size" json:"maximum_packet_size"`                         // maximum packet size, no limit if 0
-	// MaximumConnectPacketSize bounds the first packet of a connection
-	// (CONNECT, read before the client is authenticated); 0 means the
-	// client's maximum packet size (MaximumPacketSize unless a hook set one). A larger claimed length closes the connection
-	// before anything is allocated for it.
-	//
-	// Aerie patch.
-	MaximumConnectPacketSize uint32 `yaml:"maximum_connect_packet_size" json:"maximum_connect_packet_size"`
 	maximumPacketID              uint32          // unexported, used for testing only
 	ReceiveMaximum               uint16          `yaml:"receive_maximum" json:"receive_maximum"`                   // maximum number of concurrent qos messages per client
 	MaximumInflight              uint16          `yaml:"maximum_inflight" json:"maximum_inflight"`                 // maximum number of qos > 0 messages can be stored, 0(=8192)-65535
@@ -68,6 +61,15 @@ type Capabilities struct {
 	RetainAvailable              byte            `yaml:"retain_available" json:"retain_available"`                 // support of retain messages
 	WildcardSubAvailable         byte            `yaml:"wildcard_sub_available" json:"wildcard_sub_available"`     // support of wildcard subscriptions
 	SubIDAvailable               byte            `yaml:"sub_id_available" json:"sub_id_available"`                 // support of subscription identifiers
+
+	// MaximumConnectPacketSize bounds the first packet of a connection
+	// (CONNECT, read before the client is authenticated); 0 means the
+	// client's maximum packet size (MaximumPacketSize unless a hook
+	// set one). A larger claimed length closes the connection before
+	// anything is allocated for it.
+	//
+	// Aerie patch.
+	MaximumConnectPacketSize uint32 `yaml:"maximum_connect_packet_size" json:"maximum_connect_packet_size"`
 }
 
 // NewDefaultServerCapabilities defines the default features and capabilities provided by the server.
@@ -652,14 +654,14 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 	}
 
 	properties.ReceiveMaximum = s.Options.Capabilities.ReceiveMaximum // 3.2.2.3.3 Receive Maximum
+	if cl.State.ServerKeepalive {                                     // You can set this dynamically using the OnConnect hook.
+		properties.ServerKeepAlive = cl.State.Keepalive // [MQTT-3.1.2-21]
+		properties.ServerKeepAliveFlag = true
+	}
 	// Aerie patch: the largest packet the server accepts from this client
 	// (3.2.2.3.6 Maximum Packet Size), once it is connected.
 	if reason.Code < packets.ErrUnspecifiedError.Code {
 		properties.MaximumPacketSize = cl.MaximumPacketSize()
-	}
-	if cl.State.ServerKeepalive {                                     // You can set this dynamically using the OnConnect hook.
-		properties.ServerKeepAlive = cl.State.Keepalive // [MQTT-3.1.2-21]
-		properties.ServerKeepAliveFlag = true
 	}
 
 	if reason.Code >= packets.ErrUnspecifiedError.Code {
