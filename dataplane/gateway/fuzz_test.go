@@ -28,7 +28,7 @@ import (
 
 // fuzzQuotas are the quotas of the fuzzed instance: max_payload_bytes 1000
 // makes its packet bound 1000 + packetHeaderRoom.
-var fuzzQuotas = config.Quotas{MaxPayloadBytes: 1000, MaxSubscriptionsPerClient: 10, MaxTopicLevels: 8, MaxInflight: 16}
+var fuzzQuotas = config.Quotas{MaxPayloadBytes: 1000, MaxSubscriptionsPerClient: 10, MaxTopicLevels: 8, MaxInflight: 16, MaxRetainedMessages: 10}
 
 // fuzzAllocBudget is the most reading (and handling) input may make the
 // node allocate: a fixed allowance (it covers a SUBSCRIBE's list of up to
@@ -88,6 +88,22 @@ func fuzzGateway(tb testing.TB) *Gateway {
 	return fuzzGW
 }
 
+// resetFuzzGateway forgets what earlier inputs left behind (sessions,
+// their subscriptions and messages in flight, retained messages), so that
+// each input is measured on its own: a takeover of a session with many
+// subscriptions legitimately costs more than a first connection.
+func resetFuzzGateway(gw *Gateway) {
+	for id, cl := range gw.srv.Clients.GetAll() {
+		cl.Stop(nil)
+		gw.srv.UnsubscribeClient(cl)
+		cl.ClearInflights()
+		gw.srv.Clients.Delete(id)
+	}
+	for topic := range gw.srv.Topics.Retained.GetAll() {
+		gw.srv.Topics.RetainMessage(packets.Packet{TopicName: topic})
+	}
+}
+
 // allocated runs f and returns the bytes the process allocated meanwhile.
 func allocated(f func()) uint64 {
 	var before, after runtime.MemStats
@@ -101,9 +117,11 @@ func allocated(f func()) uint64 {
 // allocated and whether that is within fuzzAllocBudget. Other goroutines
 // (the server's own, the fuzzing engine's) allocate meanwhile too: over
 // budget, f runs again, up to three times, and the least is what counts.
+// Before each run the fuzzing gateway forgets what earlier inputs left.
 func withinBudget(sent int, f func()) (uint64, bool) {
 	least := uint64(1<<64 - 1)
 	for range 3 {
+		resetFuzzGateway(fuzzGW)
 		least = min(least, allocated(f))
 		if least <= fuzzAllocBudget(sent) {
 			return least, true
