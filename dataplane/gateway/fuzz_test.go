@@ -6,7 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -303,4 +307,61 @@ func TestDecodedPacketsAreBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNodeKeepsServingAfterHostileInput: the fuzz seeds and the saved
+// corpus (testdata/fuzz/FuzzConnection), sent over real sockets to a node
+// with anonymous devices allowed (so that post-CONNECT packets are
+// handled too), leave it serving: a device then connects, subscribes,
+// publishes and receives its message.
+func TestNodeKeepsServingAfterHostileInput(t *testing.T) {
+	b := newBundle(t) // default instance i-anon admits anonymous devices
+	inputs := fuzzSeeds()
+	files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzConnection", "*"))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+		q, ok := strings.CutPrefix(lines[len(lines)-1], "[]byte(")
+		if !ok {
+			t.Fatalf("%s: not a []byte corpus entry", f)
+		}
+		s, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		inputs = append(inputs, []byte(s))
+	}
+	for _, in := range inputs {
+		c, err := net.DialTimeout("tcp", b.gw.MQTTAddr(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("the node stopped accepting connections: %v", err)
+		}
+		_, _ = c.Write(in)
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_, _ = io.Copy(io.Discard, c) // until the node closes or the deadline
+		c.Close()
+	}
+	got := make(chan string, 1)
+	dev, err := b.v3(t, "after-hostile", "dev@i-aaaa", "pw-dev", func(topic string, _ []byte) { got <- topic })
+	if err != nil {
+		t.Fatalf("connect after hostile input: %v", err)
+	}
+	if tok := dev.Subscribe("still/here", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	if tok := dev.Publish("still/here", 1, false, "ok"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	select {
+	case topic := <-got:
+		if topic != "still/here" {
+			t.Fatalf("got %q", topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the message did not arrive")
+	}
+	t.Logf("%d hostile inputs sent, the node still serves", len(inputs))
 }
