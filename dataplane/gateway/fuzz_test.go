@@ -365,3 +365,24 @@ func TestNodeKeepsServingAfterHostileInput(t *testing.T) {
 	}
 	t.Logf("%d hostile inputs sent, the node still serves", len(inputs))
 }
+
+// BenchmarkHostileConnect: what one unauthenticated connection claiming a
+// 256 MiB CONNECT (and sending 4 KiB more) makes the node allocate, and
+// what a CONNECT with 13,000 user properties does (refused at the 129th).
+func BenchmarkHostileConnect(b *testing.B) {
+	gw := fuzzGateway(b)
+	claim := append([]byte{0x10, 0xff, 0xff, 0xff, 0x7f}, make([]byte, 4096)...)
+	props := rawConnect(5, "amp", "nobody", "pw", bytes.Repeat([]byte{0x26, 0, 0, 0, 0}, 13000))
+	for _, bc := range []struct {
+		name string
+		in   []byte
+	}{{"Claim256MiB", claim}, {"UserProperties13000", props}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var total uint64
+			for b.Loop() {
+				total += allocated(func() { _ = gw.srv.EstablishConnection("fuzz", &feedConn{r: bytes.NewReader(bc.in)}) })
+			}
+			b.ReportMetric(float64(total)/float64(b.N), "alloc-B/conn")
+		})
+	}
+}
