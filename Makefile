@@ -53,13 +53,15 @@ bench: deps
 
 # fuzz runs each fuzz target for FUZZTIME (make test runs their seeds only).
 # A failing input is written under the package's testdata/fuzz/; commit it
-# with the fix so that make test keeps running it.
+# with the fix so that make test keeps running it. New inputs are minimized
+# for at most FUZZMINTIME (Go's default, 60 s, can outlast a short run).
 FUZZTIME ?= 30s
+FUZZMINTIME ?= 5s
 FUZZ_TARGETS := ./dataplane/gateway:FuzzConnection ./dataplane/gateway:FuzzPacketDecode
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg; \
 	done
 
 clean:

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -134,6 +135,14 @@ func withinBudget(sent int, f func()) (uint64, bool) {
 	return least, false
 }
 
+// hangGuard makes an input that keeps the node busy for 10 s a crash, so
+// that the fuzzing engine reports (and saves) it.
+func hangGuard(data []byte) (stop func() bool) {
+	return time.AfterFunc(10*time.Second, func() {
+		panic(fmt.Sprintf("input %q: still being handled after 10 s", data))
+	}).Stop
+}
+
 // fuzzSeeds are well-formed and hostile byte streams a device might send.
 func fuzzSeeds() [][]byte {
 	connect := func(version byte, props []byte) []byte {
@@ -214,6 +223,7 @@ func FuzzConnection(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		gw := fuzzGateway(t)
+		defer hangGuard(data)()
 		n, ok := withinBudget(len(data), func() {
 			_ = gw.srv.EstablishConnection("fuzz", &feedConn{r: bytes.NewReader(data)})
 		})
@@ -238,6 +248,7 @@ func FuzzPacketDecode(f *testing.F) {
 			return
 		}
 		gw := fuzzGateway(t)
+		defer hangGuard(data)()
 		version := byte(4)
 		if data[0]&1 == 1 {
 			version = 5
