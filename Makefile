@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 30m
 # timing into noise. TEST_P=2 runs two at once.
 TEST_P ?= 1
 
-.PHONY: all build run test bench deps fmt vet generate clean
+.PHONY: all build run test bench fuzz deps fmt vet generate clean
 
 all: build
 
@@ -50,6 +50,19 @@ test: deps vet
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./...
+
+# fuzz runs each fuzz target for FUZZTIME (make test runs their seeds only).
+# A failing input is written under the package's testdata/fuzz/; commit it
+# with the fix so that make test keeps running it. New inputs are minimized
+# for at most FUZZMINTIME (Go's default, 60 s, can outlast a short run).
+FUZZTIME ?= 30s
+FUZZMINTIME ?= 5s
+FUZZ_TARGETS := ./dataplane/gateway:FuzzConnection ./dataplane/gateway:FuzzPacketDecode
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg; \
+	done
 
 clean:
 	rm -rf bin data

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -116,6 +117,9 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		state = configsync.NewState()
 		gwOpts := gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log, Config: state,
 			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st}
+		if gwOpts.MaxConnectBytes, err = strconv.Atoi(cfg.MaxConnectBytes); err != nil || gwOpts.MaxConnectBytes < 128 {
+			return fmt.Errorf("%w: --max-connect-bytes %q: a number of bytes, at least 128", errUsage, cfg.MaxConnectBytes)
+		}
 		if cfg.ProxyProtocol != "" {
 			gwOpts.ProxyProtocol = map[string]bool{}
 			for _, l := range strings.Split(cfg.ProxyProtocol, ",") {

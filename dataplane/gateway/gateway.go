@@ -55,6 +55,11 @@ type Options struct {
 	// BaseDomain: a device connecting to "<instance>.<BaseDomain>" (TLS SNI,
 	// WebSocket Host) names that instance.
 	BaseDomain string
+	// MaxConnectBytes bounds what a connection may send before it is
+	// authenticated: its CONNECT (a larger one closes the socket unread)
+	// and, on the WebSocket listeners, the HTTP upgrade request and each
+	// WebSocket message. Default DefaultMaxConnectBytes (64 KiB).
+	MaxConnectBytes int
 	// Store, when set, keeps QoS≥1 messages, retained messages and
 	// persistent sessions (see dataplane/sessions); the caller closes it
 	// after Close.
@@ -95,6 +100,9 @@ func New(o Options) (*Gateway, error) {
 	// mochi's default (8192 pending writes per client) costs ~90 KiB per idle
 	// connection; 128 is ample for a client within its receive maximum.
 	caps.MaximumClientWritesPending = 128
+	// Before authentication a connection may cost at most its CONNECT;
+	// afterwards packetSizeHook bounds its packets by its instance's quota.
+	caps.MaximumConnectPacketSize = maxConnectBytes(o)
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: 2048,
@@ -111,6 +119,9 @@ func New(o Options) (*Gateway, error) {
 	}
 	if err := srv.AddHook(newAuthzHook(g.tenant), nil); err != nil {
 		return nil, fmt.Errorf("add authz hook: %w", err)
+	}
+	if err := srv.AddHook(newPacketSizeHook(g.tenant), nil); err != nil {
+		return nil, fmt.Errorf("add packet size hook: %w", err)
 	}
 	if err := srv.AddHook(&metricsHook{m: g.metrics, tenant: g.tenant}, nil); err != nil {
 		return nil, fmt.Errorf("add metrics hook: %w", err)
@@ -149,7 +160,7 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	if o.WSAddr != "" {
-		g.ws = &wsListener{id: "ws", addr: o.WSAddr, path: "/mqtt", preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["ws"]}
+		g.ws = &wsListener{id: "ws", addr: o.WSAddr, path: "/mqtt", preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["ws"], maxPreAuth: maxConnectBytes(o)}
 		if err := srv.AddListener(g.ws); err != nil {
 			g.closeListeners()
 			return nil, fmt.Errorf("websocket listener on %s: %w", o.WSAddr, err)
@@ -167,7 +178,7 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	if o.WSSAddr != "" {
-		g.wss = &wsListener{id: "wss", addr: o.WSSAddr, path: "/mqtt", tlsConfig: o.TLS, preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["wss"]}
+		g.wss = &wsListener{id: "wss", addr: o.WSSAddr, path: "/mqtt", tlsConfig: o.TLS, preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["wss"], maxPreAuth: maxConnectBytes(o)}
 		if err := srv.AddListener(g.wss); err != nil {
 			g.closeListeners()
 			return nil, fmt.Errorf("secure websocket listener on %s: %w", o.WSSAddr, err)

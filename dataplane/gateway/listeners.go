@@ -102,6 +102,7 @@ type wsListener struct {
 	tlsConfig  *tls.Config
 	proxy      bool // a PROXY protocol v1/v2 header is required first
 	preConnect time.Duration
+	maxPreAuth uint32 // bound on the upgrade request and on messages until authenticated
 	ln         net.Listener
 	srv        *http.Server
 	log        *slog.Logger
@@ -144,7 +145,9 @@ func (l *wsListener) Init(log *slog.Logger) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(l.path, l.handle)
-	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: l.preConnect}
+	// The upgrade request comes before authentication: it may not cost
+	// more than a CONNECT (net/http's default allows 1 MiB of headers).
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: l.preConnect, MaxHeaderBytes: int(l.maxPreAuth)}
 	return nil
 }
 
@@ -154,6 +157,10 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
+	// Until the device is authenticated a WebSocket message may be no
+	// larger than a CONNECT: a longer frame is refused from its header
+	// (close 1009). packetSizeHook lifts the bound after CONNACK.
+	c.SetReadLimit(int64(l.maxPreAuth))
 	host := r.Host
 	if r.TLS != nil && r.TLS.ServerName != "" {
 		host = r.TLS.ServerName // TLS SNI names the instance first
@@ -227,6 +234,10 @@ func (ws *wsConn) Write(p []byte) (int, error) {
 }
 
 func (ws *wsConn) Close() error { return ws.Conn.Close() }
+
+// SetReadLimit bounds the size of a WebSocket message (0: no bound). Only
+// the connection's read goroutine calls it.
+func (ws *wsConn) SetReadLimit(n int64) { ws.c.SetReadLimit(n) }
 
 // proxyListener requires a PROXY protocol (v1 or v2) header on every
 // connection, as a load balancer in front of the node sends it; the

@@ -110,6 +110,9 @@ type Client struct {
 	ops          *ops             // ops provides a reference to server ops.
 	sync.RWMutex                  // mutex
 	corked       int32            // Aerie patch: > 0 while writes are held back (Cork)
+	// maxPacketSize bounds the packets read from the client once connected
+	// (0: Capabilities.MaximumPacketSize). Aerie patch.
+	maxPacketSize atomic.Uint32
 }
 
 // ClientConnection contains the connection transport and metadata for the client.
@@ -453,8 +456,39 @@ func (cl *Client) IsTakenOver() bool {
 	return cl.State.isTakenOver.Load()
 }
 
+// SetMaximumPacketSize bounds the size of the packets the server reads from
+// the client from now on, from their fixed header, before anything is
+// allocated for them; 0 means the server's MaximumPacketSize. Set by a hook
+// while the client connects (before its CONNACK, which announces it to MQTT
+// 5 clients) or later.
+//
+// Aerie patch.
+func (cl *Client) SetMaximumPacketSize(n uint32) { cl.maxPacketSize.Store(n) }
+
+// MaximumPacketSize is the largest packet the server reads from the
+// connected client (0: no limit).
+//
+// Aerie patch.
+func (cl *Client) MaximumPacketSize() uint32 {
+	if n := cl.maxPacketSize.Load(); n > 0 {
+		return n
+	}
+	return cl.ops.options.Capabilities.MaximumPacketSize
+}
+
 // ReadFixedHeader reads in the values of the next packet's fixed header.
 func (cl *Client) ReadFixedHeader(fh *packets.FixedHeader) error {
+	return cl.readFixedHeader(fh, 0)
+}
+
+// readFixedHeader reads a fixed header and refuses a packet larger than
+// the client's bound (see SetMaximumPacketSize), or than connectLimit when
+// it is not 0, before anything is read or allocated for it.
+//
+// Aerie patch: the CONNECT, read before the client is authenticated, has
+// its own bound; the client's is read once the header has arrived, so that
+// a change made while the client was idle applies to its next packet.
+func (cl *Client) readFixedHeader(fh *packets.FixedHeader, connectLimit uint32) error {
 	if cl.Net.bconn == nil {
 		return ErrConnectionClosed
 	}
@@ -475,7 +509,11 @@ func (cl *Client) ReadFixedHeader(fh *packets.FixedHeader) error {
 		return err
 	}
 
-	if cl.ops.options.Capabilities.MaximumPacketSize > 0 && uint32(fh.Remaining+1) > cl.ops.options.Capabilities.MaximumPacketSize {
+	limit := connectLimit
+	if limit == 0 {
+		limit = cl.MaximumPacketSize()
+	}
+	if limit > 0 && uint64(fh.Remaining)+uint64(bu)+1 > uint64(limit) {
 		return packets.ErrPacketTooLarge // [MQTT-3.2.2-15]
 	}
 
@@ -489,17 +527,16 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion // inherit client protocol version for decoding
 	pk.FixedHeader = *fh
-	p := make([]byte, pk.FixedHeader.Remaining)
-	n, err := io.ReadFull(cl.Net.bconn, p)
+	// Aerie patch: the packet is read into a fresh buffer that grows with
+	// the bytes that arrive (not with the length the header claims), and it
+	// is decoded in place (the decoded values refer to it; no second copy).
+	px, err := readBounded(cl.Net.bconn, pk.FixedHeader.Remaining)
 	if err != nil {
 		return pk, err
 	}
 
-	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
+	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(len(px)))
 
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)
@@ -542,6 +579,40 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	pk, err = cl.ops.hooks.OnPacketRead(cl, pk)
 	return
+}
+
+// readChunk is the most readBounded allocates ahead of the bytes received.
+const readChunk = 16 << 10
+
+// readBounded reads exactly n bytes from r into a new slice. Up to
+// readChunk bytes are allocated at once; a longer packet's buffer doubles
+// as its bytes arrive, so a peer claiming a large length and sending little
+// costs little memory.
+//
+// Aerie patch.
+func readBounded(r io.Reader, n int) ([]byte, error) {
+	if n <= readChunk {
+		p := make([]byte, n)
+		if _, err := io.ReadFull(r, p); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	p := make([]byte, readChunk)
+	got := 0
+	for {
+		m, err := io.ReadFull(r, p[got:])
+		got += m
+		if err != nil {
+			return nil, err
+		}
+		if got == n {
+			return p, nil
+		}
+		grown := make([]byte, min(2*len(p), n))
+		copy(grown, p)
+		p = grown
+	}
 }
 
 // Enqueue queues pk on the client's outbound queue, as the server's own

@@ -61,6 +61,15 @@ type Capabilities struct {
 	RetainAvailable              byte            `yaml:"retain_available" json:"retain_available"`                 // support of retain messages
 	WildcardSubAvailable         byte            `yaml:"wildcard_sub_available" json:"wildcard_sub_available"`     // support of wildcard subscriptions
 	SubIDAvailable               byte            `yaml:"sub_id_available" json:"sub_id_available"`                 // support of subscription identifiers
+
+	// MaximumConnectPacketSize bounds the first packet of a connection
+	// (CONNECT, read before the client is authenticated); 0 means the
+	// client's maximum packet size (MaximumPacketSize unless a hook
+	// set one). A larger claimed length closes the connection before
+	// anything is allocated for it.
+	//
+	// Aerie patch.
+	MaximumConnectPacketSize uint32 `yaml:"maximum_connect_packet_size" json:"maximum_connect_packet_size"`
 }
 
 // NewDefaultServerCapabilities defines the default features and capabilities provided by the server.
@@ -419,6 +428,11 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
 
 	err := cl.Read(s.receivePacket)
+	if code, ok := err.(packets.Code); ok && code == packets.ErrPacketTooLarge && cl.Properties.ProtocolVersion == 5 && !cl.Closed() {
+		// Aerie patch: a packet over the client's maximum size was refused
+		// from its fixed header, unread; MQTT 5 clients are told why.
+		_ = s.DisconnectClient(cl, packets.ErrPacketTooLarge) // [MQTT-3.2.2-15]
+	}
 	if err != nil {
 		s.sendLWT(cl)
 		cl.Stop(err)
@@ -519,7 +533,9 @@ func (s *Server) establishClient(cl *Client, listener string) error {
 // acceptable, returns the valid connection packet.
 func (s *Server) readConnectionPacket(cl *Client) (pk packets.Packet, err error) {
 	fh := new(packets.FixedHeader)
-	err = cl.ReadFixedHeader(fh)
+	// Aerie patch: the CONNECT is read before the client is authenticated,
+	// so it has its own (small) bound.
+	err = cl.readFixedHeader(fh, s.Options.Capabilities.MaximumConnectPacketSize)
 	if err != nil {
 		return
 	}
@@ -566,6 +582,11 @@ func (s *Server) validateConnect(cl *Client, pk packets.Packet) packets.Code {
 
 	if cl.Properties.ProtocolVersion < 5 && !pk.Connect.Clean && pk.Connect.ClientIdentifier == "" {
 		return packets.ErrUnspecifiedError
+	}
+
+	// Aerie patch: a Receive Maximum of 0 is a protocol error (MQTT 5 3.1.2.11.3).
+	if pk.ProtocolVersion == 5 && pk.Properties.ReceiveMaximumFlag && pk.Properties.ReceiveMaximum == 0 {
+		return packets.ErrProtocolViolationZeroReceiveMaximum
 	}
 
 	if cl.Properties.ProtocolVersion < s.Options.Capabilities.MinimumProtocolVersion {
@@ -638,6 +659,11 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 	if cl.State.ServerKeepalive {                                     // You can set this dynamically using the OnConnect hook.
 		properties.ServerKeepAlive = cl.State.Keepalive // [MQTT-3.1.2-21]
 		properties.ServerKeepAliveFlag = true
+	}
+	// Aerie patch: the largest packet the server accepts from this client
+	// (3.2.2.3.6 Maximum Packet Size), once it is connected.
+	if reason.Code < packets.ErrUnspecifiedError.Code {
+		properties.MaximumPacketSize = cl.MaximumPacketSize()
 	}
 
 	if reason.Code >= packets.ErrUnspecifiedError.Code {

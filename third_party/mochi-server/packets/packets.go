@@ -943,7 +943,11 @@ func (pk *Packet) SubscribeDecode(buf []byte) error {
 	}
 
 	var filter string
-	pk.Filters = Subscriptions{}
+	count, err := countFilters(buf[min(offset, len(buf)):], 1) // Aerie patch
+	if err != nil {
+		return err
+	}
+	pk.Filters = make(Subscriptions, 0, count)
 	for offset < len(buf) {
 		filter, offset, err = decodeString(buf, offset) // [MQTT-3.8.3-1]
 		if err != nil {
@@ -956,8 +960,13 @@ func (pk *Packet) SubscribeDecode(buf []byte) error {
 		}
 
 		if pk.ProtocolVersion == 5 {
-			sub.decode(buf[offset])
-			offset += 1
+			// Aerie patch: a filter without its options byte is malformed
+			// (it indexed past the packet and panicked).
+			option, offset, err = decodeByte(buf, offset)
+			if err != nil {
+				return ErrMalformedQos
+			}
+			sub.decode(option)
 		} else {
 			option, offset, err = decodeByte(buf, offset)
 			if err != nil {
@@ -978,6 +987,28 @@ func (pk *Packet) SubscribeDecode(buf []byte) error {
 	}
 
 	return nil
+}
+
+// MaxFilters is the most topic filters a SUBSCRIBE or UNSUBSCRIBE may
+// carry. Decoded, a filter takes 64 bytes from 3 on the wire.
+//
+// Aerie patch.
+const MaxFilters = 1024
+
+// countFilters counts the filters (each a length-prefixed string followed
+// by extra bytes) in buf, up to MaxFilters, so that their list is
+// allocated once; a malformed tail is left to the decoder.
+//
+// Aerie patch.
+func countFilters(buf []byte, extra int) (int, error) {
+	n := 0
+	for o := 0; o+2 <= len(buf); n++ {
+		if n == MaxFilters {
+			return 0, ErrTooManyFilters
+		}
+		o += 2 + (int(buf[o])<<8 | int(buf[o+1])) + extra
+	}
+	return n, nil
 }
 
 // SubscribeValidate ensures the packet is compliant.
@@ -1095,7 +1126,11 @@ func (pk *Packet) UnsubscribeDecode(buf []byte) error {
 	}
 
 	var filter string
-	pk.Filters = Subscriptions{}
+	count, err := countFilters(buf[min(offset, len(buf)):], 0) // Aerie patch
+	if err != nil {
+		return err
+	}
+	pk.Filters = make(Subscriptions, 0, count)
 	for offset < len(buf) {
 		filter, offset, err = decodeString(buf, offset) // [MQTT-3.10.3-1]
 		if err != nil {

@@ -121,6 +121,7 @@ type Properties struct {
 	SubIDAvailableFlag        bool           `json:"fsida"`
 	SharedSubAvailable        byte           `json:"ssa"`
 	SharedSubAvailableFlag    bool           `json:"fssa"`
+	ReceiveMaximumFlag        bool           `json:"frm,omitempty"` // Aerie patch: Receive Maximum was present (decode only)
 }
 
 // Copy creates a new Properties struct with copies of the values.
@@ -362,6 +363,14 @@ func (p *Properties) Encode(pkt byte, mods Mods, b *bytes.Buffer, n int) {
 	b.Write(buf.Bytes()) // [MQTT-3.1.3-10]
 }
 
+// MaxUserProperties is the most user properties a packet's properties may
+// hold. Decoded, a user property takes 32 bytes and more as its list grows,
+// from 5 bytes on the wire: without a bound, a 64 KiB packet made the
+// server allocate megabytes.
+//
+// Aerie patch.
+const MaxUserProperties = 128
+
 // Decode decodes property bytes into a properties struct.
 func (p *Properties) Decode(pkt byte, b *bytes.Buffer) (n int, err error) {
 	if p == nil {
@@ -440,6 +449,7 @@ func (p *Properties) Decode(pkt byte, b *bytes.Buffer) (n int, err error) {
 			p.ReasonString, offset, err = decodeString(bt, offset)
 		case PropReceiveMaximum:
 			p.ReceiveMaximum, offset, err = decodeUint16(bt, offset)
+			p.ReceiveMaximumFlag = true // Aerie patch
 		case PropTopicAliasMaximum:
 			p.TopicAliasMaximum, offset, err = decodeUint16(bt, offset)
 		case PropTopicAlias:
@@ -452,6 +462,9 @@ func (p *Properties) Decode(pkt byte, b *bytes.Buffer) (n int, err error) {
 			p.RetainAvailable, offset, err = decodeByte(bt, offset)
 			p.RetainAvailableFlag = true
 		case PropUser:
+			if len(p.User) >= MaxUserProperties { // Aerie patch
+				return n + bu, ErrTooManyUserProperties
+			}
 			var k, v string
 			k, offset, err = decodeString(bt, offset)
 			if err != nil {
