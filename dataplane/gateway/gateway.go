@@ -88,6 +88,12 @@ func New(o Options) (*Gateway, error) {
 	// mochi's default (8192 pending writes per client) costs ~90 KiB per idle
 	// connection; 128 is ample for a client within its receive maximum.
 	caps.MaximumClientWritesPending = 128
+	// Acknowledgements carry their own reason and properties only, never the
+	// PUBLISH's (paho's Python client rejects a PUBACK with them) [MQTT-3.4.2-1].
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	// Topic aliases a client may set (announced in CONNACK): each holds a
+	// topic in memory for the connection's life, so the number is bounded.
+	caps.TopicAliasMaximum = 64
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: 2048,

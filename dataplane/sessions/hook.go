@@ -562,6 +562,7 @@ func publishPacket(m *store.Message) packets.Packet {
 	}
 	if e := m.Properties.MessageExpiry; e > 0 {
 		pk.Expiry = m.Time.Unix() + int64(e)
+		p.MessageExpiryInterval = e // lowered to what remains when written [MQTT-3.3.2-6]
 	}
 	return pk
 }

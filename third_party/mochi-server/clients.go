@@ -594,7 +594,9 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		return nil
 	}
 
-	if pk.Expiry > 0 {
+	// Aerie patch 12: only a message that has a Message Expiry Interval is
+	// sent with one; the server's own maximum is not advertised [MQTT-3.3.2-6].
+	if pk.Expiry > 0 && pk.Properties.MessageExpiryInterval > 0 {
 		expiry := pk.Expiry - time.Now().Unix()
 		if expiry < 1 {
 			expiry = 1
