@@ -146,6 +146,7 @@ func sessionChecks() []check {
 				t.Fatalf("subscription not resumed: %q", m.payload)
 			}
 			c.disconnect()
+			time.Sleep(300 * time.Millisecond) // the server handles the DISCONNECT
 			// the new expiry (0) applied at the end of that connection
 			c, ack = connectOK(t, b, 5, connOpts{id: id})
 			if ack.sessionPresent {
