@@ -43,7 +43,7 @@ func startAerie(t testing.TB) *broker {
 		t.Fatal(err)
 	}
 	gw, err := gateway.New(gateway.Options{MQTTAddr: "127.0.0.1:0", Config: st, DefaultInstance: "i-conf", Store: s,
-		MinKeepalive: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		MinKeepalive: time.Second, Log: testLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +52,14 @@ func startAerie(t testing.TB) *broker {
 	}
 	t.Cleanup(func() { gw.Close(); s.Close() })
 	return &broker{name: "aerie", addr: gw.MQTTAddr(), aerie: true}
+}
+
+// testLog discards the node's log unless AERIE_CONFORMANCE_LOG=1.
+func testLog() *slog.Logger {
+	if os.Getenv("AERIE_CONFORMANCE_LOG") == "1" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 // startMosquitto runs the system's mosquitto (make deps installs it) on a

@@ -584,6 +584,21 @@ func (cl *Client) Uncork() error {
 	return cl.flushOutbuf()
 }
 
+// flushHeld writes out what the write buffer holds (a Cork's packets, a
+// DISCONNECT), waiting at most a second for a slow reader: the connection
+// is about to close.
+//
+// Aerie patch 15.
+func (cl *Client) flushHeld() {
+	cl.Lock()
+	defer cl.Unlock()
+	if cl.Net.outbuf == nil || cl.Net.Conn == nil || cl.Net.outbuf.Len() == 0 {
+		return
+	}
+	_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = cl.flushOutbuf()
+}
+
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
 	if cl.Closed() {

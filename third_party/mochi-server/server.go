@@ -1469,6 +1469,7 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 	if cl.Properties.ProtocolVersion == 5 { // Aerie patch 8: MQTT 3.1.1 servers send no DISCONNECT
 		err = cl.WritePacket(out)
 	}
+	cl.flushHeld() // Aerie patch 15: what a Cork held back goes out before the close
 	if !s.Options.Capabilities.Compatibilities.PassiveClientDisconnect {
 		cl.Stop(code)
 		if code.Code >= packets.ErrUnspecifiedError.Code {
