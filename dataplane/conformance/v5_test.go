@@ -55,16 +55,34 @@ func v5Checks() []check {
 			}
 		}},
 		{v: 5, ids: []string{"MQTT-3.3.2-4", "MQTT-3.3.2-15", "MQTT-3.3.2-16", "MQTT-3.3.2-17", "MQTT-3.3.2-18", "MQTT-3.3.2-20", "MQTT-3.1.3-10"}, name: "publish properties forwarded unaltered, user properties in order", run: func(t testing.TB, b *broker) {
-			s, p, topic := v5pair(t, b, 1, nil, connOpts{})
+			s, p, topic := v5pair(t, b, 2, nil, connOpts{props: []prop{{pSessionExpiry, uint32(30)}}})
 			ps := []prop{{pPayloadFormat, byte(1)}, {pContentType, "text/plain"}, {pResponseTopic, "re/" + topic}, {pCorrelation, []byte{1, 2, 3}},
 				{pUser, [2]string{"k", "1"}}, {pUser, [2]string{"a", "2"}}, {pUser, [2]string{"k", "3"}}}
-			p.publishOK(pub{topic: topic, payload: "x", qos: 1, id: 1, props: ps})
-			m := s.recvPublish(false)
-			if m.prop(pPayloadFormat) != byte(1) || m.prop(pContentType) != "text/plain" || m.prop(pResponseTopic) != "re/"+topic || !bytes.Equal(m.prop(pCorrelation).([]byte), []byte{1, 2, 3}) {
-				t.Fatalf("properties %v", m.props)
+			for q := byte(0); q <= 2; q++ {
+				p.publishOK(pub{topic: topic, payload: "x", qos: q, id: 1, props: ps})
+				m := s.recvPublish(false)
+				if m.qos != q {
+					t.Fatalf("QoS %d delivered at %d", q, m.qos)
+				}
+				if m.prop(pPayloadFormat) != byte(1) || m.prop(pContentType) != "text/plain" || m.prop(pResponseTopic) != "re/"+topic || !bytes.Equal(m.prop(pCorrelation).([]byte), []byte{1, 2, 3}) {
+					t.Fatalf("properties %v", m.props)
+				}
+				if u := fmt.Sprint(m.propsOf(pUser)); u != "[[k 1] [a 2] [k 3]]" {
+					t.Fatalf("QoS %d: user properties %s", q, u)
+				}
 			}
-			if u := fmt.Sprint(m.propsOf(pUser)); u != "[[k 1] [a 2] [k 3]]" {
-				t.Fatalf("user properties %s", u)
+		}},
+		{v: 5, ids: []string{"MQTT-3.1.2-29"}, name: "Request Problem Information 0: user properties still on PUBLISH, none on acknowledgements", run: func(t testing.TB, b *broker) {
+			s, p, topic := v5pair(t, b, 1, nil, connOpts{props: []prop{{0x17, byte(0)}}})
+			p.publishOK(pub{topic: topic, payload: "x", qos: 1, id: 1, props: []prop{{pUser, [2]string{"k", "v"}}}})
+			m := s.recvPublish(true)
+			if len(m.propsOf(pUser)) != 1 {
+				t.Fatalf("PUBLISH user properties %v", m.props)
+			}
+			s.ackPublish(m)
+			s.send(subscribePacket(5, 9, []prop{{pUser, [2]string{"k", "v"}}}, sub{topic + "/x", 1}))
+			if a := s.expect(tSuback); a.prop(pReasonString) != nil || len(a.propsOf(pUser)) != 0 {
+				t.Fatalf("SUBACK with problem information %v", a.props)
 			}
 		}},
 		{v: 5, ids: []string{"MQTT-3.4.2-1", "MQTT-3.5.2-1", "MQTT-3.7.2-1"}, name: "PUBACK/PUBREC/PUBCOMP: valid reason codes, the publish's user properties not copied (issue 21 item 2)", run: func(t testing.TB, b *broker) {

@@ -624,8 +624,12 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
 	}
 
-	if cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0x0 {
-		pk.Mods.DisallowProblemInfo = true // [MQTT-3.1.2-29] strict, no problem info on any packet if set
+	// Aerie patch 16: Request Problem Information 0 keeps reason strings
+	// and user properties off every packet but PUBLISH, CONNACK and
+	// DISCONNECT; a PUBLISH keeps its user properties [MQTT-3.1.2-29].
+	if cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0x0 &&
+		pk.FixedHeader.Type != packets.Publish && pk.FixedHeader.Type != packets.Connack && pk.FixedHeader.Type != packets.Disconnect {
+		pk.Mods.DisallowProblemInfo = true
 	}
 
 	if pk.FixedHeader.Type != packets.Connack || cl.Properties.Props.RequestResponseInfo == 0x1 || cl.ops.options.Capabilities.Compatibilities.AlwaysReturnResponseInfo {
