@@ -43,8 +43,10 @@ func TestConformance(t *testing.T) {
 	checks := allChecks()
 	for _, b := range brokers {
 		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
 			for _, v := range []byte{4, 5} {
 				t.Run("MQTT "+versionName(v), func(t *testing.T) {
+					t.Parallel()
 					for _, c := range checks {
 						if c.v != v {
 							continue

@@ -154,7 +154,7 @@ func sessionChecks() []check {
 			}
 			c.disconnect()
 		}},
-		check{v: 5, ids: []string{"MQTT-3.1.2-23", "MQTT-4.1.0-2"}, name: "session kept for its expiry, then discarded", serial: true, run: func(t testing.TB, b *broker) {
+		check{v: 5, ids: []string{"MQTT-3.1.2-23", "MQTT-4.1.0-2"}, name: "session kept for its expiry, then discarded", run: func(t testing.TB, b *broker) {
 			id := "s" + uniq()
 			o := connOpts{id: id, clean: true, props: []prop{{pSessionExpiry, uint32(1)}}}
 			c, _ := connectOK(t, b, 5, o)

@@ -100,7 +100,7 @@ func v5Checks() []check {
 				}
 			}
 		}},
-		{v: 5, ids: []string{"MQTT-3.3.2-6"}, name: "Message Expiry Interval: absent when the publisher sent none (issue 21 item 8), lowered by the time waited", serial: true, run: func(t testing.TB, b *broker) {
+		{v: 5, ids: []string{"MQTT-3.3.2-6"}, name: "Message Expiry Interval: absent when the publisher sent none (issue 21 item 8), lowered by the time waited", run: func(t testing.TB, b *broker) {
 			id, topic := "s"+uniq(), "exp/"+uniq()
 			o := connOpts{id: id, clean: true, props: []prop{{pSessionExpiry, uint32(60)}}}
 			s, _ := connectOK(t, b, 5, o)
@@ -129,7 +129,7 @@ func v5Checks() []check {
 			s, _ = connectOK(t, b, 5, o)
 			s.disconnect()
 		}},
-		{v: 5, ids: []string{"MQTT-3.3.2-5"}, name: "an expired message is not delivered", serial: true, run: func(t testing.TB, b *broker) {
+		{v: 5, ids: []string{"MQTT-3.3.2-5"}, name: "an expired message is not delivered", run: func(t testing.TB, b *broker) {
 			id, topic := "s"+uniq(), "exp/"+uniq()
 			o := connOpts{id: id, clean: true, props: []prop{{pSessionExpiry, uint32(60)}}}
 			s, _ := connectOK(t, b, 5, o)

@@ -273,7 +273,9 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 func (cl *Client) refreshDeadline(keepalive uint16) {
 	var expiry time.Time // nil time can be used to disable deadline if keepalive = 0
 	if keepalive > 0 {
-		expiry = time.Now().Add(time.Duration(keepalive+(keepalive/2)) * time.Second) // [MQTT-3.1.2-22]
+		// Aerie patch 17: one and a half times exactly; the integer sum
+		// rounded 1 s down to 1 s and overflowed above 43,690 s.
+		expiry = time.Now().Add(time.Duration(keepalive) * 1500 * time.Millisecond) // [MQTT-3.1.2-22]
 	}
 
 	if cl.Net.Conn != nil {
