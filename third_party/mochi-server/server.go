@@ -1299,11 +1299,11 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 			}
 		} else {
 			_, held := cl.State.Subscriptions.Get(sub.Filter) // Aerie patch 13: hooks may serve it outside the index
-			isNew := s.Topics.Subscribe(cl.ID, sub)            // [MQTT-3.8.4-3]
+			isNew := s.Topics.Subscribe(cl.ID, sub)           // [MQTT-3.8.4-3]
 			if isNew {
 				atomic.AddInt64(&s.Info.Subscriptions, 1)
 			}
-			isNew = isNew && !held // [MQTT-3.3.1-10]
+			isNew = isNew && !held                      // [MQTT-3.3.1-10]
 			cl.State.Subscriptions.Add(sub.Filter, sub) // [MQTT-3.2.2-10]
 
 			if sub.Qos > s.Options.Capabilities.MaximumQos {
