@@ -21,7 +21,7 @@ func TestValidTopicAndFilter(t *testing.T) {
 		{"$sys/x", false, false},
 		{"$app/status", true, true}, // the instance's own "$" topics (issue 21)
 		{"$app/#", false, true},
-		{"/leading", true, true},     // an empty first level: legal MQTT, still under the mount
+		{"/leading", true, true}, // an empty first level: legal MQTT, still under the mount
 		{"a/\x00/b", false, false},
 		{"a/#/b", false, false},
 		{"a/b#", false, false},
