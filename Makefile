@@ -4,7 +4,7 @@ BIN      := bin/aerie
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/aeriemq/aerie/internal/buildinfo.Version=$(VERSION)
 # System packages the build and the tests need (Debian/Ubuntu names).
-SYS_PKGS := postgresql librocksdb-dev mosquitto mosquitto-clients chromium chromium-driver
+SYS_PKGS := postgresql librocksdb-dev mosquitto mosquitto-clients chromium chromium-driver python3-paho-mqtt
 TEST_TIMEOUT ?= 30m
 # Test packages run one at a time: their servers, browsers and load
 # generators would otherwise compete for this 2-core machine's CPUs and turn

@@ -223,7 +223,7 @@ func (h *tenantHook) mayReceive(cl *mqtt.Client, topic string) bool {
 	if c == nil {
 		return true
 	}
-	t, ok := strings.CutPrefix(topic, c.mount)
+	t, ok := unmountTopic(c.mount, topic)
 	if ok && h.deliverable(c, t) {
 		return true
 	}
@@ -300,7 +300,7 @@ func (a *authzHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if c == nil {
 		return will, nil
 	}
-	t, ok := strings.CutPrefix(will.TopicName, c.mount)
+	t, ok := unmountTopic(c.mount, will.TopicName)
 	if !ok || !a.t.allowed(c, config.ActionPublish, t, false) {
 		a.t.drop(c.instance, DropACL)
 		will.Flag = 0

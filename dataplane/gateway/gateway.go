@@ -103,6 +103,12 @@ func New(o Options) (*Gateway, error) {
 	// Before authentication a connection may cost at most its CONNECT;
 	// afterwards packetSizeHook bounds its packets by its instance's quota.
 	caps.MaximumConnectPacketSize = maxConnectBytes(o)
+	// Acknowledgements carry their own reason and properties only, never the
+	// PUBLISH's (paho's Python client rejects a PUBACK with them) [MQTT-3.4.2-1].
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	// Topic aliases a client may set (announced in CONNACK): each holds a
+	// topic in memory for the connection's life, so the number is bounded.
+	caps.TopicAliasMaximum = 64
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: 2048,

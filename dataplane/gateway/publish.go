@@ -60,7 +60,7 @@ func (h *tenantHook) publishHTTP(ctx context.Context, p config.Publish) config.P
 		return fail(config.PublishTooLarge, "payload of %d bytes is over the instance's max_payload_bytes (%d)", len(p.Payload), q.MaxPayloadBytes)
 	}
 	mount := p.InstanceID + "/"
-	topic := mount + p.Topic
+	topic := mountTopic(mount, p.Topic)
 	lim := h.limits.of(p.InstanceID, q)
 	now := h.now()
 	if !lim.publish.Load().AllowN(now, 1) || !lim.bytes.Load().AllowN(now, len(p.Payload)) {

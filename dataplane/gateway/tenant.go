@@ -209,7 +209,7 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 		if !validTopic(cl.Properties.Will.TopicName, c.maxLevels) || !h.allowed(c, config.ActionPublish, cl.Properties.Will.TopicName, false) {
 			return refuseConnect(h.srv, cl, packets.ErrTopicNameInvalid)
 		}
-		cl.Properties.Will.TopicName = c.mount + cl.Properties.Will.TopicName
+		cl.Properties.Will.TopicName = mountTopic(c.mount, cl.Properties.Will.TopicName)
 	}
 	if code := h.admitConnection(cl, c, effectiveQuotas(inst)); code != packets.CodeSuccess {
 		return refuseConnect(h.srv, cl, code)
@@ -338,7 +338,7 @@ func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 			}
 			return pk, packets.ErrRejectPacket
 		}
-		pk.TopicName = c.mount + pk.TopicName
+		pk.TopicName = mountTopic(c.mount, pk.TopicName)
 	case packets.Subscribe:
 		h.mountSubscribe(cl, c, &pk)
 	case packets.Unsubscribe:
@@ -354,12 +354,12 @@ func (h *tenantHook) mountFilter(c *conn, f string) string {
 		if group == "" || !validFilter(inner, c.levels()) {
 			return deniedMount + f
 		}
-		return "$share/" + group + "/" + c.mount + inner
+		return "$share/" + group + "/" + mountTopic(c.mount, inner)
 	}
 	if !validFilter(f, c.levels()) {
 		return deniedMount + f
 	}
-	return c.mount + f
+	return mountTopic(c.mount, f)
 }
 
 // mountSubscribe mounts a SUBSCRIBE's filters and refuses those beyond the
@@ -410,7 +410,7 @@ func (h *tenantHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 			return pk
 		}
 		if c := h.get(cl); c != nil {
-			if t, ok := strings.CutPrefix(pk.TopicName, c.mount); ok {
+			if t, ok := unmountTopic(c.mount, pk.TopicName); ok {
 				pk.TopicName = t
 			}
 		}
@@ -458,7 +458,7 @@ func (h *tenantHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 		return true
 	}
 	_, inner, shared := splitShared(topic)
-	t, ok := strings.CutPrefix(inner, c.mount)
+	t, ok := unmountTopic(c.mount, inner)
 	if !ok {
 		return false
 	}
@@ -475,7 +475,7 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if c == nil {
 		return pk, packets.ErrRejectPacket
 	}
-	t, ok := strings.CutPrefix(pk.TopicName, c.mount)
+	t, ok := unmountTopic(c.mount, pk.TopicName)
 	if !ok || !h.allowed(c, config.ActionPublish, t, false) {
 		h.drop(c.instance, DropACL)
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {

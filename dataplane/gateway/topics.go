@@ -12,21 +12,51 @@ import (
 const maxLevelLen = 512
 
 // validTopic reports whether a device may publish to topic: not empty, no
-// wildcard, no NUL, not "$"-prefixed ($SYS and friends) and no level longer
-// than maxLevelLen. maxLevels (0 = no limit) caps the depth. A leading "/"
-// (an empty first level) is legal MQTT and common in devices; under the
-// mount "<instance>/" it is just an empty level inside the instance.
+// wildcard, no NUL, not the broker's own "$SYS" (or "$share", the shared
+// subscription prefix) and no level longer than maxLevelLen. maxLevels (0 =
+// no limit) caps the depth. A leading "/" (an empty first level) is legal
+// MQTT and common in devices; under the mount "<instance>/" it is just an
+// empty level inside the instance. Other "$" topics are the instance's own
+// (see mountTopic).
 func validTopic(topic string, maxLevels int) bool {
-	if topic == "" || strings.ContainsAny(topic, "+#\x00") || strings.HasPrefix(topic, "$") {
+	if topic == "" || strings.ContainsAny(topic, "+#\x00") || reservedDollar(topic) {
 		return false
 	}
 	return levelsOK(topic, maxLevels)
 }
 
+// reservedDollar reports whether s starts with a "$" level the broker
+// keeps: $SYS (its own statistics) or $share (shared subscriptions).
+func reservedDollar(s string) bool {
+	first, _, _ := strings.Cut(s, "/")
+	return strings.EqualFold(first, "$SYS") || strings.EqualFold(first, "$share")
+}
+
+// mountTopic puts a device's topic or filter into its instance's
+// namespace: "<instance>/t", or "$<instance>/$t" for a topic starting with
+// "$", so that the instance's "#" and "+" filters ("<instance>/#") never
+// match its "$" topics [MQTT-4.7.2-1], while "$t/#" ("$<instance>/$t/#")
+// does.
+func mountTopic(mount, t string) string {
+	if strings.HasPrefix(t, "$") {
+		return "$" + mount + t
+	}
+	return mount + t
+}
+
+// unmountTopic takes the mount off a topic or filter; ok is false for one
+// outside the namespace.
+func unmountTopic(mount, t string) (string, bool) {
+	if rest, ok := strings.CutPrefix(t, "$"+mount); ok && strings.HasPrefix(rest, "$") {
+		return rest, true
+	}
+	return strings.CutPrefix(t, mount)
+}
+
 // validFilter reports whether a device may subscribe to filter (wildcards
 // allowed where MQTT allows them).
 func validFilter(filter string, maxLevels int) bool {
-	if filter == "" || strings.ContainsRune(filter, 0) || strings.HasPrefix(filter, "$") {
+	if filter == "" || strings.ContainsRune(filter, 0) || reservedDollar(filter) {
 		return false
 	}
 	levels := strings.Split(filter, "/")

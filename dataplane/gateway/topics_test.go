@@ -18,7 +18,10 @@ func TestValidTopicAndFilter(t *testing.T) {
 		{"+/#", false, true},
 		{"$SYS/broker", false, false},
 		{"$share/g/a", false, false}, // handled before validFilter
-		{"/leading", true, true},     // an empty first level: legal MQTT, still under the mount
+		{"$sys/x", false, false},
+		{"$app/status", true, true}, // the instance's own "$" topics (issue 21)
+		{"$app/#", false, true},
+		{"/leading", true, true}, // an empty first level: legal MQTT, still under the mount
 		{"a/\x00/b", false, false},
 		{"a/#/b", false, false},
 		{"a/b#", false, false},
@@ -86,6 +89,33 @@ func TestSplitShared(t *testing.T) {
 		g, f, ok := splitShared(c.in)
 		if g != c.group || f != c.filter || ok != c.shared {
 			t.Errorf("splitShared(%q) = %q %q %v", c.in, g, f, ok)
+		}
+	}
+}
+
+// "$" topics get their own mount so that the instance's leading-wildcard
+// filters ("<instance>/#") never match them [MQTT-4.7.2-1].
+func TestMountTopic(t *testing.T) {
+	for _, c := range []struct{ in, mounted string }{
+		{"a/b", "i-1/a/b"},
+		{"$app/x", "$i-1/$app/x"},
+		{"#", "i-1/#"},
+		{"$app/#", "$i-1/$app/#"},
+	} {
+		got := mountTopic("i-1/", c.in)
+		if got != c.mounted {
+			t.Errorf("mountTopic(%q) = %q, want %q", c.in, got, c.mounted)
+		}
+		if back, ok := unmountTopic("i-1/", got); !ok || back != c.in {
+			t.Errorf("unmountTopic(%q) = %q, %v", got, back, ok)
+		}
+		if topicMatch("i-1/#", got) && strings.HasPrefix(c.in, "$") {
+			t.Errorf("%q matched by the instance's #", got)
+		}
+	}
+	for _, outside := range []string{"i-2/a", "$i-2/$a", "$i-1/a", "a"} {
+		if _, ok := unmountTopic("i-1/", outside); ok {
+			t.Errorf("%q taken as inside i-1", outside)
 		}
 	}
 }

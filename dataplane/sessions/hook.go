@@ -173,7 +173,7 @@ func (h *Hook) Stop() error {
 
 func (h *Hook) restoreRetained(ctx context.Context) error {
 	for _, inst := range h.st.RetainedInstances() {
-		msgs, err := h.st.Retained(ctx, inst, "#")
+		msgs, err := h.st.AllRetained(ctx, inst) // "$" topics too
 		if err != nil {
 			return fmt.Errorf("sessions: restore retained of %s: %w", inst, err)
 		}
@@ -248,7 +248,16 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 			}
 		}
 	}
-	if pk.Connect.Clean || !persistent(cl) {
+	// An MQTT 5 Clean Start 0 resumes a stored session even when this
+	// connection asks for no Session Expiry: the session (its
+	// subscriptions and queued messages) continues and the new expiry, 0,
+	// applies when this connection ends [MQTT-3.1.2-5] [MQTT-3.2.2-3].
+	resumeOnce := false
+	if !pk.Connect.Clean && !persistent(cl) {
+		_, err := h.st.LoadSession(h.ctx, k.inst, k.id)
+		resumeOnce = err == nil
+	}
+	if pk.Connect.Clean || !persistent(cl) && !resumeOnce {
 		if err := h.st.DeleteSession(h.ctx, k.inst, k.id); err != nil {
 			h.log.Error("delete session", "client", k.id, "instance", k.inst, "error", err)
 		}
@@ -256,7 +265,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		delete(h.sent, k)
 		h.mu.Unlock()
 	}
-	if !persistent(cl) {
+	if !persistent(cl) && !resumeOnce {
 		return // store-served from its first subscription on (attachClean)
 	}
 	_, err := h.st.LoadSession(h.ctx, k.inst, k.id)
@@ -266,7 +275,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		subs: map[string]store.Subscription{}, inflight: map[uint16]delivery{}}
 	// A will with a delay is kept in the store (so it survives restarts) and
 	// published by the expiry loop; mochi keeps the immediate ones.
-	if w := cl.Properties.Will; atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && w.WillDelayInterval > 0 {
+	if w := cl.Properties.Will; atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && w.WillDelayInterval > 0 && persistent(cl) {
 		s.will = &store.Will{Message: willMessage(k.inst, w), Delay: time.Duration(w.WillDelayInterval) * time.Second}
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	}
@@ -539,7 +548,7 @@ func reject(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 func storeMessage(inst string, pk packets.Packet) store.Message {
-	m := store.Message{Instance: inst, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Payload: pk.Payload}
+	m := store.Message{Instance: inst, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Payload: pk.Payload, Origin: pk.Origin}
 	p := &pk.Properties
 	if p.PayloadFormatFlag {
 		m.Properties.SetPayloadFormat(p.PayloadFormat)
@@ -572,6 +581,7 @@ func publishPacket(m *store.Message) packets.Packet {
 	}
 	if e := m.Properties.MessageExpiry; e > 0 {
 		pk.Expiry = m.Time.Unix() + int64(e)
+		p.MessageExpiryInterval = e // lowered to what remains when written [MQTT-3.3.2-6]
 	}
 	return pk
 }
@@ -1036,10 +1046,14 @@ func (s *session) prepareLocked(q string, e store.Entry) (outgoing, error) {
 	// A message matching several subscriptions of the session is delivered
 	// once, through the smallest matching filter that covers it, with the
 	// highest granted QoS and every subscription identifier (as mochi does).
-	owner, subQoS, rap := "", byte(0), false
+	owner, subQoS, rap, local := "", byte(0), false, false
 	var ids []int
 	for f, sb := range s.subs {
 		if sb.Since >= e.Offset || !store.Match(f, m.Topic) {
+			continue
+		}
+		if sb.NoLocal && m.Origin != "" && m.Origin == s.key.id {
+			local = true // its own message, not forwarded [MQTT-3.8.3-3]
 			continue
 		}
 		if owner == "" || f < owner {
@@ -1050,6 +1064,10 @@ func (s *session) prepareLocked(q string, e store.Entry) (outgoing, error) {
 		if sb.Identifier > 0 {
 			ids = append(ids, int(sb.Identifier))
 		}
+	}
+	if owner == "" && local {
+		o.skip = true
+		return o, nil
 	}
 	if owner == "" {
 		owner, subQoS, rap = q, s.subs[q].QoS, s.subs[q].RetainAsPublished

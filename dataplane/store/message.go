@@ -18,6 +18,9 @@ type Message struct {
 	Properties Properties
 	// Time is when the store accepted the message; Append sets it.
 	Time time.Time
+	// Origin is the client ID (as the gateway knows it) of the publisher,
+	// "" if unknown: a No Local subscription of that client skips it.
+	Origin string
 }
 
 // Properties are the MQTT 5 publish properties kept with a message.
@@ -55,6 +58,7 @@ const (
 	propResponseTopic
 	propCorrelation
 	propUser
+	propOrigin
 )
 
 var errCorrupt = errors.New("store: corrupt message record")
@@ -82,6 +86,9 @@ func encodeMessage(dst []byte, m *Message) []byte {
 	}
 	if len(p.User) > 0 {
 		pf |= propUser
+	}
+	if m.Origin != "" {
+		pf |= propOrigin
 	}
 	flags := m.QoS & 3
 	if m.Retain {
@@ -118,6 +125,9 @@ func encodeMessage(dst []byte, m *Message) []byte {
 				dst = appendStr(dst, u.Key)
 				dst = appendStr(dst, u.Value)
 			}
+		}
+		if pf&propOrigin != 0 {
+			dst = appendStr(dst, m.Origin)
 		}
 	}
 	return append(dst, m.Payload...)
@@ -206,6 +216,9 @@ func decodeMessage(b []byte) (*Message, error) {
 			for i := uint64(0); i < n && r.err == nil; i++ {
 				p.User = append(p.User, UserProperty{Key: string(r.bytes()), Value: string(r.bytes())})
 			}
+		}
+		if pf&propOrigin != 0 {
+			m.Origin = string(r.bytes())
 		}
 	}
 	if r.err != nil {

@@ -114,6 +114,19 @@ func (s *Store) Retained(ctx context.Context, instance, filter string) ([]Messag
 	if !ValidFilter(filter) {
 		return nil, fmt.Errorf("%w: filter %q", ErrInvalidName, filter)
 	}
+	return s.retained(ctx, instance, filter)
+}
+
+// AllRetained returns every retained message of the instance that has not
+// expired, including those on topics starting with '$' (which no filter
+// starting with a wildcard matches).
+func (s *Store) AllRetained(ctx context.Context, instance string) ([]Message, error) {
+	return s.retained(ctx, instance, "")
+}
+
+// retained scans the instance's retained messages matching filter (all of
+// them for "").
+func (s *Store) retained(ctx context.Context, instance, filter string) ([]Message, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -134,7 +147,7 @@ func (s *Store) Retained(ctx context.Context, instance, filter string) ([]Messag
 	start := append(append([]byte(nil), prefix...), lit...)
 	for it.Seek(start); it.ValidForPrefix(start); it.Next() {
 		topic := string(it.Key().Data()[len(prefix):])
-		if !Match(filter, topic) {
+		if filter != "" && !Match(filter, topic) {
 			continue
 		}
 		m, err := decodeMessage(it.Value().Data())

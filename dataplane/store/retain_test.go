@@ -82,3 +82,32 @@ func TestRetained(t *testing.T) {
 		}
 	})
 }
+
+// AllRetained includes the '$' topics no leading wildcard matches.
+func TestAllRetainedIncludesDollarTopics(t *testing.T) {
+	f := newFixture(t, Options{})
+	s, ctx := f.s, f.ctx
+	for _, topic := range []string{"a/b", "$app/x"} {
+		if err := s.Retain(ctx, Message{Instance: "i", Topic: topic, Payload: []byte("p")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hash, err := s.Retained(ctx, "i", "#")
+	if err != nil || len(hash) != 1 || hash[0].Topic != "a/b" {
+		t.Fatalf("Retained(#) = %v, %v; want only a/b", hash, err)
+	}
+	all, err := s.AllRetained(ctx, "i")
+	if err != nil || len(all) != 2 {
+		t.Fatalf("AllRetained = %v, %v; want both", all, err)
+	}
+}
+
+// A message's origin (its publisher) survives the log record.
+func TestMessageOriginRoundTrip(t *testing.T) {
+	for _, m := range []Message{{Instance: "i", Topic: "a", Origin: "i/dev-1", Payload: []byte("x")}, {Instance: "i", Topic: "a", Payload: []byte("y")}} {
+		got, err := decodeMessage(encodeMessage(nil, &m))
+		if err != nil || got.Origin != m.Origin || string(got.Payload) != string(m.Payload) {
+			t.Fatalf("round trip of %+v: %+v, %v", m, got, err)
+		}
+	}
+}

@@ -277,7 +277,9 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 func (cl *Client) refreshDeadline(keepalive uint16) {
 	var expiry time.Time // nil time can be used to disable deadline if keepalive = 0
 	if keepalive > 0 {
-		expiry = time.Now().Add(time.Duration(keepalive+(keepalive/2)) * time.Second) // [MQTT-3.1.2-22]
+		// Aerie patch 21: one and a half times exactly; the integer sum
+		// rounded 1 s down to 1 s and overflowed above 43,690 s.
+		expiry = time.Now().Add(time.Duration(keepalive) * 1500 * time.Millisecond) // [MQTT-3.1.2-22]
 	}
 
 	if cl.Net.Conn != nil {
@@ -656,6 +658,21 @@ func (cl *Client) Uncork() error {
 	return cl.flushOutbuf()
 }
 
+// flushHeld writes out what the write buffer holds (a Cork's packets, a
+// DISCONNECT), waiting at most a second for a slow reader: the connection
+// is about to close.
+//
+// Aerie patch 19.
+func (cl *Client) flushHeld() {
+	cl.Lock()
+	defer cl.Unlock()
+	if cl.Net.outbuf == nil || cl.Net.Conn == nil || cl.Net.outbuf.Len() == 0 {
+		return
+	}
+	_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = cl.flushOutbuf()
+}
+
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
 	if cl.Closed() {
@@ -666,7 +683,9 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		return nil
 	}
 
-	if pk.Expiry > 0 {
+	// Aerie patch 16: only a message that has a Message Expiry Interval is
+	// sent with one; the server's own maximum is not advertised [MQTT-3.3.2-6].
+	if pk.Expiry > 0 && pk.Properties.MessageExpiryInterval > 0 {
 		expiry := pk.Expiry - time.Now().Unix()
 		if expiry < 1 {
 			expiry = 1
@@ -679,8 +698,12 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
 	}
 
-	if cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0x0 {
-		pk.Mods.DisallowProblemInfo = true // [MQTT-3.1.2-29] strict, no problem info on any packet if set
+	// Aerie patch 20: Request Problem Information 0 keeps reason strings
+	// and user properties off every packet but PUBLISH, CONNACK and
+	// DISCONNECT; a PUBLISH keeps its user properties [MQTT-3.1.2-29].
+	if cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0x0 &&
+		pk.FixedHeader.Type != packets.Publish && pk.FixedHeader.Type != packets.Connack && pk.FixedHeader.Type != packets.Disconnect {
+		pk.Mods.DisallowProblemInfo = true
 	}
 
 	if pk.FixedHeader.Type != packets.Connack || cl.Properties.Props.RequestResponseInfo == 0x1 || cl.ops.options.Capabilities.Compatibilities.AlwaysReturnResponseInfo {

@@ -581,7 +581,7 @@ func (s *Server) validateConnect(cl *Client, pk packets.Packet) packets.Code {
 	}
 
 	if cl.Properties.ProtocolVersion < 5 && !pk.Connect.Clean && pk.Connect.ClientIdentifier == "" {
-		return packets.ErrUnspecifiedError
+		return packets.ErrClientIdentifierNotValid // Aerie patch 10: 3.1.1 return code 0x02 [MQTT-3.1.3-8]
 	}
 
 	// Aerie patch: a Receive Maximum of 0 is a protocol error (MQTT 5 3.1.2.11.3).
@@ -667,9 +667,15 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 	}
 
 	if reason.Code >= packets.ErrUnspecifiedError.Code {
-		if cl.Properties.ProtocolVersion < 5 {
+		if cl.Properties.ProtocolVersion != 5 { // Aerie patch 11: also unknown protocol levels
 			if v3reason, ok := packets.V5CodesToV3[reason]; ok { // NB v3 3.2.2.3 Connack return codes
 				reason = v3reason
+			} else if reason == packets.ErrProtocolViolationProtocolVersion {
+				reason = packets.Err3UnsupportedProtocolVersion // Aerie patch 11: 0x01 [MQTT-3.1.2-2]
+			} else if reason.Code <= packets.ErrProtocolViolation.Code {
+				// Aerie patch 11: 3.1.1 has no return code for a malformed
+				// CONNECT: the connection closes without CONNACK [MQTT-3.1.4-1].
+				return nil
 			}
 		}
 
@@ -693,6 +699,10 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 	if cl.Properties.Props.AssignedClientID != "" {
 		properties.AssignedClientID = cl.Properties.Props.AssignedClientID // [MQTT-3.1.3-7] [MQTT-3.2.2-16]
 	}
+
+	// Aerie patch 18: announce the Topic Alias Maximum the server accepts
+	// (absent means the client may send none) [MQTT-3.2.2-17].
+	properties.TopicAliasMaximum = s.Options.Capabilities.TopicAliasMaximum
 
 	if cl.Properties.Props.SessionExpiryInterval > s.Options.Capabilities.MaximumSessionExpiryInterval {
 		properties.SessionExpiryInterval = s.Options.Capabilities.MaximumSessionExpiryInterval
@@ -942,7 +952,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	if !cl.Net.Inline {
 		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
 			if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
-				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
+				// Aerie patch 15: a PUBLISH resent before PUBREL is acknowledged
+				// with PUBREC 0x00 (not 0x91) and not delivered again.
+				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess)
 				return cl.WritePacket(ack)
 			}
 			if ok := cl.State.Inflight.Delete(pk.PacketID); ok { // [MQTT-4.3.2-5]
@@ -953,6 +965,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 	if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 { // [MQTT-3.3.2-11]
 		pk.TopicName = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, pk.TopicName)
+		if pk.TopicName == "" { // Aerie patch 15: an alias never set is a protocol error [MQTT-3.3.2-7]
+			return s.DisconnectClient(cl, packets.ErrProtocolViolationNoTopic)
+		}
 	}
 
 	if pk.FixedHeader.Qos > s.Options.Capabilities.MaximumQos {
@@ -988,7 +1003,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	cl.State.Inflight.DecreaseReceiveQuota()
-	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.QosCodes[pk.FixedHeader.Qos]) // [MQTT-4.3.2-4]
+	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.CodeSuccess) // [MQTT-4.3.2-4] Aerie patch 15: 0x00, not 0x01 [MQTT-3.4.2-1]
 	if pk.FixedHeader.Qos == 2 {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
 	}
@@ -1306,17 +1321,20 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 		} else if !IsValidFilter(sub.Filter, false) {
 			reasonCodes[i] = packets.ErrTopicFilterInvalid.Code
 		} else if sub.NoLocal && IsSharedFilter(sub.Filter) {
-			reasonCodes[i] = packets.ErrProtocolViolationInvalidSharedNoLocal.Code // [MQTT-3.8.3-4]
+			// Aerie patch 17: a protocol error, not a SUBACK code [MQTT-3.8.3-4]
+			return s.DisconnectClient(cl, packets.ErrProtocolViolationInvalidSharedNoLocal)
 		} else if !s.hooks.OnACLCheck(cl, sub.Filter, false) {
 			reasonCodes[i] = packets.ErrNotAuthorized.Code
 			if s.Options.Capabilities.Compatibilities.ObscureNotAuthorized {
 				reasonCodes[i] = packets.ErrUnspecifiedError.Code
 			}
 		} else {
-			isNew := s.Topics.Subscribe(cl.ID, sub) // [MQTT-3.8.4-3]
+			_, held := cl.State.Subscriptions.Get(sub.Filter) // Aerie patch 17: hooks may serve it outside the index
+			isNew := s.Topics.Subscribe(cl.ID, sub)           // [MQTT-3.8.4-3]
 			if isNew {
 				atomic.AddInt64(&s.Info.Subscriptions, 1)
 			}
+			isNew = isNew && !held                      // [MQTT-3.3.1-10]
 			cl.State.Subscriptions.Add(sub.Filter, sub) // [MQTT-3.2.2-10]
 
 			if sub.Qos > s.Options.Capabilities.MaximumQos {
@@ -1478,7 +1496,11 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 
 	// We already have a code we are using to disconnect the client, so we are not
 	// interested if the write packet fails due to a closed connection (as we are closing it).
-	err := cl.WritePacket(out)
+	var err error
+	if cl.Properties.ProtocolVersion == 5 { // Aerie patch 12: MQTT 3.1.1 servers send no DISCONNECT
+		err = cl.WritePacket(out)
+	}
+	cl.flushHeld() // Aerie patch 19: what a Cork held back goes out before the close
 	if !s.Options.Capabilities.Compatibilities.PassiveClientDisconnect {
 		cl.Stop(code)
 		if code.Code >= packets.ErrUnspecifiedError.Code {

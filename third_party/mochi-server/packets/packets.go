@@ -493,6 +493,10 @@ func (pk *Packet) ConnectValidate() Code {
 		return ErrProtocolViolationWillFlagSurplusRetain // [MQTT-3.1.2-13]
 	}
 
+	if !pk.Connect.WillFlag && pk.Connect.WillQos != 0 { // Aerie patch 13: [MQTT-3.1.2-11] (3.1.1: [MQTT-3.1.2-13])
+		return ErrProtocolViolationQosOutOfRange
+	}
+
 	return CodeSuccess
 }
 
@@ -960,13 +964,14 @@ func (pk *Packet) SubscribeDecode(buf []byte) error {
 		}
 
 		if pk.ProtocolVersion == 5 {
-			// Aerie patch: a filter without its options byte is malformed
-			// (it indexed past the packet and panicked).
-			option, offset, err = decodeByte(buf, offset)
-			if err != nil {
+			// Aerie patch 14 (and the bound-check patch): the options byte must be there
+			// (without it the decode indexed past the packet and panicked), with its
+			// reserved bits 0 and Retain Handling below 3 [MQTT-3.8.3-5].
+			if offset >= len(buf) || buf[offset]&0xC0 != 0 || buf[offset]>>4&3 == 3 {
 				return ErrMalformedQos
 			}
-			sub.decode(option)
+			sub.decode(buf[offset])
+			offset += 1
 		} else {
 			option, offset, err = decodeByte(buf, offset)
 			if err != nil {
