@@ -126,10 +126,17 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, toSession(s))
 }
 
+// maxTokenBytes bounds a client-sent token; longer is never one of ours.
+const maxTokenBytes = 1024
+
 func (a *API) logout(w http.ResponseWriter, r *http.Request) {
 	var in refreshBody
 	if err := DecodeJSON(w, r, &in); err != nil {
 		a.WriteError(w, r, err)
+		return
+	}
+	if len(in.RefreshToken) > maxTokenBytes {
+		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "refresh_token", Message: "is not a refresh token"}}})
 		return
 	}
 	if err := a.svc.Logout(r.Context(), in.RefreshToken); err != nil {
