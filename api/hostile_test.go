@@ -217,9 +217,9 @@ func hostileCases(t *testing.T, pattern, method string, item *openapi3.PathItem,
 		out = append(out, hostileCase{name: label + "duplicate key " + props[0], method: method, path: base, contentType: "application/json", body: dup})
 		for _, prop := range props {
 			values := map[string]string{
-				"NUL":           `"a\u0000b"`,
-				"invalid UTF-8": "\"a\xff\xfeb\"",
-				"1 MB string":   `"` + strings.Repeat("a", api.MaxBodyBytes-4096) + `"`,
+				"NUL":            `"a\u0000b"`,
+				"invalid UTF-8":  "\"a\xff\xfeb\"",
+				"1 MB string":    `"` + strings.Repeat("a", api.MaxBodyBytes-4096) + `"`,
 				"lone surrogate": `"\ud800"`,
 			}
 			for _, n := range hostileNumbers[:4] {

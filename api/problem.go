@@ -141,7 +141,10 @@ func ProblemFor(err error) Problem {
 // WriteError answers with the problem for err, logging server errors.
 func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemFor(err)
-	if p.Status >= 500 {
+	if p.Type == ProblemTypeBase+degradedKind.Slug {
+		a.log.WarnContext(r.Context(), "request refused: database unreachable", "error", err, "request_id", middleware.GetReqID(r.Context()),
+			"method", r.Method, "path", r.URL.Path)
+	} else if p.Status >= 500 {
 		a.log.ErrorContext(r.Context(), "request failed", "error", err, "request_id", middleware.GetReqID(r.Context()),
 			"method", r.Method, "path", r.URL.Path)
 	}
