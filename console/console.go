@@ -31,7 +31,9 @@ type Deps struct {
 	// Meter feeds the metrics charts (instance dashboards); may be nil.
 	Meter *billing.Meter
 	Log   *slog.Logger
-	// Secure marks every cookie Secure (set it when served over TLS).
+	// Secure marks every cookie Secure (set it when the public URL is
+	// https). Cookies of a request that came over TLS (or through a proxy
+	// saying X-Forwarded-Proto: https) are Secure either way.
 	Secure bool
 	// CSRFKey signs form tokens (≥ 32 bytes, the same in every process
 	// behind one address); nil picks a random key for this process.
@@ -88,7 +90,7 @@ func New(d Deps) http.Handler {
 
 func (c *Console) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, securityHeaders, c.csrf.Middleware, c.session)
+	r.Use(middleware.Recoverer, secureCookiesOverTLS, securityHeaders, c.csrf.Middleware, c.session)
 	r.Handle("/static/*", Static())
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, http.StatusNotFound, "This page does not exist.")

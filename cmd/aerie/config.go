@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/term"
@@ -37,6 +40,8 @@ type config struct {
 	AdminToken      string
 	DefaultInstance string
 	BaseDomain      string
+	PublicURL       string
+	MetricsAddr     string
 }
 
 // flagSpec names one flag and its environment variable.
@@ -68,18 +73,39 @@ var allFlags = []flagSpec{
 	{"public-ws-port", "AERIE_PUBLIC_WS_PORT", "", "WebSocket port devices reach this node on, when it differs from --ws-addr's", false, func(c *config) *string { return &c.PublicWSPort }},
 	{"admin-token", "AERIE_ADMIN_TOKEN", "", "operator token for /v1/admin (serve: generated into <data-dir>/admin-token when empty)", true, func(c *config) *string { return &c.AdminToken }},
 	{"default-instance", "AERIE_DEFAULT_INSTANCE", "", "instance for devices that name none (no @<instance> in the username, no host name)", false, func(c *config) *string { return &c.DefaultInstance }},
+	{"public-url", "AERIE_PUBLIC_URL", "", "URL users reach the console and API at, used in every emailed link; https makes console cookies Secure (default http://localhost:<http port>)", false, func(c *config) *string { return &c.PublicURL }},
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
 }
 
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
-		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain"},
-	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token"},
+		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "public-url"},
+	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
 		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
+}
+
+// publicURL returns --public-url checked (http or https, a host, no query or
+// fragment; no trailing slash), or http://localhost:<port of the HTTP
+// listener> when it is empty.
+func publicURL(c *config, httpAddr net.Addr) (*url.URL, error) {
+	raw := c.PublicURL
+	if raw == "" {
+		port := "8080"
+		if ta, ok := httpAddr.(*net.TCPAddr); ok {
+			port = strconv.Itoa(ta.Port)
+		}
+		raw = "http://localhost:" + port
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("%w: --public-url %q: want http(s)://host[:port][/path]", errUsage, raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	return u, nil
 }
 
 // errHelp means -h was given: usage was printed, exit 0.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -81,6 +82,12 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		return fmt.Errorf("http listener on %s: %w", cfg.HTTPAddr, err)
 	}
 	cleanups = append(cleanups, func() { httpLn.Close() })
+	var public *url.URL // where users reach the console and API
+	if withControl {
+		if public, err = publicURL(cfg, httpLn.Addr()); err != nil {
+			return err
+		}
+	}
 
 	var gw *gateway.Gateway
 	var state *configsync.State
@@ -181,7 +188,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	deps := api.Deps{Log: log, Ready: checks}
 	if withControl {
 		deps.DB = pool
-		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)))
+		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)), tenancy.WithBaseURL(public.String()))
 		deps.Billing = billing.NewService(pool, planApplier{deps.Tenancy}, log)
 		deps.Meter = billing.NewMeter(pool, deps.Tenancy, log)
 		deps.Feed = tenancy.NewFeed(deps.Tenancy, log.With("component", "configfeed"))
@@ -205,7 +212,8 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if err != nil {
 			return err
 		}
-		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key}))
+		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key,
+			Secure: public.Scheme == "https"}))
 	}
 	if withData {
 		var src configsync.Source
@@ -235,7 +243,11 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		}
 		log.Info("mqtt listening", "tcp", gw.MQTTAddr(), "ws", gw.WSAddr()+"/mqtt")
 	}
-	log.Info("aerie started", "mode", sub, "http", httpLn.Addr().String())
+	if public != nil {
+		log.Info("aerie started", "mode", sub, "http", httpLn.Addr().String(), "console", public.String()+"/", "public_url", public.String())
+	} else {
+		log.Info("aerie started", "mode", sub, "http", httpLn.Addr().String())
+	}
 
 	select {
 	case <-ctx.Done():
