@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/ratelimit"
@@ -33,6 +34,9 @@ type Deps struct {
 	AdminToken string
 	// LoginLimits throttles POST /v1/auth/login; zero means DefaultLoginLimits.
 	LoginLimits LoginLimits
+	// Metrics receives the HTTP request metrics (route template, method,
+	// code, duration) of everything this router serves; nil counts nothing.
+	Metrics prometheus.Registerer
 }
 
 // LoginLimits are token buckets for login attempts: Burst attempts at once,
@@ -71,6 +75,9 @@ func NewRouter(d Deps) chi.Router {
 	}
 	r := chi.NewRouter()
 	r.Use(RequestID)
+	if d.Metrics != nil {
+		r.Use(newHTTPMetrics(d.Metrics).middleware)
+	}
 	r.Use(middleware.Recoverer)
 	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now}
 	r.Use(RejectBadInput(a.WriteError))

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
@@ -82,6 +83,14 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		return fmt.Errorf("http listener on %s: %w", cfg.HTTPAddr, err)
 	}
 	cleanups = append(cleanups, func() { httpLn.Close() })
+	var metricsLn net.Listener
+	if on(cfg.MetricsAddr) {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics listener on %s: %w", cfg.MetricsAddr, err)
+		}
+		cleanups = append(cleanups, func() { metricsLn.Close() })
+	}
+	procMetrics := newProcessRegistry()
 	var public *url.URL // where users reach the console and API
 	if withControl {
 		if public, err = publicURL(cfg, httpLn.Addr()); err != nil {
@@ -185,7 +194,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			}},
 		)
 	}
-	deps := api.Deps{Log: log, Ready: checks}
+	deps := api.Deps{Log: log, Ready: checks, Metrics: procMetrics}
 	if withControl {
 		deps.DB = pool
 		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)), tenancy.WithBaseURL(public.String()))
@@ -202,10 +211,12 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if deps.AdminToken, err = adminToken(cfg, sub, log); err != nil {
 			return err
 		}
+		procMetrics.MustRegister(newControlPlaneCollector(deps.Tenancy))
 	}
 	router := api.NewRouter(deps)
+	gatherers := prometheus.Gatherers{procMetrics}
 	if gw != nil {
-		router.Handle("/metrics", gw.Metrics().Handler())
+		gatherers = append(gatherers, gw.Metrics())
 	}
 	if withControl {
 		key, err := consoleKey(ctx, pool)
@@ -237,6 +248,12 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	httpSrv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- httpSrv.Serve(httpLn) }()
+	if metricsLn != nil {
+		metricsSrv := &http.Server{Handler: metricsHandler(log, gatherers), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = metricsSrv.Serve(metricsLn) }()
+		cleanups = append(cleanups, func() { metricsSrv.Close() })
+		log.Info("metrics listening", "addr", metricsLn.Addr().String(), "path", "/metrics")
+	}
 	if gw != nil {
 		if err := gw.Start(); err != nil {
 			return err
