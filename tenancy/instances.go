@@ -24,6 +24,10 @@ const (
 	InstanceRunning      = config.StatusRunning
 	InstanceSuspended    = config.StatusSuspended
 	InstanceDeleting     = config.StatusDeleting
+	// InstanceUnavailable is shown (never stored) for a provisioning or
+	// running instance whose node has not reported within the liveness
+	// window: devices cannot reach it until the node is back.
+	InstanceUnavailable = "unavailable"
 )
 
 // Instance is a tenant's MQTT instance.
@@ -43,6 +47,8 @@ type Instance struct {
 	Limited   string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+
+	nodeSeen *time.Time // the node's last report
 }
 
 // NewInstance is what creating an instance takes.
@@ -173,13 +179,13 @@ func newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Tim
 }
 
 const instanceCols = `i.id, i.org_id, i.name, i.plan_id, i.status, i.node_id, n.endpoints, i.allow_anonymous, i.deletion_protection,
-	i.quotas, i.limited, i.created_at, i.updated_at`
+	i.quotas, i.limited, i.created_at, i.updated_at, n.last_seen_at`
 
 func scanInstance(r pgx.CollectableRow) (Instance, error) {
 	var in Instance
 	var eps, q []byte
 	if err := r.Scan(&in.ID, &in.OrgID, &in.Name, &in.Plan, &in.Status, &in.NodeID, &eps, &in.AllowAnonymous,
-		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt); err != nil {
+		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt, &in.nodeSeen); err != nil {
 		return Instance{}, err
 	}
 	in.Endpoints = map[string]string{}
@@ -202,12 +208,30 @@ func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]In
 		return nil, "", fmt.Errorf("list instances: %w", err)
 	}
 	list, next := trimPage(list, p.limit(), func(i Instance) string { return i.ID })
+	for i := range list {
+		s.showLiveness(&list[i])
+	}
 	return list, next, nil
 }
 
 // Instance returns one instance of the org.
 func (s *Service) Instance(ctx context.Context, orgID, id string) (Instance, error) {
-	return s.instance(ctx, s.db, orgID, id, false)
+	in, err := s.instance(ctx, s.db, orgID, id, false)
+	if err == nil {
+		s.showLiveness(&in)
+	}
+	return in, err
+}
+
+// showLiveness shows a provisioning or running instance whose node has not
+// reported within the liveness window as unavailable.
+func (s *Service) showLiveness(in *Instance) {
+	if in.Status != InstanceRunning && in.Status != InstanceProvisioning {
+		return
+	}
+	if in.nodeSeen == nil || in.nodeSeen.Before(s.now().Add(-s.nodeLiveWindow())) {
+		in.Status = InstanceUnavailable
+	}
 }
 
 func (s *Service) instance(ctx context.Context, q querier, orgID, id string, lock bool) (Instance, error) {

@@ -3,6 +3,7 @@ package tenancy
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // NodeStats is one data-plane node as operators watch it.
@@ -25,6 +26,15 @@ type OpsStats struct {
 	PendingPublishes int64
 }
 
+// nodeLiveWindow is how recently a node must have reported to count as up:
+// placement skips older ones and their instances show as unavailable.
+func (s *Service) nodeLiveWindow() time.Duration {
+	if s.liveWindow > 0 {
+		return s.liveWindow
+	}
+	return nodeLiveWindow
+}
+
 // OpsStats reads the operator gauges in one round trip.
 func (s *Service) OpsStats(ctx context.Context) (OpsStats, error) {
 	var st OpsStats
@@ -35,7 +45,7 @@ func (s *Service) OpsStats(ctx context.Context) (OpsStats, error) {
 	rows, err := s.db.Query(ctx, `SELECT n.id, n.name, COALESCE(n.last_seen_at > $1, false),
 		GREATEST(0, COALESCE((SELECT max(o.revision) FROM config_outbox o WHERE o.node_id = n.id), 0) - n.applied_revision),
 		(SELECT count(*) FROM instances i WHERE i.node_id = n.id)
-		FROM nodes n WHERE n.revoked_at IS NULL ORDER BY n.name`, s.now().Add(-nodeLiveWindow))
+		FROM nodes n WHERE n.revoked_at IS NULL ORDER BY n.name`, s.now().Add(-s.nodeLiveWindow()))
 	if err != nil {
 		return st, fmt.Errorf("ops stats: %w", err)
 	}

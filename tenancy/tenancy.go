@@ -161,6 +161,7 @@ type Service struct {
 	pw         PasswordParams
 	now        func() time.Time
 	baseURL    string
+	liveWindow time.Duration // 0: nodeLiveWindow
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 
@@ -183,6 +184,11 @@ func WithPasswordParams(p PasswordParams) Option { return func(s *Service) { s.p
 
 // WithClock sets the time source.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithNodeLiveWindow sets how recently a data-plane node must have reported
+// to take new instances and to show its instances as running (default 60 s;
+// nodes report at least every 15 s).
+func WithNodeLiveWindow(d time.Duration) Option { return func(s *Service) { s.liveWindow = d } }
 
 // WithBaseURL sets the public URL used in emailed links.
 func WithBaseURL(u string) Option { return func(s *Service) { s.baseURL = strings.TrimRight(u, "/") } }
