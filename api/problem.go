@@ -76,6 +76,7 @@ var errorTable = []struct {
 	{tenancy.ErrNoNode, problemKind{http.StatusServiceUnavailable, "no-capacity", "No data-plane capacity"}},
 	{tenancy.ErrPayloadTooLarge, problemKind{http.StatusRequestEntityTooLarge, "payload-too-large", "Payload too large"}},
 	{tenancy.ErrRateLimited, problemKind{http.StatusTooManyRequests, "quota-rate-limited", "Publish rate quota used up"}},
+	{tenancy.ErrLimitReached, problemKind{http.StatusConflict, "limit-reached", "Plan limit reached"}},
 	{tenancy.ErrQuotaExceeded, problemKind{http.StatusConflict, "quota-exceeded", "Quota exceeded"}},
 	{tenancy.ErrInstanceUnavailable, problemKind{http.StatusConflict, "instance-unavailable", "Instance unavailable"}},
 	{tenancy.ErrNodeUnavailable, problemKind{http.StatusServiceUnavailable, "node-unavailable", "Data-plane node unavailable"}},

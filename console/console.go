@@ -41,6 +41,9 @@ type Deps struct {
 	// LoginLimits throttles logins and password-reset mails; zero means
 	// api.DefaultLoginLimits (the API's rule).
 	LoginLimits api.LoginLimits
+	// AbuseLimits throttle sign-ups per client address; zero means
+	// api.DefaultAbuseLimits (the API's rule).
+	AbuseLimits api.AbuseLimits
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -55,6 +58,7 @@ type Console struct {
 	csrf      *CSRF
 	loginMail *ratelimit.Keyed
 	loginAddr *ratelimit.Keyed
+	signups   *ratelimit.Keyed // per client address
 	refresher *refresher
 	now       func() time.Time
 }
@@ -77,11 +81,16 @@ func New(d Deps) http.Handler {
 	if lim == (api.LoginLimits{}) {
 		lim = api.DefaultLoginLimits
 	}
+	ab := d.AbuseLimits
+	if ab == (api.AbuseLimits{}) {
+		ab = api.DefaultAbuseLimits
+	}
 	c := &Console{
 		svc: d.Tenancy, bill: d.Billing, meter: d.Meter, log: d.Log, secure: d.Secure,
 		csrf:      NewCSRF(key, d.Secure),
 		loginMail: ratelimit.New(lim.PerEmailEvery, lim.PerEmailBurst),
 		loginAddr: ratelimit.New(lim.PerAddrEvery, lim.PerAddrBurst),
+		signups:   ratelimit.New(ab.SignupsPerAddrEvery, ab.SignupsPerAddrBurst),
 		refresher: newRefresher(d.Tenancy),
 		now:       d.Now,
 	}

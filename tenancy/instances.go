@@ -114,8 +114,13 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 	}
 	var out Instance
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM orgs WHERE id = $1 FOR SHARE`, orgID); err != nil {
+		// FOR UPDATE: instance creations of one org run one at a time, so
+		// the plan's instance limit holds.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE`, orgID); err != nil {
 			return fmt.Errorf("lock org: %w", err)
+		}
+		if err := s.checkOrgLimit(ctx, tx, orgID, limitInstances, "", 1); err != nil {
+			return err
 		}
 		plan, quotas, err := orgPlan(ctx, tx, orgID)
 		if err != nil {
