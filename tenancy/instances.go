@@ -148,7 +148,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 			rule.ID, out.ID, rule.Effect, rule.Action, rule.Filter, now); err != nil {
 			return fmt.Errorf("insert default acl rule: %w", err)
 		}
-		key, err := newTokenKey(ctx, tx, out.ID, now)
+		key, err := s.newTokenKey(ctx, tx, out.ID, now)
 		if err != nil {
 			return err
 		}
@@ -170,14 +170,14 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 }
 
 // newTokenKey creates an Ed25519 key that signs the instance's device tokens.
-func newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Time) (config.TokenKey, error) {
+func (s *Service) newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Time) (config.TokenKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return config.TokenKey{}, fmt.Errorf("token key: %w", err)
 	}
 	k := config.TokenKey{KID: "k" + randomToken(5), Algorithm: "EdDSA", PublicKey: pub}
 	if _, err := tx.Exec(ctx, `INSERT INTO instance_token_keys (instance_id, kid, private_key, public_key, created_at) VALUES ($1,$2,$3,$4,$5)`,
-		instanceID, k.KID, priv.Seed(), []byte(pub), now); err != nil {
+		instanceID, k.KID, s.sealSecret(priv.Seed(), tokenKeyAAD(instanceID, k.KID)), []byte(pub), now); err != nil {
 		return config.TokenKey{}, fmt.Errorf("insert token key: %w", err)
 	}
 	return k, nil

@@ -42,6 +42,7 @@ type config struct {
 	BaseDomain      string
 	PublicURL       string
 	MetricsAddr     string
+	SecretKeyFile   string
 }
 
 // flagSpec names one flag and its environment variable.
@@ -75,14 +76,15 @@ var allFlags = []flagSpec{
 	{"default-instance", "AERIE_DEFAULT_INSTANCE", "", "instance for devices that name none (no @<instance> in the username, no host name)", false, func(c *config) *string { return &c.DefaultInstance }},
 	{"public-url", "AERIE_PUBLIC_URL", "", "URL users reach the console and API at, used in every emailed link; https makes console cookies Secure (default http://localhost:<http port>)", false, func(c *config) *string { return &c.PublicURL }},
 	{"metrics-addr", "AERIE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics listen address, apart from the public HTTP port (\"off\" disables it)", false, func(c *config) *string { return &c.MetricsAddr }},
+	{"secret-key-file", "AERIE_SECRET_KEY_FILE", "", "file of key-encryption keys sealing private keys in the database, one base64 32-byte key per line, the current first (default <data-dir>/secret-key, generated on first start; AERIE_SECRET_KEY may hold the keys instead)", false, func(c *config) *string { return &c.SecretKeyFile }},
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
 }
 
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
-		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "public-url", "metrics-addr"},
-	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr"},
+		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "public-url", "metrics-addr", "secret-key-file"},
+	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr", "secret-key-file"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
 		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "metrics-addr"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},

@@ -196,8 +196,20 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	}
 	deps := api.Deps{Log: log, Ready: checks, Metrics: procMetrics}
 	if withControl {
+		keys, err := secretKeys(cfg, sub, log)
+		if err != nil {
+			return err
+		}
 		deps.DB = pool
-		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)), tenancy.WithBaseURL(public.String()))
+		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)), tenancy.WithBaseURL(public.String()),
+			tenancy.WithSecretKeys(keys))
+		// Seal what an older binary stored in plain and what an older key
+		// sealed: this completes a key rotation.
+		if n, err := deps.Tenancy.SealSecrets(ctx); err != nil {
+			return err
+		} else if n > 0 {
+			log.Info("sealed secrets with the current key-encryption key", "count", n)
+		}
 		deps.Billing = billing.NewService(pool, planApplier{deps.Tenancy}, log)
 		deps.Meter = billing.NewMeter(pool, deps.Tenancy, log)
 		deps.Feed = tenancy.NewFeed(deps.Tenancy, log.With("component", "configfeed"))
