@@ -18,6 +18,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/internal/dberr"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -313,6 +314,12 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 		c.errorPage(w, r, http.StatusConflict, err.Error())
 	case errors.Is(err, tenancy.ErrUnauthenticated):
 		c.errorPage(w, r, http.StatusUnauthorized, "This link is invalid, already used or expired.")
+	case errors.Is(err, tenancy.ErrLimitReached):
+		c.errorPage(w, r, http.StatusConflict, err.Error())
+	case dberr.Unavailable(err):
+		c.log.WarnContext(r.Context(), "console: database unreachable", "path", r.URL.Path, "error", err)
+		w.Header().Set("Retry-After", "2")
+		c.errorPage(w, r, http.StatusServiceUnavailable, "The service is degraded for a moment. Try again in a few seconds.")
 	default:
 		c.log.ErrorContext(r.Context(), "console: request failed", "path", r.URL.Path, "error", err)
 		c.errorPage(w, r, http.StatusInternalServerError, "Something went wrong on our side. Try again.")
