@@ -20,6 +20,7 @@ type planJSON struct {
 	Included  billing.Included         `json:"included"`
 	Overage   map[string]billing.Price `json:"overage"`
 	Quotas    any                      `json:"quotas"`
+	Limits    billing.PlanLimits       `json:"limits"`
 }
 
 func toPlan(p billing.Plan) planJSON {
@@ -27,7 +28,7 @@ func toPlan(p billing.Plan) planJSON {
 	if ov == nil {
 		ov = map[string]billing.Price{}
 	}
-	return planJSON{ID: p.ID, Name: p.Name, Currency: p.Currency, BaseCents: p.BaseCents, Included: p.Included, Overage: ov, Quotas: p.Quotas}
+	return planJSON{ID: p.ID, Name: p.Name, Currency: p.Currency, BaseCents: p.BaseCents, Included: p.Included, Overage: ov, Quotas: p.Quotas, Limits: p.Limits}
 }
 
 func (a *API) listPlans(w http.ResponseWriter, r *http.Request) {

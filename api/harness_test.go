@@ -102,6 +102,17 @@ var testPasswords = tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallel
 
 func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 	t.Helper()
+	return newEnvWith(t, func(d *api.Deps) {
+		if len(limits) > 0 {
+			d.LoginLimits = limits[0]
+		}
+	})
+}
+
+// newEnvWith is newEnv with the API's dependencies adjusted by opt (after
+// the harness's generous rate limits are set).
+func newEnvWith(t *testing.T, opt func(*api.Deps)) *env {
+	t.Helper()
 	loadSpec(t)
 	db := pgtest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -112,11 +123,10 @@ func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
 	feed := tenancy.NewFeed(svc, log)
 	go feed.Run(ctx)
 	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
-	if len(limits) > 0 {
-		d.LoginLimits = limits[0]
-	} else {
-		d.LoginLimits = api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
-	}
+	d.LoginLimits = api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
+	d.AbuseLimits = api.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1,
+		ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}
+	opt(&d)
 	r := api.NewRouter(d)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

@@ -60,6 +60,10 @@ func (a *API) signup(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
+	if ok, wait := a.signups.Allow(ClientAddr(r), a.now()); !ok {
+		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		return
+	}
 	u, o, err := a.svc.Signup(r.Context(), tenancy.SignupInput{Email: in.Email, Password: in.Password, OrgName: in.OrgName}, ActorOf(r))
 	if err != nil {
 		a.WriteError(w, r, err)
@@ -126,10 +130,17 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, toSession(s))
 }
 
+// maxTokenBytes bounds a client-sent token; longer is never one of ours.
+const maxTokenBytes = 1024
+
 func (a *API) logout(w http.ResponseWriter, r *http.Request) {
 	var in refreshBody
 	if err := DecodeJSON(w, r, &in); err != nil {
 		a.WriteError(w, r, err)
+		return
+	}
+	if len(in.RefreshToken) > maxTokenBytes {
+		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "refresh_token", Message: "is not a refresh token"}}})
 		return
 	}
 	if err := a.svc.Logout(r.Context(), in.RefreshToken); err != nil {
@@ -160,6 +171,10 @@ func (a *API) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := DecodeJSON(w, r, &in); err != nil {
 		a.WriteError(w, r, err)
+		return
+	}
+	if ok, wait := a.resets.Allow(ClientAddr(r), a.now()); !ok {
+		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
 		return
 	}
 	if ok, wait := a.loginMail.Allow("reset:"+strings.ToLower(strings.TrimSpace(in.Email)), a.now()); !ok {
@@ -373,6 +388,10 @@ func (a *API) invite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := PrincipalFrom(r.Context())
+	if ok, wait := a.invites.Allow(p.OrgID, a.now()); !ok {
+		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		return
+	}
 	inv, err := a.svc.Invite(r.Context(), ActorOf(r), p.Role, p.OrgID, in.Email, tenancy.Role(in.Role))
 	if err != nil {
 		a.WriteError(w, r, err)

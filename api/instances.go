@@ -270,6 +270,13 @@ func (a *API) patchCredential(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) rotateCredential(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 { // the body is optional, but when sent it must be {}
+		var in struct{}
+		if err := DecodeJSON(w, r, &in); err != nil {
+			a.WriteError(w, r, err)
+			return
+		}
+	}
 	c, pw, err := a.svc.RotateCredential(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id"))
 	if err != nil {
 		a.WriteError(w, r, err)

@@ -10,7 +10,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -19,13 +22,26 @@ import (
 const MaxBodyBytes = 1 << 20
 
 // DecodeJSON decodes the request body strictly into dst: Content-Type must be
-// JSON, the body at most MaxBodyBytes, no unknown fields, one value only.
-// The error maps to 400/413/415 through WriteError.
+// JSON in UTF-8 (415 otherwise), the body at most MaxBodyBytes, valid UTF-8,
+// no duplicate keys, no number beyond float64 range, no unknown fields, one
+// value only, and no NUL character in any string unless its struct field is
+// tagged `aerie:"binary"`. The error maps to 400/413/415 through WriteError.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
 		return fmt.Errorf("%w: send Content-Type: application/json", ErrUnsupportedMedia)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return fmt.Errorf("%w: JSON must be UTF-8 (charset=%s sent)", ErrUnsupportedMedia, safeName(cs))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return decodeError(err)
+	}
+	if err := checkJSONText(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
@@ -36,7 +52,174 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		}
 		return fmt.Errorf("%w: body must hold a single JSON value", ErrMalformed)
 	}
+	if f := nulField(reflect.ValueOf(dst), ""); f != "" {
+		return &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: f, Message: "must not contain NUL characters (use base64 for binary data)"}}}
+	}
 	return nil
+}
+
+// checkJSONText refuses what encoding/json would silently accept: invalid
+// UTF-8 (it would become U+FFFD), duplicate object keys (the last would win)
+// and numbers out of float64 range.
+func checkJSONText(body []byte) error {
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: the body is not valid UTF-8", ErrMalformed)
+	}
+	if loneSurrogate(body) {
+		return fmt.Errorf("%w: the body holds a lone UTF-16 surrogate escape", ErrMalformed)
+	}
+	type frame struct {
+		obj     bool
+		wantKey bool
+		keys    map[string]struct{}
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return decodeError(err)
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if top != nil && top.obj && top.wantKey {
+			key, _ := tok.(string)
+			if _, dup := top.keys[key]; dup {
+				return fmt.Errorf("%w: duplicate key %q in a JSON object", ErrMalformed, safeName(key))
+			}
+			if strings.ContainsRune(key, 0) {
+				return fmt.Errorf("%w: a JSON key holds a NUL character", ErrMalformed)
+			}
+			top.keys[key] = struct{}{}
+			top.wantKey = false
+			continue
+		}
+		if top != nil && top.obj {
+			top.wantKey = true // after this value comes a key or '}'
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			if v == '{' {
+				stack = append(stack, &frame{obj: true, wantKey: true, keys: map[string]struct{}{}})
+			} else {
+				stack = append(stack, &frame{})
+			}
+		case json.Number:
+			if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+				return &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "(number)", Message: "number " + safeName(string(v)) + " is out of range"}}}
+			}
+		}
+	}
+}
+
+// loneSurrogate reports a \uD800–\uDFFF escape that is not a high
+// surrogate followed by a low one (encoding/json would turn it into U+FFFD).
+func loneSurrogate(b []byte) bool {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16)
+		return rune(v), err == nil
+	}
+	inStr := false
+	for i := 0; i < len(b); i++ {
+		switch {
+		case !inStr:
+			inStr = b[i] == '"'
+		case b[i] == '"':
+			inStr = false
+		case b[i] == '\\':
+			r, ok := hex4(i)
+			if !ok {
+				i++ // a one-character escape
+				continue
+			}
+			switch {
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return true
+			case r >= 0xD800 && r <= 0xDBFF:
+				lo, ok := hex4(i + 6)
+				if !ok || lo < 0xDC00 || lo > 0xDFFF {
+					return true
+				}
+				i += 6
+			}
+			i += 5
+		}
+	}
+	return false
+}
+
+// nulField returns the JSON name of the first string in v holding a NUL
+// character, skipping struct fields tagged `aerie:"binary"`.
+func nulField(v reflect.Value, name string) string {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return ""
+		}
+		return nulField(v.Elem(), name)
+	case reflect.String:
+		if strings.ContainsRune(v.String(), 0) {
+			return cmpName(name)
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return "" // []byte is base64 in JSON
+		}
+		for i := 0; i < v.Len(); i++ {
+			if f := nulField(v.Index(i), name); f != "" {
+				return f
+			}
+		}
+	case reflect.Map:
+		it := v.MapRange()
+		for it.Next() {
+			if f := nulField(it.Value(), name); f != "" {
+				return f
+			}
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			if !sf.IsExported() || sf.Tag.Get("aerie") == "binary" {
+				continue
+			}
+			n, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			if n == "-" {
+				continue
+			}
+			if n == "" {
+				n = sf.Name
+			}
+			if sf.Anonymous {
+				n = name
+			}
+			if f := nulField(v.Field(i), n); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
+}
+
+func cmpName(n string) string {
+	if n == "" {
+		return "(body)"
+	}
+	return n
 }
 
 func decodeError(err error) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/internal/dberr"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -75,6 +76,7 @@ var errorTable = []struct {
 	{tenancy.ErrNoNode, problemKind{http.StatusServiceUnavailable, "no-capacity", "No data-plane capacity"}},
 	{tenancy.ErrPayloadTooLarge, problemKind{http.StatusRequestEntityTooLarge, "payload-too-large", "Payload too large"}},
 	{tenancy.ErrRateLimited, problemKind{http.StatusTooManyRequests, "quota-rate-limited", "Publish rate quota used up"}},
+	{tenancy.ErrLimitReached, problemKind{http.StatusConflict, "limit-reached", "Plan limit reached"}},
 	{tenancy.ErrQuotaExceeded, problemKind{http.StatusConflict, "quota-exceeded", "Quota exceeded"}},
 	{tenancy.ErrInstanceUnavailable, problemKind{http.StatusConflict, "instance-unavailable", "Instance unavailable"}},
 	{tenancy.ErrNodeUnavailable, problemKind{http.StatusServiceUnavailable, "node-unavailable", "Data-plane node unavailable"}},
@@ -95,7 +97,15 @@ var errorTable = []struct {
 var (
 	validationKind = problemKind{http.StatusBadRequest, "validation-error", "Invalid request"}
 	internalKind   = problemKind{http.StatusInternalServerError, "internal", "Internal server error"}
+	// degradedKind: the database cannot be reached; retry after Retry-After.
+	degradedKind = problemKind{http.StatusServiceUnavailable, "service-degraded", "Service temporarily degraded"}
+	// badValueKind: a value the database refused to store (out of range, a
+	// byte text cannot hold) that validation let through.
+	badValueKind = problemKind{http.StatusBadRequest, "invalid-value", "Invalid value"}
 )
+
+// DegradedRetryAfter is the Retry-After (seconds) of a service-degraded 503.
+const DegradedRetryAfter = 2
 
 // ProblemFor maps err to its problem (status, type, title, detail, field
 // errors). Unknown errors are 500 with no detail (the error is logged).
@@ -112,6 +122,16 @@ func ProblemFor(err error) Problem {
 			break
 		}
 	}
+	if !known {
+		switch {
+		case dberr.Unavailable(err):
+			return Problem{Type: ProblemTypeBase + degradedKind.Slug, Title: degradedKind.Title, Status: degradedKind.Status,
+				Detail: "the database is unreachable; retry shortly"}
+		case dberr.BadValue(err):
+			return Problem{Type: ProblemTypeBase + badValueKind.Slug, Title: badValueKind.Title, Status: badValueKind.Status,
+				Detail: "a value in the request is out of range or cannot be stored"}
+		}
+	}
 	p := Problem{Type: ProblemTypeBase + kind.Slug, Title: kind.Title, Status: kind.Status}
 	if known {
 		p.Detail = err.Error()
@@ -122,7 +142,10 @@ func ProblemFor(err error) Problem {
 // WriteError answers with the problem for err, logging server errors.
 func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemFor(err)
-	if p.Status >= 500 {
+	if p.Type == ProblemTypeBase+degradedKind.Slug {
+		a.log.WarnContext(r.Context(), "request refused: database unreachable", "error", err, "request_id", middleware.GetReqID(r.Context()),
+			"method", r.Method, "path", r.URL.Path)
+	} else if p.Status >= 500 {
 		a.log.ErrorContext(r.Context(), "request failed", "error", err, "request_id", middleware.GetReqID(r.Context()),
 			"method", r.Method, "path", r.URL.Path)
 	}
@@ -130,6 +153,8 @@ func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &rl) {
 		secs := int((rl.RetryAfter + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	} else if p.Type == ProblemTypeBase+degradedKind.Slug {
+		w.Header().Set("Retry-After", strconv.Itoa(DegradedRetryAfter))
 	} else if p.Status == http.StatusTooManyRequests || p.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1") // per-second quotas; a node reconnecting
 	}

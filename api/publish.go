@@ -32,7 +32,7 @@ type publishJSON struct {
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Topic           string  `json:"topic"`
-		Payload         *string `json:"payload"`
+		Payload         *string `json:"payload" aerie:"binary"`
 		PayloadEncoding string  `json:"payload_encoding"`
 		QoS             *int    `json:"qos"`
 		Retain          bool    `json:"retain"`

@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/ratelimit"
@@ -33,6 +34,12 @@ type Deps struct {
 	AdminToken string
 	// LoginLimits throttles POST /v1/auth/login; zero means DefaultLoginLimits.
 	LoginLimits LoginLimits
+	// AbuseLimits throttle sign-ups and invitations; zero means
+	// DefaultAbuseLimits.
+	AbuseLimits AbuseLimits
+	// Metrics receives the HTTP request metrics (route template, method,
+	// code, duration) of everything this router serves; nil counts nothing.
+	Metrics prometheus.Registerer
 }
 
 // LoginLimits are token buckets for login attempts: Burst attempts at once,
@@ -48,6 +55,24 @@ type LoginLimits struct {
 // client address then one every 2 s.
 var DefaultLoginLimits = LoginLimits{PerEmailBurst: 5, PerEmailEvery: 30 * time.Second, PerAddrBurst: 30, PerAddrEvery: 2 * time.Second}
 
+// AbuseLimits are token buckets against mass sign-ups and invitation spam:
+// Burst at once, then one per Every.
+type AbuseLimits struct {
+	SignupsPerAddrBurst int
+	SignupsPerAddrEvery time.Duration
+	InvitesPerOrgBurst  int
+	InvitesPerOrgEvery  time.Duration
+	ResetsPerAddrBurst  int
+	ResetsPerAddrEvery  time.Duration
+}
+
+// DefaultAbuseLimits: 5 sign-ups per client address, then one every 12
+// minutes (5 an hour); 20 invitations per org, then one every 3 minutes;
+// 10 password-reset requests per client address, then one a minute (each
+// email also has its login bucket).
+var DefaultAbuseLimits = AbuseLimits{SignupsPerAddrBurst: 5, SignupsPerAddrEvery: 12 * time.Minute,
+	InvitesPerOrgBurst: 20, InvitesPerOrgEvery: 3 * time.Minute, ResetsPerAddrBurst: 10, ResetsPerAddrEvery: time.Minute}
+
 // API holds the handlers' dependencies; its methods are the /v1 handlers
 // and the middleware later handlers reuse.
 type API struct {
@@ -60,6 +85,9 @@ type API struct {
 	idem       *IdempotencyStore
 	loginMail  *ratelimit.Keyed
 	loginAddr  *ratelimit.Keyed
+	signups    *ratelimit.Keyed // per client address
+	invites    *ratelimit.Keyed // per org
+	resets     *ratelimit.Keyed // per client address
 	now        func() time.Time
 }
 
@@ -71,10 +99,14 @@ func NewRouter(d Deps) chi.Router {
 	}
 	r := chi.NewRouter()
 	r.Use(RequestID)
+	if d.Metrics != nil {
+		r.Use(newHTTPMetrics(d.Metrics).middleware)
+	}
 	r.Use(middleware.Recoverer)
+	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now}
+	r.Use(RejectBadInput(a.WriteError))
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
-	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrMethodNotAllowed) })
 	if d.Tenancy == nil {
@@ -89,6 +121,13 @@ func NewRouter(d Deps) chi.Router {
 	}
 	a.loginMail = ratelimit.New(lim.PerEmailEvery, lim.PerEmailBurst)
 	a.loginAddr = ratelimit.New(lim.PerAddrEvery, lim.PerAddrBurst)
+	ab := d.AbuseLimits
+	if ab == (AbuseLimits{}) {
+		ab = DefaultAbuseLimits
+	}
+	a.signups = ratelimit.New(ab.SignupsPerAddrEvery, ab.SignupsPerAddrBurst)
+	a.invites = ratelimit.New(ab.InvitesPerOrgEvery, ab.InvitesPerOrgBurst)
+	a.resets = ratelimit.New(ab.ResetsPerAddrEvery, ab.ResetsPerAddrBurst)
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(AccessLog(d.Log))
 		a.Routes(r)

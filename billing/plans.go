@@ -48,6 +48,19 @@ type Plan struct {
 	Included  Included         `json:"included"`
 	Overage   map[string]Price `json:"overage"` // by metric; a missing metric is capped, not billed
 	Quotas    config.Quotas    `json:"quotas"`
+	// Limits bound what an org holds on the plan (enforced by the tenancy
+	// service; Put leaves them as they are).
+	Limits PlanLimits `json:"limits"`
+}
+
+// PlanLimits bound what an org holds (0 = unlimited); Unverified applies
+// instead while no owner of the org has verified an email address.
+type PlanLimits struct {
+	MaxInstances              int64       `json:"max_instances"`
+	MaxCredentialsPerInstance int64       `json:"max_credentials_per_instance"`
+	MaxAPIKeys                int64       `json:"max_api_keys"`
+	MaxACLRulesPerInstance    int64       `json:"max_acl_rules_per_instance"`
+	Unverified                *PlanLimits `json:"unverified,omitempty"`
 }
 
 // Plans reads and edits the plan catalogue.
@@ -57,15 +70,15 @@ type Plans struct{ db *pgxpool.Pool }
 func NewPlans(db *pgxpool.Pool) *Plans { return &Plans{db: db} }
 
 const planColumns = `id, name, position, currency, base_cents, included_connection_minutes, included_message_units,
-	included_transfer_bytes, included_storage_byte_hours, overage, quotas`
+	included_transfer_bytes, included_storage_byte_hours, overage, quotas, limits`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
 func scanPlan(r rowScanner) (Plan, error) {
 	var p Plan
-	var overage, quotas []byte
+	var overage, quotas, limits []byte
 	if err := r.Scan(&p.ID, &p.Name, &p.Position, &p.Currency, &p.BaseCents, &p.Included.ConnectionMinutes,
-		&p.Included.MessageUnits, &p.Included.TransferBytes, &p.Included.StorageByteHours, &overage, &quotas); err != nil {
+		&p.Included.MessageUnits, &p.Included.TransferBytes, &p.Included.StorageByteHours, &overage, &quotas, &limits); err != nil {
 		return Plan{}, err
 	}
 	if err := json.Unmarshal(overage, &p.Overage); err != nil {
@@ -73,6 +86,9 @@ func scanPlan(r rowScanner) (Plan, error) {
 	}
 	if err := json.Unmarshal(quotas, &p.Quotas); err != nil {
 		return Plan{}, fmt.Errorf("plan %s quotas: %w", p.ID, err)
+	}
+	if err := json.Unmarshal(limits, &p.Limits); err != nil {
+		return Plan{}, fmt.Errorf("plan %s limits: %w", p.ID, err)
 	}
 	return p, nil
 }

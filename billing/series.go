@@ -33,6 +33,9 @@ type Point struct {
 // MaxPoints bounds one query's answer.
 const MaxPoints = 2000
 
+// MaxStep is the widest step a series may have (366 days).
+const MaxStep = 366 * 24 * time.Hour
+
 // Series answers an instance's usage between from and to in steps of step,
 // reading the finest kept resolution that divides step. Only the given org's
 // data is read: another org's instance yields no points. Steps with no
@@ -44,8 +47,13 @@ func (m *Meter) Series(ctx context.Context, orgID, instanceID string, from, to t
 	if step < 10*time.Second || step%(10*time.Second) != 0 {
 		return nil, fmt.Errorf("%w: step must be a multiple of 10s", ErrInvalidRange)
 	}
+	if step > MaxStep {
+		return nil, fmt.Errorf("%w: step must be at most %s", ErrInvalidRange, MaxStep)
+	}
 	from, to = from.UTC().Truncate(step), to.UTC()
-	if n := to.Sub(from) / step; n > MaxPoints {
+	// In whole seconds: time.Time.Sub saturates at 292 years, which would
+	// let a range of millennia through with a large step.
+	if n := (to.Unix() - from.Unix()) / int64(step/time.Second); n > MaxPoints {
 		return nil, fmt.Errorf("%w: %d points requested, at most %d", ErrInvalidRange, n, MaxPoints)
 	}
 	src := time.Duration(0)

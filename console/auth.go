@@ -21,6 +21,12 @@ func (c *Console) signupForm(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) signup(w http.ResponseWriter, r *http.Request) {
 	f := formOf(r, "email", "password", "org_name", "next")
+	if ok, wait := c.signups.Allow(clientAddr(r), c.now()); !ok {
+		f.Errors = map[string]string{"email": fmt.Sprintf("Too many sign-ups from your address. Try again in %d minutes.", int(math.Ceil(wait.Minutes())))}
+		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(wait.Seconds()))))
+		c.render(w, r, http.StatusTooManyRequests, SignupPage(c.page(w, r, "Sign up", "signup"), f))
+		return
+	}
 	u, o, err := c.svc.Signup(r.Context(), tenancy.SignupInput{Email: f.Get("email"), Password: r.PostFormValue("password"),
 		OrgName: f.Get("org_name")}, actor(r))
 	if err != nil {

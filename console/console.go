@@ -18,6 +18,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/internal/dberr"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -31,7 +32,9 @@ type Deps struct {
 	// Meter feeds the metrics charts (instance dashboards); may be nil.
 	Meter *billing.Meter
 	Log   *slog.Logger
-	// Secure marks every cookie Secure (set it when served over TLS).
+	// Secure marks every cookie Secure (set it when the public URL is
+	// https). Cookies of a request that came over TLS (or through a proxy
+	// saying X-Forwarded-Proto: https) are Secure either way.
 	Secure bool
 	// CSRFKey signs form tokens (≥ 32 bytes, the same in every process
 	// behind one address); nil picks a random key for this process.
@@ -39,6 +42,9 @@ type Deps struct {
 	// LoginLimits throttles logins and password-reset mails; zero means
 	// api.DefaultLoginLimits (the API's rule).
 	LoginLimits api.LoginLimits
+	// AbuseLimits throttle sign-ups per client address; zero means
+	// api.DefaultAbuseLimits (the API's rule).
+	AbuseLimits api.AbuseLimits
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Sync waits until the data-plane nodes have applied config revisions
@@ -65,6 +71,7 @@ type Console struct {
 	csrf      *CSRF
 	loginMail *ratelimit.Keyed
 	loginAddr *ratelimit.Keyed
+	signups   *ratelimit.Keyed // per client address
 	refresher *refresher
 	now       func() time.Time
 	sync      Syncer
@@ -88,11 +95,16 @@ func New(d Deps) http.Handler {
 	if lim == (api.LoginLimits{}) {
 		lim = api.DefaultLoginLimits
 	}
+	ab := d.AbuseLimits
+	if ab == (api.AbuseLimits{}) {
+		ab = api.DefaultAbuseLimits
+	}
 	c := &Console{
 		svc: d.Tenancy, bill: d.Billing, meter: d.Meter, log: d.Log, secure: d.Secure,
 		csrf:      NewCSRF(key, d.Secure),
 		loginMail: ratelimit.New(lim.PerEmailEvery, lim.PerEmailBurst),
 		loginAddr: ratelimit.New(lim.PerAddrEvery, lim.PerAddrBurst),
+		signups:   ratelimit.New(ab.SignupsPerAddrEvery, ab.SignupsPerAddrBurst),
 		refresher: newRefresher(d.Tenancy),
 		now:       d.Now,
 		sync:      d.Sync,
@@ -102,7 +114,7 @@ func New(d Deps) http.Handler {
 
 func (c *Console) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, securityHeaders, c.csrf.Middleware, c.session, c.readYourWrites)
+	r.Use(middleware.Recoverer, secureCookiesOverTLS, securityHeaders, c.csrf.Middleware, c.session, c.readYourWrites)
 	r.Handle("/static/*", Static())
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, http.StatusNotFound, "This page does not exist.")
@@ -316,6 +328,12 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 		c.errorPage(w, r, http.StatusConflict, err.Error())
 	case errors.Is(err, tenancy.ErrUnauthenticated):
 		c.errorPage(w, r, http.StatusUnauthorized, "This link is invalid, already used or expired.")
+	case errors.Is(err, tenancy.ErrLimitReached):
+		c.errorPage(w, r, http.StatusConflict, err.Error())
+	case dberr.Unavailable(err):
+		c.log.WarnContext(r.Context(), "console: database unreachable", "path", r.URL.Path, "error", err)
+		w.Header().Set("Retry-After", "2")
+		c.errorPage(w, r, http.StatusServiceUnavailable, "The service is degraded for a moment. Try again in a few seconds.")
 	default:
 		c.log.ErrorContext(r.Context(), "console: request failed", "path", r.URL.Path, "error", err)
 		c.errorPage(w, r, http.StatusInternalServerError, "Something went wrong on our side. Try again.")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
@@ -45,7 +46,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.svc = tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithBaseURL(e.srv.URL),
 		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
 	e.bill = billing.NewService(db.Pool, nil, log)
-	d := Deps{Tenancy: e.svc, Billing: e.bill, Log: log}
+	d := Deps{Tenancy: e.svc, Billing: e.bill, Log: log,
+		AbuseLimits: api.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1, ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}}
 	for _, o := range opts {
 		o(&d)
 	}

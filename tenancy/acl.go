@@ -67,6 +67,9 @@ func (s *Service) CreateACLRule(ctx context.Context, a Actor, orgID, instanceID 
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM acl_rules WHERE instance_id = $1`, instanceID).Scan(&n); err != nil {
 			return fmt.Errorf("count rules: %w", err)
 		}
+		if err := s.checkOrgLimit(ctx, tx, orgID, limitACLRules, instanceID, 1); err != nil {
+			return err
+		}
 		if n >= MaxACLRules {
 			return invalid("filter", fmt.Sprintf("an instance holds at most %d rules", MaxACLRules))
 		}

@@ -81,6 +81,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, a Actor, orgID string, in Ne
 		Scopes: scopes, CreatedAt: s.nowUTC(), ExpiresAt: truncUTC(in.ExpiresAt)}
 	secret := randomToken(32)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := s.checkOrgLimit(ctx, tx, orgID, limitAPIKeys, "", 1); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `INSERT INTO api_keys (id, org_id, created_by, name, prefix, secret_hash, scopes, created_at, expires_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`, k.ID, orgID, a.UserID, k.Name, k.Prefix, sha(secret), scopes, k.CreatedAt, k.ExpiresAt)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/internal/dberr"
 )
 
 // Feed streams each node's config: a snapshot when the node is new or too
@@ -60,7 +61,9 @@ func (f *Feed) Run(ctx context.Context) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		// At most 1 s: notifications are how nodes hear of changes and
+		// publishes promptly once the database is back.
+		backoff = min(backoff*2, time.Second)
 	}
 }
 
@@ -160,6 +163,12 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 		evs, err := f.svc.ConfigChanges(ctx, nodeID, since, feedBatch)
 		if errors.Is(err, ErrSnapshotNeeded) {
 			snap, err := f.svc.ConfigSnapshot(ctx, nodeID)
+			if dberr.Unavailable(err) {
+				if err := f.waitForDB(ctx, hb, since, fn, err); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -176,6 +185,14 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 			}
 			continue
 		}
+		if dberr.Unavailable(err) {
+			// Keep the node's stream open through a database outage (with
+			// heartbeats), so it hears of changes the moment it is back.
+			if err := f.waitForDB(ctx, hb, since, fn, err); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -188,7 +205,12 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 		if len(evs) == feedBatch {
 			continue
 		}
-		if err := f.sendPublishes(ctx, nodeID, since, fn); err != nil {
+		if err := f.sendPublishes(ctx, nodeID, since, fn); dberr.Unavailable(err) {
+			if err := f.waitForDB(ctx, hb, since, fn, err); err != nil {
+				return err
+			}
+			continue
+		} else if err != nil {
 			return err
 		}
 		if !caughtUp {
@@ -201,6 +223,31 @@ func (f *Feed) Watch(ctx context.Context, nodeID string, since int64, fn func(co
 		}
 		if err := f.wait(ctx, wake, hb, poll, nodeID, &since, fn); err != nil {
 			return err
+		}
+	}
+}
+
+// dbRetry is how often a watch retries the database during an outage.
+const dbRetry = 250 * time.Millisecond
+
+// waitForDB waits dbRetry before a watch retries an unreachable database,
+// sending the node its heartbeat meanwhile.
+func (f *Feed) waitForDB(ctx context.Context, hb *time.Ticker, since int64, fn func(config.Event) error, cause error) error {
+	f.log.Debug("config feed: database unreachable; retrying", "error", cause)
+	t := time.NewTimer(dbRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.stopped:
+			return context.Canceled
+		case <-t.C:
+			return nil
+		case <-hb.C:
+			if err := fn(config.Event{Revision: since, Kind: config.KindHeartbeat}); err != nil {
+				return err
+			}
 		}
 	}
 }

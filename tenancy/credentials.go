@@ -122,6 +122,9 @@ func (s *Service) CreateCredentials(ctx context.Context, a Actor, orgID, instanc
 		if err != nil {
 			return err
 		}
+		if err := s.checkOrgLimit(ctx, tx, orgID, limitCredentials, instanceID, len(in)); err != nil {
+			return err
+		}
 		now := s.nowUTC()
 		for i, c := range in {
 			pw, hash := newDevicePassword()

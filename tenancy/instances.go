@@ -24,6 +24,10 @@ const (
 	InstanceRunning      = config.StatusRunning
 	InstanceSuspended    = config.StatusSuspended
 	InstanceDeleting     = config.StatusDeleting
+	// InstanceUnavailable is shown (never stored) for a provisioning or
+	// running instance whose node has not reported within the liveness
+	// window: devices cannot reach it until the node is back.
+	InstanceUnavailable = "unavailable"
 )
 
 // Instance is a tenant's MQTT instance.
@@ -47,6 +51,8 @@ type Instance struct {
 	// change; NodeAppliedRevision what its node has acknowledged applying.
 	ConfigRevision      int64
 	NodeAppliedRevision int64
+
+	nodeSeen *time.Time // the node's last report
 }
 
 // InSync reports whether the instance's node has applied its latest change.
@@ -115,8 +121,13 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 	}
 	var out Instance
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM orgs WHERE id = $1 FOR SHARE`, orgID); err != nil {
+		// FOR UPDATE: instance creations of one org run one at a time, so
+		// the plan's instance limit holds.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE`, orgID); err != nil {
 			return fmt.Errorf("lock org: %w", err)
+		}
+		if err := s.checkOrgLimit(ctx, tx, orgID, limitInstances, "", 1); err != nil {
+			return err
 		}
 		plan, quotas, err := orgPlan(ctx, tx, orgID)
 		if err != nil {
@@ -144,7 +155,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 			rule.ID, out.ID, rule.Effect, rule.Action, rule.Filter, now); err != nil {
 			return fmt.Errorf("insert default acl rule: %w", err)
 		}
-		key, err := newTokenKey(ctx, tx, out.ID, now)
+		key, err := s.newTokenKey(ctx, tx, out.ID, now)
 		if err != nil {
 			return err
 		}
@@ -167,14 +178,14 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 }
 
 // newTokenKey creates an Ed25519 key that signs the instance's device tokens.
-func newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Time) (config.TokenKey, error) {
+func (s *Service) newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Time) (config.TokenKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return config.TokenKey{}, fmt.Errorf("token key: %w", err)
 	}
 	k := config.TokenKey{KID: "k" + randomToken(5), Algorithm: "EdDSA", PublicKey: pub}
 	if _, err := tx.Exec(ctx, `INSERT INTO instance_token_keys (instance_id, kid, private_key, public_key, created_at) VALUES ($1,$2,$3,$4,$5)`,
-		instanceID, k.KID, priv.Seed(), []byte(pub), now); err != nil {
+		instanceID, k.KID, s.sealSecret(priv.Seed(), tokenKeyAAD(instanceID, k.KID)), []byte(pub), now); err != nil {
 		return config.TokenKey{}, fmt.Errorf("insert token key: %w", err)
 	}
 	return k, nil
@@ -182,13 +193,13 @@ func newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Tim
 
 const instanceCols = `i.id, i.org_id, i.name, i.plan_id, i.status, i.node_id, n.endpoints, i.allow_anonymous, i.deletion_protection,
 	i.quotas, i.limited, i.created_at, i.updated_at,
-	coalesce((SELECT r.revision FROM instance_config_revisions r WHERE r.instance_id = i.id), 0), n.applied_revision`
+	coalesce((SELECT r.revision FROM instance_config_revisions r WHERE r.instance_id = i.id), 0), n.applied_revision, n.last_seen_at`
 
 func scanInstance(r pgx.CollectableRow) (Instance, error) {
 	var in Instance
 	var eps, q []byte
 	if err := r.Scan(&in.ID, &in.OrgID, &in.Name, &in.Plan, &in.Status, &in.NodeID, &eps, &in.AllowAnonymous,
-		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt, &in.ConfigRevision, &in.NodeAppliedRevision); err != nil {
+		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt, &in.ConfigRevision, &in.NodeAppliedRevision, &in.nodeSeen); err != nil {
 		return Instance{}, err
 	}
 	in.Endpoints = map[string]string{}
@@ -211,12 +222,30 @@ func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]In
 		return nil, "", fmt.Errorf("list instances: %w", err)
 	}
 	list, next := trimPage(list, p.limit(), func(i Instance) string { return i.ID })
+	for i := range list {
+		s.showLiveness(&list[i])
+	}
 	return list, next, nil
 }
 
 // Instance returns one instance of the org.
 func (s *Service) Instance(ctx context.Context, orgID, id string) (Instance, error) {
-	return s.instance(ctx, s.db, orgID, id, false)
+	in, err := s.instance(ctx, s.db, orgID, id, false)
+	if err == nil {
+		s.showLiveness(&in)
+	}
+	return in, err
+}
+
+// showLiveness shows a provisioning or running instance whose node has not
+// reported within the liveness window as unavailable.
+func (s *Service) showLiveness(in *Instance) {
+	if in.Status != InstanceRunning && in.Status != InstanceProvisioning {
+		return
+	}
+	if in.nodeSeen == nil || in.nodeSeen.Before(s.now().Add(-s.nodeLiveWindow())) {
+		in.Status = InstanceUnavailable
+	}
 }
 
 func (s *Service) instance(ctx context.Context, q querier, orgID, id string, lock bool) (Instance, error) {

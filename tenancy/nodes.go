@@ -215,7 +215,7 @@ func (s *Service) RevokeNode(ctx context.Context, id string) error {
 // fewest connections).
 func (s *Service) pickNode(ctx context.Context, q querier) (Node, error) {
 	rows, err := q.Query(ctx, `SELECT `+nodeCols+` FROM nodes n WHERE n.revoked_at IS NULL AND n.last_seen_at > $1
-		ORDER BY 8, n.connections, n.id LIMIT 1`, s.now().Add(-nodeLiveWindow))
+		ORDER BY 8, n.connections, n.id LIMIT 1`, s.now().Add(-s.nodeLiveWindow()))
 	if err != nil {
 		return Node{}, fmt.Errorf("pick node: %w", err)
 	}

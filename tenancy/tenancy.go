@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/aeriemq/aerie/internal/mailer"
+	"github.com/aeriemq/aerie/internal/secretbox"
 )
 
 // Errors returned by the service; the API maps each to one HTTP problem.
@@ -161,6 +162,8 @@ type Service struct {
 	pw         PasswordParams
 	now        func() time.Time
 	baseURL    string
+	liveWindow time.Duration      // 0: nodeLiveWindow
+	secrets    *secretbox.Keyring // seals private keys at rest; nil stores them plain (tests)
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 
@@ -183,6 +186,15 @@ func WithPasswordParams(p PasswordParams) Option { return func(s *Service) { s.p
 
 // WithClock sets the time source.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithSecretKeys seals private keys at rest (device-token signing keys, and
+// any later secret) with the keyring's current key-encryption key.
+func WithSecretKeys(kr *secretbox.Keyring) Option { return func(s *Service) { s.secrets = kr } }
+
+// WithNodeLiveWindow sets how recently a data-plane node must have reported
+// to take new instances and to show its instances as running (default 60 s;
+// nodes report at least every 15 s).
+func WithNodeLiveWindow(d time.Duration) Option { return func(s *Service) { s.liveWindow = d } }
 
 // WithBaseURL sets the public URL used in emailed links.
 func WithBaseURL(u string) Option { return func(s *Service) { s.baseURL = strings.TrimRight(u, "/") } }

@@ -93,16 +93,19 @@ func (s *Service) IssueDeviceToken(ctx context.Context, a Actor, orgID, instance
 			return err
 		}
 		var kid string
-		var seed []byte
+		var stored []byte
 		if err := tx.QueryRow(ctx, `SELECT kid, private_key FROM instance_token_keys WHERE instance_id = $1 ORDER BY created_at DESC LIMIT 1`,
-			instanceID).Scan(&kid, &seed); err != nil {
+			instanceID).Scan(&kid, &stored); err != nil {
 			return fmt.Errorf("token key: %w", err)
+		}
+		seed, err := s.openSecret(stored, tokenKeyAAD(instanceID, kid))
+		if err != nil {
+			return fmt.Errorf("token key of %s: %w", instanceID, err)
 		}
 		claims := deviceJWTClaims{config.DeviceTokenClaims{Issuer: "aerie", Audience: instanceID, ID: t.JTI, IssuedAt: now.Unix(),
 			ExpiresAt: t.ExpiresAt.Unix(), ClientID: in.ClientID, Resources: in.Resources}}
 		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 		tok.Header["kid"] = kid
-		var err error
 		if signed, err = tok.SignedString(ed25519.NewKeyFromSeed(seed)); err != nil {
 			return fmt.Errorf("sign device token: %w", err)
 		}

@@ -175,7 +175,7 @@ func TestDevicesEndToEnd(t *testing.T) {
 	}
 	c.call(t, "POST", "/v1/orgs/"+org+"/instances/"+inst.ID+"/tokens",
 		map[string]any{"resources": []map[string]any{{"filter": "a/#", "actions": []string{"publish", "subscribe"}}}, "ttl_seconds": 600}, 201, &scoped)
-	expiredToken := signExpiredToken(t, dsn, inst.ID)
+	expiredToken := signExpiredToken(t, dsn, dataDir, inst.ID)
 	time.Sleep(300 * time.Millisecond) // the node applies the pushes
 
 	t.Run("a device connects over TLS and secure WebSocket with the generated certificate", func(t *testing.T) {
@@ -327,9 +327,10 @@ func TestDevicesEndToEnd(t *testing.T) {
 }
 
 // signExpiredToken signs a device token that expired a minute ago with the
-// instance's real key (read from the database, as only the control plane
-// can), so the node's expiry check is what refuses it.
-func signExpiredToken(t *testing.T, dsn, instanceID string) string {
+// instance's real key (read from the database and opened with the data
+// dir's key-encryption key, as only the control plane can), so the node's
+// expiry check is what refuses it.
+func signExpiredToken(t *testing.T, dsn, dataDir, instanceID string) string {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -338,10 +339,11 @@ func signExpiredToken(t *testing.T, dsn, instanceID string) string {
 	}
 	defer conn.Close(ctx)
 	var kid string
-	var seed []byte
-	if err := conn.QueryRow(ctx, `SELECT kid, private_key FROM instance_token_keys WHERE instance_id = $1`, instanceID).Scan(&kid, &seed); err != nil {
+	var sealed []byte
+	if err := conn.QueryRow(ctx, `SELECT kid, private_key FROM instance_token_keys WHERE instance_id = $1`, instanceID).Scan(&kid, &sealed); err != nil {
 		t.Fatal(err)
 	}
+	seed := openTokenKey(t, dataDir, instanceID, kid, sealed)
 	now := time.Now()
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "aerie", "aud": instanceID, "jti": "t-expired",
 		"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(-time.Minute).Unix(), "res": []map[string]any{{"filter": "#", "actions": []string{"publish"}}}})

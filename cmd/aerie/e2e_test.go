@@ -95,9 +95,11 @@ func (p ports) args() []string {
 	return []string{"--http-addr", p.http, "--mqtt-addr", p.mqtt, "--ws-addr", p.ws, "--mqtts-addr", "127.0.0.1:0", "--wss-addr", "127.0.0.1:0"}
 }
 
-// cleanEnv is the test's environment without DATABASE_URL or AERIE_*.
+// cleanEnv is the test's environment without DATABASE_URL or AERIE_*, and
+// with the metrics listener on a free loopback port (its default, 9090,
+// would collide between tests running at once).
 func cleanEnv(extra ...string) []string {
-	var env []string
+	env := []string{"AERIE_METRICS_ADDR=127.0.0.1:0"}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "DATABASE_URL") || strings.HasPrefix(kv, "AERIE_") {
 			continue

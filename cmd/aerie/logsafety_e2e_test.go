@@ -123,7 +123,7 @@ func TestServeLogHoldsNoSecrets(t *testing.T) {
 	var tok struct{ Token string }
 	c.call(t, "POST", "/v1/orgs/"+org+"/instances/"+inst.ID+"/tokens",
 		map[string]any{"resources": []map[string]any{{"filter": "a/#", "actions": []string{"publish"}}}, "ttl_seconds": 600}, 201, &tok)
-	expired := signExpiredToken(t, dsn, inst.ID)
+	expired := signExpiredToken(t, dsn, dataDir, inst.ID)
 	secrets = append(secrets, tok.Token, tok.Token[strings.LastIndexByte(tok.Token, '.')+1:], expired, expired[strings.LastIndexByte(expired, '.')+1:])
 	// An HTTP publish the node refuses (too large) and one to a bad topic.
 	big := base64.StdEncoding.EncodeToString(payload("HTTPBIG", 300<<10))

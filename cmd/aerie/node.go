@@ -20,6 +20,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/gateway"
 	"github.com/aeriemq/aerie/dataplane/usagereport"
+	"github.com/aeriemq/aerie/internal/secretbox"
 	"github.com/aeriemq/aerie/migrations"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -199,6 +200,42 @@ func adminToken(cfg *config, sub string, log *slog.Logger) (string, error) {
 	}
 	log.Info("generated the operator token for /v1/admin", "file", p)
 	return tok, nil
+}
+
+// secretKeys loads the key-encryption keys: AERIE_SECRET_KEY (lines or
+// commas), else --secret-key-file, else <data-dir>/secret-key, generated
+// (0600) when missing. Every control-plane process of one database must
+// share them.
+func secretKeys(cfg *config, sub string, log *slog.Logger) (*secretbox.Keyring, error) {
+	if v := os.Getenv("AERIE_SECRET_KEY"); v != "" {
+		kr, err := secretbox.Parse(strings.ReplaceAll(v, ",", "\n"))
+		if err != nil {
+			return nil, fmt.Errorf("AERIE_SECRET_KEY: %w", err)
+		}
+		return kr, nil
+	}
+	p := cfg.SecretKeyFile
+	if p == "" {
+		p = filepath.Join(cfg.DataDir, "secret-key")
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(p, []byte(secretbox.NewKey()+"\n"), 0o600); err != nil {
+				return nil, fmt.Errorf("secret key: %w", err)
+			}
+			log.Info("generated the key-encryption key that seals private keys in the database; back it up", "file", p)
+			if sub == "controlplane" {
+				log.Warn("every control-plane process of this database needs the same key: copy it or set --secret-key-file", "file", p)
+			}
+		}
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("secret key: %w", err)
+	}
+	kr, err := secretbox.Parse(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("secret key file %s: %w", p, err)
+	}
+	return kr, nil
 }
 
 func randomHex(n int) string {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
@@ -82,6 +84,20 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		return fmt.Errorf("http listener on %s: %w", cfg.HTTPAddr, err)
 	}
 	cleanups = append(cleanups, func() { httpLn.Close() })
+	var metricsLn net.Listener
+	if on(cfg.MetricsAddr) {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics listener on %s: %w", cfg.MetricsAddr, err)
+		}
+		cleanups = append(cleanups, func() { metricsLn.Close() })
+	}
+	procMetrics := newProcessRegistry()
+	var public *url.URL // where users reach the console and API
+	if withControl {
+		if public, err = publicURL(cfg, httpLn.Addr()); err != nil {
+			return err
+		}
+	}
 
 	var gw *gateway.Gateway
 	var state *configsync.State
@@ -195,10 +211,22 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			}},
 		)
 	}
-	deps := api.Deps{Log: log, Ready: checks}
+	deps := api.Deps{Log: log, Ready: checks, Metrics: procMetrics}
 	if withControl {
+		keys, err := secretKeys(cfg, sub, log)
+		if err != nil {
+			return err
+		}
 		deps.DB = pool
-		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)))
+		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)), tenancy.WithBaseURL(public.String()),
+			tenancy.WithSecretKeys(keys))
+		// Seal what an older binary stored in plain and what an older key
+		// sealed: this completes a key rotation.
+		if n, err := deps.Tenancy.SealSecrets(ctx); err != nil {
+			return err
+		} else if n > 0 {
+			log.Info("sealed secrets with the current key-encryption key", "count", n)
+		}
 		deps.Billing = billing.NewService(pool, planApplier{deps.Tenancy}, log)
 		deps.Meter = billing.NewMeter(pool, deps.Tenancy, log)
 		deps.Feed = tenancy.NewFeed(deps.Tenancy, log.With("component", "configfeed"))
@@ -212,17 +240,20 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if deps.AdminToken, err = adminToken(cfg, sub, log); err != nil {
 			return err
 		}
+		procMetrics.MustRegister(newControlPlaneCollector(deps.Tenancy))
 	}
 	router := api.NewRouter(deps)
+	gatherers := prometheus.Gatherers{procMetrics}
 	if gw != nil {
-		router.Handle("/metrics", gw.Metrics().Handler())
+		gatherers = append(gatherers, gw.Metrics())
 	}
 	if withControl {
 		key, err := consoleKey(ctx, pool)
 		if err != nil {
 			return err
 		}
-		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed}))
+		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed,
+			Secure: public.Scheme == "https"}))
 	}
 	if withData {
 		var src configsync.Source
@@ -246,13 +277,23 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	httpSrv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- httpSrv.Serve(httpLn) }()
+	if metricsLn != nil {
+		metricsSrv := &http.Server{Handler: metricsHandler(log, gatherers), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = metricsSrv.Serve(metricsLn) }()
+		cleanups = append(cleanups, func() { metricsSrv.Close() })
+		log.Info("metrics listening", "addr", metricsLn.Addr().String(), "path", "/metrics")
+	}
 	if gw != nil {
 		if err := gw.Start(); err != nil {
 			return err
 		}
 		log.Info("mqtt listening", "tcp", gw.MQTTAddr(), "ws", gw.WSAddr()+"/mqtt")
 	}
-	log.Info("aerie started", "mode", sub, "http", httpLn.Addr().String())
+	if public != nil {
+		log.Info("aerie started", "mode", sub, "http", httpLn.Addr().String(), "console", public.String()+"/", "public_url", public.String())
+	} else {
+		log.Info("aerie started", "mode", sub, "http", httpLn.Addr().String())
+	}
 
 	select {
 	case <-ctx.Done():

@@ -120,6 +120,17 @@ func New(o Options) (*Gateway, error) {
 	g.tenant.minKeepalive, g.tenant.maxKeepalive = uint16(min(o.MinKeepalive/time.Second, 65535)), uint16(min(o.MaxKeepalive/time.Second, 65535))
 	g.metrics = newMetrics(g.retainedByInstance)
 	g.tenant.metrics = g.metrics
+	if o.Config != nil {
+		g.metrics.placed = func() map[string]string {
+			out := map[string]string{}
+			for _, id := range o.Config.InstanceIDs() {
+				if in, ok := o.Config.Instance(id); ok {
+					out[id] = in.OrgID
+				}
+			}
+			return out
+		}
+	}
 	if err := srv.AddHook(g.tenant, nil); err != nil {
 		return nil, fmt.Errorf("add tenant hook: %w", err)
 	}

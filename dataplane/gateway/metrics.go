@@ -12,6 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aeriemq/aerie/dataplane/config"
 )
@@ -48,7 +49,10 @@ func (c *counters) drop(reason string) {
 }
 
 // Metrics counts each instance's traffic: exposed for Prometheus with an
-// "instance" label, and drained as usage deltas for the control plane.
+// "aerie_instance" label (not "instance", Prometheus's own target label;
+// aerie_instance_info maps it to its org), and drained as usage deltas for
+// the control plane. Series of an instance no longer on the node are
+// removed at each scrape.
 type Metrics struct {
 	mu        sync.RWMutex
 	inst      map[string]*counters
@@ -57,23 +61,27 @@ type Metrics struct {
 	retained  func() map[string]int64
 	stored    func(instance string) int64 // bytes the store holds for the instance (gauge)
 	total     atomic.Int64                // messages in and out since start
+	// placed lists the instances on the node with their org (nil: keep
+	// every series).
+	placed func() map[string]string
 
 	reg                                                *prometheus.Registry
 	connections, subscriptions, retainedG              *prometheus.GaugeVec
 	connects, authFailures, msgsIn, msgsOut, bIn, bOut *prometheus.CounterVec
 	dropsC                                             *prometheus.CounterVec
+	info                                               *prometheus.GaugeVec
 }
 
 func newMetrics(retained func() map[string]int64) *Metrics {
 	m := &Metrics{inst: map[string]*counters{}, now: time.Now, retained: retained, reg: prometheus.NewRegistry()}
 	m.lastDrain = m.now()
 	gauge := func(name, help string) *prometheus.GaugeVec {
-		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "aerie", Name: name, Help: help}, []string{"instance"})
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "aerie", Name: name, Help: help}, []string{"aerie_instance"})
 		m.reg.MustRegister(g)
 		return g
 	}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
-		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "aerie", Name: name, Help: help}, append([]string{"instance"}, labels...))
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "aerie", Name: name, Help: help}, append([]string{"aerie_instance"}, labels...))
 		m.reg.MustRegister(c)
 		return c
 	}
@@ -87,6 +95,9 @@ func newMetrics(retained func() map[string]int64) *Metrics {
 	m.bIn = counter("bytes_in_total", "Payload bytes accepted from clients.")
 	m.bOut = counter("bytes_out_total", "Payload bytes sent to clients.")
 	m.dropsC = counter("drops_total", "Messages dropped, by reason.", "reason")
+	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "aerie", Name: "instance_info",
+		Help: "1 for each instance placed on this node, with its org."}, []string{"aerie_instance", "org"})
+	m.reg.MustRegister(m.info)
 	return m
 }
 
@@ -155,14 +166,41 @@ func (m *Metrics) subscribed(instance string, delta int64) {
 
 // Handler serves the Prometheus text exposition.
 func (m *Metrics) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m.retained != nil {
-			for inst, n := range m.retained() {
-				m.retainedG.WithLabelValues(inst).Set(float64(n))
+	return promhttp.HandlerFor(m, promhttp.HandlerOpts{})
+}
+
+// Gather implements prometheus.Gatherer: it refreshes the retained-message
+// gauges and the instance list, drops the series of instances no longer on
+// the node, then gathers.
+func (m *Metrics) Gather() ([]*dto.MetricFamily, error) {
+	if m.retained != nil {
+		for inst, n := range m.retained() {
+			m.retainedG.WithLabelValues(inst).Set(float64(n))
+		}
+	}
+	if m.placed != nil {
+		placed := m.placed()
+		m.info.Reset()
+		for id, org := range placed {
+			m.info.WithLabelValues(id, org).Set(1)
+		}
+		m.mu.RLock()
+		var gone []string
+		for id := range m.inst {
+			if _, ok := placed[id]; !ok && id != "unknown" {
+				gone = append(gone, id)
 			}
 		}
-		promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
-	})
+		m.mu.RUnlock()
+		for _, id := range gone {
+			l := prometheus.Labels{"aerie_instance": id}
+			for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+				m.connections, m.subscriptions, m.retainedG, m.connects, m.authFailures, m.msgsIn, m.msgsOut, m.bIn, m.bOut, m.dropsC} {
+				v.DeletePartialMatch(l)
+			}
+		}
+	}
+	return m.reg.Gather()
 }
 
 // MessagesTotal counts the messages the node received and delivered since
