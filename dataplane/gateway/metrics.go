@@ -62,6 +62,7 @@ type Metrics struct {
 	connections, subscriptions, retainedG              *prometheus.GaugeVec
 	connects, authFailures, msgsIn, msgsOut, bIn, bOut *prometheus.CounterVec
 	dropsC                                             *prometheus.CounterVec
+	throttledC                                         *prometheus.CounterVec
 }
 
 func newMetrics(retained func() map[string]int64) *Metrics {
@@ -87,6 +88,7 @@ func newMetrics(retained func() map[string]int64) *Metrics {
 	m.bIn = counter("bytes_in_total", "Payload bytes accepted from clients.")
 	m.bOut = counter("bytes_out_total", "Payload bytes sent to clients.")
 	m.dropsC = counter("drops_total", "Messages dropped, by reason.", "reason")
+	m.throttledC = counter("publish_throttled_seconds_total", "Time publishers were held back by rate quotas (back-pressure).")
 	return m
 }
 
@@ -146,6 +148,11 @@ func (m *Metrics) out(instance string, payload int) {
 func (m *Metrics) dropped(instance, reason string) {
 	m.of(instance).drop(reason)
 	m.dropsC.WithLabelValues(instance, reason).Inc()
+}
+
+// throttled records a publisher held back for d by a rate quota.
+func (m *Metrics) throttled(instance string, d time.Duration) {
+	m.throttledC.WithLabelValues(instance).Add(d.Seconds())
 }
 
 func (m *Metrics) subscribed(instance string, delta int64) {
