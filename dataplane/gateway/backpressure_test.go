@@ -46,27 +46,41 @@ type flowResult struct {
 	sent, delivered, distinct, outOfOrder int64
 	start                                 time.Time
 	last                                  time.Time // last delivery
-	// steady is the aggregate publish rate after the buckets' initial
-	// burst: deliveries of each publisher's second half of messages over
-	// the time they took (the slowest publisher's span).
-	steady float64
+	published                             time.Time // every publisher done (v3.1.1: acknowledged)
+	pubs, msgs                            int
+	half, end                             []int64 // per publisher: delivery of its message msgs/2 and of its last (unix ns)
+}
+
+// rate is the aggregate steady publish rate: the sum over the publishers
+// of the rate at which the second half of their messages arrived. By then
+// the bucket's initial burst (and whatever refilled while the burst was
+// read) is long spent, so this is the rate the quota lets through; a
+// publisher not held back would show the node's full speed instead.
+func (r flowResult) rate() float64 {
+	var sum float64
+	for p := range r.pubs {
+		if d := time.Duration(r.end[p] - r.half[p]).Seconds(); d > 0 && r.half[p] > 0 {
+			sum += float64(r.msgs-1-r.msgs/2) / d
+		}
+	}
+	return sum
 }
 
 func (r flowResult) String() string {
-	return fmt.Sprintf("sent %d, delivered %d (%d distinct, %d out of order) in %s; steady aggregate rate %.0f msg/s",
-		r.sent, r.delivered, r.distinct, r.outOfOrder, r.last.Sub(r.start).Round(time.Millisecond), r.steady)
+	return fmt.Sprintf("sent %d, delivered %d (%d distinct, %d out of order) in %s (published in %s)",
+		r.sent, r.delivered, r.distinct, r.outOfOrder, r.last.Sub(r.start).Round(time.Millisecond), r.published.Sub(r.start).Round(time.Millisecond))
 }
 
 func (f quotaFlow) run(ctx context.Context) (flowResult, error) {
 	if f.window <= 0 {
 		f.window = 100
 	}
-	var res flowResult
+	res := flowResult{pubs: f.pubs, msgs: f.msgs}
+	half := make([]atomic.Int64, f.pubs)
+	end := make([]atomic.Int64, f.pubs)
 	var delivered, distinct, ooo atomic.Int64
 	var lastAt atomic.Int64
 	seen := make([][]atomic.Bool, f.pubs)
-	half := make([]atomic.Int64, f.pubs) // when the publisher's message msgs/2 arrived
-	done := make([]atomic.Int64, f.pubs) // when its last message arrived
 	lastSeq := make([]atomic.Int64, f.pubs)
 	for p := range seen {
 		seen[p] = make([]atomic.Bool, f.msgs)
@@ -86,16 +100,16 @@ func (f quotaFlow) run(ctx context.Context) (flowResult, error) {
 		if !seen[p][seq].Swap(true) {
 			distinct.Add(1)
 		}
-		if int64(seq) < lastSeq[p].Load() {
-			ooo.Add(1)
-		} else {
-			lastSeq[p].Store(int64(seq))
-		}
 		switch seq {
 		case f.msgs / 2:
 			half[p].Store(now)
 		case f.msgs - 1:
-			done[p].Store(now)
+			end[p].Store(now)
+		}
+		if int64(seq) < lastSeq[p].Load() {
+			ooo.Add(1)
+		} else {
+			lastSeq[p].Store(int64(seq))
 		}
 	}
 	var closers []func()
@@ -206,6 +220,7 @@ func (f quotaFlow) run(ctx context.Context) (flowResult, error) {
 		}()
 	}
 	wg.Wait()
+	res.published = time.Now()
 	close(errs)
 	if err := <-errs; err != nil {
 		return res, err
@@ -225,15 +240,9 @@ func (f quotaFlow) run(ctx context.Context) (flowResult, error) {
 	}
 	res.delivered, res.distinct, res.outOfOrder = delivered.Load(), distinct.Load(), ooo.Load()
 	res.last = time.Unix(0, lastAt.Load())
-	var first, end int64
 	for p := range f.pubs {
-		if h := half[p].Load(); first == 0 || h < first {
-			first = h
-		}
-		end = max(end, done[p].Load())
-	}
-	if first > 0 && end > first {
-		res.steady = float64(f.pubs*(f.msgs-1-f.msgs/2)) / time.Duration(end-first).Seconds()
+		res.half = append(res.half, half[p].Load())
+		res.end = append(res.end, end[p].Load())
 	}
 	return res, nil
 }
@@ -314,14 +323,18 @@ func TestFreePlanBackpressure(t *testing.T) {
 			// After the bucket's burst (one second's worth) the rate is the
 			// plan's.
 			q := float64(freePlan.MaxPublishPerSecondPerClient)
-			if r.steady < q*0.8 || r.steady > q*1.2 {
-				t.Fatalf("steady rate %.1f msg/s, want %.0f ± 20 %%", r.steady, q)
+			if rate := r.rate(); rate < q*0.8 || rate > q*1.2 {
+				t.Fatalf("steady rate %.1f msg/s, want %.0f ± 20 %%", rate, q)
 			}
-			overall := float64(tc.msgs-freePlan.MaxPublishPerSecondPerClient) / r.last.Sub(r.start).Seconds()
-			if overall < q*0.8 || overall > q*1.2 {
-				t.Fatalf("rate beyond the burst %.1f msg/s, want %.0f ± 20 %%", overall, q)
+			// And over the whole run, less the burst the bucket grants.
+			if rate := float64(r.sent-int64(q)) / r.last.Sub(r.start).Seconds(); rate < q*0.8 || rate > q*1.2 {
+				t.Fatalf("rate beyond the burst %.1f msg/s, want %.0f ± 20 %%", rate, q)
 			}
-			if !waitFor(t, 3*time.Second, func() bool { in, out, _ := nodeUsage(gw, "i-flow"); return in == int64(tc.msgs) && out == int64(tc.msgs) }) {
+			t.Logf("steady rate %.1f msg/s (quota %.0f)", r.rate(), q)
+			if !waitFor(t, 3*time.Second, func() bool {
+				in, out, _ := nodeUsage(gw, "i-flow")
+				return in == int64(tc.msgs) && out == int64(tc.msgs)
+			}) {
 				in, out, _ := nodeUsage(gw, "i-flow")
 				t.Fatalf("node counted %d in, %d out; devices sent and received %d", in, out, tc.msgs)
 			}
@@ -333,10 +346,10 @@ func TestFreePlanBackpressure(t *testing.T) {
 }
 
 // TestEnterpriseBackpressure (issue 14, scaled to fit `make test`): an
-// Enterprise instance whose per-client quota is lowered to 200 msg/s, 10
-// publishers × 1,200 QoS 1 messages → 10 subscribers, for MQTT 3.1.1 and
+// Enterprise instance whose per-client quota is lowered to 100 msg/s, 10
+// publishers × 600 QoS 1 messages → 10 subscribers, for MQTT 3.1.1 and
 // MQTT 5: every message is delivered, in order, the steady aggregate
-// publish rate is within 10 % of 10 × 200 msg/s, and the node counts
+// publish rate is within 10 % of 10 × 100 msg/s, and the node counts
 // exactly what was sent and delivered. (The plan's own 1,000 msg/s per
 // client, 10 × 20,000, is BenchmarkQuotaBackpressure: 10,000 msg/s of QoS 1
 // is more than a test may ask of a shared 2-core machine — measured
@@ -344,35 +357,37 @@ func TestFreePlanBackpressure(t *testing.T) {
 // load.)
 func TestEnterpriseBackpressure(t *testing.T) {
 	q := enterprisePlan
-	q.MaxPublishPerSecondPerClient = 200
+	q.MaxPublishPerSecondPerClient = 100
 	for _, v5 := range []bool{false, true} {
 		t.Run(map[bool]string{false: "MQTT 3.1.1", true: "MQTT 5"}[v5], func(t *testing.T) {
 			gw := storeNodeWith(t, q, store.Options{})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			const pubs, msgs = 10, 1200
+			const pubs, msgs = 10, 600
 			r, err := quotaFlow{addr: gw.MQTTAddr(), v5: v5, pubs: pubs, subs: pubs, msgs: msgs, qos: 1, payload: 100}.run(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Log(r)
-			checkQuotaFlow(t, gw, r, pubs*msgs, float64(pubs*q.MaxPublishPerSecondPerClient), 0.1)
+			checkQuotaFlow(t, gw, r, pubs*msgs, q.MaxPublishPerSecondPerClient, 0.1)
 		})
 	}
 }
 
 // checkQuotaFlow asserts a quotaFlow's promise: want messages delivered
-// exactly once each, in order; the steady aggregate rate within tol of
-// quota; the node's counters equal to what the devices sent and received,
-// with no quota drop.
-func checkQuotaFlow(t testing.TB, gw *Gateway, r flowResult, want int, quota, tol float64) {
+// exactly once each, in order; the steady aggregate rate within
+// tol of the publishers' quotas (perClient each); the node's counters equal
+// to what the devices sent and received, with no quota drop.
+func checkQuotaFlow(t testing.TB, gw *Gateway, r flowResult, want, perClient int, tol float64) {
 	t.Helper()
 	if r.sent != int64(want) || r.distinct != int64(want) || r.delivered != int64(want) || r.outOfOrder != 0 {
 		t.Fatalf("want all %d delivered once, in order: %s", want, r)
 	}
-	if r.steady < quota*(1-tol) || r.steady > quota*(1+tol) {
-		t.Fatalf("steady aggregate rate %.0f msg/s, want %.0f ± %.0f %%", r.steady, quota, tol*100)
+	quota := float64(r.pubs * perClient)
+	if rate := r.rate(); rate < quota*(1-tol) || rate > quota*(1+tol) {
+		t.Fatalf("steady aggregate rate %.0f msg/s, want %.0f ± %.0f %%", rate, quota, tol*100)
 	}
+	t.Logf("steady aggregate rate %.0f msg/s (quota %.0f)", r.rate(), quota)
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		in, out, drops := nodeUsage(gw, "i-flow")
