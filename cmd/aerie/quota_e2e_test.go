@@ -58,7 +58,7 @@ func TestBurstOverQuotaIsCountedExactly(t *testing.T) {
 		t.Fatal("subscribe")
 	}
 
-	const perClient = 30 // at once, against 20 a second
+	const perClient = 30                                                          // at once, against 20 a second
 	payload := func(i int) []byte { return []byte(strings.Repeat("p", i*200+1)) } // up to 5.8 KB: some cost two units
 	var sent, bytes, units int64
 	for i := range perClient {

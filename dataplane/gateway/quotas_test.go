@@ -330,7 +330,7 @@ func TestQuotaHeldBackTooLongDisconnects(t *testing.T) {
 	})
 	t.Run("v3.1.1", func(t *testing.T) {
 		lost := make(chan error, 1)
-		opts := mqtt3.NewClientOptions().AddBroker("tcp://"+b.gw.MQTTAddr()).SetClientID("flood3").SetUsername("dev@i-bbbb").SetPassword("pw-b").
+		opts := mqtt3.NewClientOptions().AddBroker("tcp://" + b.gw.MQTTAddr()).SetClientID("flood3").SetUsername("dev@i-bbbb").SetPassword("pw-b").
 			SetAutoReconnect(false).SetProtocolVersion(4).SetConnectionLostHandler(func(_ mqtt3.Client, err error) { lost <- err })
 		c := mqtt3.NewClient(opts)
 		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
