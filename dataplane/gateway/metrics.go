@@ -252,6 +252,9 @@ func (h *metricsHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Ignore {
 		return // refused (ACL, quota): counted as a drop
 	}
+	if h.tenant.replayed != nil && h.tenant.replayed(cl, pk) {
+		return // a stored publish handed back: counted when stored (OnStored)
+	}
 	if cl.Net.Inline {
 		if inst, _, ok := strings.Cut(pk.TopicName, "/"); ok {
 			h.m.in(inst, len(pk.Payload))

@@ -45,6 +45,11 @@ type Options struct {
 	// messages waiting for it or unacknowledged) before it is disconnected
 	// (MQTT 5: DISCONNECT 0x97); 0 or nil: no limit.
 	BacklogLimit func(cl *mqtt.Client) time.Duration
+	// OnStored is told of each QoS≥1 publish a client's publish queue made
+	// durable, before it is acknowledged and handed back to mochi
+	// (pipeline.go): the one moment every accepted message passes exactly
+	// once, even when its publisher is gone before its PUBACK (metrics).
+	OnStored func(cl *mqtt.Client, pk packets.Packet)
 }
 
 func (o *Options) defaults() {
