@@ -32,7 +32,9 @@ import (
 //   - max_payload_bytes: DISCONNECT 0x95 (v5) / close (v3.1.1), counted too_large
 //   - max_subscriptions_per_client: SUBACK 0x97 / 0x80
 //   - max_topic_levels: DISCONNECT 0x90 topic name invalid (publish), SUBACK 0x87 / 0x80 (filter)
-//   - max_retained_messages: a new retained topic beyond it is published but not retained (counted quota)
+//   - max_retained_messages: a new retained topic beyond it: MQTT 5 QoS≥1
+//     PUBACK 0x97 (refused: not stored, counted quota); QoS 0 and v3.1.1
+//     (which cannot be told) are published but not retained
 //   - max_session_expiry_seconds: the session expiry is capped (announced in the v5 CONNACK)
 //   - max_inflight: caps how many QoS≥1 messages are in flight to a client
 
@@ -234,8 +236,10 @@ func (h *tenantHook) checkPublishQuota(cl *mqtt.Client, c *conn, pk packets.Pack
 		h.drop(c.instance, DropTooLarge)
 		return packets.ErrPacketTooLarge, false, true
 	}
-	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && q.MaxRetainedMessages > 0 {
-		if _, exists := h.srv.Topics.Retained.Get(pk.TopicName); !exists && h.retainedCount(c.mount) >= q.MaxRetainedMessages {
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && q.MaxRetainedMessages > 0 && cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		// Truly refused (PUBACK 0x97: not stored, not counted as in).
+		// Other publishes are delivered without being retained (OnPublish).
+		if h.overRetained(c, q, pk.TopicName) {
 			h.drop(c.instance, DropQuota)
 			return packets.ErrQuotaExceeded, false, false
 		}
@@ -314,6 +318,16 @@ func (h *tenantHook) throttle(cl *mqtt.Client, c *conn, size int, bound time.Dur
 		}
 		time.Sleep(min(left, 100*time.Millisecond))
 	}
+}
+
+// overRetained reports whether retaining topic would take the instance
+// beyond its retained-message quota.
+func (h *tenantHook) overRetained(c *conn, q config.Quotas, topic string) bool {
+	if q.MaxRetainedMessages <= 0 {
+		return false
+	}
+	_, exists := h.srv.Topics.Retained.Get(topic)
+	return !exists && h.retainedCount(c.mount) >= q.MaxRetainedMessages
 }
 
 // retainedCount counts the retained messages under an instance's mount.

@@ -500,6 +500,29 @@ func TestQuotaRetainedSessionExpiryInflight(t *testing.T) {
 			t.Fatal("r/3 retained over the quota")
 		}
 	})
+	t.Run("v3.1.1 beyond the retained quota: acknowledged, delivered, not retained", func(t *testing.T) {
+		var got atomic.Int64
+		sub, err := b.v3(t, "ret-sub", "dev@i-bbbb", "pw-b", func(string, []byte) { got.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok := sub.Subscribe("r3/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal("subscribe")
+		}
+		p, err := b.v3(t, "ret3", "dev@i-bbbb", "pw-b", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok := p.Publish("r3/x", 1, true, "v"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal("not acknowledged")
+		}
+		if !waitFor(t, 3*time.Second, func() bool { return got.Load() == 1 }) {
+			t.Fatal("not delivered")
+		}
+		if _, ok := b.gw.srv.Topics.Retained.Get("i-bbbb/r3/x"); ok {
+			t.Fatal("retained over the quota")
+		}
+	})
 	t.Run("session expiry is capped and announced", func(t *testing.T) {
 		b.setQuotas(t, "i-bbbb", config.Quotas{MaxSessionExpirySeconds: 60})
 		want := uint32(3600)

@@ -498,6 +498,12 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		}
 		return pk, packets.CodeSuccessIgnore
 	}
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && c.lim != nil && h.overRetained(c, c.lim.quotas(), pk.TopicName) {
+		// Beyond the retained quota, and the client cannot be told
+		// (3.1.1, QoS 0): delivered, not retained. Never acknowledged and
+		// then dropped.
+		pk.FixedHeader.Retain = false
+	}
 	return pk, nil
 }
 
