@@ -17,7 +17,8 @@ import (
 //
 // Enterprise: an Enterprise-plan instance (1,000 publishes/s per client),
 // 10 publishers × 20,000 QoS 1 messages of 100 B → 10 subscribers, with
-// MQTT 3.1.1 and with MQTT 5 clients. It reports the steady aggregate
+// MQTT 3.1.1 and with MQTT 5 clients, each publisher keeping up to 1,000
+// publishes in flight (MQTT 5: the server's receive maximum). It reports the steady aggregate
 // publish rate over the quota (rate/quota; the node cannot exceed 1, and
 // falls below it only when the machine cannot carry 10,000 QoS 1 msg/s)
 // and the share of messages delivered (delivered_%, must be 100).
@@ -41,7 +42,7 @@ func BenchmarkQuotaBackpressure(b *testing.B) {
 			for range b.N {
 				gw := storeNodeWith(b, enterprisePlan, store.Options{})
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-				r, err := quotaFlow{addr: gw.MQTTAddr(), v5: v5, pubs: 10, subs: 10, msgs: msgs, qos: 1, payload: 100}.run(ctx)
+				r, err := quotaFlow{addr: gw.MQTTAddr(), v5: v5, pubs: 10, subs: 10, msgs: msgs, qos: 1, payload: 100, window: 1000}.run(ctx)
 				cancel()
 				if err != nil {
 					b.Fatal(err)
