@@ -60,6 +60,24 @@ func BenchmarkQuotaBackpressure(b *testing.B) {
 			}
 		})
 	}
+	// The same flow without a rate quota: what the machine carries, to read
+	// rate/quota against (a figure below 1 with capacity below the quota is
+	// the machine's limit, not the quota's).
+	b.Run("Unthrottled/MQTT3.1.1", func(b *testing.B) {
+		for range b.N {
+			q := enterprisePlan
+			q.MaxPublishPerSecondPerClient, q.MaxPublishPerSecond = 0, 0
+			gw := storeNodeWith(b, q, store.Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			r, err := quotaFlow{addr: gw.MQTTAddr(), pubs: 10, subs: 10, msgs: msgs, qos: 1, payload: 100, window: 1000}.run(ctx)
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("%s; steady %.0f msg/s with no rate quota", r, r.rate())
+			b.ReportMetric(r.rate(), "capacity_msg/s")
+		}
+	})
 	b.Run("Held100", func(b *testing.B) {
 		for range b.N {
 			q := enterprisePlan
