@@ -718,6 +718,7 @@ var quotaLabels = map[string]string{
 	"max_session_expiry_seconds":        "Session expiry (seconds)",
 	"max_inflight":                      "In-flight messages per client",
 	"max_backlog_seconds":               "Time a client may stay behind before it is disconnected (s)",
+	"max_throttle_seconds":              "Time a client may be slowed down by the rate quotas before it is disconnected (s)",
 }
 
 func quotaLabel(k string) string {
@@ -816,6 +817,36 @@ type Snippets struct {
 	Go           string
 	JS           string
 	HasEndpoints bool
+	// RateNote says what the instance's rate quotas are and what a client
+	// that exceeds them sees.
+	RateNote string
+}
+
+// rateNote describes an instance's rate quotas as its devices meet them.
+func rateNote(q config.Quotas) string {
+	var per []string
+	if q.MaxPublishPerSecondPerClient > 0 {
+		per = append(per, fmt.Sprintf("%d publishes a second per client", q.MaxPublishPerSecondPerClient))
+	}
+	if q.MaxPublishPerSecond > 0 {
+		per = append(per, fmt.Sprintf("%d a second for the whole instance", q.MaxPublishPerSecond))
+	}
+	if q.MaxBytesPerSecond > 0 {
+		per = append(per, formatNumber(float64(q.MaxBytesPerSecond))+" bytes of payload a second")
+	}
+	hold := q.MaxThrottleSeconds
+	if hold <= 0 {
+		hold = 30
+	}
+	limits := "no publish rate limit"
+	if len(per) > 0 {
+		limits = "up to " + strings.Join(per, ", ")
+	}
+	return fmt.Sprintf("This instance accepts %s (a second's worth may come at once). "+
+		"A client that publishes faster is slowed down, not refused: the broker reads its connection more slowly, "+
+		"so its publish calls (and the PUBACKs of QoS 1/2) take longer, and nothing it sent is dropped. "+
+		"A client held back for more than %d s in a row is disconnected: MQTT 5 clients get DISCONNECT with reason 0x96 "+
+		"(message rate too high), MQTT 3.1.1 connections are closed.", limits, hold)
 }
 
 // endpointHostPort splits an endpoint URL ("mqtt://host:1883").
@@ -832,7 +863,7 @@ func endpointHostPort(raw string) (host, port string, ok bool) {
 }
 
 func snippetsFor(in tenancy.Instance, user, password string) Snippets {
-	s := Snippets{Username: mqttUsername(user, in.ID), Password: password}
+	s := Snippets{Username: mqttUsername(user, in.ID), Password: password, RateNote: rateNote(in.Quotas)}
 	// Plain MQTT first when the node serves it: a development node's TLS
 	// certificate is self-signed, so a TLS snippet would not work as is.
 	for _, key := range []string{"mqtt", "mqtts"} {

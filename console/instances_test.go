@@ -170,6 +170,12 @@ func TestInstanceCreateListAndDetail(t *testing.T) {
 			t.Errorf("snippet %s has no copy button", sn.id)
 		}
 	}
+	// What the plan's per-client rate is, and what a client over it sees
+	// (issue 14). The org is on Free: 20 a second per client.
+	if note := doc.Find(`[data-testid="rate-note-s"]`).Text(); !strings.Contains(note, "up to 20 publishes a second per client") ||
+		!strings.Contains(note, "slowed down") || !strings.Contains(note, "0x96") || !strings.Contains(note, "30 s") {
+		t.Errorf("rate note %q", note)
+	}
 	if doc.Find(`[data-testid="dashboard"]`).Length() != 0 {
 		t.Error("dashboard shown without a meter")
 	}

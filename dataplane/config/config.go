@@ -189,6 +189,10 @@ type Quotas struct {
 	// disconnected (v5 0x97) rather than left to fall further behind; 0
 	// means no limit.
 	MaxBacklogSeconds int `json:"max_backlog_seconds"`
+	// MaxThrottleSeconds: a client publishing beyond a rate quota is read
+	// more slowly (back-pressure); one held back continuously for longer
+	// than this is disconnected (v5 0x96). 0 means the node's default (30).
+	MaxThrottleSeconds int `json:"max_throttle_seconds"`
 }
 
 // TokenKey is a public key that verifies device tokens (JWTs, EdDSA) issued

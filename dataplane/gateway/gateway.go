@@ -13,6 +13,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/sessions"
@@ -156,6 +157,16 @@ func New(o Options) (*Gateway, error) {
 			OnDrop: func(cl *mqtt.Client) {
 				if c := g.tenant.get(cl); c != nil {
 					g.metrics.dropped(c.instance, DropQueueFull)
+				}
+			},
+			// A client's QoS≥1 publishes count as in once stored: their
+			// replay (PUBACK, fan-out) may find the client gone, yet they
+			// are delivered from the store.
+			// The topic carries the instance's mount: the client may have
+			// been forgotten already.
+			OnStored: func(_ *mqtt.Client, pk packets.Packet) {
+				if inst, _, ok := strings.Cut(pk.TopicName, "/"); ok {
+					g.metrics.in(inst, len(pk.Payload))
 				}
 			},
 			BacklogLimit: func(cl *mqtt.Client) time.Duration {

@@ -70,6 +70,7 @@ type Metrics struct {
 	connects, authFailures, msgsIn, msgsOut, bIn, bOut *prometheus.CounterVec
 	dropsC                                             *prometheus.CounterVec
 	info                                               *prometheus.GaugeVec
+	throttledC                                         *prometheus.CounterVec
 }
 
 func newMetrics(retained func() map[string]int64) *Metrics {
@@ -98,6 +99,7 @@ func newMetrics(retained func() map[string]int64) *Metrics {
 	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "aerie", Name: "instance_info",
 		Help: "1 for each instance placed on this node, with its org."}, []string{"aerie_instance", "org"})
 	m.reg.MustRegister(m.info)
+	m.throttledC = counter("publish_throttled_seconds_total", "Time publishers were held back by rate quotas (back-pressure).")
 	return m
 }
 
@@ -159,6 +161,11 @@ func (m *Metrics) dropped(instance, reason string) {
 	m.dropsC.WithLabelValues(instance, reason).Inc()
 }
 
+// throttled records a publisher held back for d by a rate quota.
+func (m *Metrics) throttled(instance string, d time.Duration) {
+	m.throttledC.WithLabelValues(instance).Add(d.Seconds())
+}
+
 func (m *Metrics) subscribed(instance string, delta int64) {
 	m.of(instance).subscriptions.Add(delta)
 	m.subscriptions.WithLabelValues(instance).Add(float64(delta))
@@ -195,7 +202,7 @@ func (m *Metrics) Gather() ([]*dto.MetricFamily, error) {
 		for _, id := range gone {
 			l := prometheus.Labels{"aerie_instance": id}
 			for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-				m.connections, m.subscriptions, m.retainedG, m.connects, m.authFailures, m.msgsIn, m.msgsOut, m.bIn, m.bOut, m.dropsC} {
+				m.connections, m.subscriptions, m.retainedG, m.connects, m.authFailures, m.msgsIn, m.msgsOut, m.bIn, m.bOut, m.dropsC, m.throttledC} {
 				v.DeletePartialMatch(l)
 			}
 		}
@@ -282,6 +289,9 @@ func (h *metricsHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 func (h *metricsHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Ignore {
 		return // refused (ACL, quota): counted as a drop
+	}
+	if h.tenant.replayed != nil && h.tenant.replayed(cl, pk) {
+		return // a stored publish handed back: counted when stored (OnStored)
 	}
 	if cl.Net.Inline {
 		if inst, _, ok := strings.Cut(pk.TopicName, "/"); ok {

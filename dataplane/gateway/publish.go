@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -24,6 +25,11 @@ func (g *Gateway) Publish(ctx context.Context, p config.Publish) config.PublishR
 // client list, so a device choosing the same ID takes nothing over; its
 // only effect is that a No Local subscription of that device skips them.
 const httpClientID = "$http"
+
+// httpMaxWait bounds how long an HTTP publish waits for its instance's rate
+// quota before it is refused (429): the control plane holds the request
+// open meanwhile.
+const httpMaxWait = 500 * time.Millisecond
 
 func (h *tenantHook) publishHTTP(ctx context.Context, p config.Publish) config.PublishResult {
 	res := config.PublishResult{ID: p.ID}
@@ -61,16 +67,33 @@ func (h *tenantHook) publishHTTP(ctx context.Context, p config.Publish) config.P
 	}
 	mount := p.InstanceID + "/"
 	topic := mountTopic(mount, p.Topic)
-	lim := h.limits.of(p.InstanceID, q)
-	now := h.now()
-	if !lim.publish.Load().AllowN(now, 1) || !lim.bytes.Load().AllowN(now, len(p.Payload)) {
-		h.drop(p.InstanceID, DropQuota)
-		return fail(config.PublishRateLimited, "the instance's publish rate quota is used up; retry in a second")
-	}
 	if p.Retain && len(p.Payload) > 0 && q.MaxRetainedMessages > 0 {
 		if _, exists := h.srv.Topics.Retained.Get(topic); !exists && h.retainedCount(mount) >= q.MaxRetainedMessages {
 			h.drop(p.InstanceID, DropQuota)
 			return fail(config.PublishRetainedFull, "the instance holds its maximum of %d retained messages", q.MaxRetainedMessages)
+		}
+	}
+	// The instance's rate quotas: wait for the tokens (back-pressure, as for
+	// devices) when they come within httpMaxWait, else refuse (429).
+	lim := h.limits.of(p.InstanceID, q)
+	now := h.now()
+	rs, wait := reserve(now, len(p.Payload), lim.publish.Load(), lim.bytes.Load())
+	if wait > httpMaxWait {
+		cancelAll(now, rs)
+		h.drop(p.InstanceID, DropQuota)
+		return fail(config.PublishRateLimited, "the instance's publish rate quota is used up; retry in a second")
+	}
+	if wait > 0 {
+		if h.metrics != nil {
+			h.metrics.throttled(p.InstanceID, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			cancelAll(h.now(), rs)
+			return fail(config.PublishUnavailable, "node shutting down")
 		}
 	}
 	cl := h.httpClient(p.InstanceID)

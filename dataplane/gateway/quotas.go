@@ -22,22 +22,33 @@ import (
 //   - max_connections: CONNACK 0x97 / 0x03
 //   - max_connects_per_second: CONNACK 0x9F / 0x03
 //   - max_publish_per_second (instance), …_per_client, max_bytes_per_second:
-//     QoS≥1 PUBACK 0x96 (v5); QoS 0 and v3.1.1 dropped and counted; a client
-//     refused at least abuseStrikes times a second for abuseSeconds seconds
-//     in a row gets DISCONNECT 0x96 (v5) or is closed (v3.1.1)
+//     back-pressure, never a drop: a publish that finds its token buckets
+//     empty holds the client's read loop until the tokens come (the node
+//     reads that socket more slowly, TCP slows the client down), whatever
+//     its QoS and protocol version. A client held back continuously for
+//     longer than max_throttle_seconds (default 30) gets DISCONNECT 0x96
+//     (v5) or is closed (v3.1.1); the publish it was held on is not
+//     acknowledged (not stored, not counted as in; counted as a quota drop)
 //   - max_payload_bytes: DISCONNECT 0x95 (v5) / close (v3.1.1), counted too_large
 //   - max_subscriptions_per_client: SUBACK 0x97 / 0x80
 //   - max_topic_levels: DISCONNECT 0x90 topic name invalid (publish), SUBACK 0x87 / 0x80 (filter)
-//   - max_retained_messages: a new retained topic beyond it is published but not retained (counted quota)
+//   - max_retained_messages: a new retained topic beyond it: MQTT 5 QoS≥1
+//     PUBACK 0x97 (refused: not stored, counted quota); QoS 0 and v3.1.1
+//     (which cannot be told) are published but not retained
 //   - max_session_expiry_seconds: the session expiry is capped (announced in the v5 CONNACK)
 //   - max_inflight: caps how many QoS≥1 messages are in flight to a client
 
-// Sustained abuse: at least abuseStrikes refusals a second, abuseSeconds
-// seconds in a row.
-const (
-	abuseStrikes = 100
-	abuseSeconds = 3
-)
+// defaultMaxThrottle bounds how long a client may be held back
+// continuously when its instance sets no max_throttle_seconds.
+const defaultMaxThrottle = 30 * time.Second
+
+// throttleBound is how long a client may be held back continuously.
+func throttleBound(q config.Quotas) time.Duration {
+	if q.MaxThrottleSeconds > 0 {
+		return time.Duration(q.MaxThrottleSeconds) * time.Second
+	}
+	return defaultMaxThrottle
+}
 
 // instanceLimits is one instance's shared quota state on this node.
 type instanceLimits struct {
@@ -132,10 +143,10 @@ type clientLimits struct {
 	perSec    atomic.Int64 // the per-client publish quota publish was built for
 	maxLevels atomic.Int32
 	maxSubs   atomic.Int32
-	// refusals in the current one-second window, for abuse detection.
-	window  atomic.Int64 // unix second
-	strikes atomic.Int32
-	abusive atomic.Int32 // consecutive full seconds with abuseStrikes refusals
+	// heldSince is when the client's current run of held-back publishes
+	// began (0: its last publish found its tokens). Only the client's own
+	// reader touches it.
+	heldSince time.Time
 	// quotaRefused holds, per SUBSCRIBE packet ID, the filter positions
 	// refused for the subscription quota (their SUBACK code becomes 0x97).
 	mu           sync.Mutex
@@ -159,21 +170,6 @@ func (c *clientLimits) apply(q config.Quotas) {
 	}
 	c.maxLevels.Store(int32(q.MaxTopicLevels))
 	c.maxSubs.Store(int32(q.MaxSubscriptionsPerClient))
-}
-
-// strike records one refusal and reports whether the client is abusing
-// its quota: refused at least abuseStrikes times a second for abuseSeconds
-// seconds in a row. Only the client's own reader calls it.
-func (c *clientLimits) strike(now time.Time) bool {
-	sec := now.Unix()
-	if prev := c.window.Swap(sec); prev != sec {
-		if c.strikes.Swap(0) >= abuseStrikes && prev == sec-1 {
-			c.abusive.Add(1)
-		} else {
-			c.abusive.Store(0)
-		}
-	}
-	return c.strikes.Add(1) >= abuseStrikes && c.abusive.Load() >= abuseSeconds-1
 }
 
 // admitConnection applies the connection quotas to a device that passed
@@ -226,8 +222,11 @@ func (c *conn) releaseConnection() {
 }
 
 // checkPublishQuota applies payload size, rate and byte quotas to a
-// publish the ACL allowed. ok false means refused with code (for a v5
-// QoS≥1 PUBACK); disconnect is set when the connection must end.
+// publish the ACL allowed. Rate quotas are met with back-pressure: the
+// call waits (on the client's read goroutine, holding no lock) until the
+// publish's tokens are available. ok false means refused with code (for a
+// v5 QoS≥1 PUBACK); disconnect is set when the connection must end (the
+// publish is then neither acknowledged nor stored).
 func (h *tenantHook) checkPublishQuota(cl *mqtt.Client, c *conn, pk packets.Packet) (code packets.Code, ok, disconnect bool) {
 	if c.lim == nil {
 		return packets.CodeSuccess, true, false
@@ -237,18 +236,98 @@ func (h *tenantHook) checkPublishQuota(cl *mqtt.Client, c *conn, pk packets.Pack
 		h.drop(c.instance, DropTooLarge)
 		return packets.ErrPacketTooLarge, false, true
 	}
-	now := h.now()
-	if !c.cl.publish.Load().AllowN(now, 1) || !c.lim.publish.Load().AllowN(now, 1) || !c.lim.bytes.Load().AllowN(now, len(pk.Payload)) {
-		h.drop(c.instance, DropQuota)
-		return packets.ErrMessageRateTooHigh, false, c.cl.strike(now)
-	}
-	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && q.MaxRetainedMessages > 0 {
-		if _, exists := h.srv.Topics.Retained.Get(pk.TopicName); !exists && h.retainedCount(c.mount) >= q.MaxRetainedMessages {
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && q.MaxRetainedMessages > 0 && cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		// Truly refused (PUBACK 0x97: not stored, not counted as in).
+		// Other publishes are delivered without being retained (OnPublish).
+		if h.overRetained(c, q, pk.TopicName) {
 			h.drop(c.instance, DropQuota)
 			return packets.ErrQuotaExceeded, false, false
 		}
 	}
+	if !h.throttle(cl, c, len(pk.Payload), throttleBound(q)) {
+		if cl.Closed() {
+			// Gone while it waited: the publish was never acknowledged,
+			// so its client sends it again (QoS ≥ 1) if it reconnects.
+			return packets.ErrMessageRateTooHigh, false, true
+		}
+		h.drop(c.instance, DropQuota)
+		return packets.ErrMessageRateTooHigh, false, true
+	}
 	return packets.CodeSuccess, true, false
+}
+
+// reserve takes one publish of size payload bytes from the buckets that
+// apply to it (the client's messages, the instance's messages and bytes)
+// and returns the reservations and how long until all of them are due.
+func reserve(now time.Time, size int, buckets ...*rate.Limiter) ([]*rate.Reservation, time.Duration) {
+	rs := make([]*rate.Reservation, 0, len(buckets))
+	var wait time.Duration
+	for i, b := range buckets {
+		n := 1
+		if i == len(buckets)-1 { // the bytes bucket
+			n = size
+			if b.Limit() != rate.Inf {
+				n = min(n, b.Burst()) // a payload beyond a second's bytes waits a full second
+			}
+		}
+		r := b.ReserveN(now, n)
+		rs = append(rs, r)
+		if d := r.DelayFrom(now); d > wait {
+			wait = d
+		}
+	}
+	return rs, wait
+}
+
+func cancelAll(now time.Time, rs []*rate.Reservation) {
+	for _, r := range rs {
+		r.CancelAt(now)
+	}
+}
+
+// throttle waits until a publish of size bytes may go on under the
+// client's and the instance's rate quotas, and reports false when it may
+// not: the client has been held back continuously for longer than bound,
+// or its connection ended while it waited.
+func (h *tenantHook) throttle(cl *mqtt.Client, c *conn, size int, bound time.Duration) bool {
+	now := h.now()
+	rs, wait := reserve(now, size, c.cl.publish.Load(), c.lim.publish.Load(), c.lim.bytes.Load())
+	if wait <= 0 {
+		c.cl.heldSince = time.Time{}
+		return true
+	}
+	if c.cl.heldSince.IsZero() {
+		c.cl.heldSince = now
+	}
+	if now.Add(wait).Sub(c.cl.heldSince) > bound {
+		cancelAll(now, rs)
+		return false
+	}
+	if h.metrics != nil {
+		h.metrics.throttled(c.instance, wait)
+	}
+	// Sleep in slices so that a connection closed meanwhile stops waiting.
+	for end := time.Now().Add(wait); ; {
+		left := time.Until(end)
+		if left <= 0 {
+			return true
+		}
+		if cl.Closed() {
+			cancelAll(h.now(), rs)
+			return false
+		}
+		time.Sleep(min(left, 100*time.Millisecond))
+	}
+}
+
+// overRetained reports whether retaining topic would take the instance
+// beyond its retained-message quota.
+func (h *tenantHook) overRetained(c *conn, q config.Quotas, topic string) bool {
+	if q.MaxRetainedMessages <= 0 {
+		return false
+	}
+	_, exists := h.srv.Topics.Retained.Get(topic)
+	return !exists && h.retainedCount(c.mount) >= q.MaxRetainedMessages
 }
 
 // retainedCount counts the retained messages under an instance's mount.

@@ -467,6 +467,9 @@ func (h *tenantHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 
 // OnPublish refuses publishes the ACL or the device token do not allow:
 // MQTT 5 QoS≥1 gets PUBACK 0x87, anything else is acknowledged and dropped.
+// It also applies the publish quotas: over a rate quota it waits on the
+// client's read goroutine (back-pressure, quotas.go), and a client held
+// back for longer than its bound is disconnected with 0x96.
 func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline || h.replayed != nil && h.replayed(cl, pk) {
 		return pk, nil
@@ -485,6 +488,9 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		return pk, packets.CodeSuccessIgnore
 	}
 	if code, ok, disconnect := h.checkPublishQuota(cl, c, pk); !ok {
+		if cl.Closed() {
+			return pk, packets.ErrRejectPacket
+		}
 		if disconnect {
 			h.log.Info("closing a connection over its quota", "instance", c.instance, "client", c.clientID, "packet_type", "PUBLISH", "reason", code.Reason)
 			if cl.Properties.ProtocolVersion == 5 {
@@ -499,6 +505,12 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		}
 		h.logRefused(cl, c, packets.Publish, code)
 		return pk, packets.CodeSuccessIgnore
+	}
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && c.lim != nil && h.overRetained(c, c.lim.quotas(), pk.TopicName) {
+		// Beyond the retained quota, and the client cannot be told
+		// (3.1.1, QoS 0): delivered, not retained. Never acknowledged and
+		// then dropped.
+		pk.FixedHeader.Retain = false
 	}
 	return pk, nil
 }

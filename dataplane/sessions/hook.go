@@ -52,6 +52,11 @@ type Options struct {
 	// advances), so it never holds the session's window. It is called on
 	// the delivery path: it must be cheap (the gateway caches decisions).
 	MayReceive func(cl *mqtt.Client, topic string) bool
+	// OnStored is told of each QoS≥1 publish a client's publish queue made
+	// durable, before it is acknowledged and handed back to mochi
+	// (pipeline.go): the one moment every accepted message passes exactly
+	// once, even when its publisher is gone before its PUBACK (metrics).
+	OnStored func(cl *mqtt.Client, pk packets.Packet)
 }
 
 func (o *Options) defaults() {

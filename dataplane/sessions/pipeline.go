@@ -20,7 +20,9 @@ import (
 // appends everything queued in one store batch and, once it is durable,
 // hands each packet back to mochi in arrival order (InjectPacket), which
 // now acknowledges it and fans it out. A replayed packet is recognised by
-// Replayed and passes the hooks untouched.
+// Replayed and passes the hooks untouched. Options.OnStored is told of each
+// stored message once, whether or not its publisher is still there to be
+// acknowledged (usage counting: messages in).
 //
 // Back-pressure: a client with MaxQueuedPublishes messages waiting stops
 // being read (OnPublish blocks its read loop) until the store catches up,
@@ -148,6 +150,13 @@ func (q *pubQueue) flush(batch []queuedPublish) {
 	}
 	if err != nil {
 		h.log.Error("store publish", "client", cl.ID, "messages", len(msgs), "error", err)
+	}
+	if err == nil && h.opts.OnStored != nil {
+		for i := range batch {
+			if ok[i] {
+				h.opts.OnStored(cl, batch[i].pk)
+			}
+		}
 	}
 	// The acknowledgements of the batch go out together.
 	cl.Cork()
