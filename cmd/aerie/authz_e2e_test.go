@@ -19,7 +19,7 @@ import (
 // signTokenAt signs a device token of the instance expiring at exp, with
 // the instance's own key (as the token API would, but with an exp closer
 // than its 60 s minimum ttl).
-func signTokenAt(t *testing.T, dsn, instanceID, jti string, exp time.Time) string {
+func signTokenAt(t *testing.T, dsn, dataDir, instanceID, jti string, exp time.Time) string {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -28,10 +28,11 @@ func signTokenAt(t *testing.T, dsn, instanceID, jti string, exp time.Time) strin
 	}
 	defer conn.Close(ctx)
 	var kid string
-	var seed []byte
-	if err := conn.QueryRow(ctx, `SELECT kid, private_key FROM instance_token_keys WHERE instance_id = $1`, instanceID).Scan(&kid, &seed); err != nil {
+	var sealed []byte
+	if err := conn.QueryRow(ctx, `SELECT kid, private_key FROM instance_token_keys WHERE instance_id = $1`, instanceID).Scan(&kid, &sealed); err != nil {
 		t.Fatal(err)
 	}
+	seed := openTokenKey(t, dataDir, instanceID, kid, sealed)
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "aerie", "aud": instanceID, "jti": jti,
 		"iat": time.Now().Unix(), "exp": exp.Unix(), "res": []map[string]any{{"filter": "#", "actions": []string{"publish", "subscribe"}}}})
 	tok.Header["kid"] = kid
@@ -78,7 +79,8 @@ func dial5(t *testing.T, addr, clientID, user, pass string, onMsg func(*paho.Pub
 func TestLiveAuthorizationEndToEnd(t *testing.T) {
 	dsn := pgtest.EmptyDSN(t)
 	pp := freePorts(t)
-	p := start(t, cleanEnv("DATABASE_URL="+dsn), append([]string{"serve", "--data-dir", newDataDir(t)}, pp.args()...)...)
+	dataDir := newDataDir(t)
+	p := start(t, cleanEnv("DATABASE_URL="+dsn), append([]string{"serve", "--data-dir", dataDir}, pp.args()...)...)
 	waitReady(t, p, pp.http, 60*time.Second)
 	base := "http://" + pp.http
 	c, org := signup(t, base, "authz@example.com")
@@ -168,7 +170,7 @@ func TestLiveAuthorizationEndToEnd(t *testing.T) {
 	at := time.Unix(time.Now().Unix()+4, 0)
 	var shortCred credOut
 	c.call(t, "POST", credPath, map[string]any{"username": "short", "expires_at": at.UTC().Format(time.RFC3339)}, 201, &shortCred)
-	token := signTokenAt(t, dsn, inst.ID, "t-short", at)
+	token := signTokenAt(t, dsn, dataDir, inst.ID, "t-short", at)
 	time.Sleep(300 * time.Millisecond)
 	_, credGone := dial5(t, pp.mqtt, "e2e-short", shortCred.MQTTUsername, shortCred.Password, nil)
 	_, tokGone := dial5(t, pp.mqtt, "e2e-token", "token@"+inst.ID, token, nil)
