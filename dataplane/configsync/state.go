@@ -245,6 +245,16 @@ func (s *State) apply(ev config.Event) ([]Change, error) {
 			}
 		}
 		inst.acl = append(acl, *ev.ACLRule)
+	case config.KindACLReplace:
+		if err := needInst(); err != nil {
+			return nil, err
+		}
+		for _, r := range ev.ACL {
+			if err := validateRule(r); err != nil {
+				return nil, err
+			}
+		}
+		inst.acl = append([]config.ACLRule(nil), ev.ACL...)
 	case config.KindACLDelete:
 		if err := needInst(); err != nil {
 			return nil, err
