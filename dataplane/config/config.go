@@ -41,7 +41,7 @@ const (
 	KindCredentialDel  = "credential.delete"
 	KindACLPut         = "acl.put" // InstanceID, ACLRule
 	KindACLDelete      = "acl.delete"
-	KindACLReplace     = "acl.replace" // InstanceID, ACL: the instance's whole ordered rule list
+	KindACLReplace     = "acl.replace"  // InstanceID, ACL: the instance's whole ordered rule list
 	KindQuotasPut      = "quotas.put"   // InstanceID, Quotas
 	KindTokenKeyPut    = "tokenkey.put" // InstanceID, TokenKey
 	KindTokenRevoke    = "token.revoke" // InstanceID, RevokedToken
