@@ -1956,7 +1956,9 @@ type ClientInterface interface {
 	// to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
 	// connect with the username `<username>@<instance_id>` and the generated password — or the
 	// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
-	// (cost 10, about 50 ms of node CPU per CONNECT with it) and never echoed. Generated
+	// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+	// change, and on every wrong password; reconnects are checked against an in-memory cache)
+	// and never echoed. Generated
 	// passwords (160 random bits) are stored as SHA-256. A username already used in the
 	// instance answers 409.
 	//
@@ -1971,7 +1973,9 @@ type ClientInterface interface {
 	// to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
 	// connect with the username `<username>@<instance_id>` and the generated password — or the
 	// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
-	// (cost 10, about 50 ms of node CPU per CONNECT with it) and never echoed. Generated
+	// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+	// change, and on every wrong password; reconnects are checked against an in-memory cache)
+	// and never echoed. Generated
 	// passwords (160 random bits) are stored as SHA-256. A username already used in the
 	// instance answers 409.
 	//
@@ -3001,7 +3005,9 @@ func (c *Client) ListCredentials(ctx context.Context, orgId OrgID, instanceId In
 // to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
 // connect with the username `<username>@<instance_id>` and the generated password — or the
 // caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
-// (cost 10, about 50 ms of node CPU per CONNECT with it) and never echoed. Generated
+// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+// change, and on every wrong password; reconnects are checked against an in-memory cache)
+// and never echoed. Generated
 // passwords (160 random bits) are stored as SHA-256. A username already used in the
 // instance answers 409.
 //
@@ -3026,7 +3032,9 @@ func (c *Client) CreateCredentialsWithBody(ctx context.Context, orgId OrgID, ins
 // to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
 // connect with the username `<username>@<instance_id>` and the generated password — or the
 // caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
-// (cost 10, about 50 ms of node CPU per CONNECT with it) and never echoed. Generated
+// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+// change, and on every wrong password; reconnects are checked against an in-memory cache)
+// and never echoed. Generated
 // passwords (160 random bits) are stored as SHA-256. A username already used in the
 // instance answers 409.
 //
@@ -7343,7 +7351,9 @@ type ClientWithResponsesInterface interface {
 	// to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
 	// connect with the username `<username>@<instance_id>` and the generated password — or the
 	// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
-	// (cost 10, about 50 ms of node CPU per CONNECT with it) and never echoed. Generated
+	// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+	// change, and on every wrong password; reconnects are checked against an in-memory cache)
+	// and never echoed. Generated
 	// passwords (160 random bits) are stored as SHA-256. A username already used in the
 	// instance answers 409.
 	//
@@ -7358,7 +7368,9 @@ type ClientWithResponsesInterface interface {
 	// to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
 	// connect with the username `<username>@<instance_id>` and the generated password — or the
 	// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
-	// (cost 10, about 50 ms of node CPU per CONNECT with it) and never echoed. Generated
+	// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+	// change, and on every wrong password; reconnects are checked against an in-memory cache)
+	// and never echoed. Generated
 	// passwords (160 random bits) are stored as SHA-256. A username already used in the
 	// instance answers 409.
 	//
@@ -11370,7 +11382,9 @@ func (c *ClientWithResponses) ListCredentialsWithResponse(ctx context.Context, o
 // to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
 // connect with the username `<username>@<instance_id>` and the generated password — or the
 // caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
-// (cost 10, about 50 ms of node CPU per CONNECT with it) and never echoed. Generated
+// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+// change, and on every wrong password; reconnects are checked against an in-memory cache)
+// and never echoed. Generated
 // passwords (160 random bits) are stored as SHA-256. A username already used in the
 // instance answers 409.
 //
@@ -11391,7 +11405,9 @@ func (c *ClientWithResponses) CreateCredentialsWithBodyWithResponse(ctx context.
 // to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
 // connect with the username `<username>@<instance_id>` and the generated password — or the
 // caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
-// (cost 10, about 50 ms of node CPU per CONNECT with it) and never echoed. Generated
+// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+// change, and on every wrong password; reconnects are checked against an in-memory cache)
+// and never echoed. Generated
 // passwords (160 random bits) are stored as SHA-256. A username already used in the
 // instance answers 409.
 //
