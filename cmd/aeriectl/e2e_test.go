@@ -381,7 +381,7 @@ func TestDeclarativeApply(t *testing.T) {
 			byName[in.Name] = in
 		}
 		beforeB, _ := sdk.Collect(ctx, api.CredentialsPages(s.org, byName["b"].Id))
-		f.Instances = f.Instances[:2]                                  // drop c
+		f.Instances = f.Instances[:2]                                // drop c
 		f.Instances[0].Credentials = f.Instances[0].Credentials[:90] // drop a's dev-090…099
 		writeFile(t, dir, f)
 		if code, out, _ := s.ctl(t, env, "plan", "-f", path); code != 0 {
