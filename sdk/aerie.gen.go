@@ -1823,7 +1823,7 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEvents(ctx context.Context, orgId OrgID, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListInstances The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
+	// ListInstances The org's MQTT instances, oldest first (by creation time, then ID); `?name=` finds one by name.
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/instances (the `ListInstances` operationId).
 	ListInstances(ctx context.Context, orgId OrgID, params *ListInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2706,7 +2706,7 @@ func (c *Client) ListAuditEvents(ctx context.Context, orgId OrgID, params *ListA
 	return c.Client.Do(req)
 }
 
-// ListInstances The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
+// ListInstances The org's MQTT instances, oldest first (by creation time, then ID); `?name=` finds one by name.
 //
 // Corresponds with GET /v1/orgs/{org_id}/instances (the `ListInstances` operationId).
 func (c *Client) ListInstances(ctx context.Context, orgId OrgID, params *ListInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -7212,7 +7212,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEventsWithResponse(ctx context.Context, orgId OrgID, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*ListAuditEventsResponse, error)
 
-	// ListInstancesWithResponse The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
+	// ListInstancesWithResponse The org's MQTT instances, oldest first (by creation time, then ID); `?name=` finds one by name.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -11145,7 +11145,7 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, o
 	return ParseListAuditEventsResponse(rsp)
 }
 
-// ListInstancesWithResponse The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
+// ListInstancesWithResponse The org's MQTT instances, oldest first (by creation time, then ID); `?name=` finds one by name.
 //
 // Returns a wrapper object for the known response body format(s).
 //

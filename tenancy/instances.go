@@ -190,10 +190,22 @@ func scanInstance(r pgx.CollectableRow) (Instance, error) {
 	return in, nil
 }
 
-// ListInstances lists an org's instances by ID.
+// ListInstances lists an org's instances oldest first (by creation time,
+// then ID: instance IDs are random).
 func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]Instance, string, error) {
+	var afterT time.Time
+	afterID := ""
+	if p.After != "" {
+		ts, id, ok := strings.Cut(p.After, "|")
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if !ok || err != nil {
+			return nil, "", invalid("cursor", "is not a cursor this API returned")
+		}
+		afterT, afterID = t, id
+	}
 	rows, err := s.db.Query(ctx, `SELECT `+instanceCols+` FROM instances i JOIN nodes n ON n.id = i.node_id
-		WHERE i.org_id = $1 AND i.id > $2 AND ($4 = '' OR i.name = $4) ORDER BY i.id LIMIT $3`, orgID, p.After, p.limit()+1, p.Name)
+		WHERE i.org_id = $1 AND (i.created_at, i.id) > ($2, $3) AND ($5 = '' OR i.name = $5) ORDER BY i.created_at, i.id LIMIT $4`,
+		orgID, afterT, afterID, p.limit()+1, p.Name)
 	if err != nil {
 		return nil, "", fmt.Errorf("list instances: %w", err)
 	}
@@ -201,7 +213,7 @@ func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]In
 	if err != nil {
 		return nil, "", fmt.Errorf("list instances: %w", err)
 	}
-	list, next := trimPage(list, p.limit(), func(i Instance) string { return i.ID })
+	list, next := trimPage(list, p.limit(), func(i Instance) string { return i.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + i.ID })
 	return list, next, nil
 }
 
