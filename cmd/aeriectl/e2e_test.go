@@ -334,7 +334,7 @@ func TestDeclarativeApply(t *testing.T) {
 				n++
 			}
 		}
-		if n != 32 {
+		if n != 33 {
 			t.Errorf("%d devices sampled", n)
 		}
 		jobs <- [2]string{"dev-001@" + ids["b"], devPW}
