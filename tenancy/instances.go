@@ -127,7 +127,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		_, err = tx.Exec(ctx, `INSERT INTO instances (id, org_id, name, plan_id, status, node_id, allow_anonymous, deletion_protection, quotas, created_at, updated_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`, out.ID, orgID, name, plan, out.Status, node.ID, in.AllowAnonymous, in.DeletionProtection, qj, now)
 		if isUniqueViolation(err) {
-			return fmt.Errorf("%w: an instance named %q exists in the org", ErrConflict, name)
+			return taken("name", "an instance with this name exists in the org")
 		}
 		if err != nil {
 			return fmt.Errorf("insert instance: %w", err)
@@ -305,7 +305,7 @@ func (s *Service) UpdateInstance(ctx context.Context, a Actor, orgID, id string,
 		_, err = tx.Exec(ctx, `UPDATE instances SET name = $2, allow_anonymous = $3, deletion_protection = $4, status = $5, updated_at = $6 WHERE id = $1`,
 			id, next.Name, next.AllowAnonymous, next.DeletionProtection, next.Status, next.UpdatedAt)
 		if isUniqueViolation(err) {
-			return fmt.Errorf("%w: an instance named %q exists in the org", ErrConflict, next.Name)
+			return taken("name", "an instance with this name exists in the org")
 		}
 		if err != nil {
 			return fmt.Errorf("update instance: %w", err)
