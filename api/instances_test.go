@@ -80,7 +80,7 @@ func TestInstances(t *testing.T) {
 		}
 	})
 	t.Run("names are unique per org", func(t *testing.T) {
-		p := e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"name": "factory"}}).problem(t, 400, "validation-error")
+		p := e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"name": "factory"}}).problem(t, 409, "conflict")
 		if fieldErrors(p) != "name" {
 			t.Fatalf("errors %+v", p.Errors)
 		}
@@ -172,7 +172,7 @@ func TestCredentials(t *testing.T) {
 		}
 		got := e.do(t, req{method: "GET", path: base + "/" + c.ID, token: s.AccessToken}).expect(t, 200)
 		list := e.do(t, req{method: "GET", path: base, token: s.AccessToken}).expect(t, 200)
-		if strings.Contains(string(got.body), c.Password) || strings.Contains(string(list.body), c.Password) || strings.Contains(string(list.body), "password") {
+		if strings.Contains(string(got.body), c.Password) || strings.Contains(string(list.body), c.Password) || strings.Contains(string(list.body), `"password"`) {
 			t.Fatal("password shown again")
 		}
 		e.waitNode(t, "credential", func(st *configsync.State) bool {
@@ -183,7 +183,7 @@ func TestCredentials(t *testing.T) {
 		}
 	})
 	t.Run("usernames are unique within an instance, not globally", func(t *testing.T) {
-		p := e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"username": "sensor-1"}}).problem(t, 400, "validation-error")
+		p := e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"username": "sensor-1"}}).problem(t, 409, "conflict")
 		if fieldErrors(p) != "username" {
 			t.Fatalf("errors %+v", p.Errors)
 		}
@@ -217,7 +217,7 @@ func TestCredentials(t *testing.T) {
 		}
 		e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"credentials": over}, invalidRequest: true}).problem(t, 400, "validation-error")
 		dup := []map[string]any{{"username": "new-1"}, {"username": "sensor-1"}}
-		p := e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"credentials": dup}}).problem(t, 400, "validation-error")
+		p := e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"credentials": dup}}).problem(t, 409, "conflict")
 		if fieldErrors(p) != "credentials[1].username" {
 			t.Fatalf("errors %+v", p.Errors)
 		}

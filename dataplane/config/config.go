@@ -41,6 +41,7 @@ const (
 	KindCredentialDel  = "credential.delete"
 	KindACLPut         = "acl.put" // InstanceID, ACLRule
 	KindACLDelete      = "acl.delete"
+	KindACLReplace     = "acl.replace"  // InstanceID, ACL: the instance's whole ordered rule list
 	KindQuotasPut      = "quotas.put"   // InstanceID, Quotas
 	KindTokenKeyPut    = "tokenkey.put" // InstanceID, TokenKey
 	KindTokenRevoke    = "token.revoke" // InstanceID, RevokedToken
@@ -69,6 +70,7 @@ type Event struct {
 	Instance     *Instance     `json:"instance,omitempty"`
 	Credential   *Credential   `json:"credential,omitempty"`
 	ACLRule      *ACLRule      `json:"acl_rule,omitempty"`
+	ACL          []ACLRule     `json:"acl,omitempty"`
 	Quotas       *Quotas       `json:"quotas,omitempty"`
 	TokenKey     *TokenKey     `json:"token_key,omitempty"`
 	RevokedToken *RevokedToken `json:"revoked_token,omitempty"`
@@ -141,11 +143,15 @@ type Instance struct {
 	RevokedTokens []RevokedToken `json:"revoked_tokens,omitempty"`
 }
 
-// Credential is a device username and the SHA-256 of its generated secret.
+// Credential is a device username and how to check its password: the
+// SHA-256 of a generated (high-entropy) secret, or, for a password the
+// tenant supplied, PasswordHash, a salted slow hash whose prefix names the
+// scheme (bcrypt: "$2a$"/"$2b$"). Exactly one of the two is set.
 type Credential struct {
 	ID              string     `json:"id"`
 	Username        string     `json:"username"`
-	SecretSHA256    []byte     `json:"secret_sha256"` // 32 bytes (base64 in JSON)
+	SecretSHA256    []byte     `json:"secret_sha256,omitempty"` // 32 bytes (base64 in JSON)
+	PasswordHash    string     `json:"password_hash,omitempty"`
 	ClientIDPattern string     `json:"client_id_pattern,omitempty"`
 	Enabled         bool       `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
@@ -169,6 +175,10 @@ type ACLRule struct {
 	Action       string `json:"action"`
 	Filter       string `json:"filter"`
 	CredentialID string `json:"credential_id,omitempty"`
+	// Position is the rule's 0-based place in the instance's list (the
+	// control plane's order; the node's decisions do not depend on it:
+	// deny wins).
+	Position int `json:"position,omitempty"`
 }
 
 // Quotas are an instance's limits; 0 means the node's built-in ceiling.
