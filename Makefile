@@ -54,6 +54,8 @@ bench: deps
 clean:
 	rm -rf bin data
 
-# generate rewrites the console's *_templ.go from its *.templ files.
+# generate rewrites the console's *_templ.go from its *.templ files and the Go
+# SDK (sdk/aerie.gen.go) from openapi.yaml.
 generate:
+	$(GO) generate ./sdk
 	$(GO) tool templ generate -path console

@@ -83,6 +83,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, a Actor, orgID string, in Ne
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO api_keys (id, org_id, created_by, name, prefix, secret_hash, scopes, created_at, expires_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`, k.ID, orgID, a.UserID, k.Name, k.Prefix, sha(secret), scopes, k.CreatedAt, k.ExpiresAt)
+		if isUniqueViolation(err) {
+			return fmt.Errorf("%w: an API key named %q exists in the org", ErrConflict, k.Name)
+		}
 		if err != nil {
 			return fmt.Errorf("insert api key: %w", err)
 		}
@@ -104,8 +107,8 @@ func scanAPIKey(r pgx.CollectableRow) (APIKey, error) {
 
 // ListAPIKeys lists an org's live (unrevoked) keys by ID.
 func (s *Service) ListAPIKeys(ctx context.Context, orgID string, p Page) ([]APIKey, string, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL AND id > $2 ORDER BY id LIMIT $3`,
-		orgID, p.After, p.limit()+1)
+	rows, err := s.db.Query(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL AND id > $2 AND ($4 = '' OR name = $4) ORDER BY id LIMIT $3`,
+		orgID, p.After, p.limit()+1, p.Name)
 	if err != nil {
 		return nil, "", fmt.Errorf("list api keys: %w", err)
 	}

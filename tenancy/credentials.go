@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/aeriemq/aerie/dataplane/config"
 )
@@ -30,6 +31,45 @@ type NewCredential struct {
 	Username        string
 	ClientIDPattern string
 	ExpiresAt       *time.Time
+	// Password, when set, is the caller's own password (e.g. from a vault),
+	// stored as a bcrypt hash; empty means a generated one.
+	Password string
+}
+
+// DeviceBcryptCost is the bcrypt cost of tenant-supplied device passwords:
+// about 50 ms per check on one core (BenchmarkSuppliedPasswordCheck), paid
+// by the node on each CONNECT with such a credential. Generated passwords
+// (160 random bits) keep a plain SHA-256, checked in microseconds.
+const DeviceBcryptCost = 10
+
+// Supplied device passwords: bcrypt reads at most 72 bytes.
+const (
+	MinDevicePasswordLength = 12
+	MaxDevicePasswordLength = 72
+)
+
+// HashDevicePassword returns the bcrypt hash of a tenant-supplied device
+// password.
+func HashDevicePassword(pw string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), DeviceBcryptCost)
+	if err != nil {
+		return "", fmt.Errorf("hash device password: %w", err)
+	}
+	return string(h), nil
+}
+
+func checkDevicePassword(field, pw string) []FieldError {
+	if len(pw) < MinDevicePasswordLength || len(pw) > MaxDevicePasswordLength {
+		return []FieldError{{Field: field, Message: fmt.Sprintf("must be %d to %d bytes", MinDevicePasswordLength, MaxDevicePasswordLength)}}
+	}
+	return nil
+}
+
+// credSecret is how a credential's password is checked: hash (SHA-256 of a
+// generated secret) or phc (bcrypt of a supplied one).
+type credSecret struct {
+	hash []byte
+	phc  *string
 }
 
 // MaxBulkCredentials bounds one bulk create.
@@ -73,6 +113,9 @@ func (s *Service) checkCredential(prefix string, c NewCredential) []FieldError {
 	if c.ExpiresAt != nil && !c.ExpiresAt.After(s.now()) {
 		f = append(f, FieldError{Field: prefix + "expires_at", Message: "must be in the future"})
 	}
+	if c.Password != "" {
+		f = append(f, checkDevicePassword(prefix+"password", c.Password)...)
+	}
 	return f
 }
 
@@ -87,14 +130,18 @@ func (s *Service) lockInstance(ctx context.Context, tx pgx.Tx, orgID, instanceID
 	return node, nil
 }
 
-func credEvent(c Credential, hash []byte) config.Event {
-	return config.Event{Kind: config.KindCredentialPut, InstanceID: c.InstanceID, Credential: &config.Credential{
-		ID: c.ID, Username: c.Username, SecretSHA256: hash, ClientIDPattern: c.ClientIDPattern, Enabled: c.Enabled, ExpiresAt: c.ExpiresAt}}
+func credEvent(c Credential, sec credSecret) config.Event {
+	cc := &config.Credential{ID: c.ID, Username: c.Username, SecretSHA256: sec.hash, ClientIDPattern: c.ClientIDPattern, Enabled: c.Enabled, ExpiresAt: c.ExpiresAt}
+	if sec.phc != nil {
+		cc.SecretSHA256, cc.PasswordHash = nil, *sec.phc
+	}
+	return config.Event{Kind: config.KindCredentialPut, InstanceID: c.InstanceID, Credential: cc}
 }
 
 // CreateCredentials creates up to MaxBulkCredentials credentials in one
 // transaction (all or none) and returns them with their generated
-// passwords, in the same order. Passwords are shown once.
+// passwords, in the same order (empty for a supplied password, which is
+// never echoed). Passwords are shown once.
 func (s *Service) CreateCredentials(ctx context.Context, a Actor, orgID, instanceID string, in []NewCredential) ([]Credential, []string, error) {
 	if len(in) == 0 || len(in) > MaxBulkCredentials {
 		return nil, nil, invalid("credentials", fmt.Sprintf("must hold 1 to %d credentials", MaxBulkCredentials))
@@ -115,6 +162,16 @@ func (s *Service) CreateCredentials(ctx context.Context, a Actor, orgID, instanc
 	if len(fields) > 0 {
 		return nil, nil, &ValidationError{Fields: fields}
 	}
+	phcs := make([]*string, len(in))
+	for i, c := range in {
+		if c.Password != "" {
+			h, err := HashDevicePassword(c.Password)
+			if err != nil {
+				return nil, nil, err
+			}
+			phcs[i] = &h
+		}
+	}
 	out := make([]Credential, len(in))
 	pws := make([]string, len(in))
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -124,22 +181,24 @@ func (s *Service) CreateCredentials(ctx context.Context, a Actor, orgID, instanc
 		}
 		now := s.nowUTC()
 		for i, c := range in {
-			pw, hash := newDevicePassword()
+			var pw string
+			var sec credSecret
+			if phcs[i] != nil {
+				sec.phc = phcs[i]
+			} else {
+				pw, sec.hash = newDevicePassword()
+			}
 			cr := Credential{ID: NewID("c"), InstanceID: instanceID, Username: c.Username, ClientIDPattern: c.ClientIDPattern,
 				Enabled: true, ExpiresAt: truncUTC(c.ExpiresAt), CreatedAt: now, UpdatedAt: now}
-			_, err := tx.Exec(ctx, `INSERT INTO device_credentials (id, instance_id, username, secret_sha256, client_id_pattern, enabled, expires_at, created_at, updated_at)
-				VALUES ($1,$2,$3,$4,$5,true,$6,$7,$7)`, cr.ID, instanceID, cr.Username, hash, cr.ClientIDPattern, cr.ExpiresAt, now)
+			_, err := tx.Exec(ctx, `INSERT INTO device_credentials (id, instance_id, username, secret_sha256, password_hash, client_id_pattern, enabled, expires_at, created_at, updated_at)
+				VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$8)`, cr.ID, instanceID, cr.Username, sec.hash, sec.phc, cr.ClientIDPattern, cr.ExpiresAt, now)
 			if isUniqueViolation(err) {
-				field := "username"
-				if len(in) > 1 {
-					field = "credentials[" + strconv.Itoa(i) + "].username"
-				}
-				return &ValidationError{Fields: []FieldError{{Field: field, Message: "is already used in this instance"}}}
+				return fmt.Errorf("%w: the username %q is already used in this instance", ErrConflict, cr.Username)
 			}
 			if err != nil {
 				return fmt.Errorf("insert credential: %w", err)
 			}
-			if _, err := emit(ctx, tx, node, instanceID, credEvent(cr, hash)); err != nil {
+			if _, err := emit(ctx, tx, node, instanceID, credEvent(cr, sec)); err != nil {
 				return err
 			}
 			out[i], pws[i] = cr, pw
@@ -170,7 +229,7 @@ func (s *Service) ListCredentials(ctx context.Context, orgID, instanceID string,
 		return nil, "", err
 	}
 	rows, err := s.db.Query(ctx, `SELECT `+credCols+` FROM device_credentials c JOIN instances i ON i.id = c.instance_id
-		WHERE i.org_id = $1 AND c.instance_id = $2 AND c.id > $3 ORDER BY c.id LIMIT $4`, orgID, instanceID, p.After, p.limit()+1)
+		WHERE i.org_id = $1 AND c.instance_id = $2 AND c.id > $3 AND ($5 = '' OR c.username = $5) ORDER BY c.id LIMIT $4`, orgID, instanceID, p.After, p.limit()+1, p.Name)
 	if err != nil {
 		return nil, "", fmt.Errorf("list credentials: %w", err)
 	}
@@ -222,12 +281,12 @@ func (s *Service) SetCredentialEnabled(ctx context.Context, a Actor, orgID, inst
 			return nil
 		}
 		c.Enabled, c.UpdatedAt = enabled, s.nowUTC()
-		var hash []byte
-		if err := tx.QueryRow(ctx, `UPDATE device_credentials SET enabled = $2, updated_at = $3 WHERE id = $1 RETURNING secret_sha256`,
-			id, enabled, c.UpdatedAt).Scan(&hash); err != nil {
+		var sec credSecret
+		if err := tx.QueryRow(ctx, `UPDATE device_credentials SET enabled = $2, updated_at = $3 WHERE id = $1 RETURNING secret_sha256, password_hash`,
+			id, enabled, c.UpdatedAt).Scan(&sec.hash, &sec.phc); err != nil {
 			return fmt.Errorf("update credential: %w", err)
 		}
-		if _, err := emit(ctx, tx, node, instanceID, credEvent(c, hash)); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, credEvent(c, sec)); err != nil {
 			return err
 		}
 		out = c
@@ -240,11 +299,34 @@ func (s *Service) SetCredentialEnabled(ctx context.Context, a Actor, orgID, inst
 	return out, err
 }
 
-// RotateCredential gives the credential a new password (shown once); the
-// old one stops working and its live connections are closed.
+// RotateCredential gives the credential a new generated password (shown
+// once); the old one stops working and its live connections are closed.
 func (s *Service) RotateCredential(ctx context.Context, a Actor, orgID, instanceID, id string) (Credential, string, error) {
+	return s.rotateCredential(ctx, a, orgID, instanceID, id, "")
+}
+
+// SetCredentialPassword replaces the credential's password with one the
+// caller supplies (stored as bcrypt, never echoed); live connections are
+// closed.
+func (s *Service) SetCredentialPassword(ctx context.Context, a Actor, orgID, instanceID, id, password string) (Credential, error) {
+	if f := checkDevicePassword("password", password); f != nil {
+		return Credential{}, &ValidationError{Fields: f}
+	}
+	c, _, err := s.rotateCredential(ctx, a, orgID, instanceID, id, password)
+	return c, err
+}
+
+func (s *Service) rotateCredential(ctx context.Context, a Actor, orgID, instanceID, id, supplied string) (Credential, string, error) {
 	var out Credential
 	var pw string
+	var sec credSecret
+	if supplied != "" {
+		h, err := HashDevicePassword(supplied)
+		if err != nil {
+			return Credential{}, "", err
+		}
+		sec.phc = &h
+	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		node, err := s.lockInstance(ctx, tx, orgID, instanceID)
 		if err != nil {
@@ -254,13 +336,15 @@ func (s *Service) RotateCredential(ctx context.Context, a Actor, orgID, instance
 		if err != nil {
 			return err
 		}
-		var hash []byte
-		pw, hash = newDevicePassword()
+		if sec.phc == nil {
+			pw, sec.hash = newDevicePassword()
+		}
 		c.UpdatedAt = s.nowUTC()
-		if _, err := tx.Exec(ctx, `UPDATE device_credentials SET secret_sha256 = $2, updated_at = $3 WHERE id = $1`, id, hash, c.UpdatedAt); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE device_credentials SET secret_sha256 = $2, password_hash = $3, updated_at = $4 WHERE id = $1`,
+			id, sec.hash, sec.phc, c.UpdatedAt); err != nil {
 			return fmt.Errorf("rotate credential: %w", err)
 		}
-		if _, err := emit(ctx, tx, node, instanceID, credEvent(c, hash)); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, credEvent(c, sec)); err != nil {
 			return err
 		}
 		out = c

@@ -127,7 +127,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		_, err = tx.Exec(ctx, `INSERT INTO instances (id, org_id, name, plan_id, status, node_id, allow_anonymous, deletion_protection, quotas, created_at, updated_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`, out.ID, orgID, name, plan, out.Status, node.ID, in.AllowAnonymous, in.DeletionProtection, qj, now)
 		if isUniqueViolation(err) {
-			return &ValidationError{Fields: []FieldError{{Field: "name", Message: "an instance with this name exists in the org"}}}
+			return fmt.Errorf("%w: an instance named %q exists in the org", ErrConflict, name)
 		}
 		if err != nil {
 			return fmt.Errorf("insert instance: %w", err)
@@ -193,7 +193,7 @@ func scanInstance(r pgx.CollectableRow) (Instance, error) {
 // ListInstances lists an org's instances by ID.
 func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]Instance, string, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+instanceCols+` FROM instances i JOIN nodes n ON n.id = i.node_id
-		WHERE i.org_id = $1 AND i.id > $2 ORDER BY i.id LIMIT $3`, orgID, p.After, p.limit()+1)
+		WHERE i.org_id = $1 AND i.id > $2 AND ($4 = '' OR i.name = $4) ORDER BY i.id LIMIT $3`, orgID, p.After, p.limit()+1, p.Name)
 	if err != nil {
 		return nil, "", fmt.Errorf("list instances: %w", err)
 	}
@@ -293,7 +293,7 @@ func (s *Service) UpdateInstance(ctx context.Context, a Actor, orgID, id string,
 		_, err = tx.Exec(ctx, `UPDATE instances SET name = $2, allow_anonymous = $3, deletion_protection = $4, status = $5, updated_at = $6 WHERE id = $1`,
 			id, next.Name, next.AllowAnonymous, next.DeletionProtection, next.Status, next.UpdatedAt)
 		if isUniqueViolation(err) {
-			return &ValidationError{Fields: []FieldError{{Field: "name", Message: "an instance with this name exists in the org"}}}
+			return fmt.Errorf("%w: an instance named %q exists in the org", ErrConflict, next.Name)
 		}
 		if err != nil {
 			return fmt.Errorf("update instance: %w", err)

@@ -166,7 +166,7 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Sna
 // fillChildren loads credentials, ACL rules, token keys and live
 // revocations of the instances matching where (on alias i) into list.
 func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, arg any, list []config.Instance, byID map[string]int) error {
-	rows, err := tx.Query(ctx, `SELECT c.instance_id, c.id, c.username, c.secret_sha256, c.client_id_pattern, c.enabled, c.expires_at
+	rows, err := tx.Query(ctx, `SELECT c.instance_id, c.id, c.username, c.secret_sha256, coalesce(c.password_hash, ''), c.client_id_pattern, c.enabled, c.expires_at
 		FROM device_credentials c JOIN instances i ON i.id = c.instance_id WHERE `+where, arg)
 	if err != nil {
 		return fmt.Errorf("snapshot credentials: %w", err)
@@ -174,7 +174,7 @@ func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, a
 	for rows.Next() {
 		var iid string
 		var c config.Credential
-		if err := rows.Scan(&iid, &c.ID, &c.Username, &c.SecretSHA256, &c.ClientIDPattern, &c.Enabled, &c.ExpiresAt); err != nil {
+		if err := rows.Scan(&iid, &c.ID, &c.Username, &c.SecretSHA256, &c.PasswordHash, &c.ClientIDPattern, &c.Enabled, &c.ExpiresAt); err != nil {
 			rows.Close()
 			return fmt.Errorf("snapshot credentials: %w", err)
 		}

@@ -225,6 +225,9 @@ func (s *Service) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 type Page struct {
 	After string
 	Limit int
+	// Name, when set, keeps only the item with this name (an instance's or
+	// API key's name, a credential's username).
+	Name string
 }
 
 func (p Page) limit() int {

@@ -141,11 +141,15 @@ type Instance struct {
 	RevokedTokens []RevokedToken `json:"revoked_tokens,omitempty"`
 }
 
-// Credential is a device username and the SHA-256 of its generated secret.
+// Credential is a device username and how to check its password: the
+// SHA-256 of a generated (high-entropy) secret, or, for a password the
+// tenant supplied, PasswordHash, a salted slow hash whose prefix names the
+// scheme (bcrypt: "$2a$"/"$2b$"). Exactly one of the two is set.
 type Credential struct {
 	ID              string     `json:"id"`
 	Username        string     `json:"username"`
-	SecretSHA256    []byte     `json:"secret_sha256"` // 32 bytes (base64 in JSON)
+	SecretSHA256    []byte     `json:"secret_sha256,omitempty"` // 32 bytes (base64 in JSON)
+	PasswordHash    string     `json:"password_hash,omitempty"`
 	ClientIDPattern string     `json:"client_id_pattern,omitempty"`
 	Enabled         bool       `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at,omitempty"`

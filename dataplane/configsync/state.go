@@ -12,8 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/aeriemq/aerie/dataplane/config"
 )
@@ -36,8 +39,11 @@ type Change struct {
 
 // cred is one device credential, compact: a node may hold millions.
 type cred struct {
-	id      string
-	hash    [32]byte
+	id   string
+	hash [32]byte // SHA-256 of the generated secret, or of phc
+	// phc is the bcrypt hash of a tenant-supplied password; nil for a
+	// generated secret (checked against hash).
+	phc     *string
 	pattern *string // client-ID pattern; nil for none (most credentials)
 	expires uint32  // unix seconds (clamped to 1…2^32-1); 0 never
 	enabled bool
@@ -313,11 +319,17 @@ func expiryOf(unix int64) uint32 {
 }
 
 func toCred(c config.Credential) (cred, error) {
-	if c.ID == "" || c.Username == "" || len(c.SecretSHA256) != sha256.Size {
-		return cred{}, fmt.Errorf("%w: credential needs an id, a username and a 32-byte secret hash", ErrBadEvent)
+	if c.ID == "" || c.Username == "" || (c.PasswordHash == "") == (len(c.SecretSHA256) != sha256.Size) ||
+		(c.PasswordHash != "" && !strings.HasPrefix(c.PasswordHash, "$2")) {
+		return cred{}, fmt.Errorf("%w: credential needs an id, a username and either a 32-byte secret hash or a bcrypt password hash", ErrBadEvent)
 	}
 	out := cred{id: c.ID, pattern: patternPtr(c.ClientIDPattern), enabled: c.Enabled}
-	copy(out.hash[:], c.SecretSHA256)
+	if c.PasswordHash != "" {
+		phc := c.PasswordHash
+		out.phc, out.hash = &phc, sha256.Sum256([]byte(phc))
+	} else {
+		copy(out.hash[:], c.SecretSHA256)
+	}
 	if c.ExpiresAt != nil {
 		out.expires = expiryOf(c.ExpiresAt.Unix())
 	}
@@ -384,7 +396,12 @@ func (s *State) Snapshot() config.Snapshot {
 		ci := in.meta
 		ci.Credentials = make([]config.Credential, 0, len(in.creds))
 		for user, c := range in.creds {
-			cc := config.Credential{ID: c.id, Username: user, SecretSHA256: append([]byte(nil), c.hash[:]...), ClientIDPattern: c.clientIDPattern(), Enabled: c.enabled}
+			cc := config.Credential{ID: c.id, Username: user, ClientIDPattern: c.clientIDPattern(), Enabled: c.enabled}
+			if c.phc != nil {
+				cc.PasswordHash = *c.phc
+			} else {
+				cc.SecretSHA256 = append([]byte(nil), c.hash[:]...)
+			}
 			if c.expires != 0 {
 				t := time.Unix(int64(c.expires), 0).UTC()
 				cc.ExpiresAt = &t
@@ -441,25 +458,23 @@ const (
 )
 
 // CheckPassword checks a username/password against the instance's
-// credentials in constant time for the hash comparison. It returns the
-// credential's ID on success.
+// credentials: a generated secret by its SHA-256 (constant-time compare), a
+// tenant-supplied password with bcrypt (outside the state lock). It returns
+// the credential's ID on success.
 func (s *State) CheckPassword(instanceID, username string, password []byte, clientID string, now time.Time) (string, AuthResult) {
-	sum := sha256.Sum256(password)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	in, ok := s.instances[instanceID]
-	if !ok {
-		return "", AuthUnknownInstance
+	c, res := s.lookupCred(instanceID, username)
+	if res != AuthOK {
+		return "", res
 	}
-	if !usable(in.meta.Status) {
-		return "", AuthInstanceUnavailable
-	}
-	c, ok := s.instances[instanceID].creds[username]
-	if !ok {
-		return "", AuthBadCredentials
-	}
-	if subtle.ConstantTimeCompare(sum[:], c.hash[:]) != 1 {
-		return "", AuthBadCredentials
+	if c.phc != nil {
+		if bcrypt.CompareHashAndPassword([]byte(*c.phc), password) != nil {
+			return "", AuthBadCredentials
+		}
+	} else {
+		sum := sha256.Sum256(password)
+		if subtle.ConstantTimeCompare(sum[:], c.hash[:]) != 1 {
+			return "", AuthBadCredentials
+		}
 	}
 	if !c.enabled {
 		return "", AuthDisabled
@@ -471,6 +486,23 @@ func (s *State) CheckPassword(instanceID, username string, password []byte, clie
 		return "", AuthClientIDRefused
 	}
 	return c.id, AuthOK
+}
+
+func (s *State) lookupCred(instanceID, username string) (cred, AuthResult) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	in, ok := s.instances[instanceID]
+	if !ok {
+		return cred{}, AuthUnknownInstance
+	}
+	if !usable(in.meta.Status) {
+		return cred{}, AuthInstanceUnavailable
+	}
+	c, ok := in.creds[username]
+	if !ok {
+		return cred{}, AuthBadCredentials
+	}
+	return c, AuthOK
 }
 
 // ACL returns the instance's rules (shared; do not modify).
