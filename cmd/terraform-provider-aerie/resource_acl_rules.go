@@ -222,7 +222,8 @@ func (topicFilterValidator) ValidateString(_ context.Context, req validator.Stri
 			bad = "a filter cannot contain NUL"
 		}
 		if bad != "" {
-			resp.Diagnostics.AddAttributeError(req.Path, "Invalid MQTT topic filter", "filter "+`"`+f+`"`+": "+bad+".")
+			resp.Diagnostics.AddAttributeError(req.Path, "Invalid MQTT topic filter",
+				"Attribute "+req.Path.String()+" is not a valid MQTT topic filter ("+`"`+f+`"`+"): "+bad+".")
 			return
 		}
 	}

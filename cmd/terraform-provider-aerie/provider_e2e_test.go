@@ -1,0 +1,394 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.golang/paho"
+
+	"github.com/aeriemq/aerie/sdk"
+)
+
+// fleetConfig is instances × perInstance credentials with ordered ACL rules,
+// a quota override, an API key, a member and both data sources.
+func fleetConfig(instances []string, perInstance int, memberEmail string) string {
+	quoted := make([]string, len(instances))
+	for i, n := range instances {
+		quoted[i] = fmt.Sprintf("%q", n)
+	}
+	return fmt.Sprintf(`
+terraform {
+  required_providers {
+    aerie = { source = "aeriemq/aerie" }
+  }
+}
+
+provider "aerie" {} # AERIE_URL and AERIE_API_KEY
+
+locals {
+  instances = toset([%s])
+  devices = { for p in setproduct(local.instances, range(%d)) : "${p[0]}-${p[1]}" => { instance = p[0], n = p[1] } }
+}
+
+resource "aerie_instance" "i" {
+  for_each = local.instances
+  name     = "fleet-${each.key}"
+}
+
+resource "aerie_credential" "dev" {
+  for_each    = local.devices
+  instance_id = aerie_instance.i[each.value.instance].id
+  username    = "dev-${each.value.n}"
+}
+
+resource "aerie_acl_rules" "r" {
+  for_each    = aerie_instance.i
+  instance_id = each.value.id
+  rules = [
+    { effect = "deny", action = "publish", filter = "$${username}/secret" },
+    { effect = "allow", action = "all", filter = "$${username}/#" },
+    { effect = "allow", action = "subscribe", filter = "broadcast/#" },
+    { effect = "allow", action = "publish", filter = "broadcast/#", credential_id = aerie_credential.dev["${each.key}-0"].id },
+  ]
+}
+
+resource "aerie_instance_quotas" "q" {
+  instance_id     = aerie_instance.i[%q].id
+  max_connections = 5
+}
+
+resource "aerie_api_key" "ci" {
+  name   = "ci"
+  scopes = ["read"]
+}
+
+resource "aerie_org_member" "m" {
+  email = %q
+  role  = "viewer"
+}
+
+data "aerie_plans" "all" {}
+
+data "aerie_instance" "first" {
+  name = aerie_instance.i[%q].name
+}
+
+output "device" {
+  sensitive = true
+  value = {
+    username = aerie_credential.dev["%s-0"].mqtt_username
+    password = aerie_credential.dev["%s-0"].password
+    mqtt     = data.aerie_instance.first.endpoints.mqtt
+  }
+}
+
+output "plans" {
+  value = [for p in data.aerie_plans.all.plans : p.id]
+}
+`, strings.Join(quoted, ", "), perInstance, instances[0], memberEmail, instances[0], instances[0], instances[0])
+}
+
+// planChanges reads "Plan: A to add, C to change, D to destroy." (zeros
+// when there is nothing to do).
+func planChanges(t testing.TB, out string) (add, change, destroy int) {
+	t.Helper()
+	m := regexp.MustCompile(`Plan: (\d+) to add, (\d+) to change, (\d+) to destroy`).FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0, 0
+	}
+	fmt.Sscan(m[1], &add)
+	fmt.Sscan(m[2], &change)
+	fmt.Sscan(m[3], &destroy)
+	return
+}
+
+// TestTerraformFleet drives the real terraform binary through the provider
+// against a real `aerie serve`: 3 instances × 100 credentials with ACLs,
+// a device connecting with an output password, an idempotent re-plan,
+// drift repair, import of every resource type, and a destroy that leaves
+// the org empty.
+func TestTerraformFleet(t *testing.T) {
+	ctx := context.Background()
+	s := serve(t)
+	owner := s.signup(t, "owner@example.com")
+	member := s.signup(t, "member@example.com")
+	bootstrapKey, key := owner.apiKey(t)
+	w := newWorkdir(t, s, key)
+	instances := []string{"a", "b", "c"}
+	const perInstance = 3
+	w.write(fleetConfig(instances, perInstance, member.email))
+
+	began := time.Now()
+	out, _ := w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
+	t.Logf("terraform apply of %d instances × %d credentials: %s", len(instances), perInstance, time.Since(began).Round(time.Millisecond))
+	total := len(instances)*(1+perInstance+1) + 3 // + quotas, api key, member
+	if !strings.Contains(out, fmt.Sprintf("Apply complete! Resources: %d added, 0 changed, 0 destroyed.", total)) {
+		t.Fatalf("apply did not add %d resources:\n%s", total, lastLines(out, 20))
+	}
+
+	// The org holds what the configuration says.
+	insts, err := sdk.Collect(ctx, owner.c.InstancesPages(owner.org))
+	if err != nil || len(insts) != len(instances) {
+		t.Fatalf("instances after apply: %d, %v", len(insts), err)
+	}
+	byName := map[string]sdk.Instance{}
+	for _, in := range insts {
+		byName[in.Name] = in
+		creds, err := sdk.Collect(ctx, owner.c.CredentialsPages(owner.org, in.Id))
+		if err != nil || len(creds) != perInstance {
+			t.Fatalf("instance %s has %d credentials (%v), want %d", in.Name, len(creds), err, perInstance)
+		}
+		rules, err := sdk.Collect(ctx, owner.c.ACLRulesPages(owner.org, in.Id))
+		if err != nil || len(rules) != 4 || rules[0].Effect != "deny" || rules[3].CredentialId == nil {
+			t.Fatalf("instance %s rules %+v (%v); want the 4 configured, in order", in.Name, rules, err)
+		}
+	}
+	if q := byName["fleet-a"].Quotas.MaxConnections; q == nil || *q != 5 {
+		t.Fatalf("fleet-a max_connections %v, want the override 5", q)
+	}
+
+	t.Run("a device connects with an output password", func(t *testing.T) {
+		var dev struct{ Username, Password, MQTT string }
+		if err := json.Unmarshal(w.outputs()["device"], &dev); err != nil {
+			t.Fatal(err)
+		}
+		if dev.Password == "" || !strings.HasSuffix(dev.Username, "@"+byName["fleet-a"].Id) {
+			t.Fatalf("output device = %q / password set %v", dev.Username, dev.Password != "")
+		}
+		got := make(chan string, 4)
+		c := connect(t, s.mqtt, dev.Username, dev.Password, func(p *paho.Publish) { got <- p.Topic })
+		sub, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "dev-0/#", QoS: 1}}})
+		if err != nil || sub.Reasons[0] > 2 {
+			t.Fatalf("subscribe to own topics: %v %+v", err, sub)
+		}
+		for _, topic := range []string{"dev-0/secret", "dev-0/temp"} {
+			if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("21.5")}); err != nil {
+				t.Fatalf("publish %s: %v", topic, err)
+			}
+		}
+		select {
+		case topic := <-got:
+			if topic != "dev-0/temp" {
+				t.Fatalf("received %s; the deny rule (first in order) should have dropped dev-0/secret", topic)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the device did not receive its own publish")
+		}
+	})
+
+	t.Run("re-plan after apply has no changes", func(t *testing.T) {
+		began := time.Now()
+		out, _ := w.run([]int{0}, "plan", "-detailed-exitcode", "-parallelism=16")
+		t.Logf("idempotent re-plan of %d resources: %s", total, time.Since(began).Round(time.Millisecond))
+		if !strings.Contains(out, "No changes.") {
+			t.Fatalf("plan after apply:\n%s", lastLines(out, 30))
+		}
+	})
+
+	t.Run("a credential deleted out of band is planned and restored", func(t *testing.T) {
+		inst := byName["fleet-b"].Id
+		creds, err := sdk.Collect(ctx, owner.c.CredentialsPages(owner.org, inst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var victim sdk.Credential
+		for _, c := range creds {
+			if c.Username == "dev-7" {
+				victim = c
+			}
+		}
+		r, err := owner.c.DeleteCredentialWithResponse(ctx, owner.org, inst, victim.Id)
+		if err := sdk.Check(r, err); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := w.run([]int{2}, "plan", "-detailed-exitcode", "-parallelism=16")
+		if add, ch, del := planChanges(t, out); add != 1 || ch != 0 || del != 0 || !strings.Contains(out, `aerie_credential.dev["b-7"] will be created`) {
+			t.Fatalf("plan after out-of-band delete: +%d ~%d -%d\n%s", add, ch, del, lastLines(out, 30))
+		}
+		out, _ = w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
+		if !strings.Contains(out, "Resources: 1 added, 0 changed, 0 destroyed.") {
+			t.Fatalf("repair apply:\n%s", lastLines(out, 20))
+		}
+		if _, err := findCredential(ctx, owner, inst, "dev-7"); err != nil {
+			t.Fatalf("dev-7 not restored: %v", err)
+		}
+		w.run([]int{0}, "plan", "-detailed-exitcode", "-parallelism=16")
+	})
+
+	t.Run("a role changed out of band is planned and repaired", func(t *testing.T) {
+		s.acceptInvitation(t, member)
+		ms, err := sdk.Collect(ctx, owner.c.MembersPages(owner.org))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uid string
+		for _, m := range ms {
+			if m.Email == member.email {
+				uid = m.UserId
+			}
+		}
+		if uid == "" {
+			t.Fatalf("%s did not join", member.email)
+		}
+		// Joining the invitation terraform sent is not a change.
+		w.run([]int{0}, "plan", "-detailed-exitcode", "-parallelism=16")
+		r, err := owner.c.UpdateMemberWithResponse(ctx, owner.org, uid, nil, sdk.UpdateMemberJSONRequestBody{Role: "admin"})
+		if err := sdk.Check(r, err); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := w.run([]int{2}, "plan", "-detailed-exitcode", "-parallelism=16")
+		if _, ch, _ := planChanges(t, out); ch != 1 || !strings.Contains(out, `~ role    = "admin" -> "viewer"`) {
+			t.Fatalf("plan after out-of-band role change:\n%s", lastLines(out, 30))
+		}
+		w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
+	})
+
+	t.Run("import of every resource type plans no changes", func(t *testing.T) {
+		a, b := byName["fleet-a"].Id, byName["fleet-b"].Id
+		var keyID string
+		for k, err := range sdk.All(ctx, owner.c.APIKeysPages(owner.org)) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.Name == "ci" {
+				keyID = k.Id
+			}
+		}
+		imports := [][2]string{
+			{`aerie_instance.i["c"]`, "fleet-c"}, // by name
+			{`aerie_credential.dev["b-1"]`, b + "/dev-1"},
+			{`aerie_acl_rules.r["b"]`, b},
+			{`aerie_instance_quotas.q`, a},
+			{`aerie_api_key.ci`, keyID},
+			{`aerie_org_member.m`, member.email},
+		}
+		addrs := []string{"state", "rm"}
+		for _, im := range imports {
+			addrs = append(addrs, im[0])
+		}
+		w.run([]int{0}, addrs...)
+		for _, im := range imports {
+			out, _ := w.run([]int{0}, "import", im[0], im[1])
+			if !strings.Contains(out, "Import successful!") {
+				t.Fatalf("import %s %s:\n%s", im[0], im[1], out)
+			}
+		}
+		out, code := w.run([]int{0, 2}, "plan", "-detailed-exitcode", "-parallelism=16")
+		if code != 0 {
+			t.Fatalf("plan after importing every resource type has changes:\n%s", lastLines(out, 40))
+		}
+	})
+
+	t.Run("destroy leaves the org empty", func(t *testing.T) {
+		out, _ := w.run([]int{0}, "destroy", "-auto-approve", "-parallelism=16")
+		if !strings.Contains(out, fmt.Sprintf("Resources: %d destroyed.", total)) {
+			t.Fatalf("destroy:\n%s", lastLines(out, 20))
+		}
+		insts, err := sdk.Collect(ctx, owner.c.InstancesPages(owner.org))
+		if err != nil || len(insts) != 0 {
+			t.Fatalf("instances after destroy: %d (%v)", len(insts), err)
+		}
+		keys, err := sdk.Collect(ctx, owner.c.APIKeysPages(owner.org))
+		if err != nil || len(keys) != 1 || keys[0].Id != bootstrapKey {
+			t.Fatalf("API keys after destroy: %+v (%v); want only the one terraform ran with", keys, err)
+		}
+		ms, err := sdk.Collect(ctx, owner.c.MembersPages(owner.org))
+		if err != nil || len(ms) != 1 || ms[0].Email != owner.email {
+			t.Fatalf("members after destroy: %+v (%v); want only the owner", ms, err)
+		}
+	})
+}
+
+// TestTerraformValidation shows terraform validate naming the offending
+// attribute for every kind of invalid argument, before anything is changed.
+func TestTerraformValidation(t *testing.T) {
+	w := newWorkdir(t, &server{base: "http://127.0.0.1:1"}, "aer_x_y")
+	w.write(`
+terraform {
+  required_providers {
+    aerie = { source = "aeriemq/aerie" }
+  }
+}
+resource "aerie_credential" "bad" {
+  instance_id = "not-an-instance"
+  username    = "has space"
+}
+resource "aerie_acl_rules" "bad" {
+  instance_id = "i-0123456789"
+  rules = [
+    { effect = "allow", action = "all", filter = "ok/#" },
+    { effect = "permit", action = "all", filter = "a/#/b" },
+  ]
+}
+resource "aerie_instance_quotas" "bad" {
+  instance_id     = "i-0123456789"
+  max_connections = 0
+}
+resource "aerie_api_key" "bad" {
+  name   = "k"
+  scopes = ["root"]
+}
+`)
+	out, _ := w.run([]int{1}, "validate")
+	for _, want := range []string{
+		"Attribute instance_id must be an instance ID",
+		"Attribute username may hold only letters",
+		`Attribute rules[1].effect value must be one of`,
+		`rules[1].filter`,
+		"Attribute max_connections value must be at least 1",
+		"Attribute scopes[Value(\"root\")] value must be one of",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("terraform validate:\n%s", out)
+	}
+}
+
+func findCredential(ctx context.Context, a account, inst, username string) (sdk.Credential, error) {
+	for c, err := range sdk.All(ctx, a.c.CredentialsPages(a.org, inst)) {
+		if err != nil {
+			return c, err
+		}
+		if c.Username == username {
+			return c, nil
+		}
+	}
+	return sdk.Credential{}, fmt.Errorf("no credential %s", username)
+}
+
+// connect connects an MQTT 5 device (closed at the end of the test).
+func connect(t *testing.T, addr, user, pass string, onMsg func(*paho.Publish)) *paho.Client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(p paho.PublishReceived) (bool, error) { onMsg(p.Packet); return true, nil }}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "tf-device", CleanStart: true, KeepAlive: 30,
+		UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pass)})
+	if err != nil {
+		t.Fatalf("connect as %s: %v (connack %+v)", user, err, ca)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
