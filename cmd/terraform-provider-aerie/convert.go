@@ -100,6 +100,6 @@ func addAPIErrorAt(diags *diag.Diagnostics, what string, err error, fields map[s
 			diags.AddError("Aerie API: "+what, f.Field+": "+f.Message)
 			continue
 		}
-		diags.AddAttributeError(under.AtName(at), "Aerie API refused "+at, f.Message)
+		diags.AddAttributeError(under.AtName(at), "Aerie API refused "+at, "Attribute "+at+" "+f.Message)
 	}
 }

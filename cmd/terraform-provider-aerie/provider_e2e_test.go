@@ -51,8 +51,8 @@ resource "aerie_acl_rules" "r" {
   for_each    = aerie_instance.i
   instance_id = each.value.id
   rules = [
-    { effect = "deny", action = "publish", filter = "$${username}/secret" },
-    { effect = "allow", action = "all", filter = "$${username}/#" },
+    { effect = "deny", action = "publish", filter = "devices/$${username}/secret" },
+    { effect = "allow", action = "all", filter = "devices/$${username}/#" },
     { effect = "allow", action = "subscribe", filter = "broadcast/#" },
     { effect = "allow", action = "publish", filter = "broadcast/#", credential_id = aerie_credential.dev["${each.key}-0"].id },
   ]
@@ -163,19 +163,21 @@ func TestTerraformFleet(t *testing.T) {
 		}
 		got := make(chan string, 4)
 		c := connect(t, s.mqtt, dev.Username, dev.Password, func(p *paho.Publish) { got <- p.Topic })
-		sub, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "dev-0/#", QoS: 1}}})
+		sub, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/dev-0/#", QoS: 1}}})
 		if err != nil || sub.Reasons[0] > 2 {
 			t.Fatalf("subscribe to own topics: %v %+v", err, sub)
 		}
-		for _, topic := range []string{"dev-0/secret", "dev-0/temp"} {
-			if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("21.5")}); err != nil {
-				t.Fatalf("publish %s: %v", topic, err)
-			}
+		// The deny rule comes first: the broker refuses the secret topic.
+		if pa, err := c.Publish(ctx, &paho.Publish{Topic: "devices/dev-0/secret", QoS: 1, Payload: []byte("x")}); err == nil || pa == nil || pa.ReasonCode != 0x87 {
+			t.Fatalf("publish to devices/dev-0/secret: %v %+v; want refused (0x87) by the deny rule", err, pa)
+		}
+		if _, err := c.Publish(ctx, &paho.Publish{Topic: "devices/dev-0/temp", QoS: 1, Payload: []byte("21.5")}); err != nil {
+			t.Fatalf("publish devices/dev-0/temp: %v", err)
 		}
 		select {
 		case topic := <-got:
-			if topic != "dev-0/temp" {
-				t.Fatalf("received %s; the deny rule (first in order) should have dropped dev-0/secret", topic)
+			if topic != "devices/dev-0/temp" {
+				t.Fatalf("received %s, want devices/dev-0/temp", topic)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("the device did not receive its own publish")
@@ -199,24 +201,27 @@ func TestTerraformFleet(t *testing.T) {
 		}
 		var victim sdk.Credential
 		for _, c := range creds {
-			if c.Username == "dev-7" {
+			if c.Username == "dev-2" {
 				victim = c
 			}
+		}
+		if victim.Id == "" {
+			t.Fatal("no credential dev-2 in fleet-b")
 		}
 		r, err := owner.c.DeleteCredentialWithResponse(ctx, owner.org, inst, victim.Id)
 		if err := sdk.Check(r, err); err != nil {
 			t.Fatal(err)
 		}
 		out, _ := w.run([]int{2}, "plan", "-detailed-exitcode", "-parallelism=16")
-		if add, ch, del := planChanges(t, out); add != 1 || ch != 0 || del != 0 || !strings.Contains(out, `aerie_credential.dev["b-7"] will be created`) {
+		if add, ch, del := planChanges(t, out); add != 1 || ch != 0 || del != 0 || !strings.Contains(out, `aerie_credential.dev["b-2"] will be created`) {
 			t.Fatalf("plan after out-of-band delete: +%d ~%d -%d\n%s", add, ch, del, lastLines(out, 30))
 		}
 		out, _ = w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
 		if !strings.Contains(out, "Resources: 1 added, 0 changed, 0 destroyed.") {
 			t.Fatalf("repair apply:\n%s", lastLines(out, 20))
 		}
-		if _, err := findCredential(ctx, owner, inst, "dev-7"); err != nil {
-			t.Fatalf("dev-7 not restored: %v", err)
+		if _, err := findCredential(ctx, owner, inst, "dev-2"); err != nil {
+			t.Fatalf("dev-2 not restored: %v", err)
 		}
 		w.run([]int{0}, "plan", "-detailed-exitcode", "-parallelism=16")
 	})

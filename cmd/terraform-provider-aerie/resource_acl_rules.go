@@ -115,7 +115,8 @@ func addACLError(diags *diag.Diagnostics, inst string, err error) {
 			continue
 		}
 		i, _ := strconv.Atoi(m[1] + m[2])
-		diags.AddAttributeError(path.Root("rules").AtListIndex(i).AtName(m[3]), "Aerie API refused the rule", f.Message)
+		at := path.Root("rules").AtListIndex(i).AtName(m[3])
+		diags.AddAttributeError(at, "Aerie API refused the rule", "Attribute "+at.String()+" "+f.Message)
 	}
 }
 
