@@ -121,7 +121,7 @@ func TestTerraformFleet(t *testing.T) {
 	bootstrapKey, key := owner.apiKey(t)
 	w := newWorkdir(t, s, key)
 	instances := []string{"a", "b", "c"}
-	const perInstance = 3
+	const perInstance = 100
 	w.write(fleetConfig(instances, perInstance, member.email))
 
 	began := time.Now()
@@ -193,46 +193,14 @@ func TestTerraformFleet(t *testing.T) {
 		}
 	})
 
-	t.Run("a credential deleted out of band is planned and restored", func(t *testing.T) {
-		inst := byName["fleet-b"].Id
-		creds, err := sdk.Collect(ctx, owner.c.CredentialsPages(owner.org, inst))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var victim sdk.Credential
-		for _, c := range creds {
-			if c.Username == "dev-2" {
-				victim = c
-			}
-		}
-		if victim.Id == "" {
-			t.Fatal("no credential dev-2 in fleet-b")
-		}
-		r, err := owner.c.DeleteCredentialWithResponse(ctx, owner.org, inst, victim.Id)
-		if err := sdk.Check(r, err); err != nil {
-			t.Fatal(err)
-		}
-		out, _ := w.run([]int{2}, "plan", "-detailed-exitcode", "-parallelism=16")
-		if add, ch, del := planChanges(t, out); add != 1 || ch != 0 || del != 0 || !strings.Contains(out, `aerie_credential.dev["b-2"] will be created`) {
-			t.Fatalf("plan after out-of-band delete: +%d ~%d -%d\n%s", add, ch, del, lastLines(out, 30))
-		}
-		out, _ = w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
-		if !strings.Contains(out, "Resources: 1 added, 0 changed, 0 destroyed.") {
-			t.Fatalf("repair apply:\n%s", lastLines(out, 20))
-		}
-		if _, err := findCredential(ctx, owner, inst, "dev-2"); err != nil {
-			t.Fatalf("dev-2 not restored: %v", err)
-		}
-		w.run([]int{0}, "plan", "-detailed-exitcode", "-parallelism=16")
-	})
-
-	t.Run("a role changed out of band is planned and repaired", func(t *testing.T) {
+	t.Run("changes made out of band are planned and repaired", func(t *testing.T) {
+		// The member accepts the invitation terraform sent: not a change.
 		s.acceptInvitation(t, member)
+		uid := ""
 		ms, err := sdk.Collect(ctx, owner.c.MembersPages(owner.org))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var uid string
 		for _, m := range ms {
 			if m.Email == member.email {
 				uid = m.UserId
@@ -241,17 +209,50 @@ func TestTerraformFleet(t *testing.T) {
 		if uid == "" {
 			t.Fatalf("%s did not join", member.email)
 		}
-		// Joining the invitation terraform sent is not a change.
-		w.run([]int{0}, "plan", "-detailed-exitcode", "-parallelism=16")
-		r, err := owner.c.UpdateMemberWithResponse(ctx, owner.org, uid, nil, sdk.UpdateMemberJSONRequestBody{Role: "admin"})
-		if err := sdk.Check(r, err); err != nil {
+		// Out of band: a credential deleted, a role raised, a rule deleted.
+		b, c := byName["fleet-b"].Id, byName["fleet-c"].Id
+		victim, err := findCredential(ctx, owner, b, "dev-2")
+		if err != nil {
 			t.Fatal(err)
 		}
-		out, _ := w.run([]int{2}, "plan", "-detailed-exitcode", "-parallelism=16")
-		if _, ch, _ := planChanges(t, out); ch != 1 || !strings.Contains(out, `~ role    = "admin" -> "viewer"`) {
-			t.Fatalf("plan after out-of-band role change:\n%s", lastLines(out, 30))
+		dr, err := owner.c.DeleteCredentialWithResponse(ctx, owner.org, b, victim.Id)
+		if err := sdk.Check(dr, err); err != nil {
+			t.Fatal(err)
 		}
-		w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
+		ur, err := owner.c.UpdateMemberWithResponse(ctx, owner.org, uid, nil, sdk.UpdateMemberJSONRequestBody{Role: "admin"})
+		if err := sdk.Check(ur, err); err != nil {
+			t.Fatal(err)
+		}
+		rules, err := sdk.Collect(ctx, owner.c.ACLRulesPages(owner.org, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr, err := owner.c.DeleteACLRuleWithResponse(ctx, owner.org, c, rules[0].Id)
+		if err := sdk.Check(rr, err); err != nil {
+			t.Fatal(err)
+		}
+
+		out, _ := w.run([]int{2}, "plan", "-detailed-exitcode", "-parallelism=16")
+		add, ch, del := planChanges(t, out)
+		if add != 1 || ch != 2 || del != 0 || !strings.Contains(out, `aerie_credential.dev["b-2"] will be created`) ||
+			!strings.Contains(out, `aerie_acl_rules.r["c"] will be updated in-place`) || !strings.Contains(out, `~ role    = "admin" -> "viewer"`) {
+			t.Fatalf("plan after out-of-band changes: +%d ~%d -%d\n%s", add, ch, del, lastLines(out, 60))
+		}
+		out, _ = w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
+		if !strings.Contains(out, "Resources: 1 added, 2 changed, 0 destroyed.") {
+			t.Fatalf("repair apply:\n%s", lastLines(out, 20))
+		}
+		if _, err := findCredential(ctx, owner, b, "dev-2"); err != nil {
+			t.Fatalf("dev-2 not restored: %v", err)
+		}
+		rules, err = sdk.Collect(ctx, owner.c.ACLRulesPages(owner.org, c))
+		if err != nil || len(rules) != 4 || rules[0].Effect != "deny" {
+			t.Fatalf("fleet-c rules after repair: %+v (%v)", rules, err)
+		}
+		gm, err := owner.c.GetMemberWithResponse(ctx, owner.org, uid)
+		if err := sdk.Check(gm, err); err != nil || gm.JSON200.Role != "viewer" {
+			t.Fatalf("member role after repair: %v", err)
+		}
 	})
 
 	t.Run("import of every resource type plans no changes", func(t *testing.T) {
