@@ -460,6 +460,10 @@ func (a *API) listAPIKeys(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
+	if page.Name, err = nameFilter(r); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
 	keys, next, err := a.svc.ListAPIKeys(r.Context(), PrincipalFrom(r.Context()).OrgID, page)
 	if err != nil {
 		a.WriteError(w, r, err)

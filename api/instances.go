@@ -75,6 +75,10 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
+	if page.Name, err = nameFilter(r); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
 	list, next, err := a.svc.ListInstances(r.Context(), PrincipalFrom(r.Context()).OrgID, page)
 	if err != nil {
 		a.WriteError(w, r, err)
@@ -143,6 +147,7 @@ type credentialJSON struct {
 	CreatedAt       time.Time  `json:"created_at"`
 	UpdatedAt       time.Time  `json:"updated_at"`
 	Password        string     `json:"password,omitempty"`
+	PasswordSource  string     `json:"password_source"`
 }
 
 func toCredential(c tenancy.Credential) credentialJSON {
@@ -151,14 +156,20 @@ func toCredential(c tenancy.Credential) credentialJSON {
 		t := c.ExpiresAt.UTC()
 		exp = &t
 	}
+	src := "generated"
+	if c.PasswordSupplied {
+		src = "supplied"
+	}
 	return credentialJSON{ID: c.ID, InstanceID: c.InstanceID, Username: c.Username, MQTTUsername: c.Username + "@" + c.InstanceID,
-		ClientIDPattern: c.ClientIDPattern, Enabled: c.Enabled, ExpiresAt: exp, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
+		ClientIDPattern: c.ClientIDPattern, Enabled: c.Enabled, ExpiresAt: exp, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
+		PasswordSource: src}
 }
 
 type newCredentialJSON struct {
 	Username        string     `json:"username"`
 	ClientIDPattern string     `json:"client_id_pattern"`
 	ExpiresAt       *time.Time `json:"expires_at"`
+	Password        string     `json:"password"`
 }
 
 func (a *API) createCredentials(w http.ResponseWriter, r *http.Request) {
@@ -171,7 +182,7 @@ func (a *API) createCredentials(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bulk := in.Credentials != nil
-	if bulk && (in.Username != "" || in.ClientIDPattern != "" || in.ExpiresAt != nil) {
+	if bulk && (in.Username != "" || in.ClientIDPattern != "" || in.ExpiresAt != nil || in.Password != "") {
 		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "credentials",
 			Message: "send either one credential (username, …) or a credentials list, not both"}}})
 		return
@@ -182,7 +193,7 @@ func (a *API) createCredentials(w http.ResponseWriter, r *http.Request) {
 	}
 	news := make([]tenancy.NewCredential, len(list))
 	for i, c := range list {
-		news[i] = tenancy.NewCredential{Username: c.Username, ClientIDPattern: c.ClientIDPattern, ExpiresAt: c.ExpiresAt}
+		news[i] = tenancy.NewCredential{Username: c.Username, ClientIDPattern: c.ClientIDPattern, ExpiresAt: c.ExpiresAt, Password: c.Password}
 	}
 	creds, pws, err := a.svc.CreateCredentials(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), news)
 	if err != nil {
@@ -206,6 +217,10 @@ func (a *API) createCredentials(w http.ResponseWriter, r *http.Request) {
 func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
 	page, err := ParsePage(r)
 	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if page.Name, err = nameFilter(r); err != nil {
 		a.WriteError(w, r, err)
 		return
 	}
@@ -257,7 +272,24 @@ func (a *API) patchCredential(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) rotateCredential(w http.ResponseWriter, r *http.Request) {
-	c, pw, err := a.svc.RotateCredential(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id"))
+	var in struct {
+		Password string `json:"password"`
+	}
+	if r.ContentLength != 0 {
+		if err := DecodeJSON(w, r, &in); err != nil {
+			a.WriteError(w, r, err)
+			return
+		}
+	}
+	ctx, org, inst, id := r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id")
+	var c tenancy.Credential
+	var pw string
+	var err error
+	if in.Password != "" {
+		c, err = a.svc.SetCredentialPassword(ctx, ActorOf(r), org, inst, id, in.Password)
+	} else {
+		c, pw, err = a.svc.RotateCredential(ctx, ActorOf(r), org, inst, id)
+	}
 	if err != nil {
 		a.WriteError(w, r, err)
 		return
@@ -282,10 +314,11 @@ type aclRuleJSON struct {
 	Action       string  `json:"action"`
 	Filter       string  `json:"filter"`
 	CredentialID *string `json:"credential_id"`
+	Position     int     `json:"position"`
 }
 
 func toACLRule(r tenancy.ACLRule) aclRuleJSON {
-	out := aclRuleJSON{ID: r.ID, Effect: r.Effect, Action: r.Action, Filter: r.Filter}
+	out := aclRuleJSON{ID: r.ID, Effect: r.Effect, Action: r.Action, Filter: r.Filter, Position: r.Position}
 	if r.CredentialID != "" {
 		c := r.CredentialID
 		out.CredentialID = &c
@@ -299,6 +332,7 @@ func (a *API) createACLRule(w http.ResponseWriter, r *http.Request) {
 		Action       string  `json:"action"`
 		Filter       string  `json:"filter"`
 		CredentialID *string `json:"credential_id"`
+		Position     *int    `json:"position"`
 	}
 	if err := DecodeJSON(w, r, &in); err != nil {
 		a.WriteError(w, r, err)
@@ -308,7 +342,7 @@ func (a *API) createACLRule(w http.ResponseWriter, r *http.Request) {
 	if in.CredentialID != nil {
 		rule.CredentialID = *in.CredentialID
 	}
-	out, err := a.svc.CreateACLRule(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), rule)
+	out, err := a.svc.CreateACLRuleAt(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), rule, in.Position)
 	if err != nil {
 		a.WriteError(w, r, err)
 		return

@@ -91,6 +91,7 @@ func NewRouter(d Deps) chi.Router {
 	a.loginAddr = ratelimit.New(lim.PerAddrEvery, lim.PerAddrBurst)
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(AccessLog(d.Log))
+		r.Use(NotModified)
 		a.Routes(r)
 		a.AdminRoutes(r)
 	})
@@ -155,6 +156,9 @@ func (a *API) Routes(r chi.Router) {
 
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules", a.listACLRules)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/acl-rules", a.createACLRule)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/acl-rules", a.putACLRules)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules/{rule_id}", a.getACLRule)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/acl-rules/{rule_id}", a.patchACLRule)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
 
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)

@@ -75,6 +75,42 @@ func (e AuditEventActorType) Valid() bool {
 	}
 }
 
+// Defines values for CredentialPasswordSource.
+const (
+	CredentialPasswordSourceGenerated CredentialPasswordSource = "generated"
+	CredentialPasswordSourceSupplied  CredentialPasswordSource = "supplied"
+)
+
+// Valid indicates whether the value is a known member of the CredentialPasswordSource enum.
+func (e CredentialPasswordSource) Valid() bool {
+	switch e {
+	case CredentialPasswordSourceGenerated:
+		return true
+	case CredentialPasswordSourceSupplied:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CredentialWithPasswordPasswordSource.
+const (
+	CredentialWithPasswordPasswordSourceGenerated CredentialWithPasswordPasswordSource = "generated"
+	CredentialWithPasswordPasswordSourceSupplied  CredentialWithPasswordPasswordSource = "supplied"
+)
+
+// Valid indicates whether the value is a known member of the CredentialWithPasswordPasswordSource enum.
+func (e CredentialWithPasswordPasswordSource) Valid() bool {
+	switch e {
+	case CredentialWithPasswordPasswordSourceGenerated:
+		return true
+	case CredentialWithPasswordPasswordSourceSupplied:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for InstanceLimited.
 const (
 	InstanceLimitedEmpty    InstanceLimited = ""
@@ -294,6 +330,84 @@ func (e CreateACLRuleJSONBodyEffect) Valid() bool {
 	}
 }
 
+// Defines values for ReplaceACLRulesJSONBodyRulesAction.
+const (
+	ReplaceACLRulesJSONBodyRulesActionAll       ReplaceACLRulesJSONBodyRulesAction = "all"
+	ReplaceACLRulesJSONBodyRulesActionPublish   ReplaceACLRulesJSONBodyRulesAction = "publish"
+	ReplaceACLRulesJSONBodyRulesActionSubscribe ReplaceACLRulesJSONBodyRulesAction = "subscribe"
+)
+
+// Valid indicates whether the value is a known member of the ReplaceACLRulesJSONBodyRulesAction enum.
+func (e ReplaceACLRulesJSONBodyRulesAction) Valid() bool {
+	switch e {
+	case ReplaceACLRulesJSONBodyRulesActionAll:
+		return true
+	case ReplaceACLRulesJSONBodyRulesActionPublish:
+		return true
+	case ReplaceACLRulesJSONBodyRulesActionSubscribe:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReplaceACLRulesJSONBodyRulesEffect.
+const (
+	ReplaceACLRulesJSONBodyRulesEffectAllow ReplaceACLRulesJSONBodyRulesEffect = "allow"
+	ReplaceACLRulesJSONBodyRulesEffectDeny  ReplaceACLRulesJSONBodyRulesEffect = "deny"
+)
+
+// Valid indicates whether the value is a known member of the ReplaceACLRulesJSONBodyRulesEffect enum.
+func (e ReplaceACLRulesJSONBodyRulesEffect) Valid() bool {
+	switch e {
+	case ReplaceACLRulesJSONBodyRulesEffectAllow:
+		return true
+	case ReplaceACLRulesJSONBodyRulesEffectDeny:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for UpdateACLRuleJSONBodyAction.
+const (
+	UpdateACLRuleJSONBodyActionAll       UpdateACLRuleJSONBodyAction = "all"
+	UpdateACLRuleJSONBodyActionPublish   UpdateACLRuleJSONBodyAction = "publish"
+	UpdateACLRuleJSONBodyActionSubscribe UpdateACLRuleJSONBodyAction = "subscribe"
+)
+
+// Valid indicates whether the value is a known member of the UpdateACLRuleJSONBodyAction enum.
+func (e UpdateACLRuleJSONBodyAction) Valid() bool {
+	switch e {
+	case UpdateACLRuleJSONBodyActionAll:
+		return true
+	case UpdateACLRuleJSONBodyActionPublish:
+		return true
+	case UpdateACLRuleJSONBodyActionSubscribe:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for UpdateACLRuleJSONBodyEffect.
+const (
+	UpdateACLRuleJSONBodyEffectAllow UpdateACLRuleJSONBodyEffect = "allow"
+	UpdateACLRuleJSONBodyEffectDeny  UpdateACLRuleJSONBodyEffect = "deny"
+)
+
+// Valid indicates whether the value is a known member of the UpdateACLRuleJSONBodyEffect enum.
+func (e UpdateACLRuleJSONBodyEffect) Valid() bool {
+	switch e {
+	case UpdateACLRuleJSONBodyEffectAllow:
+		return true
+	case UpdateACLRuleJSONBodyEffectDeny:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PublishMessageJSONBodyPayloadEncoding.
 const (
 	Base64 PublishMessageJSONBodyPayloadEncoding = "base64"
@@ -358,6 +472,9 @@ type ACLRule struct {
 	Effect       ACLRuleEffect `json:"effect"`
 	Filter       string        `json:"filter"`
 	Id           string        `json:"id"`
+
+	// Position 0-based place in the instance's list.
+	Position int `json:"position"`
 }
 
 // ACLRuleAction defines model for ACLRule.Action.
@@ -416,10 +533,16 @@ type Credential struct {
 	InstanceId      string     `json:"instance_id"`
 
 	// MqttUsername What the device sends as its MQTT username.
-	MqttUsername string    `json:"mqtt_username"`
-	UpdatedAt    time.Time `json:"updated_at"`
-	Username     string    `json:"username"`
+	MqttUsername string `json:"mqtt_username"`
+
+	// PasswordSource generated: SHA-256 of 160 random bits; supplied: the caller's, bcrypt.
+	PasswordSource CredentialPasswordSource `json:"password_source"`
+	UpdatedAt      time.Time                `json:"updated_at"`
+	Username       string                   `json:"username"`
 }
+
+// CredentialPasswordSource generated: SHA-256 of 160 random bits; supplied: the caller's, bcrypt.
+type CredentialPasswordSource string
 
 // CredentialWithPassword defines model for CredentialWithPassword.
 type CredentialWithPassword struct {
@@ -433,11 +556,15 @@ type CredentialWithPassword struct {
 	// MqttUsername What the device sends as its MQTT username.
 	MqttUsername string `json:"mqtt_username"`
 
-	// Password Shown once; at least 128 bits of randomness.
-	Password  string    `json:"password"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Username  string    `json:"username"`
+	// Password Shown once (generated: at least 128 bits of randomness); absent when the caller supplied it.
+	Password       *string                              `json:"password,omitempty"`
+	PasswordSource CredentialWithPasswordPasswordSource `json:"password_source"`
+	UpdatedAt      time.Time                            `json:"updated_at"`
+	Username       string                               `json:"username"`
 }
+
+// CredentialWithPasswordPasswordSource defines model for CredentialWithPassword.PasswordSource.
+type CredentialWithPasswordPasswordSource string
 
 // DeviceToken defines model for DeviceToken.
 type DeviceToken struct {
@@ -591,6 +718,9 @@ type NewCredential struct {
 	// ClientIdPattern Client IDs the credential may use; * matches any run, ${username} the username.
 	ClientIdPattern *string    `json:"client_id_pattern,omitempty"`
 	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+
+	// Password The caller's own password (stored as bcrypt, never echoed); generated when absent.
+	Password *string `json:"password,omitempty"`
 
 	// Username Unique within the instance; letters, digits and - _ . : only.
 	Username string `json:"username"`
@@ -774,11 +904,17 @@ type IdempotencyKey = string
 // IfMatch defines model for IfMatch.
 type IfMatch = string
 
+// IfNoneMatch defines model for IfNoneMatch.
+type IfNoneMatch = string
+
 // InstanceID defines model for InstanceID.
 type InstanceID = string
 
 // Limit defines model for Limit.
 type Limit = int
+
+// NameFilter defines model for NameFilter.
+type NameFilter = string
 
 // OrgID defines model for OrgID.
 type OrgID = string
@@ -872,6 +1008,9 @@ type ListAPIKeysParams struct {
 
 	// Cursor The next_cursor of the previous page.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Name Only the item with this exact name (at most one).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
 }
 
 // CreateAPIKeyJSONBody defines parameters for CreateAPIKey.
@@ -907,6 +1046,9 @@ type ListInstancesParams struct {
 
 	// Cursor The next_cursor of the previous page.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Name Only the item with this exact name (at most one).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
 }
 
 // CreateInstanceJSONBody defines parameters for CreateInstance.
@@ -957,6 +1099,9 @@ type CreateACLRuleJSONBody struct {
 	CredentialId *string                     `json:"credential_id,omitempty"`
 	Effect       CreateACLRuleJSONBodyEffect `json:"effect"`
 	Filter       string                      `json:"filter"`
+
+	// Position Where to insert it (0 first); the rules from there move down. Last when absent.
+	Position *int `json:"position,omitempty"`
 }
 
 // CreateACLRuleParams defines parameters for CreateACLRule.
@@ -971,12 +1116,66 @@ type CreateACLRuleJSONBodyAction string
 // CreateACLRuleJSONBodyEffect defines parameters for CreateACLRule.
 type CreateACLRuleJSONBodyEffect string
 
+// ReplaceACLRulesJSONBody defines parameters for ReplaceACLRules.
+type ReplaceACLRulesJSONBody struct {
+	Rules []struct {
+		Action       ReplaceACLRulesJSONBodyRulesAction `json:"action"`
+		CredentialId *string                            `json:"credential_id,omitempty"`
+		Effect       ReplaceACLRulesJSONBodyRulesEffect `json:"effect"`
+		Filter       string                             `json:"filter"`
+	} `json:"rules"`
+}
+
+// ReplaceACLRulesParams defines parameters for ReplaceACLRules.
+type ReplaceACLRulesParams struct {
+	// IfMatch The ETag of the representation being changed; 412 when it no longer matches.
+	IfMatch *IfMatch `json:"If-Match,omitempty"`
+}
+
+// ReplaceACLRulesJSONBodyRulesAction defines parameters for ReplaceACLRules.
+type ReplaceACLRulesJSONBodyRulesAction string
+
+// ReplaceACLRulesJSONBodyRulesEffect defines parameters for ReplaceACLRules.
+type ReplaceACLRulesJSONBodyRulesEffect string
+
+// GetACLRuleParams defines parameters for GetACLRule.
+type GetACLRuleParams struct {
+	// IfNoneMatch ETags the client holds; 304 Not Modified when one is current.
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+}
+
+// UpdateACLRuleJSONBody defines parameters for UpdateACLRule.
+type UpdateACLRuleJSONBody struct {
+	Action *UpdateACLRuleJSONBodyAction `json:"action,omitempty"`
+
+	// CredentialId null makes the rule apply to every device.
+	CredentialId *string                      `json:"credential_id,omitempty"`
+	Effect       *UpdateACLRuleJSONBodyEffect `json:"effect,omitempty"`
+	Filter       *string                      `json:"filter,omitempty"`
+	Position     *int                         `json:"position,omitempty"`
+}
+
+// UpdateACLRuleParams defines parameters for UpdateACLRule.
+type UpdateACLRuleParams struct {
+	// IfMatch The ETag of the representation being changed; 412 when it no longer matches.
+	IfMatch *IfMatch `json:"If-Match,omitempty"`
+}
+
+// UpdateACLRuleJSONBodyAction defines parameters for UpdateACLRule.
+type UpdateACLRuleJSONBodyAction string
+
+// UpdateACLRuleJSONBodyEffect defines parameters for UpdateACLRule.
+type UpdateACLRuleJSONBodyEffect string
+
 // ListCredentialsParams defines parameters for ListCredentials.
 type ListCredentialsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The next_cursor of the previous page.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Name Only the item with this exact name (at most one).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
 }
 
 // CreateCredentialsJSONBody defines parameters for CreateCredentials.
@@ -1017,7 +1216,9 @@ type UpdateCredentialParams struct {
 }
 
 // RotateCredentialJSONBody defines parameters for RotateCredential.
-type RotateCredentialJSONBody = map[string]interface{}
+type RotateCredentialJSONBody struct {
+	Password *string `json:"password,omitempty"`
+}
 
 // RotateCredentialParams defines parameters for RotateCredential.
 type RotateCredentialParams struct {
@@ -1205,6 +1406,12 @@ type UpdateInstanceJSONRequestBody UpdateInstanceJSONBody
 // CreateACLRuleJSONRequestBody defines body for CreateACLRule for application/json ContentType.
 type CreateACLRuleJSONRequestBody CreateACLRuleJSONBody
 
+// ReplaceACLRulesJSONRequestBody defines body for ReplaceACLRules for application/json ContentType.
+type ReplaceACLRulesJSONRequestBody ReplaceACLRulesJSONBody
+
+// UpdateACLRuleJSONRequestBody defines body for UpdateACLRule for application/json ContentType.
+type UpdateACLRuleJSONRequestBody UpdateACLRuleJSONBody
+
 // CreateCredentialsJSONRequestBody defines body for CreateCredentials for application/json ContentType.
 type CreateCredentialsJSONRequestBody CreateCredentialsJSONBody
 
@@ -1212,7 +1419,7 @@ type CreateCredentialsJSONRequestBody CreateCredentialsJSONBody
 type UpdateCredentialJSONRequestBody UpdateCredentialJSONBody
 
 // RotateCredentialJSONRequestBody defines body for RotateCredential for application/json ContentType.
-type RotateCredentialJSONRequestBody = RotateCredentialJSONBody
+type RotateCredentialJSONRequestBody RotateCredentialJSONBody
 
 // PublishMessageJSONRequestBody defines body for PublishMessage for application/json ContentType.
 type PublishMessageJSONRequestBody PublishMessageJSONBody
@@ -1614,7 +1821,7 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEvents(ctx context.Context, orgId OrgID, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListInstances The org's MQTT instances, oldest first.
+	// ListInstances The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/instances (the `ListInstances` operationId).
 	ListInstances(ctx context.Context, orgId OrgID, params *ListInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1667,7 +1874,7 @@ type ClientInterface interface {
 	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id} (the `UpdateInstance` operationId).
 	UpdateInstance(ctx context.Context, orgId OrgID, instanceId InstanceID, params *UpdateInstanceParams, body UpdateInstanceJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListACLRules The instance's ACL rules. Deny wins; anything no rule allows is denied.
+	// ListACLRules The instance's ACL rules in `position` order. Deny wins; anything no rule allows is denied.
 	//
 	// Rules hold for the life of a connection: a change applies within a second to connections
 	// and subscriptions already open (and to persistent sessions when they resume). A
@@ -1692,10 +1899,53 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `CreateACLRule` operationId).
 	CreateACLRule(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateACLRuleParams, body CreateACLRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// DeleteACLRule performs a DELETE /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `DeleteACLRule` operationId) request.
+	// ReplaceACLRulesWithBody Replace the whole ordered rule list at once (one transaction, one config revision).
+	//
+	// The list is validated whole before anything changes (field errors name `rules[i].…`). A
+	// rule equal to an existing one (effect, action, filter, credential) keeps its ID; the
+	// others get new IDs. `If-Match` compares with the ETag of this operation's answer.
+	// Devices see the new list at once (connections stay open; see listACLRules).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `ReplaceACLRules` operationId).
+	ReplaceACLRulesWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplaceACLRules Replace the whole ordered rule list at once (one transaction, one config revision).
+	//
+	// The list is validated whole before anything changes (field errors name `rules[i].…`). A
+	// rule equal to an existing one (effect, action, filter, credential) keeps its ID; the
+	// others get new IDs. `If-Match` compares with the ETag of this operation's answer.
+	// Devices see the new list at once (connections stay open; see listACLRules).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `ReplaceACLRules` operationId).
+	ReplaceACLRules(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, body ReplaceACLRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteACLRule Delete a rule; the rules after it move up one place.
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `DeleteACLRule` operationId).
 	DeleteACLRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListCredentials The instance's device credentials (passwords are never listed).
+	// GetACLRule performs a GET /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `GetACLRule` operationId) request.
+	GetACLRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *GetACLRuleParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateACLRuleWithBody Change a rule, or move it (`position`; the rules in between shift by one place).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
+	UpdateACLRuleWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateACLRule Change a rule, or move it (`position`; the rules in between shift by one place).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
+	UpdateACLRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, body UpdateACLRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListCredentials The instance's device credentials by ID (passwords are never listed); `?name=` finds one by username.
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/credentials (the `ListCredentials` operationId).
 	ListCredentials(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListCredentialsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1704,7 +1954,13 @@ type ClientInterface interface {
 	//
 	// Send one credential (`username`, …) to get it back, or `{"credentials": [...]}` (1–1,000)
 	// to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
-	// connect with the username `<username>@<instance_id>` and the generated password.
+	// connect with the username `<username>@<instance_id>` and the generated password — or the
+	// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
+	// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+	// change, and on every wrong password; reconnects are checked against an in-memory cache)
+	// and never echoed. Generated
+	// passwords (160 random bits) are stored as SHA-256. A username already used in the
+	// instance answers 409.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1715,7 +1971,13 @@ type ClientInterface interface {
 	//
 	// Send one credential (`username`, …) to get it back, or `{"credentials": [...]}` (1–1,000)
 	// to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
-	// connect with the username `<username>@<instance_id>` and the generated password.
+	// connect with the username `<username>@<instance_id>` and the generated password — or the
+	// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
+	// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+	// change, and on every wrong password; reconnects are checked against an in-memory cache)
+	// and never echoed. Generated
+	// passwords (160 random bits) are stored as SHA-256. A username already used in the
+	// instance answers 409.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1746,12 +2008,16 @@ type ClientInterface interface {
 
 	// RotateCredentialWithBody Replace the password (shown this once); connections using the old one are closed.
 	//
+	// Without a body (or with `{}`) the new password is generated and returned; with `password` it is the caller's own (stored as bcrypt, not echoed).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/credentials/{credential_id}/rotate (the `RotateCredential` operationId).
 	RotateCredentialWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, credentialId string, params *RotateCredentialParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RotateCredential Replace the password (shown this once); connections using the old one are closed.
+	//
+	// Without a body (or with `{}`) the new password is generated and returned; with `password` it is the caller's own (stored as bcrypt, not echoed).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2434,7 +2700,7 @@ func (c *Client) ListAuditEvents(ctx context.Context, orgId OrgID, params *ListA
 	return c.Client.Do(req)
 }
 
-// ListInstances The org's MQTT instances, oldest first.
+// ListInstances The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
 //
 // Corresponds with GET /v1/orgs/{org_id}/instances (the `ListInstances` operationId).
 func (c *Client) ListInstances(ctx context.Context, orgId OrgID, params *ListInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2557,7 +2823,7 @@ func (c *Client) UpdateInstance(ctx context.Context, orgId OrgID, instanceId Ins
 	return c.Client.Do(req)
 }
 
-// ListACLRules The instance's ACL rules. Deny wins; anything no rule allows is denied.
+// ListACLRules The instance's ACL rules in `position` order. Deny wins; anything no rule allows is denied.
 //
 // Rules hold for the life of a connection: a change applies within a second to connections
 // and subscriptions already open (and to persistent sessions when they resume). A
@@ -2612,7 +2878,53 @@ func (c *Client) CreateACLRule(ctx context.Context, orgId OrgID, instanceId Inst
 	return c.Client.Do(req)
 }
 
-// DeleteACLRule performs a DELETE /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `DeleteACLRule` operationId) request.
+// ReplaceACLRulesWithBody Replace the whole ordered rule list at once (one transaction, one config revision).
+//
+// The list is validated whole before anything changes (field errors name `rules[i].…`). A
+// rule equal to an existing one (effect, action, filter, credential) keeps its ID; the
+// others get new IDs. `If-Match` compares with the ETag of this operation's answer.
+// Devices see the new list at once (connections stay open; see listACLRules).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `ReplaceACLRules` operationId).
+func (c *Client) ReplaceACLRulesWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplaceACLRulesRequestWithBody(c.Server, orgId, instanceId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplaceACLRules Replace the whole ordered rule list at once (one transaction, one config revision).
+//
+// The list is validated whole before anything changes (field errors name `rules[i].…`). A
+// rule equal to an existing one (effect, action, filter, credential) keeps its ID; the
+// others get new IDs. `If-Match` compares with the ETag of this operation's answer.
+// Devices see the new list at once (connections stay open; see listACLRules).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `ReplaceACLRules` operationId).
+func (c *Client) ReplaceACLRules(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, body ReplaceACLRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplaceACLRulesRequest(c.Server, orgId, instanceId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteACLRule Delete a rule; the rules after it move up one place.
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `DeleteACLRule` operationId).
 func (c *Client) DeleteACLRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteACLRuleRequest(c.Server, orgId, instanceId, ruleId)
 	if err != nil {
@@ -2625,7 +2937,54 @@ func (c *Client) DeleteACLRule(ctx context.Context, orgId OrgID, instanceId Inst
 	return c.Client.Do(req)
 }
 
-// ListCredentials The instance's device credentials (passwords are never listed).
+// GetACLRule performs a GET /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `GetACLRule` operationId) request.
+func (c *Client) GetACLRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *GetACLRuleParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetACLRuleRequest(c.Server, orgId, instanceId, ruleId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateACLRuleWithBody Change a rule, or move it (`position`; the rules in between shift by one place).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
+func (c *Client) UpdateACLRuleWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateACLRuleRequestWithBody(c.Server, orgId, instanceId, ruleId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateACLRule Change a rule, or move it (`position`; the rules in between shift by one place).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
+func (c *Client) UpdateACLRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, body UpdateACLRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateACLRuleRequest(c.Server, orgId, instanceId, ruleId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListCredentials The instance's device credentials by ID (passwords are never listed); `?name=` finds one by username.
 //
 // Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/credentials (the `ListCredentials` operationId).
 func (c *Client) ListCredentials(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListCredentialsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2644,7 +3003,13 @@ func (c *Client) ListCredentials(ctx context.Context, orgId OrgID, instanceId In
 //
 // Send one credential (`username`, …) to get it back, or `{"credentials": [...]}` (1–1,000)
 // to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
-// connect with the username `<username>@<instance_id>` and the generated password.
+// connect with the username `<username>@<instance_id>` and the generated password — or the
+// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
+// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+// change, and on every wrong password; reconnects are checked against an in-memory cache)
+// and never echoed. Generated
+// passwords (160 random bits) are stored as SHA-256. A username already used in the
+// instance answers 409.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2665,7 +3030,13 @@ func (c *Client) CreateCredentialsWithBody(ctx context.Context, orgId OrgID, ins
 //
 // Send one credential (`username`, …) to get it back, or `{"credentials": [...]}` (1–1,000)
 // to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
-// connect with the username `<username>@<instance_id>` and the generated password.
+// connect with the username `<username>@<instance_id>` and the generated password — or the
+// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
+// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+// change, and on every wrong password; reconnects are checked against an in-memory cache)
+// and never echoed. Generated
+// passwords (160 random bits) are stored as SHA-256. A username already used in the
+// instance answers 409.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2746,6 +3117,8 @@ func (c *Client) UpdateCredential(ctx context.Context, orgId OrgID, instanceId I
 
 // RotateCredentialWithBody Replace the password (shown this once); connections using the old one are closed.
 //
+// Without a body (or with `{}`) the new password is generated and returned; with `password` it is the caller's own (stored as bcrypt, not echoed).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/credentials/{credential_id}/rotate (the `RotateCredential` operationId).
@@ -2762,6 +3135,8 @@ func (c *Client) RotateCredentialWithBody(ctx context.Context, orgId OrgID, inst
 }
 
 // RotateCredential Replace the password (shown this once); connections using the old one are closed.
+//
+// Without a body (or with `{}`) the new password is generated and returned; with `password` it is the caller's own (stored as bcrypt, not echoed).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4040,6 +4415,18 @@ func NewListAPIKeysRequest(server string, orgId OrgID, params *ListAPIKeysParams
 
 		}
 
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4345,6 +4732,18 @@ func NewListInstancesRequest(server string, orgId OrgID, params *ListInstancesPa
 		if params.Cursor != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4730,6 +5129,75 @@ func NewCreateACLRuleRequestWithBody(server string, orgId OrgID, instanceId Inst
 	return req, nil
 }
 
+// NewReplaceACLRulesRequest calls the generic ReplaceACLRules builder with application/json body
+func NewReplaceACLRulesRequest(server string, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, body ReplaceACLRulesJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewReplaceACLRulesRequestWithBody(server, orgId, instanceId, params, "application/json", bodyReader)
+}
+
+// NewReplaceACLRulesRequestWithBody constructs an http.Request for the ReplaceACLRules method, with any body, and a specified content type
+func NewReplaceACLRulesRequestWithBody(server string, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/acl-rules", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IfMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewDeleteACLRuleRequest constructs an http.Request for the DeleteACLRule method
 func NewDeleteACLRuleRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string) (*http.Request, error) {
 	var err error
@@ -4773,6 +5241,145 @@ func NewDeleteACLRuleRequest(server string, orgId OrgID, instanceId InstanceID, 
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetACLRuleRequest constructs an http.Request for the GetACLRule method
+func NewGetACLRuleRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *GetACLRuleParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/acl-rules/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewUpdateACLRuleRequest calls the generic UpdateACLRule builder with application/json body
+func NewUpdateACLRuleRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, body UpdateACLRuleJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateACLRuleRequestWithBody(server, orgId, instanceId, ruleId, params, "application/json", bodyReader)
+}
+
+// NewUpdateACLRuleRequestWithBody constructs an http.Request for the UpdateACLRule method, with any body, and a specified content type
+func NewUpdateACLRuleRequestWithBody(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/acl-rules/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IfMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -4835,6 +5442,18 @@ func NewListCredentialsRequest(server string, orgId OrgID, instanceId InstanceID
 		if params.Cursor != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -6583,7 +7202,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEventsWithResponse(ctx context.Context, orgId OrgID, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*ListAuditEventsResponse, error)
 
-	// ListInstancesWithResponse The org's MQTT instances, oldest first.
+	// ListInstancesWithResponse The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6642,7 +7261,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id} (the `UpdateInstance` operationId).
 	UpdateInstanceWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *UpdateInstanceParams, body UpdateInstanceJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateInstanceResponse, error)
 
-	// ListACLRulesWithResponse The instance's ACL rules. Deny wins; anything no rule allows is denied.
+	// ListACLRulesWithResponse The instance's ACL rules in `position` order. Deny wins; anything no rule allows is denied.
 	//
 	// Rules hold for the life of a connection: a change applies within a second to connections
 	// and subscriptions already open (and to persistent sessions when they resume). A
@@ -6669,12 +7288,57 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `CreateACLRule` operationId).
 	CreateACLRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateACLRuleParams, body CreateACLRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateACLRuleResponse, error)
 
-	// DeleteACLRuleWithResponse performs a DELETE /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `DeleteACLRule` operationId) request.
+	// ReplaceACLRulesWithBodyWithResponse Replace the whole ordered rule list at once (one transaction, one config revision).
+	//
+	// The list is validated whole before anything changes (field errors name `rules[i].…`). A
+	// rule equal to an existing one (effect, action, filter, credential) keeps its ID; the
+	// others get new IDs. `If-Match` compares with the ETag of this operation's answer.
+	// Devices see the new list at once (connections stay open; see listACLRules).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `ReplaceACLRules` operationId).
+	ReplaceACLRulesWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceACLRulesResponse, error)
+
+	// ReplaceACLRulesWithResponse Replace the whole ordered rule list at once (one transaction, one config revision).
+	//
+	// The list is validated whole before anything changes (field errors name `rules[i].…`). A
+	// rule equal to an existing one (effect, action, filter, credential) keeps its ID; the
+	// others get new IDs. `If-Match` compares with the ETag of this operation's answer.
+	// Devices see the new list at once (connections stay open; see listACLRules).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `ReplaceACLRules` operationId).
+	ReplaceACLRulesWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, body ReplaceACLRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceACLRulesResponse, error)
+
+	// DeleteACLRuleWithResponse Delete a rule; the rules after it move up one place.
 	//
 	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `DeleteACLRule` operationId).
 	DeleteACLRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*DeleteACLRuleResponse, error)
 
-	// ListCredentialsWithResponse The instance's device credentials (passwords are never listed).
+	// GetACLRuleWithResponse performs a GET /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `GetACLRule` operationId) request.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	GetACLRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *GetACLRuleParams, reqEditors ...RequestEditorFn) (*GetACLRuleResponse, error)
+
+	// UpdateACLRuleWithBodyWithResponse Change a rule, or move it (`position`; the rules in between shift by one place).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
+	UpdateACLRuleWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateACLRuleResponse, error)
+
+	// UpdateACLRuleWithResponse Change a rule, or move it (`position`; the rules in between shift by one place).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
+	UpdateACLRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, body UpdateACLRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateACLRuleResponse, error)
+
+	// ListCredentialsWithResponse The instance's device credentials by ID (passwords are never listed); `?name=` finds one by username.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6685,7 +7349,13 @@ type ClientWithResponsesInterface interface {
 	//
 	// Send one credential (`username`, …) to get it back, or `{"credentials": [...]}` (1–1,000)
 	// to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
-	// connect with the username `<username>@<instance_id>` and the generated password.
+	// connect with the username `<username>@<instance_id>` and the generated password — or the
+	// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
+	// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+	// change, and on every wrong password; reconnects are checked against an in-memory cache)
+	// and never echoed. Generated
+	// passwords (160 random bits) are stored as SHA-256. A username already used in the
+	// instance answers 409.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6696,7 +7366,13 @@ type ClientWithResponsesInterface interface {
 	//
 	// Send one credential (`username`, …) to get it back, or `{"credentials": [...]}` (1–1,000)
 	// to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
-	// connect with the username `<username>@<instance_id>` and the generated password.
+	// connect with the username `<username>@<instance_id>` and the generated password — or the
+	// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
+	// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+	// change, and on every wrong password; reconnects are checked against an in-memory cache)
+	// and never echoed. Generated
+	// passwords (160 random bits) are stored as SHA-256. A username already used in the
+	// instance answers 409.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6731,12 +7407,16 @@ type ClientWithResponsesInterface interface {
 
 	// RotateCredentialWithBodyWithResponse Replace the password (shown this once); connections using the old one are closed.
 	//
+	// Without a body (or with `{}`) the new password is generated and returned; with `password` it is the caller's own (stored as bcrypt, not echoed).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/credentials/{credential_id}/rotate (the `RotateCredential` operationId).
 	RotateCredentialWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, credentialId string, params *RotateCredentialParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateCredentialResponse, error)
 
 	// RotateCredentialWithResponse Replace the password (shown this once); connections using the old one are closed.
+	//
+	// Without a body (or with `{}`) the new password is generated and returned; with `password` it is the caller's own (stored as bcrypt, not echoed).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8391,6 +9071,65 @@ func (r CreateACLRuleResponse) ContentType() string {
 	return ""
 }
 
+// ReplaceACLRulesResponse200Headers the declared response headers of an HTTP 200 response for ReplaceACLRules
+type ReplaceACLRulesResponse200Headers struct {
+	ETag *string
+}
+
+type ReplaceACLRulesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Data []ACLRule `json:"data"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ReplaceACLRulesResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ReplaceACLRulesResponse) GetJSON200() *struct {
+	Data []ACLRule `json:"data"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ReplaceACLRulesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ReplaceACLRulesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReplaceACLRulesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReplaceACLRulesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReplaceACLRulesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type DeleteACLRuleResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -8426,6 +9165,116 @@ func (r DeleteACLRuleResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r DeleteACLRuleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetACLRuleResponse200Headers the declared response headers of an HTTP 200 response for GetACLRule
+type GetACLRuleResponse200Headers struct {
+	ETag *string
+}
+
+type GetACLRuleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ACLRule
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetACLRuleResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetACLRuleResponse) GetJSON200() *ACLRule {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetACLRuleResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetACLRuleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetACLRuleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetACLRuleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetACLRuleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateACLRuleResponse200Headers the declared response headers of an HTTP 200 response for UpdateACLRule
+type UpdateACLRuleResponse200Headers struct {
+	ETag *string
+}
+
+type UpdateACLRuleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ACLRule
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *UpdateACLRuleResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateACLRuleResponse) GetJSON200() *ACLRule {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r UpdateACLRuleResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateACLRuleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateACLRuleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateACLRuleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateACLRuleResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10282,7 +11131,7 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, o
 	return ParseListAuditEventsResponse(rsp)
 }
 
-// ListInstancesWithResponse The org's MQTT instances, oldest first.
+// ListInstancesWithResponse The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10383,7 +11232,7 @@ func (c *ClientWithResponses) UpdateInstanceWithResponse(ctx context.Context, or
 	return ParseUpdateInstanceResponse(rsp)
 }
 
-// ListACLRulesWithResponse The instance's ACL rules. Deny wins; anything no rule allows is denied.
+// ListACLRulesWithResponse The instance's ACL rules in `position` order. Deny wins; anything no rule allows is denied.
 //
 // Rules hold for the life of a connection: a change applies within a second to connections
 // and subscriptions already open (and to persistent sessions when they resume). A
@@ -10428,9 +11277,47 @@ func (c *ClientWithResponses) CreateACLRuleWithResponse(ctx context.Context, org
 	return ParseCreateACLRuleResponse(rsp)
 }
 
-// DeleteACLRuleWithResponse performs a DELETE /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `DeleteACLRule` operationId) request.
+// ReplaceACLRulesWithBodyWithResponse Replace the whole ordered rule list at once (one transaction, one config revision).
+//
+// The list is validated whole before anything changes (field errors name `rules[i].…`). A
+// rule equal to an existing one (effect, action, filter, credential) keeps its ID; the
+// others get new IDs. `If-Match` compares with the ETag of this operation's answer.
+// Devices see the new list at once (connections stay open; see listACLRules).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `ReplaceACLRules` operationId).
+func (c *ClientWithResponses) ReplaceACLRulesWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceACLRulesResponse, error) {
+	rsp, err := c.ReplaceACLRulesWithBody(ctx, orgId, instanceId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplaceACLRulesResponse(rsp)
+}
+
+// ReplaceACLRulesWithResponse Replace the whole ordered rule list at once (one transaction, one config revision).
+//
+// The list is validated whole before anything changes (field errors name `rules[i].…`). A
+// rule equal to an existing one (effect, action, filter, credential) keeps its ID; the
+// others get new IDs. `If-Match` compares with the ETag of this operation's answer.
+// Devices see the new list at once (connections stay open; see listACLRules).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/acl-rules (the `ReplaceACLRules` operationId).
+func (c *ClientWithResponses) ReplaceACLRulesWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ReplaceACLRulesParams, body ReplaceACLRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceACLRulesResponse, error) {
+	rsp, err := c.ReplaceACLRules(ctx, orgId, instanceId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplaceACLRulesResponse(rsp)
+}
+
+// DeleteACLRuleWithResponse Delete a rule; the rules after it move up one place.
 //
 // Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `DeleteACLRule` operationId).
 func (c *ClientWithResponses) DeleteACLRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*DeleteACLRuleResponse, error) {
 	rsp, err := c.DeleteACLRule(ctx, orgId, instanceId, ruleId, reqEditors...)
 	if err != nil {
@@ -10439,7 +11326,44 @@ func (c *ClientWithResponses) DeleteACLRuleWithResponse(ctx context.Context, org
 	return ParseDeleteACLRuleResponse(rsp)
 }
 
-// ListCredentialsWithResponse The instance's device credentials (passwords are never listed).
+// GetACLRuleWithResponse performs a GET /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `GetACLRule` operationId) request.
+//
+// Returns a wrapper object for the known response body format(s).
+func (c *ClientWithResponses) GetACLRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *GetACLRuleParams, reqEditors ...RequestEditorFn) (*GetACLRuleResponse, error) {
+	rsp, err := c.GetACLRule(ctx, orgId, instanceId, ruleId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetACLRuleResponse(rsp)
+}
+
+// UpdateACLRuleWithBodyWithResponse Change a rule, or move it (`position`; the rules in between shift by one place).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
+func (c *ClientWithResponses) UpdateACLRuleWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateACLRuleResponse, error) {
+	rsp, err := c.UpdateACLRuleWithBody(ctx, orgId, instanceId, ruleId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateACLRuleResponse(rsp)
+}
+
+// UpdateACLRuleWithResponse Change a rule, or move it (`position`; the rules in between shift by one place).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
+func (c *ClientWithResponses) UpdateACLRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, body UpdateACLRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateACLRuleResponse, error) {
+	rsp, err := c.UpdateACLRule(ctx, orgId, instanceId, ruleId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateACLRuleResponse(rsp)
+}
+
+// ListCredentialsWithResponse The instance's device credentials by ID (passwords are never listed); `?name=` finds one by username.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10456,7 +11380,13 @@ func (c *ClientWithResponses) ListCredentialsWithResponse(ctx context.Context, o
 //
 // Send one credential (`username`, …) to get it back, or `{"credentials": [...]}` (1–1,000)
 // to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
-// connect with the username `<username>@<instance_id>` and the generated password.
+// connect with the username `<username>@<instance_id>` and the generated password — or the
+// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
+// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+// change, and on every wrong password; reconnects are checked against an in-memory cache)
+// and never echoed. Generated
+// passwords (160 random bits) are stored as SHA-256. A username already used in the
+// instance answers 409.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -10473,7 +11403,13 @@ func (c *ClientWithResponses) CreateCredentialsWithBodyWithResponse(ctx context.
 //
 // Send one credential (`username`, …) to get it back, or `{"credentials": [...]}` (1–1,000)
 // to get `{"data": [...]}` in the same order; a bulk call creates all or none. Devices
-// connect with the username `<username>@<instance_id>` and the generated password.
+// connect with the username `<username>@<instance_id>` and the generated password — or the
+// caller's own `password` (e.g. from a vault; 12–72 bytes), stored as a salted bcrypt hash
+// (cost 10: 50–120 ms of node CPU on the first CONNECT after a node start or a password
+// change, and on every wrong password; reconnects are checked against an in-memory cache)
+// and never echoed. Generated
+// passwords (160 random bits) are stored as SHA-256. A username already used in the
+// instance answers 409.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -10538,6 +11474,8 @@ func (c *ClientWithResponses) UpdateCredentialWithResponse(ctx context.Context, 
 
 // RotateCredentialWithBodyWithResponse Replace the password (shown this once); connections using the old one are closed.
 //
+// Without a body (or with `{}`) the new password is generated and returned; with `password` it is the caller's own (stored as bcrypt, not echoed).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/credentials/{credential_id}/rotate (the `RotateCredential` operationId).
@@ -10550,6 +11488,8 @@ func (c *ClientWithResponses) RotateCredentialWithBodyWithResponse(ctx context.C
 }
 
 // RotateCredentialWithResponse Replace the password (shown this once); connections using the old one are closed.
+//
+// Without a body (or with `{}`) the new password is generated and returned; with `password` it is the caller's own (stored as bcrypt, not echoed).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12063,6 +13003,54 @@ func ParseCreateACLRuleResponse(rsp *http.Response) (*CreateACLRuleResponse, err
 	return response, nil
 }
 
+// ParseReplaceACLRulesResponse parses an HTTP response from a ReplaceACLRulesWithResponse call
+func ParseReplaceACLRulesResponse(rsp *http.Response) (*ReplaceACLRulesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReplaceACLRulesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Data []ACLRule `json:"data"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ReplaceACLRulesResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseDeleteACLRuleResponse parses an HTTP response from a DeleteACLRuleWithResponse call
 func ParseDeleteACLRuleResponse(rsp *http.Response) (*DeleteACLRuleResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -12087,6 +13075,101 @@ func ParseDeleteACLRuleResponse(rsp *http.Response) (*DeleteACLRuleResponse, err
 		}
 		response.ApplicationproblemJSONDefault = &dest
 
+	}
+
+	return response, nil
+}
+
+// ParseGetACLRuleResponse parses an HTTP response from a GetACLRuleWithResponse call
+func ParseGetACLRuleResponse(rsp *http.Response) (*GetACLRuleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetACLRuleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ACLRule
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetACLRuleResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateACLRuleResponse parses an HTTP response from a UpdateACLRuleWithResponse call
+func ParseUpdateACLRuleResponse(rsp *http.Response) (*UpdateACLRuleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateACLRuleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ACLRule
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers UpdateACLRuleResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil

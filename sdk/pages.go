@@ -148,3 +148,6 @@ func (c *API) MembersPages(orgID string) PageFunc[Member] {
 		return r.JSON200.Data, nextOf(r.JSON200.NextCursor), nil
 	}
 }
+
+// Body returns the raw body of a generated response (nil when none).
+func Body(resp interface{ StatusCode() int }) []byte { return bodyOf(resp) }

@@ -24,6 +24,9 @@ type Credential struct {
 	ExpiresAt       *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+	// PasswordSupplied: the password was supplied by the caller (bcrypt)
+	// rather than generated (SHA-256).
+	PasswordSupplied bool
 }
 
 // NewCredential is one credential to create.
@@ -37,9 +40,11 @@ type NewCredential struct {
 }
 
 // DeviceBcryptCost is the bcrypt cost of tenant-supplied device passwords:
-// about 50 ms per check on one core (BenchmarkSuppliedPasswordCheck), paid
-// by the node on each CONNECT with such a credential. Generated passwords
-// (160 random bits) keep a plain SHA-256, checked in microseconds.
+// 50–120 ms of one core per check (BenchmarkSuppliedPasswordCheck in
+// dataplane/configsync), paid by the node on the first CONNECT with such a
+// credential after the node starts or the password changes (and on every
+// wrong password); later connects hit the node's in-memory cache (~2 µs).
+// Generated passwords (160 random bits) keep a plain SHA-256 (<1 µs).
 const DeviceBcryptCost = 10
 
 // Supplied device passwords: bcrypt reads at most 72 bytes.
@@ -189,7 +194,7 @@ func (s *Service) CreateCredentials(ctx context.Context, a Actor, orgID, instanc
 				pw, sec.hash = newDevicePassword()
 			}
 			cr := Credential{ID: NewID("c"), InstanceID: instanceID, Username: c.Username, ClientIDPattern: c.ClientIDPattern,
-				Enabled: true, ExpiresAt: truncUTC(c.ExpiresAt), CreatedAt: now, UpdatedAt: now}
+				Enabled: true, ExpiresAt: truncUTC(c.ExpiresAt), CreatedAt: now, UpdatedAt: now, PasswordSupplied: sec.phc != nil}
 			_, err := tx.Exec(ctx, `INSERT INTO device_credentials (id, instance_id, username, secret_sha256, password_hash, client_id_pattern, enabled, expires_at, created_at, updated_at)
 				VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$8)`, cr.ID, instanceID, cr.Username, sec.hash, sec.phc, cr.ClientIDPattern, cr.ExpiresAt, now)
 			if isUniqueViolation(err) {
@@ -215,11 +220,11 @@ func (s *Service) CreateCredentials(ctx context.Context, a Actor, orgID, instanc
 	return out, pws, nil
 }
 
-const credCols = `c.id, c.instance_id, c.username, c.client_id_pattern, c.enabled, c.expires_at, c.created_at, c.updated_at`
+const credCols = `c.id, c.instance_id, c.username, c.client_id_pattern, c.enabled, c.expires_at, c.created_at, c.updated_at, c.password_hash IS NOT NULL`
 
 func scanCredential(r pgx.CollectableRow) (Credential, error) {
 	var c Credential
-	err := r.Scan(&c.ID, &c.InstanceID, &c.Username, &c.ClientIDPattern, &c.Enabled, &c.ExpiresAt, &c.CreatedAt, &c.UpdatedAt)
+	err := r.Scan(&c.ID, &c.InstanceID, &c.Username, &c.ClientIDPattern, &c.Enabled, &c.ExpiresAt, &c.CreatedAt, &c.UpdatedAt, &c.PasswordSupplied)
 	return c, err
 }
 
@@ -339,7 +344,7 @@ func (s *Service) rotateCredential(ctx context.Context, a Actor, orgID, instance
 		if sec.phc == nil {
 			pw, sec.hash = newDevicePassword()
 		}
-		c.UpdatedAt = s.nowUTC()
+		c.UpdatedAt, c.PasswordSupplied = s.nowUTC(), sec.phc != nil
 		if _, err := tx.Exec(ctx, `UPDATE device_credentials SET secret_sha256 = $2, password_hash = $3, updated_at = $4 WHERE id = $1`,
 			id, sec.hash, sec.phc, c.UpdatedAt); err != nil {
 			return fmt.Errorf("rotate credential: %w", err)
@@ -374,6 +379,15 @@ func (s *Service) DeleteCredential(ctx context.Context, a Actor, orgID, instance
 		}
 		for _, rid := range ruleIDs {
 			if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindACLDelete, InstanceID: instanceID, ID: rid}); err != nil {
+				return err
+			}
+		}
+		if len(ruleIDs) > 0 {
+			order, err := ruleOrder(ctx, tx, instanceID)
+			if err != nil {
+				return err
+			}
+			if err := writeOrder(ctx, tx, instanceID, order); err != nil {
 				return err
 			}
 		}

@@ -123,8 +123,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 		if inA1.Status != tenancy.InstanceProvisioning || inA1.Quotas.MaxConnections != 100 {
 			t.Fatalf("new instance: %+v", inA1)
 		}
-		var ve *tenancy.ValidationError
-		if _, err := b.svc.CreateInstance(ctx, actA, b.orgA.ID, tenancy.NewInstance{Name: "prod"}); !errors.As(err, &ve) {
+		if _, err := b.svc.CreateInstance(ctx, actA, b.orgA.ID, tenancy.NewInstance{Name: "prod"}); !errors.Is(err, tenancy.ErrConflict) {
 			t.Fatalf("duplicate name: %v", err)
 		}
 	})

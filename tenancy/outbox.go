@@ -186,15 +186,15 @@ func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, a
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("snapshot credentials: %w", err)
 	}
-	rows, err = tx.Query(ctx, `SELECT r.instance_id, r.id, r.effect, r.action, r.filter, coalesce(r.credential_id, '')
-		FROM acl_rules r JOIN instances i ON i.id = r.instance_id WHERE `+where+` ORDER BY r.id`, arg)
+	rows, err = tx.Query(ctx, `SELECT r.instance_id, r.id, r.effect, r.action, r.filter, coalesce(r.credential_id, ''), r.position
+		FROM acl_rules r JOIN instances i ON i.id = r.instance_id WHERE `+where+` ORDER BY r.instance_id, r.position, r.id`, arg)
 	if err != nil {
 		return fmt.Errorf("snapshot acl: %w", err)
 	}
 	for rows.Next() {
 		var iid string
 		var r config.ACLRule
-		if err := rows.Scan(&iid, &r.ID, &r.Effect, &r.Action, &r.Filter, &r.CredentialID); err != nil {
+		if err := rows.Scan(&iid, &r.ID, &r.Effect, &r.Action, &r.Filter, &r.CredentialID, &r.Position); err != nil {
 			rows.Close()
 			return fmt.Errorf("snapshot acl: %w", err)
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -45,6 +47,14 @@ resource "aerie_credential" "dev" {
   for_each    = local.devices
   instance_id = aerie_instance.i[each.value.instance].id
   username    = "dev-${each.value.n}"
+}
+
+# A password from a vault: write-only, never in the state.
+resource "aerie_credential" "vault" {
+  instance_id         = aerie_instance.i[%q].id
+  username            = "from-vault"
+  password_wo         = %q
+  password_wo_version = 1
 }
 
 resource "aerie_acl_rules" "r" {
@@ -91,8 +101,11 @@ output "device" {
 output "plans" {
   value = [for p in data.aerie_plans.all.plans : p.id]
 }
-`, strings.Join(quoted, ", "), perInstance, instances[0], memberEmail, instances[0], instances[0], instances[0])
+`, strings.Join(quoted, ", "), perInstance, instances[0], vaultPassword, instances[0], memberEmail, instances[0], instances[0], instances[0])
 }
+
+// vaultPassword is the supplied password of aerie_credential.vault.
+const vaultPassword = "vault-supplied-secret-0042"
 
 // planChanges reads "Plan: A to add, C to change, D to destroy." (zeros
 // when there is nothing to do).
@@ -127,7 +140,7 @@ func TestTerraformFleet(t *testing.T) {
 	began := time.Now()
 	out, _ := w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
 	t.Logf("terraform apply of %d instances × %d credentials: %s", len(instances), perInstance, time.Since(began).Round(time.Millisecond))
-	total := len(instances)*(1+perInstance+1) + 3 // + quotas, api key, member
+	total := len(instances)*(1+perInstance+1) + 4 // + vault credential, quotas, api key, member
 	if !strings.Contains(out, fmt.Sprintf("Apply complete! Resources: %d added, 0 changed, 0 destroyed.", total)) {
 		t.Fatalf("apply did not add %d resources:\n%s", total, lastLines(out, 20))
 	}
@@ -140,9 +153,13 @@ func TestTerraformFleet(t *testing.T) {
 	byName := map[string]sdk.Instance{}
 	for _, in := range insts {
 		byName[in.Name] = in
+		want := perInstance
+		if in.Name == "fleet-"+instances[0] {
+			want++ // the vault credential
+		}
 		creds, err := sdk.Collect(ctx, owner.c.CredentialsPages(owner.org, in.Id))
-		if err != nil || len(creds) != perInstance {
-			t.Fatalf("instance %s has %d credentials (%v), want %d", in.Name, len(creds), err, perInstance)
+		if err != nil || len(creds) != want {
+			t.Fatalf("instance %s has %d credentials (%v), want %d", in.Name, len(creds), err, want)
 		}
 		rules, err := sdk.Collect(ctx, owner.c.ACLRulesPages(owner.org, in.Id))
 		if err != nil || len(rules) != 4 || rules[0].Effect != "deny" || rules[3].CredentialId == nil {
@@ -181,6 +198,20 @@ func TestTerraformFleet(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("the device did not receive its own publish")
+		}
+	})
+
+	t.Run("a device connects with a write-only supplied password kept out of the state", func(t *testing.T) {
+		c := connect(t, s.mqtt, "from-vault@"+byName["fleet-a"].Id, vaultPassword, func(*paho.Publish) {})
+		if _, err := c.Publish(ctx, &paho.Publish{Topic: "devices/from-vault/x", QoS: 1, Payload: []byte("1")}); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		st, err := os.ReadFile(filepath.Join(w.dir, "terraform.tfstate"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(st), vaultPassword) {
+			t.Fatal("the write-only password is in terraform.tfstate")
 		}
 	})
 

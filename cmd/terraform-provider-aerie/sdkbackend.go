@@ -114,15 +114,14 @@ func (b *sdkBackend) GetInstance(ctx context.Context, id string) (Instance, erro
 }
 
 func (b *sdkBackend) FindInstance(ctx context.Context, name string) (Instance, error) {
-	for in, err := range sdk.All(ctx, b.c.InstancesPages(b.org)) {
-		if err != nil {
-			return Instance{}, check(nil, err)
-		}
-		if in.Name == name {
-			return instanceFrom(in), nil
-		}
+	r, err := b.c.ListInstancesWithResponse(ctx, b.org, &sdk.ListInstancesParams{Name: &name})
+	if err := check(r, err); err != nil {
+		return Instance{}, err
 	}
-	return Instance{}, fmt.Errorf("%w: no instance named %q", errNotFound, name)
+	if len(r.JSON200.Data) == 0 {
+		return Instance{}, fmt.Errorf("%w: no instance named %q", errNotFound, name)
+	}
+	return instanceFrom(r.JSON200.Data[0]), nil
 }
 
 func (b *sdkBackend) UpdateInstance(ctx context.Context, id string, ch InstanceChange) (Instance, error) {
@@ -152,11 +151,10 @@ func credentialFrom(c sdk.Credential) Credential {
 }
 
 func (b *sdkBackend) CreateCredential(ctx context.Context, instanceID string, nc NewCredential) (Credential, string, error) {
-	if nc.Password != "" {
-		return Credential{}, "", &InvalidError{Err: errors.New("this Aerie server does not take supplied passwords yet"),
-			Fields: []FieldError{{Field: "password", Message: "supplied passwords are not supported by this server yet"}}}
-	}
 	in := sdk.NewCredential{Username: nc.Username, ExpiresAt: nc.ExpiresAt}
+	if nc.Password != "" {
+		in.Password = &nc.Password
+	}
 	if nc.ClientIDPattern != "" {
 		in.ClientIdPattern = &nc.ClientIDPattern
 	}
@@ -175,7 +173,7 @@ func (b *sdkBackend) CreateCredential(ctx context.Context, instanceID string, nc
 		return Credential{}, "", fmt.Errorf("decode credential: %w", err)
 	}
 	return Credential{ID: cp.Id, InstanceID: cp.InstanceId, Username: cp.Username, MQTTUsername: cp.MqttUsername,
-		ClientIDPattern: cp.ClientIdPattern, Enabled: cp.Enabled, ExpiresAt: cp.ExpiresAt}, cp.Password, nil
+		ClientIDPattern: cp.ClientIdPattern, Enabled: cp.Enabled, ExpiresAt: cp.ExpiresAt}, deref(cp.Password), nil
 }
 
 func (b *sdkBackend) GetCredential(ctx context.Context, instanceID, id string) (Credential, error) {
@@ -187,15 +185,14 @@ func (b *sdkBackend) GetCredential(ctx context.Context, instanceID, id string) (
 }
 
 func (b *sdkBackend) FindCredential(ctx context.Context, instanceID, username string) (Credential, error) {
-	for c, err := range sdk.All(ctx, b.c.CredentialsPages(b.org, instanceID)) {
-		if err != nil {
-			return Credential{}, check(nil, err)
-		}
-		if c.Username == username {
-			return credentialFrom(c), nil
-		}
+	r, err := b.c.ListCredentialsWithResponse(ctx, b.org, instanceID, &sdk.ListCredentialsParams{Name: &username})
+	if err := check(r, err); err != nil {
+		return Credential{}, err
 	}
-	return Credential{}, fmt.Errorf("%w: no credential %q in %s", errNotFound, username, instanceID)
+	if len(r.JSON200.Data) == 0 {
+		return Credential{}, fmt.Errorf("%w: no credential %q in %s", errNotFound, username, instanceID)
+	}
+	return credentialFrom(r.JSON200.Data[0]), nil
 }
 
 func (b *sdkBackend) SetCredentialEnabled(ctx context.Context, instanceID, id string, enabled bool) (Credential, error) {
@@ -209,14 +206,13 @@ func (b *sdkBackend) SetCredentialEnabled(ctx context.Context, instanceID, id st
 func (b *sdkBackend) RotateCredential(ctx context.Context, instanceID, id, password string) (string, error) {
 	body := sdk.RotateCredentialJSONRequestBody{}
 	if password != "" {
-		return "", &InvalidError{Err: errors.New("this Aerie server does not take supplied passwords yet"),
-			Fields: []FieldError{{Field: "password", Message: "supplied passwords are not supported by this server yet"}}}
+		body.Password = &password
 	}
 	r, err := b.c.RotateCredentialWithResponse(ctx, b.org, instanceID, id, nil, body)
 	if err := check(r, err); err != nil {
 		return "", err
 	}
-	return r.JSON200.Password, nil
+	return deref(r.JSON200.Password), nil
 }
 
 func (b *sdkBackend) DeleteCredential(ctx context.Context, instanceID, id string) error {
@@ -252,38 +248,28 @@ func (b *sdkBackend) ACLRules(ctx context.Context, instanceID string) ([]ACLRule
 	return rulesFrom(rs), nil
 }
 
-// ReplaceACLRules replaces the list.
-// TODO(issue 16): one atomic PUT of the ordered list once the API has it;
-// until then the old rules are deleted and the new ones added in order.
+// ReplaceACLRules replaces the whole ordered list in one PUT (one
+// transaction, one config revision).
 func (b *sdkBackend) ReplaceACLRules(ctx context.Context, instanceID string, rules []ACLRule) ([]ACLRule, error) {
-	old, err := b.listRules(ctx, instanceID)
-	if err != nil {
+	var body sdk.ReplaceACLRulesJSONRequestBody
+	body.Rules = make([]struct {
+		Action       sdk.ReplaceACLRulesJSONBodyRulesAction `json:"action"`
+		CredentialId *string                                `json:"credential_id,omitempty"`
+		Effect       sdk.ReplaceACLRulesJSONBodyRulesEffect `json:"effect"`
+		Filter       string                                 `json:"filter"`
+	}, len(rules))
+	for i, r := range rules {
+		x := &body.Rules[i]
+		x.Action, x.Effect, x.Filter = sdk.ReplaceACLRulesJSONBodyRulesAction(r.Action), sdk.ReplaceACLRulesJSONBodyRulesEffect(r.Effect), r.Filter
+		if r.CredentialID != "" {
+			x.CredentialId = &rules[i].CredentialID
+		}
+	}
+	r, err := b.c.ReplaceACLRulesWithResponse(ctx, b.org, instanceID, nil, body)
+	if err := check(r, err); err != nil {
 		return nil, err
 	}
-	for _, r := range old {
-		dr, err := b.c.DeleteACLRuleWithResponse(ctx, b.org, instanceID, r.Id)
-		if err := check(dr, err); err != nil && !isNotFound(err) {
-			return nil, err
-		}
-	}
-	for i, r := range rules {
-		body := sdk.CreateACLRuleJSONRequestBody{Effect: sdk.CreateACLRuleJSONBodyEffect(r.Effect),
-			Action: sdk.CreateACLRuleJSONBodyAction(r.Action), Filter: r.Filter}
-		if r.CredentialID != "" {
-			body.CredentialId = &r.CredentialID
-		}
-		cr, err := b.c.CreateACLRuleWithResponse(ctx, b.org, instanceID, nil, body)
-		if err := check(cr, err); err != nil {
-			var ie *InvalidError
-			if errors.As(err, &ie) {
-				for j := range ie.Fields {
-					ie.Fields[j].Field = fmt.Sprintf("rules[%d].%s", i, ie.Fields[j].Field)
-				}
-			}
-			return nil, err
-		}
-	}
-	return b.ACLRules(ctx, instanceID)
+	return rulesFrom(r.JSON200.Data), nil
 }
 
 func (b *sdkBackend) SetQuotas(ctx context.Context, instanceID string, q map[string]int64) (map[string]int64, error) {
@@ -373,3 +359,10 @@ func (b *sdkBackend) Plans(ctx context.Context) ([]Plan, error) {
 	return out, nil
 }
 
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

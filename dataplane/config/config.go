@@ -41,6 +41,7 @@ const (
 	KindCredentialDel  = "credential.delete"
 	KindACLPut         = "acl.put" // InstanceID, ACLRule
 	KindACLDelete      = "acl.delete"
+	KindACLReplace     = "acl.replace"  // InstanceID, ACL: the instance's whole ordered rule list
 	KindQuotasPut      = "quotas.put"   // InstanceID, Quotas
 	KindTokenKeyPut    = "tokenkey.put" // InstanceID, TokenKey
 	KindTokenRevoke    = "token.revoke" // InstanceID, RevokedToken
@@ -69,6 +70,7 @@ type Event struct {
 	Instance     *Instance     `json:"instance,omitempty"`
 	Credential   *Credential   `json:"credential,omitempty"`
 	ACLRule      *ACLRule      `json:"acl_rule,omitempty"`
+	ACL          []ACLRule     `json:"acl,omitempty"`
 	Quotas       *Quotas       `json:"quotas,omitempty"`
 	TokenKey     *TokenKey     `json:"token_key,omitempty"`
 	RevokedToken *RevokedToken `json:"revoked_token,omitempty"`
@@ -173,6 +175,10 @@ type ACLRule struct {
 	Action       string `json:"action"`
 	Filter       string `json:"filter"`
 	CredentialID string `json:"credential_id,omitempty"`
+	// Position is the rule's 0-based place in the instance's list (the
+	// control plane's order; the node's decisions do not depend on it:
+	// deny wins).
+	Position int `json:"position,omitempty"`
 }
 
 // Quotas are an instance's limits; 0 means the node's built-in ceiling.

@@ -73,6 +73,11 @@ type State struct {
 	instances map[string]*instance
 	lmu       sync.Mutex
 	listeners []func(Change)
+	// verified caches, per credential ID, SHA-256(bcrypt hash, NUL,
+	// password) of the last tenant-supplied password bcrypt accepted, so a
+	// device reconnecting pays bcrypt once per node run (memory only; a new
+	// hash — rotation — misses the cache).
+	verified sync.Map
 }
 
 // NewState returns an empty state at revision 0.
@@ -245,6 +250,16 @@ func (s *State) apply(ev config.Event) ([]Change, error) {
 			}
 		}
 		inst.acl = append(acl, *ev.ACLRule)
+	case config.KindACLReplace:
+		if err := needInst(); err != nil {
+			return nil, err
+		}
+		for _, r := range ev.ACL {
+			if err := validateRule(r); err != nil {
+				return nil, err
+			}
+		}
+		inst.acl = append([]config.ACLRule(nil), ev.ACL...)
 	case config.KindACLDelete:
 		if err := needInst(); err != nil {
 			return nil, err
@@ -467,8 +482,17 @@ func (s *State) CheckPassword(instanceID, username string, password []byte, clie
 		return "", res
 	}
 	if c.phc != nil {
-		if bcrypt.CompareHashAndPassword([]byte(*c.phc), password) != nil {
-			return "", AuthBadCredentials
+		h := sha256.New()
+		h.Write([]byte(*c.phc))
+		h.Write([]byte{0})
+		h.Write(password)
+		var key [32]byte
+		h.Sum(key[:0])
+		if v, ok := s.verified.Load(c.id); !ok || subtle.ConstantTimeCompare(v.(*[32]byte)[:], key[:]) != 1 {
+			if bcrypt.CompareHashAndPassword([]byte(*c.phc), password) != nil {
+				return "", AuthBadCredentials
+			}
+			s.verified.Store(c.id, &key)
 		}
 	} else {
 		sum := sha256.Sum256(password)

@@ -97,7 +97,7 @@ type connAuthz struct {
 // instance's connections.
 func aclChange(ch configsync.Change) bool {
 	switch ch.Kind {
-	case config.KindACLPut, config.KindACLDelete, config.KindInstancePut, config.KindInstanceDelete, config.KindSnapshot:
+	case config.KindACLPut, config.KindACLDelete, config.KindACLReplace, config.KindInstancePut, config.KindInstanceDelete, config.KindSnapshot:
 		return true
 	}
 	return false

@@ -1,0 +1,329 @@
+package sdk_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/internal/mailer"
+	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/sdk"
+	"github.com/aeriemq/aerie/tenancy"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// recorder notes the operationId of every request the SDK sends.
+type recorder struct {
+	next  http.RoundTripper
+	match func(*http.Request) string
+	mu    sync.Mutex
+	seen  map[string]bool
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if op := r.match(req); op != "" {
+		r.mu.Lock()
+		r.seen[op] = true
+		r.mu.Unlock()
+	}
+	return r.next.RoundTrip(req)
+}
+
+// serve starts the API (real Postgres, one in-process data-plane node)
+// and returns its URL and a recorder of the operations called.
+func serve(t *testing.T) (string, *recorder) {
+	t.Helper()
+	db := pgtest.New(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(mailer.NewOutbox()),
+		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	feed := tenancy.NewFeed(svc, log)
+	go feed.Run(ctx)
+	srv := httptest.NewServer(api.NewRouter(api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Feed: feed,
+		LoginLimits: api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}))
+	t.Cleanup(srv.Close)
+	node, _, err := svc.EnsureNode(ctx, "sdk-node", map[string]string{"mqtt": "mqtt://localhost:1883"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := configsync.NewClient(configsync.Options{Source: tenancy.LocalSource{Feed: feed, NodeID: node.ID}, State: configsync.NewState(),
+		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { client.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	doc, err := openapi3.NewLoader().LoadFromFile("../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{next: http.DefaultTransport, seen: map[string]bool{}, match: func(r *http.Request) string {
+		u := *r.URL
+		u.Host, u.Scheme = "localhost:8080", "http"
+		rr := r.Clone(context.Background())
+		rr.URL, rr.Host = &u, u.Host
+		route, _, err := router.FindRoute(rr)
+		if err != nil {
+			return ""
+		}
+		return route.Operation.OperationID
+	}}
+	return srv.URL, rec
+}
+
+func must(t *testing.T, resp interface{ StatusCode() int }, err error) {
+	t.Helper()
+	if err := sdk.Check(resp, err); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSDKAgainstTheAPI calls the main operations through the SDK against
+// the real API, with the hand-written layer: login and API-key auth,
+// problem errors, ETag/If-Match/If-None-Match, pagination.
+func TestSDKAgainstTheAPI(t *testing.T) {
+	base, rec := serve(t)
+	ctx := context.Background()
+	hc := &http.Client{Transport: rec, Timeout: 30 * time.Second}
+	anon, err := sdk.NewClientWithResponses(base, sdk.WithHTTPClient(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	su, err := anon.SignupWithResponse(ctx, nil, sdk.SignupJSONRequestBody{Email: "sdk@example.com", Password: "correct horse battery", OrgName: "SDK"})
+	must(t, su, err)
+	org := su.JSON201.Org.Id
+
+	// Login auth.
+	c, err := sdk.New(ctx, sdk.Options{BaseURL: base, Email: "sdk@example.com", Password: "correct horse battery", HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, err := c.GetMeWithResponse(ctx)
+	must(t, me, err)
+	if me.JSON200.Email != "sdk@example.com" {
+		t.Fatalf("me %+v", me.JSON200)
+	}
+	if _, err := sdk.New(ctx, sdk.Options{BaseURL: base, Email: "sdk@example.com", Password: "wrong password!", HTTPClient: hc}); err == nil {
+		t.Fatal("login with a wrong password succeeded")
+	}
+	orgs, err := c.ListOrgsWithResponse(ctx, nil)
+	must(t, orgs, err)
+	o, err := c.GetOrgWithResponse(ctx, org)
+	must(t, o, err)
+	plans, err := c.ListPlansWithResponse(ctx)
+	must(t, plans, err)
+	mem, err := c.ListMembersWithResponse(ctx, org, nil)
+	must(t, mem, err)
+
+	// API-key auth.
+	k, err := c.CreateAPIKeyWithResponse(ctx, org, nil, sdk.CreateAPIKeyJSONRequestBody{Name: "ci", Scopes: []sdk.Scope{sdk.ScopeAdmin}})
+	must(t, k, err)
+	kc, err := sdk.New(ctx, sdk.Options{BaseURL: base, APIKey: k.JSON201.Secret, HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup, err := kc.CreateAPIKeyWithResponse(ctx, org, nil, sdk.CreateAPIKeyJSONRequestBody{Name: "ci", Scopes: []sdk.Scope{sdk.ScopeRead}})
+	if err := sdk.Check(dup, err); !sdk.IsConflict(err) {
+		t.Fatalf("duplicate key name: %v", err)
+	}
+	name := "ci"
+	keys, err := kc.ListAPIKeysWithResponse(ctx, org, &sdk.ListAPIKeysParams{Name: &name})
+	must(t, keys, err)
+	gk, err := kc.GetAPIKeyWithResponse(ctx, org, k.JSON201.Id)
+	must(t, gk, err)
+
+	// Instances, problem errors, ETags.
+	in, err := kc.CreateInstanceWithResponse(ctx, org, nil, sdk.CreateInstanceJSONRequestBody{Name: "home"})
+	must(t, in, err)
+	iid := in.JSON201.Id
+	again, err := kc.CreateInstanceWithResponse(ctx, org, nil, sdk.CreateInstanceJSONRequestBody{Name: "home"})
+	err = sdk.Check(again, err)
+	var perr *sdk.Error
+	if !sdk.IsConflict(err) || !errorsAs(err, &perr) || perr.Type != "https://aerie.dev/problems/conflict" || perr.RequestID == "" {
+		t.Fatalf("duplicate instance: %#v", err)
+	}
+	g, err := kc.GetInstanceWithResponse(ctx, org, "i-nope")
+	if err := sdk.Check(g, err); !sdk.IsNotFound(err) {
+		t.Fatalf("missing instance: %v", err)
+	}
+	g, err = kc.GetInstanceWithResponse(ctx, org, iid)
+	must(t, g, err)
+	tag := sdk.ETag(g)
+	stale := `"stale"`
+	anonTrue := true
+	up, err := kc.UpdateInstanceWithResponse(ctx, org, iid, &sdk.UpdateInstanceParams{IfMatch: &stale}, sdk.UpdateInstanceJSONRequestBody{AllowAnonymous: &anonTrue})
+	if err := sdk.Check(up, err); !sdk.IsPreconditionFailed(err) {
+		t.Fatalf("stale If-Match: %v", err)
+	}
+	up, err = kc.UpdateInstanceWithResponse(ctx, org, iid, nil, sdk.UpdateInstanceJSONRequestBody{DeletionProtection: new(false)}, sdk.WithIfMatch(tag))
+	must(t, up, err)
+	list, err := kc.ListInstancesWithResponse(ctx, org, nil)
+	must(t, list, err)
+	nm, err := kc.ListInstancesWithResponse(ctx, org, nil, sdk.WithIfNoneMatch(sdk.ETag(list)))
+	if err := sdk.Check(nm, err); err != nil || nm.StatusCode() != http.StatusNotModified || len(nm.Body) != 0 {
+		t.Fatalf("If-None-Match: %v %d", err, nm.StatusCode())
+	}
+
+	// Credentials: bulk, pagination, get/patch/rotate.
+	var bulk bytes.Buffer
+	bulk.WriteString(`{"credentials":[`)
+	for i := 0; i < 250; i++ {
+		if i > 0 {
+			bulk.WriteByte(',')
+		}
+		bulk.WriteString(`{"username":"d-` + string(rune('a'+i/26%26)) + string(rune('a'+i%26)) + `-` + itoa(i) + `"}`)
+	}
+	bulk.WriteString(`]}`)
+	cr, err := kc.CreateCredentialsWithBodyWithResponse(ctx, org, iid, nil, "application/json", &bulk)
+	must(t, cr, err)
+	all, err := sdk.Collect(ctx, kc.CredentialsPages(org, iid))
+	if err != nil || len(all) != 250 {
+		t.Fatalf("paged credentials: %d %v", len(all), err)
+	}
+	cid := all[0].Id
+	gc, err := kc.GetCredentialWithResponse(ctx, org, iid, cid)
+	must(t, gc, err)
+	off := false
+	uc, err := kc.UpdateCredentialWithResponse(ctx, org, iid, cid, nil, sdk.UpdateCredentialJSONRequestBody{Enabled: &off}, sdk.WithIfMatch(sdk.ETag(gc)))
+	must(t, uc, err)
+	rot, err := kc.RotateCredentialWithResponse(ctx, org, iid, cid, nil, sdk.RotateCredentialJSONRequestBody{})
+	must(t, rot, err)
+	if rot.JSON200.Password == nil || len(*rot.JSON200.Password) < 22 {
+		t.Fatalf("rotate: %+v", rot.JSON200)
+	}
+	pw := "vault-password-123"
+	rot, err = kc.RotateCredentialWithResponse(ctx, org, iid, cid, nil, sdk.RotateCredentialJSONRequestBody{Password: &pw})
+	must(t, rot, err)
+	if rot.JSON200.Password != nil || rot.JSON200.PasswordSource != "supplied" {
+		t.Fatalf("rotate to supplied: %+v", rot.JSON200)
+	}
+
+	// ACL rules.
+	ar, err := kc.CreateACLRuleWithResponse(ctx, org, iid, nil, sdk.CreateACLRuleJSONRequestBody{Effect: "deny", Action: "all", Filter: "secret/#", Position: new(0)})
+	must(t, ar, err)
+	ga, err := kc.GetACLRuleWithResponse(ctx, org, iid, ar.JSON201.Id, nil)
+	must(t, ga, err)
+	if ga.JSON200.Position != 0 {
+		t.Fatalf("rule position %d", ga.JSON200.Position)
+	}
+	nf := "secret/+"
+	ua, err := kc.UpdateACLRuleWithResponse(ctx, org, iid, ar.JSON201.Id, nil, sdk.UpdateACLRuleJSONRequestBody{Filter: &nf, Position: new(1)}, sdk.WithIfMatch(sdk.ETag(ga)))
+	must(t, ua, err)
+	rp, err := kc.ReplaceACLRulesWithBodyWithResponse(ctx, org, iid, nil, "application/json",
+		strings.NewReader(`{"rules":[{"effect":"allow","action":"all","filter":"#"},{"effect":"deny","action":"publish","filter":"x/#"}]}`))
+	must(t, rp, err)
+	rules, err := sdk.Collect(ctx, kc.ACLRulesPages(org, iid))
+	if err != nil || len(rules) != 2 || rules[1].Filter != "x/#" {
+		t.Fatalf("rules %+v %v", rules, err)
+	}
+	da, err := kc.DeleteACLRuleWithResponse(ctx, org, iid, rules[1].Id)
+	must(t, da, err)
+
+	q, err := kc.GetQuotasWithResponse(ctx, org, iid)
+	must(t, q, err)
+	sq, err := kc.SetQuotasWithResponse(ctx, org, iid, nil, sdk.SetQuotasJSONRequestBody{MaxConnections: new(10)})
+	must(t, sq, err)
+	au, err := kc.ListAuditEventsWithResponse(ctx, org, nil)
+	must(t, au, err)
+	dc, err := kc.DeleteCredentialWithResponse(ctx, org, iid, cid)
+	must(t, dc, err)
+	di, err := kc.DeleteInstanceWithResponse(ctx, org, iid)
+	must(t, di, err)
+	rk, err := c.RevokeAPIKeyWithResponse(ctx, org, k.JSON201.Id)
+	must(t, rk, err)
+	s := c.Session()
+	lo, err := c.LogoutWithResponse(ctx, nil, sdk.LogoutJSONRequestBody{RefreshToken: s.RefreshToken})
+	must(t, lo, err)
+
+	main := []string{"signup", "login", "getMe", "listOrgs", "getOrg", "listPlans", "listMembers", "createAPIKey", "listAPIKeys", "getAPIKey",
+		"revokeAPIKey", "createInstance", "getInstance", "updateInstance", "listInstances", "deleteInstance", "createCredentials",
+		"listCredentials", "getCredential", "updateCredential", "rotateCredential", "deleteCredential", "createACLRule", "getACLRule",
+		"updateACLRule", "replaceACLRules", "listACLRules", "deleteACLRule", "getQuotas", "setQuotas", "listAuditEvents", "logout"}
+	for _, op := range main {
+		if !rec.seen[op] {
+			t.Errorf("operation %s was not called through the SDK", op)
+		}
+	}
+	t.Logf("%d operations called through the SDK against the API", len(rec.seen))
+}
+
+func errorsAs(err error, target **sdk.Error) bool {
+	e, ok := err.(*sdk.Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+func itoa(i int) string {
+	const d = "0123456789"
+	if i < 10 {
+		return d[i : i+1]
+	}
+	return itoa(i/10) + d[i%10:i%10+1]
+}
+
+// TestRetriesReuseTheIdempotencyKey: a 503 is retried with the same
+// Idempotency-Key and body.
+func TestRetriesReuseTheIdempotencyKey(t *testing.T) {
+	var mu sync.Mutex
+	var keys, bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		keys, bodies = append(keys, r.Header.Get("Idempotency-Key")), append(bodies, string(b))
+		n := len(keys)
+		mu.Unlock()
+		if n < 3 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"type":"https://aerie.dev/problems/unavailable","title":"Unavailable","status":503}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id":"i-1","name":"x"}`))
+	}))
+	defer srv.Close()
+	c, err := sdk.New(context.Background(), sdk.Options{BaseURL: srv.URL, APIKey: "aer_x_y", RetryBase: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.CreateInstanceWithResponse(context.Background(), "o-1", nil, sdk.CreateInstanceJSONRequestBody{Name: "x"})
+	if err := sdk.Check(r, err); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 || keys[0] == "" || keys[0] != keys[1] || keys[1] != keys[2] || bodies[0] != bodies[2] || bodies[0] == "" {
+		t.Fatalf("attempts %d keys %q bodies %q", len(keys), keys, bodies)
+	}
+	// Without retries the 503 surfaces as an *sdk.Error.
+	keys = nil
+	c, _ = sdk.New(context.Background(), sdk.Options{BaseURL: srv.URL, APIKey: "aer_x_y", MaxRetries: -1})
+	r, err = c.CreateInstanceWithResponse(context.Background(), "o-1", nil, sdk.CreateInstanceJSONRequestBody{Name: "x"})
+	if err := sdk.Check(r, err); err == nil || !strings.Contains(err.Error(), "503") || len(keys) != 1 {
+		t.Fatalf("no-retry: %v (%d attempts)", err, len(keys))
+	}
+}
