@@ -29,16 +29,16 @@ type Instance struct {
 
 // InstanceChange is a partial update of an instance; nil fields are left alone.
 type InstanceChange struct {
-	Name                              *string
+	Name                               *string
 	AllowAnonymous, DeletionProtection *bool
-	Suspended                         *bool
+	Suspended                          *bool
 }
 
 // Credential is a device credential (never with its password).
 type Credential struct {
 	ID, InstanceID, Username, MQTTUsername, ClientIDPattern string
-	Enabled                                                bool
-	ExpiresAt                                              *time.Time
+	Enabled                                                 bool
+	ExpiresAt                                               *time.Time
 }
 
 // NewCredential is a credential to create. An empty Password asks the server

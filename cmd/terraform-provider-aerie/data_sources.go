@@ -133,4 +133,3 @@ func (d *plansDataSource) Read(ctx context.Context, _ datasource.ReadRequest, re
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), "plans")...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("plans"), list)...)
 }
-

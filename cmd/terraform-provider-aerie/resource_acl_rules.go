@@ -61,7 +61,7 @@ func (r *aclRulesResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 						Validators: []validator.String{stringvalidator.OneOf("publish", "subscribe", "all")}},
 					"filter": schema.StringAttribute{Required: true,
 						Description: "An MQTT topic filter (+ and # wildcards); ${username} and ${clientid} stand for the device's own.",
-						Validators:  []validator.String{stringvalidator.LengthBetween(1, 1024), topicFilterValidator{}}},
+						Validators:  []validator.String{stringvalidator.LengthBetween(1, 512), topicFilterValidator{}}},
 					"credential_id": schema.StringAttribute{Optional: true,
 						Description: "Only for this credential (aerie_credential.<name>.id); every device of the instance when absent."},
 				}},
@@ -204,7 +204,9 @@ func (topicFilterValidator) Description(context.Context) string {
 	return "must be a valid MQTT topic filter"
 }
 
-func (v topicFilterValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (v topicFilterValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
 
 func (topicFilterValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
@@ -221,6 +223,8 @@ func (topicFilterValidator) ValidateString(_ context.Context, req validator.Stri
 			bad = "+ must be a whole level"
 		case strings.ContainsRune(l, 0):
 			bad = "a filter cannot contain NUL"
+		case i == 0 && strings.HasPrefix(l, "$") && !strings.HasPrefix(l, "${"):
+			bad = "rules cannot cover $-prefixed (system) topics"
 		}
 		if bad != "" {
 			resp.Diagnostics.AddAttributeError(req.Path, "Invalid MQTT topic filter",

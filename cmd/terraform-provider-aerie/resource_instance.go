@@ -69,7 +69,7 @@ func (r *instanceResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 			"node_id":         schema.StringAttribute{Computed: true, Description: "The data-plane node serving the instance.", PlanModifiers: keep},
 			"username_format": schema.StringAttribute{Computed: true, Description: "How devices write their MQTT username, e.g. <username>@i-abc.", PlanModifiers: keep},
 			"endpoints": schema.ObjectAttribute{Computed: true, AttributeTypes: endpointTypes,
-				Description: "Where devices connect: mqtt, mqtts, ws and wss URLs (null for a listener the node does not run).",
+				Description:   "Where devices connect: mqtt, mqtts, ws and wss URLs (null for a listener the node does not run).",
 				PlanModifiers: []planmodifier.Object{objectplanmodifier.UseStateForUnknown()}},
 			"quotas": schema.ObjectAttribute{Computed: true, AttributeTypes: quotaTypes(),
 				Description: "The effective quotas (0 = unlimited); set overrides with aerie_instance_quotas."},

@@ -359,7 +359,6 @@ func (b *sdkBackend) Plans(ctx context.Context) ([]Plan, error) {
 	return out, nil
 }
 
-
 func deref(s *string) string {
 	if s == nil {
 		return ""
