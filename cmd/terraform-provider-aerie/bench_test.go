@@ -19,7 +19,7 @@ func BenchmarkTerraformApply300(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		w := newWorkdir(b, s, key)
-		w.write(fleetConfig([]string{"a", "b", "c"}, 100, fmt.Sprintf("m%d@example.com", i)))
+		w.write(fleetConfig([]string{"a", "b", "c"}, 100, fmt.Sprintf("m%d@example.com", i), vault1))
 		b.StartTimer()
 		began := time.Now()
 		out, _ := w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")

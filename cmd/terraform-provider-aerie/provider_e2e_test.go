@@ -19,7 +19,7 @@ import (
 
 // fleetConfig is instances × perInstance credentials with ordered ACL rules,
 // a quota override, an API key, a member and both data sources.
-func fleetConfig(instances []string, perInstance int, memberEmail string) string {
+func fleetConfig(instances []string, perInstance int, memberEmail string, vault vaultSecret) string {
 	quoted := make([]string, len(instances))
 	for i, n := range instances {
 		quoted[i] = fmt.Sprintf("%q", n)
@@ -54,7 +54,7 @@ resource "aerie_credential" "vault" {
   instance_id         = aerie_instance.i[%q].id
   username            = "from-vault"
   password_wo         = %q
-  password_wo_version = 1
+  password_wo_version = %d
 }
 
 resource "aerie_acl_rules" "r" {
@@ -101,11 +101,17 @@ output "device" {
 output "plans" {
   value = [for p in data.aerie_plans.all.plans : p.id]
 }
-`, strings.Join(quoted, ", "), perInstance, instances[0], vaultPassword, instances[0], memberEmail, instances[0], instances[0], instances[0])
+`, strings.Join(quoted, ", "), perInstance, instances[0], vault.password, vault.version, instances[0], memberEmail, instances[0], instances[0], instances[0])
 }
 
-// vaultPassword is the supplied password of aerie_credential.vault.
-const vaultPassword = "vault-supplied-secret-0042"
+// vaultSecret is the supplied password of aerie_credential.vault and its
+// password_wo_version.
+type vaultSecret struct {
+	password string
+	version  int
+}
+
+var vault1, vault2 = vaultSecret{"vault-supplied-secret-0042", 1}, vaultSecret{"vault-rotated-secret-0043", 2}
 
 // planChanges reads "Plan: A to add, C to change, D to destroy." (zeros
 // when there is nothing to do).
@@ -135,7 +141,7 @@ func TestTerraformFleet(t *testing.T) {
 	w := newWorkdir(t, s, key)
 	instances := []string{"a", "b", "c"}
 	const perInstance = 100
-	w.write(fleetConfig(instances, perInstance, member.email))
+	w.write(fleetConfig(instances, perInstance, member.email, vault1))
 
 	began := time.Now()
 	out, _ := w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
@@ -202,7 +208,7 @@ func TestTerraformFleet(t *testing.T) {
 	})
 
 	t.Run("a device connects with a write-only supplied password kept out of the state", func(t *testing.T) {
-		c := connect(t, s.mqtt, "from-vault@"+byName["fleet-a"].Id, vaultPassword, func(*paho.Publish) {})
+		c := connect(t, s.mqtt, "from-vault@"+byName["fleet-a"].Id, vault1.password, func(*paho.Publish) {})
 		if _, err := c.Publish(ctx, &paho.Publish{Topic: "devices/from-vault/x", QoS: 1, Payload: []byte("1")}); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
@@ -210,7 +216,7 @@ func TestTerraformFleet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(st), vaultPassword) {
+		if strings.Contains(string(st), vault1.password) {
 			t.Fatal("the write-only password is in terraform.tfstate")
 		}
 	})
@@ -263,14 +269,17 @@ func TestTerraformFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 
+		// In the configuration: a new vault password (password_wo_version 2).
+		w.write(fleetConfig(instances, perInstance, member.email, vault2))
+
 		out, _ := w.run([]int{2}, "plan", "-detailed-exitcode", "-parallelism=16")
 		add, ch, del := planChanges(t, out)
-		if add != 1 || ch != 2 || del != 0 || !strings.Contains(out, `aerie_credential.dev["b-2"] will be created`) ||
+		if add != 1 || ch != 3 || del != 0 || !strings.Contains(out, `~ password_wo_version = 1 -> 2`) || !strings.Contains(out, `aerie_credential.dev["b-2"] will be created`) ||
 			!strings.Contains(out, `aerie_acl_rules.r["c"] will be updated in-place`) || !strings.Contains(out, `~ role    = "admin" -> "viewer"`) {
 			t.Fatalf("plan after out-of-band changes: +%d ~%d -%d\n%s", add, ch, del, lastLines(out, 60))
 		}
 		out, _ = w.run([]int{0}, "apply", "-auto-approve", "-parallelism=16")
-		if !strings.Contains(out, "Resources: 1 added, 2 changed, 0 destroyed.") {
+		if !strings.Contains(out, "Resources: 1 added, 3 changed, 0 destroyed.") {
 			t.Fatalf("repair apply:\n%s", lastLines(out, 20))
 		}
 		if _, err := findCredential(ctx, owner, b, "dev-2"); err != nil {
@@ -279,6 +288,12 @@ func TestTerraformFleet(t *testing.T) {
 		rules, err = sdk.Collect(ctx, owner.c.ACLRulesPages(owner.org, c))
 		if err != nil || len(rules) != 4 || rules[0].Effect != "deny" {
 			t.Fatalf("fleet-c rules after repair: %+v (%v)", rules, err)
+		}
+		if _, code := connectCode(t, s.mqtt, "from-vault@"+byName["fleet-a"].Id, vault1.password); code != 0x86 {
+			t.Fatalf("the old vault password: connack 0x%02x, want 0x86 bad user name or password", code)
+		}
+		if _, code := connectCode(t, s.mqtt, "from-vault@"+byName["fleet-a"].Id, vault2.password); code != 0 {
+			t.Fatalf("the new vault password: connack 0x%02x", code)
 		}
 		gm, err := owner.c.GetMemberWithResponse(ctx, owner.org, uid)
 		if err := sdk.Check(gm, err); err != nil || gm.JSON200.Role != "viewer" {
@@ -367,6 +382,11 @@ resource "aerie_instance_quotas" "bad" {
   instance_id     = "i-0123456789"
   max_connections = 0
 }
+resource "aerie_credential" "short" {
+  instance_id = "i-0123456789"
+  username    = "ok"
+  password_wo = "short"
+}
 resource "aerie_api_key" "bad" {
   name   = "k"
   scopes = ["root"]
@@ -379,6 +399,8 @@ resource "aerie_api_key" "bad" {
 		`Attribute rules[1].effect value must be one of`,
 		`rules[1].filter`,
 		"Attribute max_connections value must be at least 1",
+		"Attribute password_wo string length must be between 12 and 72",
+		`Attribute "password_wo_version" must be specified when "password_wo" is`,
 		"Attribute scopes[Value(\"root\")] value must be one of",
 	} {
 		if !strings.Contains(out, want) {
@@ -405,6 +427,21 @@ func findCredential(ctx context.Context, a account, inst, username string) (sdk.
 // connect connects an MQTT 5 device (closed at the end of the test).
 func connect(t *testing.T, addr, user, pass string, onMsg func(*paho.Publish)) *paho.Client {
 	t.Helper()
+	c, code := dial(t, addr, user, pass, onMsg)
+	if code != 0 {
+		t.Fatalf("connect as %s: CONNACK reason 0x%02x", user, code)
+	}
+	return c
+}
+
+// connectCode connects and returns the CONNACK reason code (0: connected).
+func connectCode(t *testing.T, addr, user, pass string) (*paho.Client, byte) {
+	t.Helper()
+	return dial(t, addr, user, pass, func(*paho.Publish) {})
+}
+
+func dial(t *testing.T, addr, user, pass string, onMsg func(*paho.Publish)) (*paho.Client, byte) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -413,13 +450,17 @@ func connect(t *testing.T, addr, user, pass string, onMsg func(*paho.Publish)) *
 		func(p paho.PublishReceived) (bool, error) { onMsg(p.Packet); return true, nil }}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "tf-device", CleanStart: true, KeepAlive: 30,
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "tf-device-" + user, CleanStart: true, KeepAlive: 30,
 		UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pass)})
 	if err != nil {
-		t.Fatalf("connect as %s: %v (connack %+v)", user, err, ca)
+		conn.Close()
+		if ca == nil {
+			t.Fatalf("connect as %s: %v", user, err)
+		}
+		return nil, ca.ReasonCode
 	}
 	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return c
+	return c, 0
 }
 
 func lastLines(s string, n int) string {
