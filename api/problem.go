@@ -102,6 +102,10 @@ var (
 func ProblemFor(err error) Problem {
 	kind, known := internalKind, false
 	var ve *tenancy.ValidationError
+	if errors.As(err, &ve) && ve.Conflict {
+		return Problem{Type: ProblemTypeBase + "conflict", Title: "Conflict", Status: http.StatusConflict,
+			Detail: "a value is already taken", Errors: ve.Fields}
+	}
 	if errors.As(err, &ve) {
 		return Problem{Type: ProblemTypeBase + validationKind.Slug, Title: validationKind.Title, Status: validationKind.Status,
 			Detail: "one or more fields are invalid", Errors: ve.Fields}

@@ -1791,7 +1791,9 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	UpdateOrg(ctx context.Context, orgId OrgID, params *UpdateOrgParams, body UpdateOrgJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListAPIKeys performs a GET /v1/orgs/{org_id}/api-keys (the `ListAPIKeys` operationId) request.
+	// ListAPIKeys The org's live API keys, by ID (oldest first); `?name=` finds one by name.
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/api-keys (the `ListAPIKeys` operationId).
 	ListAPIKeys(ctx context.Context, orgId OrgID, params *ListAPIKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateAPIKeyWithBody Create an API key; its secret is in this response only.
@@ -1821,7 +1823,7 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEvents(ctx context.Context, orgId OrgID, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListInstances The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
+	// ListInstances The org's MQTT instances, oldest first (by creation time, then ID); `?name=` finds one by name.
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/instances (the `ListInstances` operationId).
 	ListInstances(ctx context.Context, orgId OrgID, params *ListInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2082,7 +2084,7 @@ type ClientInterface interface {
 	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas (the `SetQuotas` operationId).
 	SetQuotas(ctx context.Context, orgId OrgID, instanceId InstanceID, params *SetQuotasParams, body SetQuotasJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListDeviceTokens Device tokens issued for the instance (the tokens themselves are never listed).
+	// ListDeviceTokens Device tokens issued for the instance, by token ID (jti; the tokens themselves are never listed).
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/tokens (the `ListDeviceTokens` operationId).
 	ListDeviceTokens(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListDeviceTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2153,7 +2155,9 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/invoices/{invoice_id}/print (the `PrintInvoice` operationId).
 	PrintInvoice(ctx context.Context, orgId OrgID, invoiceId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListMembers performs a GET /v1/orgs/{org_id}/members (the `ListMembers` operationId) request.
+	// ListMembers The org's members, by user ID.
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/members (the `ListMembers` operationId).
 	ListMembers(ctx context.Context, orgId OrgID, params *ListMembersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RemoveMember Remove a member (the last owner cannot be removed).
@@ -2610,7 +2614,9 @@ func (c *Client) UpdateOrg(ctx context.Context, orgId OrgID, params *UpdateOrgPa
 	return c.Client.Do(req)
 }
 
-// ListAPIKeys performs a GET /v1/orgs/{org_id}/api-keys (the `ListAPIKeys` operationId) request.
+// ListAPIKeys The org's live API keys, by ID (oldest first); `?name=` finds one by name.
+//
+// Corresponds with GET /v1/orgs/{org_id}/api-keys (the `ListAPIKeys` operationId).
 func (c *Client) ListAPIKeys(ctx context.Context, orgId OrgID, params *ListAPIKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListAPIKeysRequest(c.Server, orgId, params)
 	if err != nil {
@@ -2700,7 +2706,7 @@ func (c *Client) ListAuditEvents(ctx context.Context, orgId OrgID, params *ListA
 	return c.Client.Do(req)
 }
 
-// ListInstances The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
+// ListInstances The org's MQTT instances, oldest first (by creation time, then ID); `?name=` finds one by name.
 //
 // Corresponds with GET /v1/orgs/{org_id}/instances (the `ListInstances` operationId).
 func (c *Client) ListInstances(ctx context.Context, orgId OrgID, params *ListInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3271,7 +3277,7 @@ func (c *Client) SetQuotas(ctx context.Context, orgId OrgID, instanceId Instance
 	return c.Client.Do(req)
 }
 
-// ListDeviceTokens Device tokens issued for the instance (the tokens themselves are never listed).
+// ListDeviceTokens Device tokens issued for the instance, by token ID (jti; the tokens themselves are never listed).
 //
 // Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/tokens (the `ListDeviceTokens` operationId).
 func (c *Client) ListDeviceTokens(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListDeviceTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3452,7 +3458,9 @@ func (c *Client) PrintInvoice(ctx context.Context, orgId OrgID, invoiceId string
 	return c.Client.Do(req)
 }
 
-// ListMembers performs a GET /v1/orgs/{org_id}/members (the `ListMembers` operationId) request.
+// ListMembers The org's members, by user ID.
+//
+// Corresponds with GET /v1/orgs/{org_id}/members (the `ListMembers` operationId).
 func (c *Client) ListMembers(ctx context.Context, orgId OrgID, params *ListMembersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListMembersRequest(c.Server, orgId, params)
 	if err != nil {
@@ -7164,9 +7172,11 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	UpdateOrgWithResponse(ctx context.Context, orgId OrgID, params *UpdateOrgParams, body UpdateOrgJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateOrgResponse, error)
 
-	// ListAPIKeysWithResponse performs a GET /v1/orgs/{org_id}/api-keys (the `ListAPIKeys` operationId) request.
+	// ListAPIKeysWithResponse The org's live API keys, by ID (oldest first); `?name=` finds one by name.
 	//
 	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/api-keys (the `ListAPIKeys` operationId).
 	ListAPIKeysWithResponse(ctx context.Context, orgId OrgID, params *ListAPIKeysParams, reqEditors ...RequestEditorFn) (*ListAPIKeysResponse, error)
 
 	// CreateAPIKeyWithBodyWithResponse Create an API key; its secret is in this response only.
@@ -7202,7 +7212,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEventsWithResponse(ctx context.Context, orgId OrgID, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*ListAuditEventsResponse, error)
 
-	// ListInstancesWithResponse The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
+	// ListInstancesWithResponse The org's MQTT instances, oldest first (by creation time, then ID); `?name=` finds one by name.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7485,7 +7495,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas (the `SetQuotas` operationId).
 	SetQuotasWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *SetQuotasParams, body SetQuotasJSONRequestBody, reqEditors ...RequestEditorFn) (*SetQuotasResponse, error)
 
-	// ListDeviceTokensWithResponse Device tokens issued for the instance (the tokens themselves are never listed).
+	// ListDeviceTokensWithResponse Device tokens issued for the instance, by token ID (jti; the tokens themselves are never listed).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7566,9 +7576,11 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/invoices/{invoice_id}/print (the `PrintInvoice` operationId).
 	PrintInvoiceWithResponse(ctx context.Context, orgId OrgID, invoiceId string, reqEditors ...RequestEditorFn) (*PrintInvoiceResponse, error)
 
-	// ListMembersWithResponse performs a GET /v1/orgs/{org_id}/members (the `ListMembers` operationId) request.
+	// ListMembersWithResponse The org's members, by user ID.
 	//
 	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/members (the `ListMembers` operationId).
 	ListMembersWithResponse(ctx context.Context, orgId OrgID, params *ListMembersParams, reqEditors ...RequestEditorFn) (*ListMembersResponse, error)
 
 	// RemoveMemberWithResponse Remove a member (the last owner cannot be removed).
@@ -11057,9 +11069,11 @@ func (c *ClientWithResponses) UpdateOrgWithResponse(ctx context.Context, orgId O
 	return ParseUpdateOrgResponse(rsp)
 }
 
-// ListAPIKeysWithResponse performs a GET /v1/orgs/{org_id}/api-keys (the `ListAPIKeys` operationId) request.
+// ListAPIKeysWithResponse The org's live API keys, by ID (oldest first); `?name=` finds one by name.
 //
 // Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/api-keys (the `ListAPIKeys` operationId).
 func (c *ClientWithResponses) ListAPIKeysWithResponse(ctx context.Context, orgId OrgID, params *ListAPIKeysParams, reqEditors ...RequestEditorFn) (*ListAPIKeysResponse, error) {
 	rsp, err := c.ListAPIKeys(ctx, orgId, params, reqEditors...)
 	if err != nil {
@@ -11131,7 +11145,7 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, o
 	return ParseListAuditEventsResponse(rsp)
 }
 
-// ListInstancesWithResponse The org's MQTT instances, by ID (oldest first); `?name=` finds one by name.
+// ListInstancesWithResponse The org's MQTT instances, oldest first (by creation time, then ID); `?name=` finds one by name.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -11600,7 +11614,7 @@ func (c *ClientWithResponses) SetQuotasWithResponse(ctx context.Context, orgId O
 	return ParseSetQuotasResponse(rsp)
 }
 
-// ListDeviceTokensWithResponse Device tokens issued for the instance (the tokens themselves are never listed).
+// ListDeviceTokensWithResponse Device tokens issued for the instance, by token ID (jti; the tokens themselves are never listed).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -11747,9 +11761,11 @@ func (c *ClientWithResponses) PrintInvoiceWithResponse(ctx context.Context, orgI
 	return ParsePrintInvoiceResponse(rsp)
 }
 
-// ListMembersWithResponse performs a GET /v1/orgs/{org_id}/members (the `ListMembers` operationId) request.
+// ListMembersWithResponse The org's members, by user ID.
 //
 // Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/members (the `ListMembers` operationId).
 func (c *ClientWithResponses) ListMembersWithResponse(ctx context.Context, orgId OrgID, params *ListMembersParams, reqEditors ...RequestEditorFn) (*ListMembersResponse, error) {
 	rsp, err := c.ListMembers(ctx, orgId, params, reqEditors...)
 	if err != nil {

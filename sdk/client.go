@@ -173,6 +173,9 @@ func WithIdempotencyKey(key string) RequestEditorFn {
 	}
 }
 
+// MaxWaitSeconds is the longest `Prefer: wait` the API honours.
+const MaxWaitSeconds = 30
+
 // WithWait asks a configuration change to answer once the nodes applied it
 // (`Prefer: wait=N`); see Options.Wait.
 func WithWait(d time.Duration) RequestEditorFn {
@@ -184,7 +187,7 @@ func WithWait(d time.Duration) RequestEditorFn {
 
 func setWait(req *http.Request, d time.Duration) {
 	if d > 0 && req.Header.Get("Prefer") == "" {
-		req.Header.Set("Prefer", "wait="+strconv.Itoa(int((d+time.Second-1)/time.Second)))
+		req.Header.Set("Prefer", "wait="+strconv.Itoa(min(int((d+time.Second-1)/time.Second), MaxWaitSeconds)))
 	}
 }
 

@@ -17,24 +17,7 @@ import (
 // into a temporary file and fails when it differs from aerie.gen.go: run
 // `go generate ./sdk` (or `make generate`) after changing the spec.
 func TestGeneratedCodeIsCurrent(t *testing.T) {
-	dir := t.TempDir()
-	out := filepath.Join(dir, "aerie.gen.go")
-	conf, err := os.ReadFile("oapi-codegen.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf = bytes.Replace(conf, []byte("output: aerie.gen.go"), []byte("output: "+out), 1)
-	if err := os.WriteFile(filepath.Join(dir, "conf.yaml"), conf, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("go", "tool", "oapi-codegen", "-config", filepath.Join(dir, "conf.yaml"), "../openapi.yaml")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("oapi-codegen: %v\n%s", err, b)
-	}
-	fresh, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fresh := generate(t, "../openapi.yaml")
 	committed, err := os.ReadFile("aerie.gen.go")
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +31,58 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 		}
 		t.Fatalf("sdk/aerie.gen.go is stale against openapi.yaml (%d vs %d lines); run: go generate ./sdk", len(fl), len(cl))
 	}
+}
+
+// TestStaleCheckSeesSpecChanges: the generation the check compares with
+// does change when the spec does (a new query parameter here), so a spec
+// edit without `go generate` fails TestGeneratedCodeIsCurrent.
+func TestStaleCheckSeesSpecChanges(t *testing.T) {
+	spec, err := os.ReadFile("../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anchor = "    NameFilter: { name: name, in: query"
+	if !bytes.Contains(spec, []byte(anchor)) {
+		t.Fatal("anchor not in openapi.yaml")
+	}
+	edited := bytes.Replace(spec, []byte("        - { $ref: '#/components/parameters/NameFilter' }\n"),
+		[]byte("        - { $ref: '#/components/parameters/NameFilter' }\n        - { name: zzz_extra, in: query, schema: { type: string } }\n"), 1)
+	path := filepath.Join(t.TempDir(), "openapi.yaml")
+	if err := os.WriteFile(path, edited, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadFile("aerie.gen.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := generate(t, path); bytes.Equal(got, committed) || !bytes.Contains(got, []byte("ZzzExtra")) {
+		t.Fatal("a spec change did not change the generated code")
+	}
+}
+
+// generate runs oapi-codegen with the SDK's configuration on spec and
+// returns the generated file.
+func generate(t *testing.T, spec string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "aerie.gen.go")
+	conf, err := os.ReadFile("oapi-codegen.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = bytes.Replace(conf, []byte("output: aerie.gen.go"), []byte("output: "+out), 1)
+	if err := os.WriteFile(filepath.Join(dir, "conf.yaml"), conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "tool", "oapi-codegen", "-config", filepath.Join(dir, "conf.yaml"), spec)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("oapi-codegen: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // operationIDs returns every operationId of openapi.yaml.

@@ -84,7 +84,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, a Actor, orgID string, in Ne
 		_, err := tx.Exec(ctx, `INSERT INTO api_keys (id, org_id, created_by, name, prefix, secret_hash, scopes, created_at, expires_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`, k.ID, orgID, a.UserID, k.Name, k.Prefix, sha(secret), scopes, k.CreatedAt, k.ExpiresAt)
 		if isUniqueViolation(err) {
-			return fmt.Errorf("%w: an API key named %q exists in the org", ErrConflict, k.Name)
+			return taken("name", "an API key with this name exists in the org")
 		}
 		if err != nil {
 			return fmt.Errorf("insert api key: %w", err)

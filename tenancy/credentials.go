@@ -198,7 +198,11 @@ func (s *Service) CreateCredentials(ctx context.Context, a Actor, orgID, instanc
 			_, err := tx.Exec(ctx, `INSERT INTO device_credentials (id, instance_id, username, secret_sha256, password_hash, client_id_pattern, enabled, expires_at, created_at, updated_at)
 				VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$8)`, cr.ID, instanceID, cr.Username, sec.hash, sec.phc, cr.ClientIDPattern, cr.ExpiresAt, now)
 			if isUniqueViolation(err) {
-				return fmt.Errorf("%w: the username %q is already used in this instance", ErrConflict, cr.Username)
+				field := "username"
+				if len(in) > 1 {
+					field = "credentials[" + strconv.Itoa(i) + "].username"
+				}
+				return taken(field, "is already used in this instance")
 			}
 			if err != nil {
 				return fmt.Errorf("insert credential: %w", err)

@@ -127,7 +127,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		_, err = tx.Exec(ctx, `INSERT INTO instances (id, org_id, name, plan_id, status, node_id, allow_anonymous, deletion_protection, quotas, created_at, updated_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`, out.ID, orgID, name, plan, out.Status, node.ID, in.AllowAnonymous, in.DeletionProtection, qj, now)
 		if isUniqueViolation(err) {
-			return fmt.Errorf("%w: an instance named %q exists in the org", ErrConflict, name)
+			return taken("name", "an instance with this name exists in the org")
 		}
 		if err != nil {
 			return fmt.Errorf("insert instance: %w", err)
@@ -190,10 +190,22 @@ func scanInstance(r pgx.CollectableRow) (Instance, error) {
 	return in, nil
 }
 
-// ListInstances lists an org's instances by ID.
+// ListInstances lists an org's instances oldest first (by creation time,
+// then ID: instance IDs are random).
 func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]Instance, string, error) {
+	var afterT time.Time
+	afterID := ""
+	if p.After != "" {
+		ts, id, ok := strings.Cut(p.After, "|")
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if !ok || err != nil {
+			return nil, "", invalid("cursor", "is not a cursor this API returned")
+		}
+		afterT, afterID = t, id
+	}
 	rows, err := s.db.Query(ctx, `SELECT `+instanceCols+` FROM instances i JOIN nodes n ON n.id = i.node_id
-		WHERE i.org_id = $1 AND i.id > $2 AND ($4 = '' OR i.name = $4) ORDER BY i.id LIMIT $3`, orgID, p.After, p.limit()+1, p.Name)
+		WHERE i.org_id = $1 AND (i.created_at, i.id) > ($2, $3) AND ($5 = '' OR i.name = $5) ORDER BY i.created_at, i.id LIMIT $4`,
+		orgID, afterT, afterID, p.limit()+1, p.Name)
 	if err != nil {
 		return nil, "", fmt.Errorf("list instances: %w", err)
 	}
@@ -201,7 +213,7 @@ func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]In
 	if err != nil {
 		return nil, "", fmt.Errorf("list instances: %w", err)
 	}
-	list, next := trimPage(list, p.limit(), func(i Instance) string { return i.ID })
+	list, next := trimPage(list, p.limit(), func(i Instance) string { return i.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + i.ID })
 	return list, next, nil
 }
 
@@ -293,7 +305,7 @@ func (s *Service) UpdateInstance(ctx context.Context, a Actor, orgID, id string,
 		_, err = tx.Exec(ctx, `UPDATE instances SET name = $2, allow_anonymous = $3, deletion_protection = $4, status = $5, updated_at = $6 WHERE id = $1`,
 			id, next.Name, next.AllowAnonymous, next.DeletionProtection, next.Status, next.UpdatedAt)
 		if isUniqueViolation(err) {
-			return fmt.Errorf("%w: an instance named %q exists in the org", ErrConflict, next.Name)
+			return taken("name", "an instance with this name exists in the org")
 		}
 		if err != nil {
 			return fmt.Errorf("update instance: %w", err)

@@ -51,7 +51,20 @@ type FieldError struct {
 }
 
 // ValidationError lists every invalid field of an input.
-type ValidationError struct{ Fields []FieldError }
+type ValidationError struct {
+	Fields []FieldError
+	// Conflict marks a value already taken (a duplicate name): the error
+	// is then also ErrConflict (409 in the API), with the field.
+	Conflict bool
+}
+
+// Is makes a Conflict ValidationError match ErrConflict.
+func (e *ValidationError) Is(target error) bool { return e.Conflict && target == ErrConflict }
+
+// taken builds the Conflict ValidationError of one field.
+func taken(field, msg string) error {
+	return &ValidationError{Conflict: true, Fields: []FieldError{{Field: field, Message: msg}}}
+}
 
 func (e *ValidationError) Error() string {
 	parts := make([]string, len(e.Fields))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -161,6 +162,9 @@ func (s *server) ctl(t testing.TB, env map[string]string, args ...string) (int, 
 	t.Helper()
 	var out, errb bytes.Buffer
 	getenv := func(k string) string {
+		if env["NO_AERIE_ENV"] != "" {
+			return env[k]
+		}
 		switch k {
 		case "AERIE_URL":
 			return s.url
@@ -330,7 +334,7 @@ func TestDeclarativeApply(t *testing.T) {
 				n++
 			}
 		}
-		if n != 32 {
+		if n != 33 {
 			t.Errorf("%d devices sampled", n)
 		}
 		jobs <- [2]string{"dev-001@" + ids["b"], devPW}
@@ -381,7 +385,7 @@ func TestDeclarativeApply(t *testing.T) {
 			byName[in.Name] = in
 		}
 		beforeB, _ := sdk.Collect(ctx, api.CredentialsPages(s.org, byName["b"].Id))
-		f.Instances = f.Instances[:2]                                  // drop c
+		f.Instances = f.Instances[:2]                                // drop c
 		f.Instances[0].Credentials = f.Instances[0].Credentials[:90] // drop a's dev-090…099
 		writeFile(t, dir, f)
 		if code, out, _ := s.ctl(t, env, "plan", "-f", path); code != 0 {
@@ -410,6 +414,59 @@ func TestDeclarativeApply(t *testing.T) {
 		g, err := api.GetInstanceWithResponse(ctx, s.org, byName["c"].Id)
 		if err := sdk.Check(g, err); err == nil && g.JSON200.Status != sdk.InstanceStatusDeleting {
 			t.Fatalf("instance c: %+v", g.JSON200)
+		}
+	})
+
+	t.Run("login, contexts and single resources", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "sub", "aeriectl.yaml")
+		only := map[string]string{"NO_AERIE_ENV": "1", "AERIECTL_CONFIG": cfg, "AERIE_PASSWORD": "correct horse battery"}
+		if code, _, errOut := s.ctl(t, only, "list", "instances"); code != 1 || !strings.Contains(errOut, "not logged in") {
+			t.Fatalf("before login: %d %s", code, errOut)
+		}
+		if code, out, errOut := s.ctl(t, only, "login", "--url", s.url, "--api-key", s.key, "--name", "ci"); code != 0 {
+			t.Fatalf("login: %d %s %s", code, out, errOut)
+		}
+		if code, out, errOut := s.ctl(t, only, "login", "--url", s.url, "--email", "ops@example.com", "--name", "me"); code != 0 {
+			t.Fatalf("login --email: %d %s %s", code, out, errOut)
+		}
+		st, err := os.Stat(cfg)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("profile: %v %v", st, err)
+		}
+		if code, out, _ := s.ctl(t, only, "config", "use-context", "ci"); code != 0 || !strings.Contains(out, `"ci"`) {
+			t.Fatalf("use-context: %d %s", code, out)
+		}
+		if code, _, _ := s.ctl(t, only, "config", "use-context", "nope"); code != 1 {
+			t.Fatal("use-context of an unknown context succeeded")
+		}
+		code, out, errOut := s.ctl(t, only, "list", "instances", "-o", "table")
+		if code != 0 || !strings.HasPrefix(out, "ID") || !strings.Contains(out, " a ") {
+			t.Fatalf("list instances: %d\n%s\n%s", code, out, errOut)
+		}
+		code, out, _ = s.ctl(t, only, "get", "instance", "a", "-o", "json")
+		var got sdk.Instance
+		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Name != "a" {
+			t.Fatalf("get instance -o json: %d %s", code, out)
+		}
+		code, out, _ = s.ctl(t, only, "get", "credential", "dev-005", "--instance", "a", "-o", "yaml")
+		if code != 0 || !strings.Contains(out, "username: dev-005") {
+			t.Fatalf("get credential -o yaml: %d %s", code, out)
+		}
+		code, out, _ = s.ctl(t, only, "create", "credential", "extra-1", "--instance", "a", "-o", "json")
+		var cr sdk.CredentialWithPassword
+		if code != 0 || json.Unmarshal([]byte(out), &cr) != nil || cr.Password == nil || cr.Username != "extra-1" {
+			t.Fatalf("create credential: %d %s", code, out)
+		}
+		if code, _, errOut := s.ctl(t, only, "create", "credential", "extra-1", "--instance", "a"); code != 1 || !strings.Contains(errOut, "409") {
+			t.Fatalf("duplicate credential: %d %s", code, errOut)
+		}
+		if code, out, _ := s.ctl(t, only, "delete", "credential", "extra-1", "--instance", "a"); code != 0 {
+			t.Fatalf("delete credential: %d %s", code, out)
+		}
+		code, out, _ = s.ctl(t, only, "list", "acl-rules", "--instance", "b", "-o", "json")
+		var rules []sdk.ACLRule
+		if code != 0 || json.Unmarshal([]byte(out), &rules) != nil || len(rules) != 4 || rules[1].Filter != "cmd/${username}/+" || rules[3].Position != 3 {
+			t.Fatalf("acl rules: %d %s", code, out)
 		}
 	})
 }
