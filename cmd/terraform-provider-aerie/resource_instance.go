@@ -128,7 +128,7 @@ func (r *instanceResource) Create(ctx context.Context, req resource.CreateReques
 	}
 	in, err := r.b.CreateInstance(ctx, plan.Name.ValueString(), plan.AllowAnonymous.ValueBool(), plan.DeletionProtection.ValueBool())
 	if err != nil {
-		apiError(&resp.Diagnostics, "create instance "+plan.Name.ValueString(), err)
+		addAPIError(&resp.Diagnostics, "create instance "+plan.Name.ValueString(), err, instanceFields)
 		return
 	}
 	want := plan.Suspended.ValueBool()
@@ -192,7 +192,7 @@ func (r *instanceResource) Update(ctx context.Context, req resource.UpdateReques
 	id := st.ID.ValueString()
 	in, err := r.b.UpdateInstance(ctx, id, ch)
 	if err != nil {
-		apiError(&resp.Diagnostics, "update instance "+id, err)
+		addAPIError(&resp.Diagnostics, "update instance "+id, err, instanceFields)
 		return
 	}
 	if ch.Suspended != nil && !*ch.Suspended {
@@ -228,4 +228,9 @@ func (r *instanceResource) ImportState(ctx context.Context, req resource.ImportS
 		id = in.ID
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
+}
+
+// instanceFields maps API field names to the resource's attributes.
+var instanceFields = map[string]string{
+	"name": "name", "allow_anonymous": "allow_anonymous", "deletion_protection": "deletion_protection", "status": "suspended",
 }
