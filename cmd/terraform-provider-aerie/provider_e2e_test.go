@@ -221,6 +221,24 @@ func TestTerraformFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("a taken name fails on the name attribute", func(t *testing.T) {
+		dup := newWorkdir(t, s, key)
+		dup.write(`
+terraform {
+  required_providers {
+    aerie = { source = "aeriemq/aerie" }
+  }
+}
+resource "aerie_instance" "dup" {
+  name = "fleet-b"
+}
+`)
+		out, _ := dup.run([]int{1}, "apply", "-auto-approve")
+		if !strings.Contains(out, "Attribute name ") || !strings.Contains(out, `resource "aerie_instance" "dup"`) {
+			t.Fatalf("apply of a taken instance name:\n%s", lastLines(out, 20))
+		}
+	})
+
 	t.Run("re-plan after apply has no changes", func(t *testing.T) {
 		began := time.Now()
 		out, _ := w.run([]int{0}, "plan", "-detailed-exitcode", "-parallelism=16")
