@@ -488,3 +488,29 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestTerraformProviderConfig shows a missing API key and a bad URL reported
+// on their attributes before anything is planned.
+func TestTerraformProviderConfig(t *testing.T) {
+	w := newWorkdir(t, &server{base: ""}, "")
+	w.write(`
+terraform {
+  required_providers {
+    aerie = { source = "aeriemq/aerie" }
+  }
+}
+provider "aerie" {
+  url = "ftp://aerie.example.com"
+}
+data "aerie_plans" "all" {}
+`)
+	out, _ := w.run([]int{1}, "plan")
+	for _, want := range []string{"Invalid Aerie URL", "url must be an absolute http:// or https:// URL", "Missing Aerie API key", "AERIE_API_KEY"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("terraform plan:\n%s", out)
+	}
+}
