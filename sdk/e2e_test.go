@@ -18,6 +18,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
@@ -47,16 +48,25 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 // serve starts the API (real Postgres, one in-process data-plane node)
 // and returns its URL and a recorder of the operations called.
 func serve(t *testing.T) (string, *recorder) {
+	base, rec, _ := serveWithMail(t)
+	return base, rec
+}
+
+const operatorToken = "operator-token-for-sdk-tests"
+
+// serveWithMail is serve that also returns the mail outbox.
+func serveWithMail(t *testing.T) (string, *recorder, *mailer.Outbox) {
 	t.Helper()
 	db := pgtest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(mailer.NewOutbox()),
+	outbox := mailer.NewOutbox()
+	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(outbox),
 		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	feed := tenancy.NewFeed(svc, log)
 	go feed.Run(ctx)
-	srv := httptest.NewServer(api.NewRouter(api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Feed: feed,
+	srv := httptest.NewServer(api.NewRouter(api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken,
 		LoginLimits: api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}))
 	t.Cleanup(srv.Close)
 	node, _, err := svc.EnsureNode(ctx, "sdk-node", map[string]string{"mqtt": "mqtt://localhost:1883"})
@@ -64,7 +74,8 @@ func serve(t *testing.T) (string, *recorder) {
 		t.Fatal(err)
 	}
 	client, err := configsync.NewClient(configsync.Options{Source: tenancy.LocalSource{Feed: feed, NodeID: node.ID}, State: configsync.NewState(),
-		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints})
+		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints,
+		Publisher: func(_ context.Context, p config.Publish) config.PublishResult { return config.PublishResult{ID: p.ID} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +102,7 @@ func serve(t *testing.T) (string, *recorder) {
 		}
 		return route.Operation.OperationID
 	}}
-	return srv.URL, rec
+	return srv.URL, rec, outbox
 }
 
 func must(t *testing.T, resp interface{ StatusCode() int }, err error) {
@@ -104,7 +115,7 @@ func must(t *testing.T, resp interface{ StatusCode() int }, err error) {
 // TestSDKAgainstTheAPI calls the main operations through the SDK against
 // the real API, with the hand-written layer: login and API-key auth,
 // problem errors, ETag/If-Match/If-None-Match, pagination.
-func TestSDKAgainstTheAPI(t *testing.T) {
+func sdkMainOperations(t *testing.T, seen map[string]bool) {
 	base, rec := serve(t)
 	ctx := context.Background()
 	hc := &http.Client{Transport: rec, Timeout: 30 * time.Second}
@@ -169,8 +180,16 @@ func TestSDKAgainstTheAPI(t *testing.T) {
 	if err := sdk.Check(g, err); !sdk.IsNotFound(err) {
 		t.Fatalf("missing instance: %v", err)
 	}
-	g, err = kc.GetInstanceWithResponse(ctx, org, iid)
-	must(t, g, err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		g, err = kc.GetInstanceWithResponse(ctx, org, iid)
+		must(t, g, err)
+		if g.JSON200.Status == sdk.InstanceStatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance still %s", g.JSON200.Status)
+		}
+	}
 	tag := sdk.ETag(g)
 	stale := `"stale"`
 	anonTrue := true
@@ -242,6 +261,35 @@ func TestSDKAgainstTheAPI(t *testing.T) {
 	da, err := kc.DeleteACLRuleWithResponse(ctx, org, iid, rules[1].Id)
 	must(t, da, err)
 
+	tok, err := kc.IssueDeviceTokenWithResponse(ctx, org, iid, nil, sdk.IssueDeviceTokenJSONRequestBody{TtlSeconds: 600,
+		Resources: []sdk.TokenResource{{Filter: "a/#", Actions: []sdk.TokenResourceActions{"publish"}}}})
+	must(t, tok, err)
+	toks, err := kc.ListDeviceTokensWithResponse(ctx, org, iid, nil)
+	must(t, toks, err)
+	if len(toks.JSON200.Data) != 1 {
+		t.Fatalf("device tokens %+v", toks.JSON200.Data)
+	}
+	rt, err := kc.RevokeDeviceTokenWithResponse(ctx, org, iid, nil, sdk.RevokeDeviceTokenJSONRequestBody{Jti: toks.JSON200.Data[0].Jti})
+	must(t, rt, err)
+	met, err := kc.GetInstanceMetricsWithResponse(ctx, org, iid, nil)
+	must(t, met, err)
+	sub, err := kc.GetSubscriptionWithResponse(ctx, org)
+	must(t, sub, err)
+	ps, err := kc.PutSubscriptionWithResponse(ctx, org, nil, sdk.PutSubscriptionJSONRequestBody{Plan: "developer"})
+	must(t, ps, err)
+	use, err := kc.GetUsageWithResponse(ctx, org, nil)
+	must(t, use, err)
+	inv, err := kc.ListInvoicesWithResponse(ctx, org)
+	must(t, inv, err)
+	upc, err := kc.UpcomingInvoiceWithResponse(ctx, org)
+	must(t, upc, err)
+	newName := "SDK 2"
+	uo, err := kc.UpdateOrgWithResponse(ctx, org, nil, sdk.UpdateOrgJSONRequestBody{Name: &newName})
+	must(t, uo, err)
+	gm, err := kc.GetMemberWithResponse(ctx, org, me.JSON200.Id)
+	must(t, gm, err)
+	ref, err := anon.RefreshWithResponse(ctx, nil, sdk.RefreshJSONRequestBody{RefreshToken: c.Session().RefreshToken})
+	must(t, ref, err)
 	q, err := kc.GetQuotasWithResponse(ctx, org, iid)
 	must(t, q, err)
 	sq, err := kc.SetQuotasWithResponse(ctx, org, iid, nil, sdk.SetQuotasJSONRequestBody{MaxConnections: new(10)})
@@ -254,20 +302,23 @@ func TestSDKAgainstTheAPI(t *testing.T) {
 	must(t, di, err)
 	rk, err := c.RevokeAPIKeyWithResponse(ctx, org, k.JSON201.Id)
 	must(t, rk, err)
-	s := c.Session()
-	lo, err := c.LogoutWithResponse(ctx, nil, sdk.LogoutJSONRequestBody{RefreshToken: s.RefreshToken})
+	lo, err := c.LogoutWithResponse(ctx, nil, sdk.LogoutJSONRequestBody{RefreshToken: ref.JSON200.RefreshToken})
 	must(t, lo, err)
 
 	main := []string{"signup", "login", "getMe", "listOrgs", "getOrg", "listPlans", "listMembers", "createAPIKey", "listAPIKeys", "getAPIKey",
 		"revokeAPIKey", "createInstance", "getInstance", "updateInstance", "listInstances", "deleteInstance", "createCredentials",
 		"listCredentials", "getCredential", "updateCredential", "rotateCredential", "deleteCredential", "createACLRule", "getACLRule",
-		"updateACLRule", "replaceACLRules", "listACLRules", "deleteACLRule", "getQuotas", "setQuotas", "listAuditEvents", "logout"}
+		"updateACLRule", "replaceACLRules", "listACLRules", "deleteACLRule", "getQuotas", "setQuotas", "listAuditEvents", "logout",
+		"issueDeviceToken", "listDeviceTokens", "revokeDeviceToken", "getInstanceMetrics", "getSubscription", "getUsage", "listInvoices",
+		"upcomingInvoice", "updateOrg", "getMember", "refresh", "putSubscription"}
 	for _, op := range main {
 		if !rec.seen[op] {
 			t.Errorf("operation %s was not called through the SDK", op)
 		}
 	}
-	t.Logf("%d operations called through the SDK against the API", len(rec.seen))
+	for op := range rec.seen {
+		seen[op] = true
+	}
 }
 
 func errorsAs(err error, target **sdk.Error) bool {
@@ -326,4 +377,143 @@ func TestRetriesReuseTheIdempotencyKey(t *testing.T) {
 	if err := sdk.Check(r, err); err == nil || !strings.Contains(err.Error(), "503") || len(keys) != 1 {
 		t.Fatalf("no-retry: %v (%d attempts)", err, len(keys))
 	}
+}
+
+// mailedToken is the token=… of the newest mail to addr.
+func mailedToken(t *testing.T, o *mailer.Outbox, addr string) string {
+	t.Helper()
+	m, ok := o.Last(addr)
+	if !ok {
+		t.Fatalf("no mail to %s", addr)
+	}
+	_, after, ok := strings.Cut(m.Body, "token=")
+	if !ok {
+		t.Fatalf("mail to %s has no token", addr)
+	}
+	return strings.Fields(after)[0]
+}
+
+// TestSDKAccountMembersAndOperator calls the account, membership, publish
+// and operator operations through the SDK.
+func sdkAccountAndOperatorOperations(t *testing.T, seen map[string]bool) {
+	base, rec, outbox := serveWithMail(t)
+	ctx := context.Background()
+	hc := &http.Client{Transport: rec, Timeout: 30 * time.Second}
+	anon, err := sdk.NewClientWithResponses(base, sdk.WithHTTPClient(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pw = "correct horse battery"
+	su, err := anon.SignupWithResponse(ctx, nil, sdk.SignupJSONRequestBody{Email: "owner@example.com", Password: pw, OrgName: "O"})
+	must(t, su, err)
+	org := su.JSON201.Org.Id
+	ve, err := anon.VerifyEmailWithResponse(ctx, nil, sdk.VerifyEmailJSONRequestBody{Token: mailedToken(t, outbox, "owner@example.com")})
+	must(t, ve, err)
+	rr, err := anon.RequestPasswordResetWithResponse(ctx, nil, sdk.RequestPasswordResetJSONRequestBody{Email: "owner@example.com"})
+	must(t, rr, err)
+	cr, err := anon.ConfirmPasswordResetWithResponse(ctx, nil, sdk.ConfirmPasswordResetJSONRequestBody{Token: mailedToken(t, outbox, "owner@example.com"), Password: pw + "!"})
+	must(t, cr, err)
+	owner, err := sdk.New(ctx, sdk.Options{BaseURL: base, Email: "owner@example.com", Password: pw + "!", HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Members: invite, accept, change role, remove.
+	su2, err := anon.SignupWithResponse(ctx, nil, sdk.SignupJSONRequestBody{Email: "second@example.com", Password: pw, OrgName: "S"})
+	must(t, su2, err)
+	inv, err := owner.InviteMemberWithResponse(ctx, org, nil, sdk.InviteMemberJSONRequestBody{Email: "second@example.com", Role: sdk.RoleViewer})
+	must(t, inv, err)
+	second, err := sdk.New(ctx, sdk.Options{BaseURL: base, Email: "second@example.com", Password: pw, HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := second.AcceptInvitationWithResponse(ctx, nil, sdk.AcceptInvitationJSONRequestBody{Token: mailedToken(t, outbox, "second@example.com")})
+	must(t, ac, err)
+	um, err := owner.UpdateMemberWithResponse(ctx, org, su2.JSON201.User.Id, nil, sdk.UpdateMemberJSONRequestBody{Role: sdk.RoleAdmin})
+	must(t, um, err)
+	rm, err := owner.RemoveMemberWithResponse(ctx, org, su2.JSON201.User.Id)
+	must(t, rm, err)
+
+	// HTTP publish into a running instance.
+	in, err := owner.CreateInstanceWithResponse(ctx, org, nil, sdk.CreateInstanceJSONRequestBody{Name: "p"})
+	must(t, in, err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		g, err := owner.GetInstanceWithResponse(ctx, org, in.JSON201.Id)
+		must(t, g, err)
+		if g.JSON200.Status == sdk.InstanceStatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("instance not running")
+		}
+	}
+	pub, err := owner.PublishMessageWithResponse(ctx, org, in.JSON201.Id, nil, sdk.PublishMessageJSONRequestBody{Topic: "a/b", Payload: "hi"})
+	must(t, pub, err)
+
+	// Operator API with the admin token.
+	op, err := sdk.New(ctx, sdk.Options{BaseURL: base, APIKey: operatorToken, HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn, err := op.CreateNodeWithResponse(ctx, sdk.CreateNodeJSONRequestBody{Name: "edge-9"})
+	must(t, cn, err)
+	ln, err := op.ListNodesWithResponse(ctx)
+	must(t, ln, err)
+	var nodeID string
+	for _, n := range ln.JSON200.Data {
+		if n.Name == "edge-9" {
+			nodeID = n.Id
+		}
+	}
+	rn, err := op.RevokeNodeWithResponse(ctx, nodeID)
+	must(t, rn, err)
+
+	// Invoices exist once a period closes: a missing one is a 404 problem.
+	gi, err := owner.GetInvoiceWithResponse(ctx, org, "inv-none")
+	if err := sdk.Check(gi, err); !sdk.IsNotFound(err) {
+		t.Fatalf("get invoice: %v", err)
+	}
+	pi, err := owner.PrintInvoiceWithResponse(ctx, org, "inv-none")
+	if err := sdk.Check(pi, err); !sdk.IsNotFound(err) {
+		t.Fatalf("print invoice: %v", err)
+	}
+	mp, err := op.MarkInvoicePaidWithResponse(ctx, org, "inv-none")
+	if err := sdk.Check(mp, err); !sdk.IsNotFound(err) {
+		t.Fatalf("mark invoice paid: %v", err)
+	}
+
+	for _, o := range []string{"verifyEmail", "requestPasswordReset", "confirmPasswordReset", "inviteMember", "acceptInvitation", "updateMember",
+		"removeMember", "publishMessage", "createNode", "listNodes", "revokeNode", "getInvoice", "printInvoice", "markInvoicePaid"} {
+		if !rec.seen[o] {
+			t.Errorf("operation %s was not called through the SDK", o)
+		}
+	}
+	for op := range rec.seen {
+		seen[op] = true
+	}
+}
+
+// TestEveryOperationCalledThroughTheSDK calls every operation of
+// openapi.yaml through the SDK against the real API (Postgres, config
+// feed, one in-process node): the main ones with their real effects and
+// checks, the invoice ones (which need a closed billing period) on a
+// missing invoice, answered with a 404 problem.
+func TestEveryOperationCalledThroughTheSDK(t *testing.T) {
+	seen := map[string]bool{}
+	t.Run("orgs, keys, instances, credentials, ACL rules, tokens, billing", func(t *testing.T) { sdkMainOperations(t, seen) })
+	t.Run("account, members, publish, operator, invoices", func(t *testing.T) { sdkAccountAndOperatorOperations(t, seen) })
+	doc, err := openapi3.NewLoader().LoadFromFile("../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			n++
+			if !seen[op.OperationID] {
+				t.Errorf("operation %s was not called through the SDK", op.OperationID)
+			}
+		}
+	}
+	t.Logf("%d of %d operations called through the SDK", len(seen), n)
 }

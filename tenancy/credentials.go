@@ -3,9 +3,12 @@ package tenancy
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"path"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,6 +64,29 @@ func HashDevicePassword(pw string) (string, error) {
 		return "", fmt.Errorf("hash device password: %w", err)
 	}
 	return string(h), nil
+}
+
+// hashDevicePasswords hashes the supplied passwords of in on every core
+// (bcrypt is slow by design); nil entries are generated passwords.
+func hashDevicePasswords(in []NewCredential) ([]*string, error) {
+	phcs := make([]*string, len(in))
+	errs := make([]error, len(in))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, c := range in {
+		if c.Password == "" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			h, err := HashDevicePassword(c.Password)
+			phcs[i], errs[i] = &h, err
+		}()
+	}
+	wg.Wait()
+	return phcs, errors.Join(errs...)
 }
 
 func checkDevicePassword(field, pw string) []FieldError {
@@ -167,19 +193,13 @@ func (s *Service) CreateCredentials(ctx context.Context, a Actor, orgID, instanc
 	if len(fields) > 0 {
 		return nil, nil, &ValidationError{Fields: fields}
 	}
-	phcs := make([]*string, len(in))
-	for i, c := range in {
-		if c.Password != "" {
-			h, err := HashDevicePassword(c.Password)
-			if err != nil {
-				return nil, nil, err
-			}
-			phcs[i] = &h
-		}
+	phcs, err := hashDevicePasswords(in)
+	if err != nil {
+		return nil, nil, err
 	}
 	out := make([]Credential, len(in))
 	pws := make([]string, len(in))
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		node, err := s.lockInstance(ctx, tx, orgID, instanceID)
 		if err != nil {
 			return err
