@@ -5,6 +5,8 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/aeriemq/aerie/internal/buildinfo.Version=$(VERSION)
 # System packages the build and the tests need (Debian/Ubuntu names).
 SYS_PKGS := postgresql librocksdb-dev mosquitto mosquitto-clients chromium chromium-driver python3-paho-mqtt
+# Terraform (not a Debian package) for the provider's tests; any ≥ 1.11 works.
+TERRAFORM_VERSION ?= 1.11.4
 TEST_TIMEOUT ?= 30m
 # Test packages run one at a time: their servers, browsers and load
 # generators would otherwise compete for this 2-core machine's CPUs and turn
@@ -37,6 +39,11 @@ deps:
 	    echo "missing system packages; run:"; echo "  sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+	@command -v terraform >/dev/null 2>&1 || { \
+	  echo "terraform is not on PATH: the Terraform provider's tests (cmd/terraform-provider-aerie) drive the real binary and fail without it."; \
+	  echo "  Debian/Ubuntu: add the HashiCorp apt repository (https://developer.hashicorp.com/terraform/install), then apt-get install terraform"; \
+	  echo "  elsewhere: download terraform_$(TERRAFORM_VERSION) for your OS from https://releases.hashicorp.com/terraform/$(TERRAFORM_VERSION)/ and put the binary on PATH"; \
+	}
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
