@@ -207,7 +207,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string) error 
 		return err
 	}
 	s.send(ctx, mailer.Message{To: e, Subject: "Reset your Aerie password",
-		Body: "Choose a new password: " + s.baseURL + "/reset-password?token=" + url.QueryEscape(tok) + "\n"})
+		Body: "Choose a new password at this link: " + s.baseURL + "/reset-password?token=" + url.QueryEscape(tok) + "\n"})
 	return nil
 }
 
