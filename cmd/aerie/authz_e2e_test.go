@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"net"
 	"strconv"
 	"sync"
@@ -11,7 +10,6 @@ import (
 
 	paho "github.com/eclipse/paho.golang/paho"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/aeriemq/aerie/internal/pgtest"
 )
@@ -20,27 +18,8 @@ import (
 // the instance's own key (as the token API would, but with an exp closer
 // than its 60 s minimum ttl).
 func signTokenAt(t *testing.T, dsn, dataDir, instanceID, jti string, exp time.Time) string {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var kid string
-	var sealed []byte
-	if err := conn.QueryRow(ctx, `SELECT kid, private_key FROM instance_token_keys WHERE instance_id = $1`, instanceID).Scan(&kid, &sealed); err != nil {
-		t.Fatal(err)
-	}
-	seed := openTokenKey(t, dataDir, instanceID, kid, sealed)
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "aerie", "aud": instanceID, "jti": jti,
-		"iat": time.Now().Unix(), "exp": exp.Unix(), "res": []map[string]any{{"filter": "#", "actions": []string{"publish", "subscribe"}}}})
-	tok.Header["kid"] = kid
-	s, err := tok.SignedString(ed25519.NewKeyFromSeed(seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return signDeviceToken(t, dsn, dataDir, instanceID, jwt.MapClaims{"jti": jti, "iat": time.Now().Unix(), "exp": exp.Unix(),
+		"res": []map[string]any{{"filter": "#", "actions": []string{"publish", "subscribe"}}}})
 }
 
 // dial5 connects an MQTT 5 client; disconnected gets the server's

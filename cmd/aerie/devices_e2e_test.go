@@ -327,10 +327,17 @@ func TestDevicesEndToEnd(t *testing.T) {
 }
 
 // signExpiredToken signs a device token that expired a minute ago with the
-// instance's real key (read from the database and opened with the data
-// dir's key-encryption key, as only the control plane can), so the node's
-// expiry check is what refuses it.
+// instance's real key, so the node's expiry check is what refuses it.
 func signExpiredToken(t *testing.T, dsn, dataDir, instanceID string) string {
+	now := time.Now()
+	return signDeviceToken(t, dsn, dataDir, instanceID, jwt.MapClaims{"jti": "t-expired", "iat": now.Add(-2 * time.Hour).Unix(),
+		"exp": now.Add(-time.Minute).Unix(), "res": []map[string]any{{"filter": "#", "actions": []string{"publish"}}}})
+}
+
+// signDeviceToken signs a device token of the instance with its real key
+// (read from the database and opened with the data dir's key-encryption
+// key, as only the control plane can); claims gain iss and aud.
+func signDeviceToken(t *testing.T, dsn, dataDir, instanceID string, claims jwt.MapClaims) string {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -344,9 +351,8 @@ func signExpiredToken(t *testing.T, dsn, dataDir, instanceID string) string {
 		t.Fatal(err)
 	}
 	seed := openTokenKey(t, dataDir, instanceID, kid, sealed)
-	now := time.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "aerie", "aud": instanceID, "jti": "t-expired",
-		"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(-time.Minute).Unix(), "res": []map[string]any{{"filter": "#", "actions": []string{"publish"}}}})
+	claims["iss"], claims["aud"] = "aerie", instanceID
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	tok.Header["kid"] = kid
 	s, err := tok.SignedString(ed25519.NewKeyFromSeed(seed))
 	if err != nil {
