@@ -196,6 +196,14 @@ func (a *API) Routes(r chi.Router) {
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/acl-rules", a.createACLRule)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
 
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics", a.listTopics)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/topics", a.createTopic)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}", a.getTopic)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/topics/{topic_id}", a.patchTopic)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/topics/{topic_id}", a.deleteTopic)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topic-settings", a.getTopicSettings)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/topic-settings", a.putTopicSettings)
+
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/publish", a.publish)
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/quotas", a.getQuotas)
