@@ -125,14 +125,18 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 				return err
 			}
 		}
-		st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: time.Minute})
+		retentionEvery, err := time.ParseDuration(cfg.RetentionEvery)
+		if err != nil || retentionEvery <= 0 {
+			return fmt.Errorf("%w: --retention-interval %q is not a positive duration (e.g. 1m)", errUsage, cfg.RetentionEvery)
+		}
+		st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: retentionEvery})
 		if err != nil {
 			return fmt.Errorf("message store: %w", err)
 		}
 		cleanups = append(cleanups, func() { st.Close() })
 		state = configsync.NewState()
 		gwOpts := gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log, Config: state,
-			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st}
+			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st, RetentionInterval: retentionEvery}
 		if gwOpts.MaxConnectBytes, err = strconv.Atoi(cfg.MaxConnectBytes); err != nil || gwOpts.MaxConnectBytes < 128 {
 			return fmt.Errorf("%w: --max-connect-bytes %q: a number of bytes, at least 128", errUsage, cfg.MaxConnectBytes)
 		}

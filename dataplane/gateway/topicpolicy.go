@@ -1,7 +1,14 @@
 package gateway
 
 import (
+	"context"
+	"time"
+
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/dataplane/store"
 )
 
 // topicAllowed applies the instance's provisioned topics to a device's
@@ -30,4 +37,56 @@ func (h *tenantHook) topicAllowed(instance, t string, pk packets.Packet) bool {
 		}
 	}
 	return matched || !strict
+}
+
+// topicQueues are the store queues an instance's provisioned topics imply.
+func topicQueues(ts []config.Topic) []store.TopicQueue {
+	out := make([]store.TopicQueue, 0, len(ts))
+	seen := map[string]int{}
+	for _, t := range ts {
+		q := store.TopicQueue{Filter: t.Filter, MaxAge: time.Duration(t.RetentionSeconds) * time.Second, MaxBytes: t.RetentionBytes}
+		if i, ok := seen[t.Filter]; ok { // two topics, one filter: the longer policy
+			o := &out[i]
+			if o.MaxAge != 0 && (q.MaxAge == 0 || q.MaxAge > o.MaxAge) {
+				o.MaxAge = q.MaxAge
+			}
+			if o.MaxBytes != 0 && (q.MaxBytes == 0 || q.MaxBytes > o.MaxBytes) {
+				o.MaxBytes = q.MaxBytes
+			}
+			continue
+		}
+		seen[t.Filter] = len(out)
+		out = append(out, q)
+	}
+	return out
+}
+
+// syncTopics brings the store's topic queues of the instances to the
+// pushed configuration (all instances the store or the state knows when
+// ids is empty).
+func (g *Gateway) syncTopics(ctx context.Context, ids ...string) {
+	if g.store == nil || g.tenant.state == nil {
+		return
+	}
+	g.topicsMu.Lock()
+	defer g.topicsMu.Unlock()
+	if len(ids) == 0 {
+		ids = append(g.tenant.state.InstanceIDs(), g.store.TopicInstances()...)
+	}
+	for _, id := range ids {
+		ts, _ := g.tenant.state.Topics(id)
+		if err := g.store.SetTopics(ctx, id, topicQueues(ts)); err != nil && ctx.Err() == nil {
+			g.log.Warn("set topic queues", "instance", id, "error", err)
+		}
+	}
+}
+
+// onTopicChange follows config changes that touch topics.
+func (g *Gateway) onTopicChange(ch configsync.Change) {
+	switch ch.Kind {
+	case config.KindTopicPut, config.KindTopicDelete, config.KindInstancePut, config.KindInstanceDelete:
+		go g.syncTopics(context.Background(), ch.InstanceID)
+	case config.KindSnapshot:
+		go g.syncTopics(context.Background())
+	}
 }
