@@ -28,7 +28,9 @@ import (
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/console"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/dataplane/consume"
 	"github.com/aeriemq/aerie/dataplane/gateway"
+	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/aeriemq/aerie/internal/gctune"
 	"github.com/aeriemq/aerie/internal/mailer"
@@ -102,7 +104,8 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	var gw *gateway.Gateway
 	var state *configsync.State
 	var nodeID string
-	var dp *dataPlane // set before the HTTP server starts
+	var dp *dataPlane              // set before the HTTP server starts
+	nodeSrv := nodeapi.NewServer() // this node's API (consumer groups)
 	closeGW := func() {}
 	if withData {
 		bound, err := time.ParseDuration(cfg.SyncReadyBound)
@@ -171,6 +174,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if err != nil {
 			return err
 		}
+		consume.New(st, state).Register(nodeSrv)
 		if tuneGC {
 			tuner := &gctune.Tuner{Idle: 25, Busy: 200, BusyRate: 1000, Count: gw.Metrics().MessagesTotal, Set: debug.SetGCPercent,
 				OnChange: func(v int) { log.Debug("GC target changed with the load", "gogc", v) }}
@@ -216,6 +220,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		)
 	}
 	deps := api.Deps{Log: log, Ready: checks, Metrics: procMetrics}
+	local := &nodeapi.Local{Server: nodeSrv}
 	if withControl {
 		keys, err := secretKeys(cfg, sub, log)
 		if err != nil {
@@ -245,6 +250,9 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			return err
 		}
 		procMetrics.MustRegister(newControlPlaneCollector(deps.Tenancy))
+		if withData {
+			deps.NodeAPI = local
+		}
 	}
 	router := api.NewRouter(deps)
 	gatherers := prometheus.Gatherers{procMetrics}
@@ -268,6 +276,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 				return fmt.Errorf("register this node: %w", err)
 			}
 			nodeID, cpURL, token = node.ID, loopbackURL(httpLn.Addr()), tok
+			local.NodeID = node.ID
 			src = tenancy.LocalSource{Feed: deps.Feed, NodeID: node.ID}
 		} else {
 			src = &configsync.HTTPSource{BaseURL: cfg.ControlPlane, NodeID: nodeID, Token: cfg.NodeToken}

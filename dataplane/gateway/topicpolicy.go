@@ -39,13 +39,14 @@ func (h *tenantHook) topicAllowed(instance, t string, pk packets.Packet) bool {
 	return matched || !strict
 }
 
-// topicQueues are the store queues an instance's provisioned topics imply.
-func topicQueues(ts []config.Topic) []store.TopicQueue {
+// topicQueues are the store queues an instance's provisioned topics imply
+// (stored topics carry the instance's mount, "<instance>/").
+func topicQueues(instance string, ts []config.Topic) []store.TopicQueue {
 	out := make([]store.TopicQueue, 0, len(ts))
 	seen := map[string]int{}
 	for _, t := range ts {
-		q := store.TopicQueue{Filter: t.Filter, MaxAge: time.Duration(t.RetentionSeconds) * time.Second, MaxBytes: t.RetentionBytes}
-		if i, ok := seen[t.Filter]; ok { // two topics, one filter: the longer policy
+		q := store.TopicQueue{Filter: instance + "/" + t.Filter, MaxAge: time.Duration(t.RetentionSeconds) * time.Second, MaxBytes: t.RetentionBytes}
+		if i, ok := seen[q.Filter]; ok { // two topics, one filter: the longer policy
 			o := &out[i]
 			if o.MaxAge != 0 && (q.MaxAge == 0 || q.MaxAge > o.MaxAge) {
 				o.MaxAge = q.MaxAge
@@ -55,7 +56,7 @@ func topicQueues(ts []config.Topic) []store.TopicQueue {
 			}
 			continue
 		}
-		seen[t.Filter] = len(out)
+		seen[q.Filter] = len(out)
 		out = append(out, q)
 	}
 	return out
@@ -75,7 +76,7 @@ func (g *Gateway) syncTopics(ctx context.Context, ids ...string) {
 	}
 	for _, id := range ids {
 		ts, _ := g.tenant.state.Topics(id)
-		if err := g.store.SetTopics(ctx, id, topicQueues(ts)); err != nil && ctx.Err() == nil {
+		if err := g.store.SetTopics(ctx, id, topicQueues(id, ts)); err != nil && ctx.Err() == nil {
 			g.log.Warn("set topic queues", "instance", id, "error", err)
 		}
 	}

@@ -151,6 +151,9 @@ type Store struct {
 	limitsMu sync.RWMutex
 	limits   map[string]Limits
 
+	changedMu sync.Mutex
+	changed   chan struct{} // closed at the next commit (Changed)
+
 	// topic queues (topics.go), under filtersMu
 	topicQs      map[string]map[string]*topicQ
 	topicsLoaded []string
@@ -567,6 +570,12 @@ func (w *batchWriter) commit(group []*appendReq) {
 	} else {
 		s.tc.add(w.idx, last)
 		s.raise(w.idx)
+		s.changedMu.Lock()
+		if s.changed != nil {
+			close(s.changed)
+			s.changed = nil
+		}
+		s.changedMu.Unlock()
 	}
 	for _, r := range group {
 		r.err = err

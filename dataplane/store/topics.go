@@ -462,3 +462,14 @@ func (s *Store) TopicInstances() []string {
 	}
 	return out
 }
+
+// Changed returns a channel closed at the next successful commit (for
+// long-polling readers that are not persistent sessions).
+func (s *Store) Changed() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
