@@ -73,7 +73,10 @@ func TestConsumerGroupsEndToEnd(t *testing.T) {
 	defer dev.Disconnect(100)
 	startPub := time.Now()
 	for i := 0; i < total; i += 500 {
-		var toks []interface{ WaitTimeout(time.Duration) bool; Error() error }
+		var toks []interface {
+			WaitTimeout(time.Duration) bool
+			Error() error
+		}
 		for j := i; j < i+500; j++ {
 			toks = append(toks, dev.Publish(fmt.Sprintf("fleet/d%d/telemetry", j%10), 1, false, strconv.Itoa(j)))
 		}
