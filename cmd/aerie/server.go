@@ -252,9 +252,30 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		procMetrics.MustRegister(newControlPlaneCollector(deps.Tenancy))
 		if withData {
 			deps.NodeAPI = local
+		} else {
+			svc := deps.Tenancy
+			deps.NodeAPI = &nodeapi.HTTP{Resolve: func(ctx context.Context, node string) (string, string, error) {
+				u, hash, err := svc.NodeAPITarget(ctx, node)
+				if err != nil {
+					return "", "", err
+				}
+				return u, nodeapi.Secret(hash), nil
+			}}
 		}
 	}
 	router := api.NewRouter(deps)
+	if sub == "dataplane" {
+		// The node API the control plane proxies consumer-group reads to.
+		router.Handle(nodeapi.Path+"{op}", nodeapi.HTTPHandler(nodeSrv, nodeapi.SecretFromToken(cfg.NodeToken)))
+		if cfg.NodeAPIURL == "" {
+			_, port, _ := net.SplitHostPort(httpLn.Addr().String())
+			host := cfg.PublicHost
+			if host == "" {
+				host = "localhost"
+			}
+			cfg.NodeAPIURL = "http://" + net.JoinHostPort(host, port)
+		}
+	}
 	gatherers := prometheus.Gatherers{procMetrics}
 	if gw != nil {
 		gatherers = append(gatherers, gw.Metrics())

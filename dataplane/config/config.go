@@ -245,6 +245,9 @@ type Ack struct {
 	Endpoints map[string]string `json:"endpoints,omitempty"`
 	// Connections is the node's current connection count (placement).
 	Connections int64 `json:"connections"`
+	// APIURL is where the node serves its API to the control plane
+	// (dataplane/nodeapi); empty when it serves none.
+	APIURL string `json:"api_url,omitempty"`
 }
 
 // DeviceTokenUsername is the username (before "@<instance-id>") a device
