@@ -2,12 +2,14 @@ package main_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/aeriemq/aerie/internal/pgtest"
 )
@@ -132,4 +134,20 @@ func TestTopicsEndToEnd(t *testing.T) {
 	}
 	c.call(t, "DELETE", ip+"/topics/"+cmd.ID, nil, 204, nil)
 	c.call(t, "GET", ip+"/topics/"+cmd.ID, nil, 404, nil)
+
+	// Plan limit on the number of topics (the operator lowers it to 2).
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `UPDATE plans SET limits = jsonb_set(limits, '{unverified,max_topics_per_instance}', '2') WHERE id = 'free'`); err != nil {
+		t.Fatal(err)
+	}
+	c.call(t, "POST", ip+"/topics", map[string]any{"name": "second", "filter": "b/#"}, 201, nil)
+	var prob struct{ Type, Detail string }
+	c.call(t, "POST", ip+"/topics", map[string]any{"name": "third", "filter": "c/#"}, 409, &prob)
+	if !strings.HasSuffix(prob.Type, "/limit-reached") || !strings.Contains(prob.Detail, "topics per instance") {
+		t.Fatalf("over the plan's topic limit: %+v", prob)
+	}
 }
