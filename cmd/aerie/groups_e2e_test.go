@@ -41,7 +41,8 @@ func TestConsumerGroupsEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.EmptyDSN(t)
 	pp := freePorts(t)
-	p := start(t, cleanEnv("DATABASE_URL="+dsn, "AERIE_RETENTION_INTERVAL=1s"), append([]string{"serve", "--data-dir", newDataDir(t)}, pp.args()...)...)
+	mp := freePorts(t).http // the operators' /metrics listener
+	p := start(t, cleanEnv("DATABASE_URL="+dsn, "AERIE_RETENTION_INTERVAL=1s", "AERIE_METRICS_ADDR="+mp), append([]string{"serve", "--data-dir", newDataDir(t)}, pp.args()...)...)
 	waitReady(t, p, pp.http, 60*time.Second)
 	base := "http://" + pp.http
 	pool, err := pgxpool.New(ctx, dsn)
@@ -92,6 +93,10 @@ func TestConsumerGroupsEndToEnd(t *testing.T) {
 	c.call(t, "GET", tp+"/storage", nil, 200, &before)
 	if before.StoredBytes < total*10 {
 		t.Fatalf("topic stores %d bytes for %d messages", before.StoredBytes, total)
+	}
+
+	if prom := scrape(t, "http://"+mp+"/metrics", inst.ID); prom["aerie_topic_stored_bytes"] != float64(before.StoredBytes) {
+		t.Fatalf("/metrics aerie_topic_stored_bytes = %v, storage API %d", prom["aerie_topic_stored_bytes"], before.StoredBytes)
 	}
 
 	// read drains a group with one reader, acknowledging each batch.

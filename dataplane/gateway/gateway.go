@@ -157,6 +157,7 @@ func New(o Options) (*Gateway, error) {
 	if o.Store != nil {
 		g.store = o.Store
 		g.retentionEvery = o.RetentionInterval
+		g.metrics.reg.MustRegister(newTopicStorage(g))
 		if g.tenant.state != nil {
 			g.tenant.state.OnChange(g.onTopicChange)
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
@@ -89,5 +90,42 @@ func (g *Gateway) onTopicChange(ch configsync.Change) {
 		go g.syncTopics(context.Background(), ch.InstanceID)
 	case config.KindSnapshot:
 		go g.syncTopics(context.Background())
+	}
+}
+
+// topicStorage exposes aerie_topic_stored_bytes{aerie_instance, topic}: the
+// log bytes of the messages readable in each provisioned topic's queue.
+type topicStorage struct {
+	g    *Gateway
+	desc *prometheus.Desc
+}
+
+func newTopicStorage(g *Gateway) *topicStorage {
+	return &topicStorage{g: g, desc: prometheus.NewDesc("aerie_topic_stored_bytes",
+		"Bytes stored for a provisioned topic (its readable messages; a message in two topics counts in both).",
+		[]string{"aerie_instance", "topic"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *topicStorage) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *topicStorage) Collect(ch chan<- prometheus.Metric) {
+	st, state := c.g.store, c.g.tenant.state
+	if st == nil || state == nil {
+		return
+	}
+	for _, id := range state.InstanceIDs() {
+		ts, _ := state.Topics(id)
+		if len(ts) == 0 {
+			continue
+		}
+		by := map[string]int64{}
+		for _, s := range st.TopicStats(id) {
+			by[s.Filter] = s.Bytes
+		}
+		for _, t := range ts {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(by[id+"/"+t.Filter]), id, t.Name)
+		}
 	}
 }
