@@ -11,7 +11,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/store"
 )
 
-func setup(t *testing.T, dir string) (*store.Store, *Service) {
+func setup(t testing.TB, dir string) (*store.Store, *Service) {
 	t.Helper()
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {
