@@ -91,6 +91,9 @@ func (s *Store) SetTopics(ctx context.Context, instance string, topics []TopicQu
 		return err
 	}
 	defer s.leave()
+	if s.sameTopics(instance, topics) {
+		return nil // the node re-applies its config every retention round
+	}
 	var added []string
 	var removed []string
 	var werr error
@@ -152,6 +155,22 @@ func (s *Store) SetTopics(ctx context.Context, instance string, topics []TopicQu
 		return s.releaseFilters(ctx, instance, wild)
 	}
 	return nil
+}
+
+func (s *Store) sameTopics(instance string, topics []TopicQueue) bool {
+	s.filtersMu.RLock()
+	defer s.filtersMu.RUnlock()
+	cur := s.topicQs[instance]
+	if len(cur) != len(topics) {
+		return false
+	}
+	for _, t := range topics {
+		c, ok := cur[t.Filter]
+		if !ok || c.MaxAge != t.MaxAge || c.MaxBytes != t.MaxBytes {
+			return false
+		}
+	}
+	return true
 }
 
 // recountTopic sets a topic queue's byte count from its entries.
