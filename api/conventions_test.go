@@ -58,6 +58,10 @@ var sampleBodies = map[string]any{
 	"POST /v1/orgs/{org_id}/instances/{instance_id}/tokens":                             map[string]any{"resources": []any{map[string]any{"filter": "#", "actions": []string{"publish"}}}, "ttl_seconds": 60},
 	"POST /v1/orgs/{org_id}/instances/{instance_id}/tokens/revoke":                      map[string]any{"jti": "x"},
 	"POST /v1/orgs/{org_id}/instances/{instance_id}/publish":                            map[string]any{"topic": "b/cmd", "payload": "intruder"},
+	"POST /v1/orgs/{org_id}/instances/{instance_id}/topics":                             map[string]any{"name": "intruder", "filter": "b/#"},
+	"PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}":                 map[string]any{"retention_seconds": 1},
+	"PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings":                      map[string]any{"strict_topics": true},
+	"POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack":     map[string]any{"group": "g", "offsets": []int{1}},
 }
 
 // fill substitutes the path parameters with IDs that exist in the target org.
@@ -81,12 +85,15 @@ func TestOrgIsolation(t *testing.T) {
 	var bRule struct{ ID string }
 	e.do(t, req{method: "POST", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID + "/acl-rules", token: b.AccessToken,
 		body: map[string]any{"effect": "allow", "action": "publish", "filter": "b/#"}}).expect(t, http.StatusCreated).decode(t, &bRule)
+	var bTopic struct{ ID string }
+	e.do(t, req{method: "POST", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID + "/topics", token: b.AccessToken,
+		body: map[string]any{"name": "b-telemetry", "filter": "b/+/telemetry"}}).expect(t, http.StatusCreated).decode(t, &bTopic)
 	var bTok struct{ JTI string }
 	e.do(t, req{method: "POST", path: "/v1/orgs/" + b.Org.ID + "/instances/" + bInst.ID + "/tokens", token: b.AccessToken,
 		body: map[string]any{"resources": []any{map[string]any{"filter": "b/#", "actions": []string{"publish"}}}, "ttl_seconds": 600}}).expect(t, http.StatusCreated).decode(t, &bTok)
 	sampleBodies["POST /v1/orgs/{org_id}/instances/{instance_id}/tokens/revoke"] = map[string]any{"jti": bTok.JTI}
 	bIDs := map[string]string{"org_id": b.Org.ID, "user_id": b.User.ID, "key_id": bKey.ID, "instance_id": bInst.ID,
-		"credential_id": bCred.ID, "rule_id": bRule.ID}
+		"credential_id": bCred.ID, "rule_id": bRule.ID, "topic_id": bTopic.ID}
 
 	callers := []struct{ name, token string }{{"user of A", a.AccessToken}, {"api key of A", aKey.Secret}}
 	for _, c := range callers {

@@ -92,6 +92,12 @@ func (a *API) ackConfig(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
+	if ack.APIURL != "" {
+		if err := a.svc.SetNodeAPIURL(r.Context(), chi.URLParam(r, "node_id"), ack.APIURL); err != nil {
+			a.WriteError(w, r, err)
+			return
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -40,6 +41,9 @@ type Deps struct {
 	// Metrics receives the HTTP request metrics (route template, method,
 	// code, duration) of everything this router serves; nil counts nothing.
 	Metrics prometheus.Registerer
+	// NodeAPI reaches the node serving an instance (consumer groups read
+	// the node's store); nil answers those routes with 503.
+	NodeAPI nodeapi.Caller
 }
 
 // LoginLimits are token buckets for login attempts: Burst attempts at once,
@@ -89,6 +93,7 @@ type API struct {
 	invites    *ratelimit.Keyed // per org
 	resets     *ratelimit.Keyed // per client address
 	now        func() time.Time
+	nodeAPI    nodeapi.Caller
 }
 
 // NewRouter builds the HTTP handler for the control plane: health endpoints
@@ -103,7 +108,7 @@ func NewRouter(d Deps) chi.Router {
 		r.Use(newHTTPMetrics(d.Metrics).middleware)
 	}
 	r.Use(middleware.Recoverer)
-	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now}
+	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now, nodeAPI: d.NodeAPI}
 	r.Use(RejectBadInput(a.WriteError))
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
@@ -199,6 +204,17 @@ func (a *API) Routes(r chi.Router) {
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules/{rule_id}", a.getACLRule)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/acl-rules/{rule_id}", a.patchACLRule)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
+
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics", a.listTopics)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/topics", a.createTopic)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}", a.getTopic)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/topics/{topic_id}", a.patchTopic)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/topics/{topic_id}", a.deleteTopic)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/messages", a.pollTopic)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Post("/topics/{topic_id}/messages/ack", a.ackTopic)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/storage", a.topicStorage)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topic-settings", a.getTopicSettings)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/topic-settings", a.putTopicSettings)
 
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/publish", a.publish)

@@ -450,6 +450,24 @@ func (e PublishMessageJSONBodyQos) Valid() bool {
 	}
 }
 
+// Defines values for PollTopicMessagesParamsStart.
+const (
+	Earliest PollTopicMessagesParamsStart = "earliest"
+	Latest   PollTopicMessagesParamsStart = "latest"
+)
+
+// Valid indicates whether the value is a known member of the PollTopicMessagesParamsStart enum.
+func (e PollTopicMessagesParamsStart) Valid() bool {
+	switch e {
+	case Earliest:
+		return true
+	case Latest:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PutSubscriptionJSONBodyLimitAction.
 const (
 	PutSubscriptionJSONBodyLimitActionSuspend  PutSubscriptionJSONBodyLimitAction = "suspend"
@@ -811,6 +829,7 @@ type PlanLimits struct {
 	MaxApiKeys                *int        `json:"max_api_keys,omitempty"`
 	MaxCredentialsPerInstance *int        `json:"max_credentials_per_instance,omitempty"`
 	MaxInstances              *int        `json:"max_instances,omitempty"`
+	MaxTopicsPerInstance      *int        `json:"max_topics_per_instance,omitempty"`
 	Unverified                *PlanLimits `json:"unverified,omitempty"`
 }
 
@@ -908,6 +927,72 @@ type TokenResource struct {
 
 // TokenResourceActions defines model for TokenResource.Actions.
 type TokenResourceActions string
+
+// Topic defines model for Topic.
+type Topic struct {
+	CreatedAt  time.Time `json:"created_at"`
+	Filter     string    `json:"filter"`
+	Id         string    `json:"id"`
+	InstanceId string    `json:"instance_id"`
+
+	// MaxPayloadBytes 0 = the instance's quota.
+	MaxPayloadBytes int    `json:"max_payload_bytes"`
+	MaxQos          int    `json:"max_qos"`
+	Name            string `json:"name"`
+	RetainAllowed   bool   `json:"retain_allowed"`
+
+	// RetentionBytes 0 = no byte bound.
+	RetentionBytes int `json:"retention_bytes"`
+
+	// RetentionSeconds 0 = the instance's default.
+	RetentionSeconds int       `json:"retention_seconds"`
+	UpdatedAt        time.Time `json:"updated_at"`
+}
+
+// TopicInput defines model for TopicInput.
+type TopicInput struct {
+	Filter          *string `json:"filter,omitempty"`
+	MaxPayloadBytes *int    `json:"max_payload_bytes,omitempty"`
+
+	// MaxQos Default 2.
+	MaxQos *int    `json:"max_qos,omitempty"`
+	Name   *string `json:"name,omitempty"`
+
+	// RetainAllowed Default true.
+	RetainAllowed    *bool `json:"retain_allowed,omitempty"`
+	RetentionBytes   *int  `json:"retention_bytes,omitempty"`
+	RetentionSeconds *int  `json:"retention_seconds,omitempty"`
+}
+
+// TopicMessage defines model for TopicMessage.
+type TopicMessage struct {
+	// Offset Stable position in the node's store.
+	Offset int `json:"offset"`
+
+	// Payload Base64.
+	Payload    []byte `json:"payload"`
+	Properties *struct {
+		ContentType     *string `json:"content_type,omitempty"`
+		CorrelationData *[]byte `json:"correlation_data,omitempty"`
+		MessageExpiry   *int    `json:"message_expiry,omitempty"`
+		PayloadFormat   *int    `json:"payload_format,omitempty"`
+		ResponseTopic   *string `json:"response_topic,omitempty"`
+		UserProperties  *[]struct {
+			Key   *string `json:"Key,omitempty"`
+			Value *string `json:"Value,omitempty"`
+		} `json:"user_properties,omitempty"`
+	} `json:"properties,omitempty"`
+	PublishedAt time.Time `json:"published_at"`
+	Qos         int       `json:"qos"`
+	Redelivered *bool     `json:"redelivered,omitempty"`
+	Retain      bool      `json:"retain"`
+	Topic       string    `json:"topic"`
+}
+
+// TopicSettings defines model for TopicSettings.
+type TopicSettings struct {
+	StrictTopics bool `json:"strict_topics"`
+}
 
 // Usage defines model for Usage.
 type Usage struct {
@@ -1388,6 +1473,81 @@ type RevokeDeviceTokenParams struct {
 	Prefer *PreferWait `json:"Prefer,omitempty"`
 }
 
+// PutTopicSettingsParams defines parameters for PutTopicSettings.
+type PutTopicSettingsParams struct {
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// ListTopicsParams defines parameters for ListTopics.
+type ListTopicsParams struct {
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// CreateTopicJSONBody defines parameters for CreateTopic.
+type CreateTopicJSONBody struct {
+	Filter          string `json:"filter"`
+	MaxPayloadBytes *int   `json:"max_payload_bytes,omitempty"`
+
+	// MaxQos Default 2.
+	MaxQos *int   `json:"max_qos,omitempty"`
+	Name   string `json:"name"`
+
+	// RetainAllowed Default true.
+	RetainAllowed    *bool `json:"retain_allowed,omitempty"`
+	RetentionBytes   *int  `json:"retention_bytes,omitempty"`
+	RetentionSeconds *int  `json:"retention_seconds,omitempty"`
+}
+
+// CreateTopicParams defines parameters for CreateTopic.
+type CreateTopicParams struct {
+	// IdempotencyKey Replays the stored response of the first request with this key and body for 24 h.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// DeleteTopicParams defines parameters for DeleteTopic.
+type DeleteTopicParams struct {
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// UpdateTopicParams defines parameters for UpdateTopic.
+type UpdateTopicParams struct {
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// PollTopicMessagesParams defines parameters for PollTopicMessages.
+type PollTopicMessagesParams struct {
+	// Group The consumer group (required; 400 without it).
+	Group *string `form:"group,omitempty" json:"group,omitempty"`
+	Limit *int    `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Wait Seconds to wait for a message when there is none.
+	Wait *int `form:"wait,omitempty" json:"wait,omitempty"`
+
+	// Lease Seconds before an unacknowledged message is handed out again.
+	Lease *int `form:"lease,omitempty" json:"lease,omitempty"`
+
+	// Start Where a new group starts.
+	Start *PollTopicMessagesParamsStart `form:"start,omitempty" json:"start,omitempty"`
+}
+
+// PollTopicMessagesParamsStart defines parameters for PollTopicMessages.
+type PollTopicMessagesParamsStart string
+
+// AckTopicMessagesJSONBody defines parameters for AckTopicMessages.
+type AckTopicMessagesJSONBody struct {
+	Group   string `json:"group"`
+	Offsets []int  `json:"offsets"`
+}
+
 // InviteMemberJSONBody defines parameters for InviteMember.
 type InviteMemberJSONBody struct {
 	Email string `json:"email"`
@@ -1522,6 +1682,18 @@ type IssueDeviceTokenJSONRequestBody IssueDeviceTokenJSONBody
 
 // RevokeDeviceTokenJSONRequestBody defines body for RevokeDeviceToken for application/json ContentType.
 type RevokeDeviceTokenJSONRequestBody RevokeDeviceTokenJSONBody
+
+// PutTopicSettingsJSONRequestBody defines body for PutTopicSettings for application/json ContentType.
+type PutTopicSettingsJSONRequestBody = TopicSettings
+
+// CreateTopicJSONRequestBody defines body for CreateTopic for application/json ContentType.
+type CreateTopicJSONRequestBody CreateTopicJSONBody
+
+// UpdateTopicJSONRequestBody defines body for UpdateTopic for application/json ContentType.
+type UpdateTopicJSONRequestBody = TopicInput
+
+// AckTopicMessagesJSONRequestBody defines body for AckTopicMessages for application/json ContentType.
+type AckTopicMessagesJSONRequestBody AckTopicMessagesJSONBody
 
 // InviteMemberJSONRequestBody defines body for InviteMember for application/json ContentType.
 type InviteMemberJSONRequestBody InviteMemberJSONBody
@@ -2214,6 +2386,124 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/tokens/revoke (the `RevokeDeviceToken` operationId).
 	RevokeDeviceToken(ctx context.Context, orgId OrgID, instanceId InstanceID, params *RevokeDeviceTokenParams, body RevokeDeviceTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTopicSettings performs a GET /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `GetTopicSettings` operationId) request.
+	GetTopicSettings(ctx context.Context, orgId OrgID, instanceId InstanceID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutTopicSettingsWithBody Strict mode - devices may only publish to topics matching a provisioned topic.
+	//
+	// With `strict_topics` on, a device publish matching no topic of the instance is refused like
+	// an ACL refusal (MQTT 5 PUBACK 0x87; 3.1.1 acknowledged and not delivered). HTTP publish
+	// (the tenant's own API key) is not affected.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `PutTopicSettings` operationId).
+	PutTopicSettingsWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutTopicSettings Strict mode - devices may only publish to topics matching a provisioned topic.
+	//
+	// With `strict_topics` on, a device publish matching no topic of the instance is refused like
+	// an ACL refusal (MQTT 5 PUBACK 0x87; 3.1.1 acknowledged and not delivered). HTTP publish
+	// (the tenant's own API key) is not affected.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `PutTopicSettings` operationId).
+	PutTopicSettings(ctx context.Context, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, body PutTopicSettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListTopics The instance's provisioned topics.
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics (the `ListTopics` operationId).
+	ListTopics(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListTopicsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateTopicWithBody Provision a topic, a named topic filter with its own policy.
+	//
+	// Messages matching the filter stay readable (by consumer groups and offline sessions) for
+	// `retention_seconds` and within `retention_bytes` (0: the instance's default, its session
+	// expiry cap). A message matching several topics stays as long as the longest of them keeps it.
+	// Device publishes matching the topic above `max_qos`, with the retain flag when
+	// `retain_allowed` is false, or with a payload over `max_payload_bytes` (at most the
+	// instance's quota; 0 = the quota) are refused like an ACL refusal (MQTT 5 PUBACK 0x87;
+	// 3.1.1 acknowledged and not delivered). The number of topics is bounded by the plan
+	// (409 limit-reached). QoS 0 messages are not stored and so not readable by consumer groups.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics (the `CreateTopic` operationId).
+	CreateTopicWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateTopic Provision a topic, a named topic filter with its own policy.
+	//
+	// Messages matching the filter stay readable (by consumer groups and offline sessions) for
+	// `retention_seconds` and within `retention_bytes` (0: the instance's default, its session
+	// expiry cap). A message matching several topics stays as long as the longest of them keeps it.
+	// Device publishes matching the topic above `max_qos`, with the retain flag when
+	// `retain_allowed` is false, or with a payload over `max_payload_bytes` (at most the
+	// instance's quota; 0 = the quota) are refused like an ACL refusal (MQTT 5 PUBACK 0x87;
+	// 3.1.1 acknowledged and not delivered). The number of topics is bounded by the plan
+	// (409 limit-reached). QoS 0 messages are not stored and so not readable by consumer groups.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics (the `CreateTopic` operationId).
+	CreateTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, body CreateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteTopic Remove a topic; its stored messages fall back to the instance's retention.
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `DeleteTopic` operationId).
+	DeleteTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *DeleteTopicParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTopic performs a GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `GetTopic` operationId) request.
+	GetTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateTopicWithBody Change some of a topic's fields.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
+	UpdateTopicWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateTopic Change some of a topic's fields.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
+	UpdateTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, body UpdateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PollTopicMessages Read a batch of the topic's messages as a consumer group (long poll).
+	//
+	// Messages are read from the node's store (the topic's queue and the commit log); nothing is
+	// copied per group. Each message handed out is leased to the reader for `lease` seconds;
+	// readers of one group share the messages (a message goes to one reader at a time). Commit
+	// is explicit: POST the offsets done to `…/messages/ack`; the group's committed offset moves
+	// over the leading run of acknowledged messages. A message not acknowledged before its lease
+	// ends (a reader that died) is handed out again (`redelivered: true`), as is everything after
+	// the committed offset when the node restarts: delivery is at least once. A new group starts
+	// at `start` (`earliest`, the default: the oldest message still retained; `latest`: only
+	// messages published after its first poll). QoS 0 messages are not stored and so not read.
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages (the `PollTopicMessages` operationId).
+	PollTopicMessages(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *PollTopicMessagesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AckTopicMessagesWithBody Commit a consumer group's messages (by offset).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack (the `AckTopicMessages` operationId).
+	AckTopicMessagesWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AckTopicMessages Commit a consumer group's messages (by offset).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack (the `AckTopicMessages` operationId).
+	AckTopicMessages(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, body AckTopicMessagesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTopicStorage The bytes the node stores for the topic (log bytes of its readable messages; a message in two topics counts in both).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/storage (the `GetTopicStorage` operationId).
+	GetTopicStorage(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// InviteMemberWithBody Email an invitation token to join the org with a role.
 	//
@@ -3450,6 +3740,264 @@ func (c *Client) RevokeDeviceTokenWithBody(ctx context.Context, orgId OrgID, ins
 // Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/tokens/revoke (the `RevokeDeviceToken` operationId).
 func (c *Client) RevokeDeviceToken(ctx context.Context, orgId OrgID, instanceId InstanceID, params *RevokeDeviceTokenParams, body RevokeDeviceTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRevokeDeviceTokenRequest(c.Server, orgId, instanceId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTopicSettings performs a GET /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `GetTopicSettings` operationId) request.
+func (c *Client) GetTopicSettings(ctx context.Context, orgId OrgID, instanceId InstanceID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTopicSettingsRequest(c.Server, orgId, instanceId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutTopicSettingsWithBody Strict mode - devices may only publish to topics matching a provisioned topic.
+//
+// With `strict_topics` on, a device publish matching no topic of the instance is refused like
+// an ACL refusal (MQTT 5 PUBACK 0x87; 3.1.1 acknowledged and not delivered). HTTP publish
+// (the tenant's own API key) is not affected.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `PutTopicSettings` operationId).
+func (c *Client) PutTopicSettingsWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutTopicSettingsRequestWithBody(c.Server, orgId, instanceId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutTopicSettings Strict mode - devices may only publish to topics matching a provisioned topic.
+//
+// With `strict_topics` on, a device publish matching no topic of the instance is refused like
+// an ACL refusal (MQTT 5 PUBACK 0x87; 3.1.1 acknowledged and not delivered). HTTP publish
+// (the tenant's own API key) is not affected.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `PutTopicSettings` operationId).
+func (c *Client) PutTopicSettings(ctx context.Context, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, body PutTopicSettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutTopicSettingsRequest(c.Server, orgId, instanceId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListTopics The instance's provisioned topics.
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics (the `ListTopics` operationId).
+func (c *Client) ListTopics(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListTopicsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListTopicsRequest(c.Server, orgId, instanceId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateTopicWithBody Provision a topic, a named topic filter with its own policy.
+//
+// Messages matching the filter stay readable (by consumer groups and offline sessions) for
+// `retention_seconds` and within `retention_bytes` (0: the instance's default, its session
+// expiry cap). A message matching several topics stays as long as the longest of them keeps it.
+// Device publishes matching the topic above `max_qos`, with the retain flag when
+// `retain_allowed` is false, or with a payload over `max_payload_bytes` (at most the
+// instance's quota; 0 = the quota) are refused like an ACL refusal (MQTT 5 PUBACK 0x87;
+// 3.1.1 acknowledged and not delivered). The number of topics is bounded by the plan
+// (409 limit-reached). QoS 0 messages are not stored and so not readable by consumer groups.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics (the `CreateTopic` operationId).
+func (c *Client) CreateTopicWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateTopicRequestWithBody(c.Server, orgId, instanceId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateTopic Provision a topic, a named topic filter with its own policy.
+//
+// Messages matching the filter stay readable (by consumer groups and offline sessions) for
+// `retention_seconds` and within `retention_bytes` (0: the instance's default, its session
+// expiry cap). A message matching several topics stays as long as the longest of them keeps it.
+// Device publishes matching the topic above `max_qos`, with the retain flag when
+// `retain_allowed` is false, or with a payload over `max_payload_bytes` (at most the
+// instance's quota; 0 = the quota) are refused like an ACL refusal (MQTT 5 PUBACK 0x87;
+// 3.1.1 acknowledged and not delivered). The number of topics is bounded by the plan
+// (409 limit-reached). QoS 0 messages are not stored and so not readable by consumer groups.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics (the `CreateTopic` operationId).
+func (c *Client) CreateTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, body CreateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateTopicRequest(c.Server, orgId, instanceId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteTopic Remove a topic; its stored messages fall back to the instance's retention.
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `DeleteTopic` operationId).
+func (c *Client) DeleteTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *DeleteTopicParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteTopicRequest(c.Server, orgId, instanceId, topicId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTopic performs a GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `GetTopic` operationId) request.
+func (c *Client) GetTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTopicRequest(c.Server, orgId, instanceId, topicId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateTopicWithBody Change some of a topic's fields.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
+func (c *Client) UpdateTopicWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateTopicRequestWithBody(c.Server, orgId, instanceId, topicId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateTopic Change some of a topic's fields.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
+func (c *Client) UpdateTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, body UpdateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateTopicRequest(c.Server, orgId, instanceId, topicId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PollTopicMessages Read a batch of the topic's messages as a consumer group (long poll).
+//
+// Messages are read from the node's store (the topic's queue and the commit log); nothing is
+// copied per group. Each message handed out is leased to the reader for `lease` seconds;
+// readers of one group share the messages (a message goes to one reader at a time). Commit
+// is explicit: POST the offsets done to `…/messages/ack`; the group's committed offset moves
+// over the leading run of acknowledged messages. A message not acknowledged before its lease
+// ends (a reader that died) is handed out again (`redelivered: true`), as is everything after
+// the committed offset when the node restarts: delivery is at least once. A new group starts
+// at `start` (`earliest`, the default: the oldest message still retained; `latest`: only
+// messages published after its first poll). QoS 0 messages are not stored and so not read.
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages (the `PollTopicMessages` operationId).
+func (c *Client) PollTopicMessages(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *PollTopicMessagesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPollTopicMessagesRequest(c.Server, orgId, instanceId, topicId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AckTopicMessagesWithBody Commit a consumer group's messages (by offset).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack (the `AckTopicMessages` operationId).
+func (c *Client) AckTopicMessagesWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAckTopicMessagesRequestWithBody(c.Server, orgId, instanceId, topicId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AckTopicMessages Commit a consumer group's messages (by offset).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack (the `AckTopicMessages` operationId).
+func (c *Client) AckTopicMessages(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, body AckTopicMessagesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAckTopicMessagesRequest(c.Server, orgId, instanceId, topicId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTopicStorage The bytes the node stores for the topic (log bytes of its readable messages; a message in two topics counts in both).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/storage (the `GetTopicStorage` operationId).
+func (c *Client) GetTopicStorage(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTopicStorageRequest(c.Server, orgId, instanceId, topicId)
 	if err != nil {
 		return nil, err
 	}
@@ -6551,6 +7099,695 @@ func NewRevokeDeviceTokenRequestWithBody(server string, orgId OrgID, instanceId 
 	return req, nil
 }
 
+// NewGetTopicSettingsRequest constructs an http.Request for the GetTopicSettings method
+func NewGetTopicSettingsRequest(server string, orgId OrgID, instanceId InstanceID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topic-settings", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPutTopicSettingsRequest calls the generic PutTopicSettings builder with application/json body
+func NewPutTopicSettingsRequest(server string, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, body PutTopicSettingsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPutTopicSettingsRequestWithBody(server, orgId, instanceId, params, "application/json", bodyReader)
+}
+
+// NewPutTopicSettingsRequestWithBody constructs an http.Request for the PutTopicSettings method, with any body, and a specified content type
+func NewPutTopicSettingsRequestWithBody(server string, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topic-settings", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListTopicsRequest constructs an http.Request for the ListTopics method
+func NewListTopicsRequest(server string, orgId OrgID, instanceId InstanceID, params *ListTopicsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateTopicRequest calls the generic CreateTopic builder with application/json body
+func NewCreateTopicRequest(server string, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, body CreateTopicJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateTopicRequestWithBody(server, orgId, instanceId, params, "application/json", bodyReader)
+}
+
+// NewCreateTopicRequestWithBody constructs an http.Request for the CreateTopic method, with any body, and a specified content type
+func NewCreateTopicRequestWithBody(server string, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+		if params.Prefer != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewDeleteTopicRequest constructs an http.Request for the DeleteTopic method
+func NewDeleteTopicRequest(server string, orgId OrgID, instanceId InstanceID, topicId string, params *DeleteTopicParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "topic_id", topicId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetTopicRequest constructs an http.Request for the GetTopic method
+func NewGetTopicRequest(server string, orgId OrgID, instanceId InstanceID, topicId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "topic_id", topicId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateTopicRequest calls the generic UpdateTopic builder with application/json body
+func NewUpdateTopicRequest(server string, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, body UpdateTopicJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateTopicRequestWithBody(server, orgId, instanceId, topicId, params, "application/json", bodyReader)
+}
+
+// NewUpdateTopicRequestWithBody constructs an http.Request for the UpdateTopic method, with any body, and a specified content type
+func NewUpdateTopicRequestWithBody(server string, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "topic_id", topicId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewPollTopicMessagesRequest constructs an http.Request for the PollTopicMessages method
+func NewPollTopicMessagesRequest(server string, orgId OrgID, instanceId InstanceID, topicId string, params *PollTopicMessagesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "topic_id", topicId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics/%s/messages", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Group != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "group", *params.Group, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Lease != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "lease", *params.Lease, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Start != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "start", *params.Start, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAckTopicMessagesRequest calls the generic AckTopicMessages builder with application/json body
+func NewAckTopicMessagesRequest(server string, orgId OrgID, instanceId InstanceID, topicId string, body AckTopicMessagesJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAckTopicMessagesRequestWithBody(server, orgId, instanceId, topicId, "application/json", bodyReader)
+}
+
+// NewAckTopicMessagesRequestWithBody constructs an http.Request for the AckTopicMessages method, with any body, and a specified content type
+func NewAckTopicMessagesRequestWithBody(server string, orgId OrgID, instanceId InstanceID, topicId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "topic_id", topicId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics/%s/messages/ack", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetTopicStorageRequest constructs an http.Request for the GetTopicStorage method
+func NewGetTopicStorageRequest(server string, orgId OrgID, instanceId InstanceID, topicId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "topic_id", topicId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics/%s/storage", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewInviteMemberRequest calls the generic InviteMember builder with application/json body
 func NewInviteMemberRequest(server string, orgId OrgID, params *InviteMemberParams, body InviteMemberJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -7808,6 +9045,136 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/tokens/revoke (the `RevokeDeviceToken` operationId).
 	RevokeDeviceTokenWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *RevokeDeviceTokenParams, body RevokeDeviceTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*RevokeDeviceTokenResponse, error)
+
+	// GetTopicSettingsWithResponse performs a GET /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `GetTopicSettings` operationId) request.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	GetTopicSettingsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, reqEditors ...RequestEditorFn) (*GetTopicSettingsResponse, error)
+
+	// PutTopicSettingsWithBodyWithResponse Strict mode - devices may only publish to topics matching a provisioned topic.
+	//
+	// With `strict_topics` on, a device publish matching no topic of the instance is refused like
+	// an ACL refusal (MQTT 5 PUBACK 0x87; 3.1.1 acknowledged and not delivered). HTTP publish
+	// (the tenant's own API key) is not affected.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `PutTopicSettings` operationId).
+	PutTopicSettingsWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutTopicSettingsResponse, error)
+
+	// PutTopicSettingsWithResponse Strict mode - devices may only publish to topics matching a provisioned topic.
+	//
+	// With `strict_topics` on, a device publish matching no topic of the instance is refused like
+	// an ACL refusal (MQTT 5 PUBACK 0x87; 3.1.1 acknowledged and not delivered). HTTP publish
+	// (the tenant's own API key) is not affected.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `PutTopicSettings` operationId).
+	PutTopicSettingsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, body PutTopicSettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*PutTopicSettingsResponse, error)
+
+	// ListTopicsWithResponse The instance's provisioned topics.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics (the `ListTopics` operationId).
+	ListTopicsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListTopicsParams, reqEditors ...RequestEditorFn) (*ListTopicsResponse, error)
+
+	// CreateTopicWithBodyWithResponse Provision a topic, a named topic filter with its own policy.
+	//
+	// Messages matching the filter stay readable (by consumer groups and offline sessions) for
+	// `retention_seconds` and within `retention_bytes` (0: the instance's default, its session
+	// expiry cap). A message matching several topics stays as long as the longest of them keeps it.
+	// Device publishes matching the topic above `max_qos`, with the retain flag when
+	// `retain_allowed` is false, or with a payload over `max_payload_bytes` (at most the
+	// instance's quota; 0 = the quota) are refused like an ACL refusal (MQTT 5 PUBACK 0x87;
+	// 3.1.1 acknowledged and not delivered). The number of topics is bounded by the plan
+	// (409 limit-reached). QoS 0 messages are not stored and so not readable by consumer groups.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics (the `CreateTopic` operationId).
+	CreateTopicWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTopicResponse, error)
+
+	// CreateTopicWithResponse Provision a topic, a named topic filter with its own policy.
+	//
+	// Messages matching the filter stay readable (by consumer groups and offline sessions) for
+	// `retention_seconds` and within `retention_bytes` (0: the instance's default, its session
+	// expiry cap). A message matching several topics stays as long as the longest of them keeps it.
+	// Device publishes matching the topic above `max_qos`, with the retain flag when
+	// `retain_allowed` is false, or with a payload over `max_payload_bytes` (at most the
+	// instance's quota; 0 = the quota) are refused like an ACL refusal (MQTT 5 PUBACK 0x87;
+	// 3.1.1 acknowledged and not delivered). The number of topics is bounded by the plan
+	// (409 limit-reached). QoS 0 messages are not stored and so not readable by consumer groups.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics (the `CreateTopic` operationId).
+	CreateTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, body CreateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateTopicResponse, error)
+
+	// DeleteTopicWithResponse Remove a topic; its stored messages fall back to the instance's retention.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `DeleteTopic` operationId).
+	DeleteTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *DeleteTopicParams, reqEditors ...RequestEditorFn) (*DeleteTopicResponse, error)
+
+	// GetTopicWithResponse performs a GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `GetTopic` operationId) request.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	GetTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*GetTopicResponse, error)
+
+	// UpdateTopicWithBodyWithResponse Change some of a topic's fields.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
+	UpdateTopicWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateTopicResponse, error)
+
+	// UpdateTopicWithResponse Change some of a topic's fields.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
+	UpdateTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, body UpdateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateTopicResponse, error)
+
+	// PollTopicMessagesWithResponse Read a batch of the topic's messages as a consumer group (long poll).
+	//
+	// Messages are read from the node's store (the topic's queue and the commit log); nothing is
+	// copied per group. Each message handed out is leased to the reader for `lease` seconds;
+	// readers of one group share the messages (a message goes to one reader at a time). Commit
+	// is explicit: POST the offsets done to `…/messages/ack`; the group's committed offset moves
+	// over the leading run of acknowledged messages. A message not acknowledged before its lease
+	// ends (a reader that died) is handed out again (`redelivered: true`), as is everything after
+	// the committed offset when the node restarts: delivery is at least once. A new group starts
+	// at `start` (`earliest`, the default: the oldest message still retained; `latest`: only
+	// messages published after its first poll). QoS 0 messages are not stored and so not read.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages (the `PollTopicMessages` operationId).
+	PollTopicMessagesWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *PollTopicMessagesParams, reqEditors ...RequestEditorFn) (*PollTopicMessagesResponse, error)
+
+	// AckTopicMessagesWithBodyWithResponse Commit a consumer group's messages (by offset).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack (the `AckTopicMessages` operationId).
+	AckTopicMessagesWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AckTopicMessagesResponse, error)
+
+	// AckTopicMessagesWithResponse Commit a consumer group's messages (by offset).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack (the `AckTopicMessages` operationId).
+	AckTopicMessagesWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, body AckTopicMessagesJSONRequestBody, reqEditors ...RequestEditorFn) (*AckTopicMessagesResponse, error)
+
+	// GetTopicStorageWithResponse The bytes the node stores for the topic (log bytes of its readable messages; a message in two topics counts in both).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/storage (the `GetTopicStorage` operationId).
+	GetTopicStorageWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*GetTopicStorageResponse, error)
 
 	// InviteMemberWithBodyWithResponse Email an invitation token to join the org with a role.
 	//
@@ -10478,6 +11845,595 @@ func (r RevokeDeviceTokenResponse) ContentType() string {
 	return ""
 }
 
+// GetTopicSettingsResponse200Headers the declared response headers of an HTTP 200 response for GetTopicSettings
+type GetTopicSettingsResponse200Headers struct {
+	ETag *string
+}
+
+type GetTopicSettingsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TopicSettings
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetTopicSettingsResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTopicSettingsResponse) GetJSON200() *TopicSettings {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetTopicSettingsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTopicSettingsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTopicSettingsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTopicSettingsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTopicSettingsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PutTopicSettingsResponse202Headers the declared response headers of an HTTP 202 response for PutTopicSettings
+type PutTopicSettingsResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type PutTopicSettingsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TopicSettings
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *PutTopicSettingsResponse202Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PutTopicSettingsResponse) GetJSON200() *TopicSettings {
+	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r PutTopicSettingsResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r PutTopicSettingsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r PutTopicSettingsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PutTopicSettingsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PutTopicSettingsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PutTopicSettingsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListTopicsResponse200Headers the declared response headers of an HTTP 200 response for ListTopics
+type ListTopicsResponse200Headers struct {
+	ETag *string
+}
+
+type ListTopicsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Data []Topic `json:"data"`
+
+		// NextCursor Pass as `cursor` for the next page; null on the last page.
+		NextCursor *NextCursor `json:"next_cursor"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListTopicsResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListTopicsResponse) GetJSON200() *struct {
+	Data []Topic `json:"data"`
+
+	// NextCursor Pass as `cursor` for the next page; null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListTopicsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListTopicsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListTopicsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListTopicsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListTopicsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateTopicResponse201Headers the declared response headers of an HTTP 201 response for CreateTopic
+type CreateTopicResponse201Headers struct {
+	Location *string
+}
+
+// CreateTopicResponse202Headers the declared response headers of an HTTP 202 response for CreateTopic
+type CreateTopicResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type CreateTopicResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Topic
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateTopicResponse201Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *CreateTopicResponse202Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateTopicResponse) GetJSON201() *Topic {
+	return r.JSON201
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CreateTopicResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreateTopicResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateTopicResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateTopicResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateTopicResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateTopicResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteTopicResponse202Headers the declared response headers of an HTTP 202 response for DeleteTopic
+type DeleteTopicResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type DeleteTopicResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *DeleteTopicResponse202Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteTopicResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeleteTopicResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteTopicResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteTopicResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteTopicResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteTopicResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTopicResponse200Headers the declared response headers of an HTTP 200 response for GetTopic
+type GetTopicResponse200Headers struct {
+	ETag *string
+}
+
+type GetTopicResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Topic
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetTopicResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTopicResponse) GetJSON200() *Topic {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetTopicResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTopicResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTopicResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTopicResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTopicResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateTopicResponse202Headers the declared response headers of an HTTP 202 response for UpdateTopic
+type UpdateTopicResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type UpdateTopicResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Topic
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *UpdateTopicResponse202Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateTopicResponse) GetJSON200() *Topic {
+	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r UpdateTopicResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r UpdateTopicResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateTopicResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateTopicResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateTopicResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateTopicResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PollTopicMessagesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		// Committed The group's committed offset.
+		Committed int            `json:"committed"`
+		Messages  []TopicMessage `json:"messages"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PollTopicMessagesResponse) GetJSON200() *struct {
+	// Committed The group's committed offset.
+	Committed int            `json:"committed"`
+	Messages  []TopicMessage `json:"messages"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r PollTopicMessagesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r PollTopicMessagesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PollTopicMessagesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PollTopicMessagesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PollTopicMessagesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AckTopicMessagesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Committed int `json:"committed"`
+		Pending   int `json:"pending"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AckTopicMessagesResponse) GetJSON200() *struct {
+	Committed int `json:"committed"`
+	Pending   int `json:"pending"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r AckTopicMessagesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AckTopicMessagesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AckTopicMessagesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AckTopicMessagesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AckTopicMessagesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetTopicStorageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Filter      string `json:"filter"`
+		StoredBytes int    `json:"stored_bytes"`
+		TopicId     string `json:"topic_id"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTopicStorageResponse) GetJSON200() *struct {
+	Filter      string `json:"filter"`
+	StoredBytes int    `json:"stored_bytes"`
+	TopicId     string `json:"topic_id"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetTopicStorageResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTopicStorageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTopicStorageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTopicStorageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTopicStorageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type InviteMemberResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -12168,6 +14124,220 @@ func (c *ClientWithResponses) RevokeDeviceTokenWithResponse(ctx context.Context,
 		return nil, err
 	}
 	return ParseRevokeDeviceTokenResponse(rsp)
+}
+
+// GetTopicSettingsWithResponse performs a GET /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `GetTopicSettings` operationId) request.
+//
+// Returns a wrapper object for the known response body format(s).
+func (c *ClientWithResponses) GetTopicSettingsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, reqEditors ...RequestEditorFn) (*GetTopicSettingsResponse, error) {
+	rsp, err := c.GetTopicSettings(ctx, orgId, instanceId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTopicSettingsResponse(rsp)
+}
+
+// PutTopicSettingsWithBodyWithResponse Strict mode - devices may only publish to topics matching a provisioned topic.
+//
+// With `strict_topics` on, a device publish matching no topic of the instance is refused like
+// an ACL refusal (MQTT 5 PUBACK 0x87; 3.1.1 acknowledged and not delivered). HTTP publish
+// (the tenant's own API key) is not affected.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `PutTopicSettings` operationId).
+func (c *ClientWithResponses) PutTopicSettingsWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutTopicSettingsResponse, error) {
+	rsp, err := c.PutTopicSettingsWithBody(ctx, orgId, instanceId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutTopicSettingsResponse(rsp)
+}
+
+// PutTopicSettingsWithResponse Strict mode - devices may only publish to topics matching a provisioned topic.
+//
+// With `strict_topics` on, a device publish matching no topic of the instance is refused like
+// an ACL refusal (MQTT 5 PUBACK 0x87; 3.1.1 acknowledged and not delivered). HTTP publish
+// (the tenant's own API key) is not affected.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/topic-settings (the `PutTopicSettings` operationId).
+func (c *ClientWithResponses) PutTopicSettingsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *PutTopicSettingsParams, body PutTopicSettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*PutTopicSettingsResponse, error) {
+	rsp, err := c.PutTopicSettings(ctx, orgId, instanceId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutTopicSettingsResponse(rsp)
+}
+
+// ListTopicsWithResponse The instance's provisioned topics.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics (the `ListTopics` operationId).
+func (c *ClientWithResponses) ListTopicsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListTopicsParams, reqEditors ...RequestEditorFn) (*ListTopicsResponse, error) {
+	rsp, err := c.ListTopics(ctx, orgId, instanceId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListTopicsResponse(rsp)
+}
+
+// CreateTopicWithBodyWithResponse Provision a topic, a named topic filter with its own policy.
+//
+// Messages matching the filter stay readable (by consumer groups and offline sessions) for
+// `retention_seconds` and within `retention_bytes` (0: the instance's default, its session
+// expiry cap). A message matching several topics stays as long as the longest of them keeps it.
+// Device publishes matching the topic above `max_qos`, with the retain flag when
+// `retain_allowed` is false, or with a payload over `max_payload_bytes` (at most the
+// instance's quota; 0 = the quota) are refused like an ACL refusal (MQTT 5 PUBACK 0x87;
+// 3.1.1 acknowledged and not delivered). The number of topics is bounded by the plan
+// (409 limit-reached). QoS 0 messages are not stored and so not readable by consumer groups.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics (the `CreateTopic` operationId).
+func (c *ClientWithResponses) CreateTopicWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTopicResponse, error) {
+	rsp, err := c.CreateTopicWithBody(ctx, orgId, instanceId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateTopicResponse(rsp)
+}
+
+// CreateTopicWithResponse Provision a topic, a named topic filter with its own policy.
+//
+// Messages matching the filter stay readable (by consumer groups and offline sessions) for
+// `retention_seconds` and within `retention_bytes` (0: the instance's default, its session
+// expiry cap). A message matching several topics stays as long as the longest of them keeps it.
+// Device publishes matching the topic above `max_qos`, with the retain flag when
+// `retain_allowed` is false, or with a payload over `max_payload_bytes` (at most the
+// instance's quota; 0 = the quota) are refused like an ACL refusal (MQTT 5 PUBACK 0x87;
+// 3.1.1 acknowledged and not delivered). The number of topics is bounded by the plan
+// (409 limit-reached). QoS 0 messages are not stored and so not readable by consumer groups.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics (the `CreateTopic` operationId).
+func (c *ClientWithResponses) CreateTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateTopicParams, body CreateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateTopicResponse, error) {
+	rsp, err := c.CreateTopic(ctx, orgId, instanceId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateTopicResponse(rsp)
+}
+
+// DeleteTopicWithResponse Remove a topic; its stored messages fall back to the instance's retention.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `DeleteTopic` operationId).
+func (c *ClientWithResponses) DeleteTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *DeleteTopicParams, reqEditors ...RequestEditorFn) (*DeleteTopicResponse, error) {
+	rsp, err := c.DeleteTopic(ctx, orgId, instanceId, topicId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteTopicResponse(rsp)
+}
+
+// GetTopicWithResponse performs a GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `GetTopic` operationId) request.
+//
+// Returns a wrapper object for the known response body format(s).
+func (c *ClientWithResponses) GetTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*GetTopicResponse, error) {
+	rsp, err := c.GetTopic(ctx, orgId, instanceId, topicId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTopicResponse(rsp)
+}
+
+// UpdateTopicWithBodyWithResponse Change some of a topic's fields.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
+func (c *ClientWithResponses) UpdateTopicWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateTopicResponse, error) {
+	rsp, err := c.UpdateTopicWithBody(ctx, orgId, instanceId, topicId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateTopicResponse(rsp)
+}
+
+// UpdateTopicWithResponse Change some of a topic's fields.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
+func (c *ClientWithResponses) UpdateTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, body UpdateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateTopicResponse, error) {
+	rsp, err := c.UpdateTopic(ctx, orgId, instanceId, topicId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateTopicResponse(rsp)
+}
+
+// PollTopicMessagesWithResponse Read a batch of the topic's messages as a consumer group (long poll).
+//
+// Messages are read from the node's store (the topic's queue and the commit log); nothing is
+// copied per group. Each message handed out is leased to the reader for `lease` seconds;
+// readers of one group share the messages (a message goes to one reader at a time). Commit
+// is explicit: POST the offsets done to `…/messages/ack`; the group's committed offset moves
+// over the leading run of acknowledged messages. A message not acknowledged before its lease
+// ends (a reader that died) is handed out again (`redelivered: true`), as is everything after
+// the committed offset when the node restarts: delivery is at least once. A new group starts
+// at `start` (`earliest`, the default: the oldest message still retained; `latest`: only
+// messages published after its first poll). QoS 0 messages are not stored and so not read.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages (the `PollTopicMessages` operationId).
+func (c *ClientWithResponses) PollTopicMessagesWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *PollTopicMessagesParams, reqEditors ...RequestEditorFn) (*PollTopicMessagesResponse, error) {
+	rsp, err := c.PollTopicMessages(ctx, orgId, instanceId, topicId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePollTopicMessagesResponse(rsp)
+}
+
+// AckTopicMessagesWithBodyWithResponse Commit a consumer group's messages (by offset).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack (the `AckTopicMessages` operationId).
+func (c *ClientWithResponses) AckTopicMessagesWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AckTopicMessagesResponse, error) {
+	rsp, err := c.AckTopicMessagesWithBody(ctx, orgId, instanceId, topicId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAckTopicMessagesResponse(rsp)
+}
+
+// AckTopicMessagesWithResponse Commit a consumer group's messages (by offset).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages/ack (the `AckTopicMessages` operationId).
+func (c *ClientWithResponses) AckTopicMessagesWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, body AckTopicMessagesJSONRequestBody, reqEditors ...RequestEditorFn) (*AckTopicMessagesResponse, error) {
+	rsp, err := c.AckTopicMessages(ctx, orgId, instanceId, topicId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAckTopicMessagesResponse(rsp)
+}
+
+// GetTopicStorageWithResponse The bytes the node stores for the topic (log bytes of its readable messages; a message in two topics counts in both).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/storage (the `GetTopicStorage` operationId).
+func (c *ClientWithResponses) GetTopicStorageWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*GetTopicStorageResponse, error) {
+	rsp, err := c.GetTopicStorage(ctx, orgId, instanceId, topicId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTopicStorageResponse(rsp)
 }
 
 // InviteMemberWithBodyWithResponse Email an invitation token to join the org with a role.
@@ -14468,6 +16638,477 @@ func ParseRevokeDeviceTokenResponse(rsp *http.Response) (*RevokeDeviceTokenRespo
 			headers.AerieConfigRevision = &value
 		}
 		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTopicSettingsResponse parses an HTTP response from a GetTopicSettingsWithResponse call
+func ParseGetTopicSettingsResponse(rsp *http.Response) (*GetTopicSettingsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTopicSettingsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TopicSettings
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetTopicSettingsResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePutTopicSettingsResponse parses an HTTP response from a PutTopicSettingsWithResponse call
+func ParsePutTopicSettingsResponse(rsp *http.Response) (*PutTopicSettingsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PutTopicSettingsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TopicSettings
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers PutTopicSettingsResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListTopicsResponse parses an HTTP response from a ListTopicsWithResponse call
+func ParseListTopicsResponse(rsp *http.Response) (*ListTopicsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListTopicsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Data []Topic `json:"data"`
+
+			// NextCursor Pass as `cursor` for the next page; null on the last page.
+			NextCursor *NextCursor `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListTopicsResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateTopicResponse parses an HTTP response from a CreateTopicWithResponse call
+func ParseCreateTopicResponse(rsp *http.Response) (*CreateTopicResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateTopicResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Topic
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateTopicResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 202:
+		var headers CreateTopicResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteTopicResponse parses an HTTP response from a DeleteTopicWithResponse call
+func ParseDeleteTopicResponse(rsp *http.Response) (*DeleteTopicResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteTopicResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers DeleteTopicResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTopicResponse parses an HTTP response from a GetTopicWithResponse call
+func ParseGetTopicResponse(rsp *http.Response) (*GetTopicResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTopicResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Topic
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetTopicResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateTopicResponse parses an HTTP response from a UpdateTopicWithResponse call
+func ParseUpdateTopicResponse(rsp *http.Response) (*UpdateTopicResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateTopicResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Topic
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers UpdateTopicResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePollTopicMessagesResponse parses an HTTP response from a PollTopicMessagesWithResponse call
+func ParsePollTopicMessagesResponse(rsp *http.Response) (*PollTopicMessagesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PollTopicMessagesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			// Committed The group's committed offset.
+			Committed int            `json:"committed"`
+			Messages  []TopicMessage `json:"messages"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAckTopicMessagesResponse parses an HTTP response from a AckTopicMessagesWithResponse call
+func ParseAckTopicMessagesResponse(rsp *http.Response) (*AckTopicMessagesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AckTopicMessagesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Committed int `json:"committed"`
+			Pending   int `json:"pending"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetTopicStorageResponse parses an HTTP response from a GetTopicStorageWithResponse call
+func ParseGetTopicStorageResponse(rsp *http.Response) (*GetTopicStorageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTopicStorageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Filter      string `json:"filter"`
+			StoredBytes int    `json:"stored_bytes"`
+			TopicId     string `json:"topic_id"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil

@@ -260,6 +260,51 @@ func sdkMainOperations(t *testing.T, seen map[string]bool) {
 	}
 	da, err := kc.DeleteACLRuleWithResponse(ctx, org, iid, rules[1].Id, nil)
 	must(t, da, err)
+	// Topics: provisioned, then read by a consumer group. This harness runs
+	// no data-plane node, so the routes that read the node's store answer
+	// 503 node-unavailable (cmd/aerie's e2e tests read real messages).
+	ct, err := kc.CreateTopicWithResponse(ctx, org, iid, nil, sdk.CreateTopicJSONRequestBody{Name: "telemetry", Filter: "fleet/+/telemetry"})
+	must(t, ct, err)
+	tid := ct.JSON201.Id
+	lt, err := kc.ListTopicsWithResponse(ctx, org, iid, nil)
+	must(t, lt, err)
+	if len(lt.JSON200.Data) != 1 || lt.JSON200.Data[0].Filter != "fleet/+/telemetry" {
+		t.Fatalf("topics %+v", lt.JSON200.Data)
+	}
+	gt, err := kc.GetTopicWithResponse(ctx, org, iid, tid)
+	must(t, gt, err)
+	maxQoS := 1
+	ut, err := kc.UpdateTopicWithResponse(ctx, org, iid, tid, nil, sdk.UpdateTopicJSONRequestBody{MaxQos: &maxQoS})
+	must(t, ut, err)
+	if ut.JSON200.MaxQos != 1 {
+		t.Fatalf("topic max_qos %d", ut.JSON200.MaxQos)
+	}
+	pts, err := kc.PutTopicSettingsWithResponse(ctx, org, iid, nil, sdk.PutTopicSettingsJSONRequestBody{StrictTopics: true})
+	must(t, pts, err)
+	gts, err := kc.GetTopicSettingsWithResponse(ctx, org, iid)
+	must(t, gts, err)
+	if !gts.JSON200.StrictTopics {
+		t.Fatal("strict_topics not kept")
+	}
+	group := "app"
+	for name, call := range map[string]func() (interface{ StatusCode() int }, error){
+		"getTopicStorage": func() (interface{ StatusCode() int }, error) {
+			return kc.GetTopicStorageWithResponse(ctx, org, iid, tid)
+		},
+		"pollTopicMessages": func() (interface{ StatusCode() int }, error) {
+			return kc.PollTopicMessagesWithResponse(ctx, org, iid, tid, &sdk.PollTopicMessagesParams{Group: &group})
+		},
+		"ackTopicMessages": func() (interface{ StatusCode() int }, error) {
+			return kc.AckTopicMessagesWithResponse(ctx, org, iid, tid, sdk.AckTopicMessagesJSONRequestBody{Group: group, Offsets: []int{1}})
+		},
+	} {
+		r, err := call()
+		if err != nil || r.StatusCode() != http.StatusServiceUnavailable {
+			t.Fatalf("%s without a node: %v %v, want 503", name, r, err)
+		}
+	}
+	dt, err := kc.DeleteTopicWithResponse(ctx, org, iid, tid, nil)
+	must(t, dt, err)
 
 	tok, err := kc.IssueDeviceTokenWithResponse(ctx, org, iid, nil, sdk.IssueDeviceTokenJSONRequestBody{TtlSeconds: 600,
 		Resources: []sdk.TokenResource{{Filter: "a/#", Actions: []sdk.TokenResourceActions{"publish"}}}})

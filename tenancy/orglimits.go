@@ -20,6 +20,7 @@ type PlanLimits struct {
 	MaxCredentialsPerInstance int64       `json:"max_credentials_per_instance"`
 	MaxAPIKeys                int64       `json:"max_api_keys"`
 	MaxACLRulesPerInstance    int64       `json:"max_acl_rules_per_instance"`
+	MaxTopicsPerInstance      int64       `json:"max_topics_per_instance,omitempty"`
 	Unverified                *PlanLimits `json:"unverified,omitempty"`
 }
 
@@ -29,6 +30,7 @@ const (
 	limitCredentials = "credentials per instance"
 	limitAPIKeys     = "API keys"
 	limitACLRules    = "ACL rules per instance"
+	limitTopics      = "topics per instance"
 )
 
 // checkOrgLimit refuses adding more of kind when the org's plan (or its
@@ -57,6 +59,8 @@ func (s *Service) checkOrgLimit(ctx context.Context, tx pgx.Tx, orgID, kind, ins
 			return l.MaxCredentialsPerInstance
 		case limitAPIKeys:
 			return l.MaxAPIKeys
+		case limitTopics:
+			return l.MaxTopicsPerInstance
 		}
 		return l.MaxACLRulesPerInstance
 	}
@@ -79,6 +83,8 @@ func (s *Service) checkOrgLimit(ctx context.Context, tx pgx.Tx, orgID, kind, ins
 		if _, err = tx.Exec(ctx, `SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE`, orgID); err == nil {
 			err = tx.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL`, orgID).Scan(&n)
 		}
+	case limitTopics:
+		err = tx.QueryRow(ctx, `SELECT count(*) FROM topics WHERE instance_id = $1`, instanceID).Scan(&n)
 	default:
 		err = tx.QueryRow(ctx, `SELECT count(*) FROM acl_rules WHERE instance_id = $1`, instanceID).Scan(&n)
 	}

@@ -146,7 +146,7 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Sna
 		if err := tx.QueryRow(ctx, `SELECT last FROM config_revision`).Scan(&snap.Revision); err != nil {
 			return fmt.Errorf("snapshot revision: %w", err)
 		}
-		rows, err := tx.Query(ctx, `SELECT id, org_id, status, allow_anonymous, limited, quotas FROM instances WHERE node_id = $1 ORDER BY id`, nodeID)
+		rows, err := tx.Query(ctx, `SELECT id, org_id, status, allow_anonymous, limited, quotas, strict_topics FROM instances WHERE node_id = $1 ORDER BY id`, nodeID)
 		if err != nil {
 			return fmt.Errorf("snapshot instances: %w", err)
 		}
@@ -154,7 +154,7 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Sna
 		for rows.Next() {
 			var in config.Instance
 			var q []byte
-			if err := rows.Scan(&in.ID, &in.OrgID, &in.Status, &in.AllowAnonymous, &in.Limited, &q); err != nil {
+			if err := rows.Scan(&in.ID, &in.OrgID, &in.Status, &in.AllowAnonymous, &in.Limited, &q, &in.StrictTopics); err != nil {
 				rows.Close()
 				return fmt.Errorf("snapshot instances: %w", err)
 			}
@@ -169,7 +169,10 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Sna
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("snapshot instances: %w", err)
 		}
-		return fillChildren(ctx, tx, s.now(), `i.node_id = $1`, nodeID, snap.Instances, byID)
+		if err := fillChildren(ctx, tx, s.now(), `i.node_id = $1`, nodeID, snap.Instances, byID); err != nil {
+			return err
+		}
+		return fillTopics(ctx, tx, `i.node_id = $1`, nodeID, snap.Instances, byID)
 	})
 	return snap, err
 }

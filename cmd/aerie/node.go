@@ -142,7 +142,7 @@ type dataPlane struct {
 func startDataPlane(ctx context.Context, cfg *config, log *slog.Logger, gw *gateway.Gateway, state *configsync.State,
 	src configsync.Source, nodeID, cpURL, token string) (*dataPlane, error) {
 	client, err := configsync.NewClient(configsync.Options{Source: src, State: state, Dir: filepath.Join(cfg.DataDir, "config"),
-		Log: log.With("component", "configsync"), Endpoints: endpoints(cfg, gw), Connections: gw.Connections, Publisher: gw.Publish})
+		Log: log.With("component", "configsync"), Endpoints: endpoints(cfg, gw), APIURL: cfg.NodeAPIURL, Connections: gw.Connections, Publisher: gw.Publish})
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,9 @@ import (
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/console"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/dataplane/consume"
 	"github.com/aeriemq/aerie/dataplane/gateway"
+	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/aeriemq/aerie/internal/gctune"
 	"github.com/aeriemq/aerie/internal/mailer"
@@ -102,7 +104,8 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	var gw *gateway.Gateway
 	var state *configsync.State
 	var nodeID string
-	var dp *dataPlane // set before the HTTP server starts
+	var dp *dataPlane              // set before the HTTP server starts
+	nodeSrv := nodeapi.NewServer() // this node's API (consumer groups)
 	closeGW := func() {}
 	if withData {
 		bound, err := time.ParseDuration(cfg.SyncReadyBound)
@@ -125,14 +128,18 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 				return err
 			}
 		}
-		st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: time.Minute})
+		retentionEvery, err := time.ParseDuration(cfg.RetentionEvery)
+		if err != nil || retentionEvery <= 0 {
+			return fmt.Errorf("%w: --retention-interval %q is not a positive duration (e.g. 1m)", errUsage, cfg.RetentionEvery)
+		}
+		st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: retentionEvery})
 		if err != nil {
 			return fmt.Errorf("message store: %w", err)
 		}
 		cleanups = append(cleanups, func() { st.Close() })
 		state = configsync.NewState()
 		gwOpts := gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log, Config: state,
-			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st}
+			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st, RetentionInterval: retentionEvery}
 		if gwOpts.MaxConnectBytes, err = strconv.Atoi(cfg.MaxConnectBytes); err != nil || gwOpts.MaxConnectBytes < 128 {
 			return fmt.Errorf("%w: --max-connect-bytes %q: a number of bytes, at least 128", errUsage, cfg.MaxConnectBytes)
 		}
@@ -167,6 +174,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if err != nil {
 			return err
 		}
+		consume.New(st, state).Register(nodeSrv)
 		if tuneGC {
 			tuner := &gctune.Tuner{Idle: 25, Busy: 200, BusyRate: 1000, Count: gw.Metrics().MessagesTotal, Set: debug.SetGCPercent,
 				OnChange: func(v int) { log.Debug("GC target changed with the load", "gogc", v) }}
@@ -212,6 +220,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		)
 	}
 	deps := api.Deps{Log: log, Ready: checks, Metrics: procMetrics}
+	local := &nodeapi.Local{Server: nodeSrv}
 	if withControl {
 		keys, err := secretKeys(cfg, sub, log)
 		if err != nil {
@@ -241,8 +250,32 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			return err
 		}
 		procMetrics.MustRegister(newControlPlaneCollector(deps.Tenancy))
+		if withData {
+			deps.NodeAPI = local
+		} else {
+			svc := deps.Tenancy
+			deps.NodeAPI = &nodeapi.HTTP{Resolve: func(ctx context.Context, node string) (string, string, error) {
+				u, hash, err := svc.NodeAPITarget(ctx, node)
+				if err != nil {
+					return "", "", err
+				}
+				return u, nodeapi.Secret(hash), nil
+			}}
+		}
 	}
 	router := api.NewRouter(deps)
+	if sub == "dataplane" {
+		// The node API the control plane proxies consumer-group reads to.
+		router.Handle(nodeapi.Path+"{op}", nodeapi.HTTPHandler(nodeSrv, nodeapi.SecretFromToken(cfg.NodeToken)))
+		if cfg.NodeAPIURL == "" {
+			_, port, _ := net.SplitHostPort(httpLn.Addr().String())
+			host := cfg.PublicHost
+			if host == "" {
+				host = "localhost"
+			}
+			cfg.NodeAPIURL = "http://" + net.JoinHostPort(host, port)
+		}
+	}
 	gatherers := prometheus.Gatherers{procMetrics}
 	if gw != nil {
 		gatherers = append(gatherers, gw.Metrics())
@@ -264,6 +297,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 				return fmt.Errorf("register this node: %w", err)
 			}
 			nodeID, cpURL, token = node.ID, loopbackURL(httpLn.Addr()), tok
+			local.NodeID = node.ID
 			src = tenancy.LocalSource{Feed: deps.Feed, NodeID: node.ID}
 		} else {
 			src = &configsync.HTTPSource{BaseURL: cfg.ControlPlane, NodeID: nodeID, Token: cfg.NodeToken}

@@ -41,11 +41,14 @@ const (
 	KindCredentialDel  = "credential.delete"
 	KindACLPut         = "acl.put" // InstanceID, ACLRule
 	KindACLDelete      = "acl.delete"
-	KindACLReplace     = "acl.replace"  // InstanceID, ACL: the instance's whole ordered rule list
-	KindQuotasPut      = "quotas.put"   // InstanceID, Quotas
-	KindTokenKeyPut    = "tokenkey.put" // InstanceID, TokenKey
-	KindTokenRevoke    = "token.revoke" // InstanceID, RevokedToken
-	KindHeartbeat      = "heartbeat"    // Revision only
+	KindACLReplace     = "acl.replace"   // InstanceID, ACL: the instance's whole ordered rule list
+	KindQuotasPut      = "quotas.put"    // InstanceID, Quotas
+	KindTokenKeyPut    = "tokenkey.put"  // InstanceID, TokenKey
+	KindTokenRevoke    = "token.revoke"  // InstanceID, RevokedToken
+	KindTopicPut       = "topic.put"     // InstanceID, Topic
+	KindTopicDelete    = "topic.delete"  // InstanceID, ID
+	KindStrictTopics   = "topics.strict" // InstanceID, Strict
+	KindHeartbeat      = "heartbeat"     // Revision only
 	// KindPublish asks the node to publish Publish (HTTP publish). It is a
 	// command, not config: Revision is the stream's current one, nothing
 	// is applied or saved, and the node answers with a PublishResult.
@@ -75,6 +78,25 @@ type Event struct {
 	TokenKey     *TokenKey     `json:"token_key,omitempty"`
 	RevokedToken *RevokedToken `json:"revoked_token,omitempty"`
 	Publish      *Publish      `json:"publish,omitempty"`
+	Topic        *Topic        `json:"topic,omitempty"`
+	Strict       *bool         `json:"strict,omitempty"`
+}
+
+// Topic is a provisioned topic: a named topic filter with its own policy.
+// Messages matching it stay readable (by consumer groups and offline
+// sessions) for RetentionSeconds and within RetentionBytes (0: the
+// instance's default); publishes matching it are refused above MaxQoS,
+// with the retain flag when RetainAllowed is false, or over
+// MaxPayloadBytes (0: the instance's quota).
+type Topic struct {
+	ID               string `json:"id"`
+	Name             string `json:"name"`
+	Filter           string `json:"filter"`
+	RetentionSeconds int64  `json:"retention_seconds,omitempty"`
+	RetentionBytes   int64  `json:"retention_bytes,omitempty"`
+	MaxQoS           byte   `json:"max_qos"`
+	RetainAllowed    bool   `json:"retain_allowed"`
+	MaxPayloadBytes  int    `json:"max_payload_bytes,omitempty"`
 }
 
 // Publish is a message a tenant's server publishes over HTTP into one of
@@ -141,6 +163,10 @@ type Instance struct {
 	ACL           []ACLRule      `json:"acl,omitempty"`
 	TokenKeys     []TokenKey     `json:"token_keys,omitempty"`
 	RevokedTokens []RevokedToken `json:"revoked_tokens,omitempty"`
+	// Topics are the instance's provisioned topics; with StrictTopics set,
+	// devices may only publish to topics matching one of them.
+	Topics       []Topic `json:"topics,omitempty"`
+	StrictTopics bool    `json:"strict_topics,omitempty"`
 }
 
 // Credential is a device username and how to check its password: the
@@ -229,6 +255,9 @@ type Ack struct {
 	Endpoints map[string]string `json:"endpoints,omitempty"`
 	// Connections is the node's current connection count (placement).
 	Connections int64 `json:"connections"`
+	// APIURL is where the node serves its API to the control plane
+	// (dataplane/nodeapi); empty when it serves none.
+	APIURL string `json:"api_url,omitempty"`
 }
 
 // DeviceTokenUsername is the username (before "@<instance-id>") a device

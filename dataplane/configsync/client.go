@@ -21,6 +21,8 @@ type Options struct {
 	// Dir holds the disk snapshot (SnapshotFile).
 	Dir string
 	Log *slog.Logger
+	// APIURL is the node API's URL, sent with every heartbeat.
+	APIURL string
 	// Endpoints and Connections go with every heartbeat.
 	Endpoints   map[string]string
 	Connections func() int64
@@ -254,7 +256,7 @@ func (c *Client) acker(ctx context.Context) {
 	t := time.NewTicker(c.o.AckInterval)
 	defer t.Stop()
 	send := func() {
-		ack := config.Ack{Revision: c.o.State.Revision(), Endpoints: c.o.Endpoints}
+		ack := config.Ack{Revision: c.o.State.Revision(), Endpoints: c.o.Endpoints, APIURL: c.o.APIURL}
 		if c.o.Connections != nil {
 			ack.Connections = c.o.Connections()
 		}

@@ -56,10 +56,11 @@ type instance struct {
 	acl      []config.ACLRule
 	keys     map[string]config.TokenKey
 	revoked  map[string]time.Time // jti → expiry
+	topics   []config.Topic       // provisioned topics (replaced, never modified in place)
 }
 
 func newInstance(meta config.Instance) *instance {
-	meta.Credentials, meta.ACL, meta.TokenKeys, meta.RevokedTokens = nil, nil, nil, nil
+	meta.Credentials, meta.ACL, meta.TokenKeys, meta.RevokedTokens, meta.Topics = nil, nil, nil, nil, nil
 	return &instance{meta: meta, creds: map[string]cred{}, credByID: map[string]string{},
 		keys: map[string]config.TokenKey{}, revoked: map[string]time.Time{}}
 }
@@ -296,6 +297,39 @@ func (s *State) apply(ev config.Event) ([]Change, error) {
 		}
 		inst.revoked[ev.RevokedToken.JTI] = ev.RevokedToken.ExpiresAt
 		ch.JTI, ch.Revoked = ev.RevokedToken.JTI, true
+	case config.KindTopicPut:
+		if err := needInst(); err != nil {
+			return nil, err
+		}
+		if ev.Topic == nil || ev.Topic.ID == "" || ev.Topic.Filter == "" {
+			return nil, fmt.Errorf("%w: topic.put needs a topic with an id and a filter", ErrBadEvent)
+		}
+		ts := make([]config.Topic, 0, len(inst.topics)+1)
+		for _, t := range inst.topics {
+			if t.ID != ev.Topic.ID {
+				ts = append(ts, t)
+			}
+		}
+		inst.topics = append(ts, *ev.Topic)
+	case config.KindTopicDelete:
+		if err := needInst(); err != nil {
+			return nil, err
+		}
+		ts := make([]config.Topic, 0, len(inst.topics))
+		for _, t := range inst.topics {
+			if t.ID != ev.ID {
+				ts = append(ts, t)
+			}
+		}
+		inst.topics = ts
+	case config.KindStrictTopics:
+		if err := needInst(); err != nil {
+			return nil, err
+		}
+		if ev.Strict == nil {
+			return nil, fmt.Errorf("%w: topics.strict without strict", ErrBadEvent)
+		}
+		inst.meta.StrictTopics = *ev.Strict
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %q", ErrBadEvent, ev.Kind)
 	}
@@ -391,6 +425,7 @@ func buildInstances(list []config.Instance) (map[string]*instance, error) {
 			}
 		}
 		in.acl = append([]config.ACLRule(nil), ci.ACL...)
+		in.topics = append([]config.Topic(nil), ci.Topics...)
 		for _, k := range ci.TokenKeys {
 			in.keys[k.KID] = k
 		}
@@ -424,6 +459,7 @@ func (s *State) Snapshot() config.Snapshot {
 			ci.Credentials = append(ci.Credentials, cc)
 		}
 		ci.ACL = append([]config.ACLRule(nil), in.acl...)
+		ci.Topics = append([]config.Topic(nil), in.topics...)
 		for _, k := range in.keys {
 			ci.TokenKeys = append(ci.TokenKeys, k)
 		}
@@ -537,6 +573,31 @@ func (s *State) ACL(instanceID string) []config.ACLRule {
 		return in.acl
 	}
 	return nil
+}
+
+// Topics returns the instance's provisioned topics (shared; do not modify)
+// and whether it is in strict topic mode.
+func (s *State) Topics(instanceID string) ([]config.Topic, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if in, ok := s.instances[instanceID]; ok {
+		return in.topics, in.meta.StrictTopics
+	}
+	return nil, false
+}
+
+// Topic returns one provisioned topic of the instance.
+func (s *State) Topic(instanceID, id string) (config.Topic, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if in, ok := s.instances[instanceID]; ok {
+		for _, t := range in.topics {
+			if t.ID == id {
+				return t, true
+			}
+		}
+	}
+	return config.Topic{}, false
 }
 
 // TokenKey returns the instance's token verification key with this kid.

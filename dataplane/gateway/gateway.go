@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,9 @@ type Options struct {
 	// and, on the WebSocket listeners, the HTTP upgrade request and each
 	// WebSocket message. Default DefaultMaxConnectBytes (64 KiB).
 	MaxConnectBytes int
+	// RetentionInterval is how often storage limits and topic retention
+	// are applied; 0 means RetentionInterval (a minute).
+	RetentionInterval time.Duration
 	// Store, when set, keeps QoS≥1 messages, retained messages and
 	// persistent sessions (see dataplane/sessions); the caller closes it
 	// after Close.
@@ -80,6 +84,9 @@ type Gateway struct {
 	ready   atomic.Bool
 	store   *store.Store
 	stop    context.CancelFunc // ends the retention loop
+
+	retentionEvery time.Duration
+	topicsMu       sync.Mutex // serialises syncTopics
 }
 
 // New binds the listeners (so a port in use fails here) without serving.
@@ -149,6 +156,11 @@ func New(o Options) (*Gateway, error) {
 	}
 	if o.Store != nil {
 		g.store = o.Store
+		g.retentionEvery = o.RetentionInterval
+		g.metrics.reg.MustRegister(newTopicStorage(g))
+		if g.tenant.state != nil {
+			g.tenant.state.OnChange(g.onTopicChange)
+		}
 		g.metrics.stored = func(id string) int64 {
 			st := o.Store.Stats(id)
 			return st.LogBytes + st.RetainedBytes

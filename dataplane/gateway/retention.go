@@ -31,11 +31,16 @@ func (g *Gateway) EnforceRetention(ctx context.Context, now time.Time) error {
 			g.store.SetLimits(id, retentionLimits(inst.Quotas))
 		}
 	}
+	g.syncTopics(ctx)
 	return g.store.EnforceRetention(ctx, now)
 }
 
 func (g *Gateway) retentionLoop(ctx context.Context) {
-	t := time.NewTicker(RetentionInterval)
+	every := g.retentionEvery
+	if every <= 0 {
+		every = RetentionInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		if err := g.EnforceRetention(ctx, time.Now()); err != nil && ctx.Err() == nil {

@@ -479,7 +479,7 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		return pk, packets.ErrRejectPacket
 	}
 	t, ok := unmountTopic(c.mount, pk.TopicName)
-	if !ok || !h.allowed(c, config.ActionPublish, t, false) {
+	if !ok || !h.allowed(c, config.ActionPublish, t, false) || !h.topicAllowed(c.instance, t, pk) {
 		h.drop(c.instance, DropACL)
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 			return pk, packets.ErrNotAuthorized

@@ -234,7 +234,7 @@ func (s *Store) Pull(ctx context.Context, instance, queue string, after uint64, 
 		return nil, err
 	}
 	defer s.leave()
-	if f := (*s.floors.Load())[instance]; after < f {
+	if f := s.queueFloor(instance, queue); after < f {
 		after = f
 	}
 	q := QueueRef{instance, queue}

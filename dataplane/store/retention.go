@@ -85,13 +85,17 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) error {
 		bytes[k] = v
 	}
 	s.countersMu.Unlock()
+	topics, err := s.enforceTopics(ctx, now)
+	if err != nil {
+		return err
+	}
 	floors := *s.floors.Load()
 	updates := map[string]floorUpdate{}
 	for inst, b := range bytes {
 		if b == 0 {
 			continue
 		}
-		u, err := s.scanFloor(ctx, inst, b, floors[inst], s.limitsFor(inst), now)
+		u, err := s.scanFloor(ctx, inst, b, floors[inst], s.limitsFor(inst), topics[inst], now)
 		if err != nil {
 			return err
 		}
@@ -100,7 +104,7 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) error {
 		}
 	}
 	var werr error
-	err := s.control(ctx, func() {
+	err = s.control(ctx, func() {
 		wb := grocksdb.NewWriteBatch()
 		defer wb.Destroy()
 		nf := make(map[string]uint64, len(floors)+len(updates))
@@ -148,19 +152,38 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) error {
 // scanFloor walks the log from an instance's floor and returns how far its
 // floor must move so that its messages are younger than MaxAge and fit in
 // MaxBytes, with the bytes that drops.
-func (s *Store) scanFloor(ctx context.Context, inst string, stored, floor uint64, l Limits, now time.Time) (floorUpdate, error) {
+func (s *Store) scanFloor(ctx context.Context, inst string, stored, floor uint64, l Limits, tq map[string]*topicQ, now time.Time) (floorUpdate, error) {
 	u := floorUpdate{floor: floor}
 	var excess uint64
 	if l.MaxBytes > 0 && stored > uint64(l.MaxBytes) {
 		excess = stored - uint64(l.MaxBytes)
 	}
-	if l.MaxAge <= 0 && excess == 0 {
-		return u, nil
+	// A copy of the topics' policies and floors: the scan holds no lock.
+	s.filtersMu.RLock()
+	snap := make(map[string]*topicQ, len(tq))
+	for f, t := range tq {
+		snap[f] = &topicQ{TopicQueue: t.TopicQueue}
 	}
-	cutoff := uint64(0)
+	s.filtersMu.RUnlock()
+	tq = snap
+	// loose: records of other instances younger than the shortest age
+	// rule end the scan (the log is in time order).
+	cutoff, loose := uint64(0), uint64(0)
 	if l.MaxAge > 0 {
 		cutoff = uint64(now.Add(-l.MaxAge).UnixMilli())
+		loose = cutoff
 	}
+	for _, t := range tq {
+		if t.MaxAge > 0 {
+			loose = max(loose, uint64(now.Add(-t.MaxAge).UnixMilli()))
+		} else if t.MaxBytes > 0 {
+			loose = uint64(now.UnixMilli())
+		}
+	}
+	if loose == 0 && excess == 0 {
+		return u, nil
+	}
+	floorOf := func(t *topicQ) uint64 { return t.Floor }
 	ro := grocksdb.NewDefaultReadOptions()
 	defer ro.Destroy()
 	ro.SetIterateUpperBound(logKey(s.next.Load()))
@@ -168,17 +191,27 @@ func (s *Store) scanFloor(ctx context.Context, inst string, stored, floor uint64
 	defer it.Close()
 	for it.Seek(logKey(floor + 1)); it.Valid(); it.Next() {
 		v := it.Value().Data()
+		off := u64(it.Key().Data())
 		rinst, ms, ok := recordHeader(v)
 		if !ok {
-			return u, fmt.Errorf("store: retention scan: corrupt record at %d", u64(it.Key().Data()))
+			return u, fmt.Errorf("store: retention scan: corrupt record at %d", off)
 		}
-		if u.dropped >= excess && ms >= cutoff {
+		if string(rinst) == inst {
+			dead := u.dropped < excess
+			if !dead && len(tq) == 0 {
+				dead = ms < cutoff
+			} else if !dead {
+				topic, ok := recordTopic(v)
+				dead = ok && topicDead(tq, topic, off, ms, cutoff, floorOf)
+			}
+			if !dead {
+				break
+			}
+			u.dropped += uint64(8 + len(v))
+		} else if u.dropped >= excess && ms >= loose {
 			break
 		}
-		u.floor = u64(it.Key().Data())
-		if string(rinst) == inst {
-			u.dropped += uint64(8 + len(v))
-		}
+		u.floor = off
 		if err := ctx.Err(); err != nil {
 			return u, err
 		}

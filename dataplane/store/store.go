@@ -151,6 +151,13 @@ type Store struct {
 	limitsMu sync.RWMutex
 	limits   map[string]Limits
 
+	changedMu sync.Mutex
+	changed   chan struct{} // closed at the next commit (Changed)
+
+	// topic queues (topics.go), under filtersMu
+	topicQs      map[string]map[string]*topicQ
+	topicsLoaded []string
+
 	tc tailCaches
 	ev events
 	ss sessions
@@ -182,6 +189,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		tries:   map[string]*filterTrie{},
 		bytes:   map[string]uint64{},
 		limits:  map[string]Limits{},
+		topicQs: map[string]map[string]*topicQ{},
 	}
 	empty := map[string]uint64{}
 	s.floors.Store(&empty)
@@ -266,6 +274,9 @@ func (s *Store) load(ctx context.Context) error {
 	if err := s.loadRetained(ctx); err != nil {
 		return err
 	}
+	if err := s.loadTopics(ctx); err != nil {
+		return err
+	}
 	// Next offset: past both the log tail and the checkpoint (a lost WAL tail
 	// under --store-sync=none must not make offsets reappear).
 	ckpt, err := s.checkpoint()
@@ -280,7 +291,10 @@ func (s *Store) load(ctx context.Context) error {
 	}
 	it.Close()
 	s.next.Store(max(last, ckpt) + 1)
-	return s.rebuildFrom(ctx, ckpt)
+	if err := s.rebuildFrom(ctx, ckpt); err != nil {
+		return err
+	}
+	return s.recountLoaded(ctx)
 }
 
 func (s *Store) checkpoint() (uint64, error) {
@@ -526,6 +540,7 @@ func (w *batchWriter) commit(group []*appendReq) {
 				w.key = appendLqKey(w.key[:0], m.Instance, q, off)
 				w.lq.PutCF(s.lq, w.key, nil)
 				w.idx = append(w.idx, indexEntry{m.Instance, q, off, m})
+				s.addTopicBytes(m.Instance, q, 8+len(w.buf))
 			}
 		}
 	}
@@ -555,6 +570,12 @@ func (w *batchWriter) commit(group []*appendReq) {
 	} else {
 		s.tc.add(w.idx, last)
 		s.raise(w.idx)
+		s.changedMu.Lock()
+		if s.changed != nil {
+			close(s.changed)
+			s.changed = nil
+		}
+		s.changedMu.Unlock()
 	}
 	for _, r := range group {
 		r.err = err

@@ -1,0 +1,378 @@
+// Package consume serves consumer groups on a node: cloud applications read
+// a provisioned topic's queue in the node's store (no second copy) as named
+// groups.
+//
+// A group is a committed offset on the topic's queue (in the store) plus,
+// in memory, the messages handed out and not yet acknowledged. A poll hands
+// out the messages whose lease has expired (redelivery) and then the next
+// ones after everything handed out, each leased for Lease; readers of one
+// group share the messages (each goes to one reader at a time). Commit is
+// explicit: the ack call names the offsets done, and the committed offset
+// moves over the leading run of acknowledged ones (durably). A reader that
+// dies before acknowledging loses its lease: the messages go out again once
+// it expires, or after a node restart (the in-memory part is gone; the group
+// resumes after its committed offset). Delivery is at least once.
+package consume
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/dataplane/nodeapi"
+	"github.com/aeriemq/aerie/dataplane/store"
+)
+
+// Operations served on the node API.
+const (
+	OpPoll  = "topics.poll"
+	OpAck   = "topics.ack"
+	OpStats = "topics.stats"
+)
+
+// Bounds.
+const (
+	MaxLimit       = 1000
+	MaxWait        = 30 * time.Second
+	DefaultLease   = 30 * time.Second
+	MaxLease       = time.Hour
+	MaxOutstanding = 20000 // handed out and not acknowledged, per group
+)
+
+// PollRequest asks for up to Limit messages of a topic as Group.
+type PollRequest struct {
+	TopicID     string   `json:"topic_id"`
+	Group       string   `json:"group"`
+	Limit       int      `json:"limit"`
+	WaitMillis  int64    `json:"wait_ms"`
+	LeaseMillis int64    `json:"lease_ms"`
+	Start       string   `json:"start"` // "earliest" (default) or "latest", for a new group
+	AckOffsets  []uint64 `json:"ack,omitempty"`
+}
+
+// Message is one message as an application reads it.
+type Message struct {
+	Offset      uint64      `json:"offset"`
+	Topic       string      `json:"topic"`
+	Payload     []byte      `json:"payload"`
+	QoS         byte        `json:"qos"`
+	Retain      bool        `json:"retain"`
+	PublishedAt time.Time   `json:"published_at"`
+	Properties  *Properties `json:"properties,omitempty"`
+	Redelivered bool        `json:"redelivered,omitempty"`
+}
+
+// Properties are the MQTT 5 properties a message was published with.
+type Properties struct {
+	PayloadFormat   *byte                `json:"payload_format,omitempty"`
+	MessageExpiry   uint32               `json:"message_expiry,omitempty"`
+	ContentType     string               `json:"content_type,omitempty"`
+	ResponseTopic   string               `json:"response_topic,omitempty"`
+	CorrelationData []byte               `json:"correlation_data,omitempty"`
+	User            []store.UserProperty `json:"user_properties,omitempty"`
+}
+
+// PollResult is a batch.
+type PollResult struct {
+	Messages  []Message `json:"messages"`
+	Committed uint64    `json:"committed"`
+}
+
+// AckRequest acknowledges offsets handed to Group.
+type AckRequest struct {
+	TopicID string   `json:"topic_id"`
+	Group   string   `json:"group"`
+	Offsets []uint64 `json:"offsets"`
+}
+
+// AckResult is the group's committed offset after the ack.
+type AckResult struct {
+	Committed uint64 `json:"committed"`
+	Pending   int    `json:"pending"`
+}
+
+// TopicStat is a topic's storage on the node.
+type TopicStat struct {
+	TopicID     string `json:"topic_id"`
+	Filter      string `json:"filter"`
+	StoredBytes int64  `json:"stored_bytes"`
+}
+
+type groupKey struct{ instance, queue, group string }
+
+type out struct {
+	e        store.Entry
+	deadline time.Time
+	acked    bool
+	sent     int
+}
+
+type group struct {
+	mu        sync.Mutex
+	committed uint64
+	next      uint64 // everything up to here was handed out at least once
+	outs      []*out // ascending offsets
+}
+
+// Service serves the consumer groups of a node.
+type Service struct {
+	st    *store.Store
+	state *configsync.State
+	now   func() time.Time
+
+	mu     sync.Mutex
+	groups map[groupKey]*group
+}
+
+// New returns a Service over the node's store and config.
+func New(st *store.Store, state *configsync.State) *Service {
+	return &Service{st: st, state: state, now: time.Now, groups: map[groupKey]*group{}}
+}
+
+// Register adds the Service's operations to a node API server.
+func (s *Service) Register(srv *nodeapi.Server) {
+	srv.Handle(OpPoll, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+		var req PollRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, nodeapi.Errorf(http.StatusBadRequest, "bad poll request")
+		}
+		return s.Poll(ctx, inst, req)
+	})
+	srv.Handle(OpAck, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+		var req AckRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, nodeapi.Errorf(http.StatusBadRequest, "bad ack request")
+		}
+		return s.Ack(ctx, inst, req)
+	})
+	srv.Handle(OpStats, func(ctx context.Context, inst string, _ json.RawMessage) (any, error) {
+		return s.Stats(inst)
+	})
+}
+
+func (s *Service) queueOf(inst, topicID string) (string, error) {
+	t, ok := s.state.Topic(inst, topicID)
+	if !ok {
+		return "", nodeapi.Errorf(http.StatusNotFound, "topic %s is not on this node", topicID)
+	}
+	return mount(inst) + t.Filter, nil
+}
+
+// mount is the prefix of an instance's topics in the store.
+func mount(inst string) string { return inst + "/" }
+
+func validGroup(g string) bool {
+	if g == "" || len(g) > 128 {
+		return false
+	}
+	for _, c := range g {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Service) group(inst, queue, name, start string) (*group, error) {
+	k := groupKey{inst, queue, name}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.groups[k]; g != nil {
+		return g, nil
+	}
+	off, ok, err := s.st.GroupCursor(inst, queue, name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if start == "latest" {
+			off = s.st.LastOffset()
+		}
+		if err := s.st.CommitGroup(inst, queue, name, off); err != nil {
+			return nil, err
+		}
+	}
+	g := &group{committed: off, next: off}
+	s.groups[k] = g
+	return g, nil
+}
+
+func toMessage(e store.Entry) Message {
+	m := e.Message
+	out := Message{Offset: e.Offset, Topic: strings.TrimPrefix(m.Topic, mount(m.Instance)), Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, PublishedAt: m.Time.UTC()}
+	p := m.Properties
+	if p.HasPayloadFormat() || p.MessageExpiry > 0 || p.ContentType != "" || p.ResponseTopic != "" || len(p.CorrelationData) > 0 || len(p.User) > 0 {
+		pp := &Properties{MessageExpiry: p.MessageExpiry, ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, User: p.User}
+		if p.HasPayloadFormat() {
+			v := p.PayloadFormat
+			pp.PayloadFormat = &v
+		}
+		out.Properties = pp
+	}
+	return out
+}
+
+// Poll hands out up to Limit messages to a reader of the group, waiting up
+// to Wait for some when there are none.
+func (s *Service) Poll(ctx context.Context, inst string, req PollRequest) (PollResult, error) {
+	if !validGroup(req.Group) {
+		return PollResult{}, nodeapi.Errorf(http.StatusBadRequest, "group must be 1-128 letters, digits, '-', '_' or '.'")
+	}
+	if req.Start != "" && req.Start != "earliest" && req.Start != "latest" {
+		return PollResult{}, nodeapi.Errorf(http.StatusBadRequest, "start must be earliest or latest")
+	}
+	limit := req.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, MaxLimit)
+	wait := min(time.Duration(req.WaitMillis)*time.Millisecond, MaxWait)
+	lease := time.Duration(req.LeaseMillis) * time.Millisecond
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	lease = min(lease, MaxLease)
+	queue, err := s.queueOf(inst, req.TopicID)
+	if err != nil {
+		return PollResult{}, err
+	}
+	g, err := s.group(inst, queue, req.Group, req.Start)
+	if err != nil {
+		return PollResult{}, err
+	}
+	if len(req.AckOffsets) > 0 {
+		if _, err := s.ack(g, inst, queue, req.Group, req.AckOffsets); err != nil {
+			return PollResult{}, err
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		changed := s.st.Changed()
+		msgs, nextLease, err := s.take(ctx, g, inst, queue, limit, lease)
+		if err != nil || len(msgs) > 0 {
+			g.mu.Lock()
+			c := g.committed
+			g.mu.Unlock()
+			return PollResult{Messages: msgs, Committed: c}, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			g.mu.Lock()
+			c := g.committed
+			g.mu.Unlock()
+			return PollResult{Messages: []Message{}, Committed: c}, nil
+		}
+		if !nextLease.IsZero() {
+			left = min(left, time.Until(nextLease)+time.Millisecond)
+		}
+		t := time.NewTimer(max(left, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return PollResult{}, ctx.Err()
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// take hands out expired leases first, then new messages. It returns the
+// earliest lease deadline still running when it hands out nothing.
+func (s *Service) take(ctx context.Context, g *group, inst, queue string, limit int, lease time.Duration) ([]Message, time.Time, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := s.now()
+	var msgs []Message
+	var next time.Time
+	for _, o := range g.outs {
+		if len(msgs) >= limit {
+			break
+		}
+		if o.acked {
+			continue
+		}
+		if o.deadline.After(now) {
+			if next.IsZero() || o.deadline.Before(next) {
+				next = o.deadline
+			}
+			continue
+		}
+		o.deadline = now.Add(lease)
+		o.sent++
+		m := toMessage(o.e)
+		m.Redelivered = true
+		msgs = append(msgs, m)
+	}
+	if n := limit - len(msgs); n > 0 && len(g.outs) < MaxOutstanding {
+		ents, err := s.st.Pull(ctx, inst, queue, g.next, min(n, MaxOutstanding-len(g.outs)))
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		for _, e := range ents {
+			g.outs = append(g.outs, &out{e: e, deadline: now.Add(lease), sent: 1})
+			msgs = append(msgs, toMessage(e))
+			g.next = e.Offset
+		}
+	}
+	return msgs, next, nil
+}
+
+// Ack acknowledges offsets handed to a group.
+func (s *Service) Ack(ctx context.Context, inst string, req AckRequest) (AckResult, error) {
+	if !validGroup(req.Group) {
+		return AckResult{}, nodeapi.Errorf(http.StatusBadRequest, "group must be 1-128 letters, digits, '-', '_' or '.'")
+	}
+	queue, err := s.queueOf(inst, req.TopicID)
+	if err != nil {
+		return AckResult{}, err
+	}
+	g, err := s.group(inst, queue, req.Group, "")
+	if err != nil {
+		return AckResult{}, err
+	}
+	return s.ack(g, inst, queue, req.Group, req.Offsets)
+}
+
+func (s *Service) ack(g *group, inst, queue, name string, offs []uint64) (AckResult, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, off := range offs {
+		i := sort.Search(len(g.outs), func(i int) bool { return g.outs[i].e.Offset >= off })
+		if i < len(g.outs) && g.outs[i].e.Offset == off {
+			g.outs[i].acked = true
+		}
+	}
+	n := 0
+	for n < len(g.outs) && g.outs[n].acked {
+		n++
+	}
+	if n > 0 {
+		c := g.outs[n-1].e.Offset
+		if err := s.st.CommitGroup(inst, queue, name, c); err != nil {
+			return AckResult{}, err
+		}
+		g.committed = c
+		g.outs = append(g.outs[:0], g.outs[n:]...)
+	}
+	return AckResult{Committed: g.committed, Pending: len(g.outs)}, nil
+}
+
+// Stats reports the storage of the instance's topics on this node.
+func (s *Service) Stats(inst string) ([]TopicStat, error) {
+	ts, _ := s.state.Topics(inst)
+	byFilter := map[string]int64{}
+	for _, st := range s.st.TopicStats(inst) {
+		byFilter[st.Filter] = st.Bytes
+	}
+	out := make([]TopicStat, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, TopicStat{TopicID: t.ID, Filter: t.Filter, StoredBytes: byFilter[mount(inst)+t.Filter]})
+	}
+	return out, nil
+}
