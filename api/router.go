@@ -33,6 +33,8 @@ type Deps struct {
 	AdminToken string
 	// LoginLimits throttles POST /v1/auth/login; zero means DefaultLoginLimits.
 	LoginLimits LoginLimits
+	// Nodes reads live client state from the data plane; nil answers 503.
+	Nodes NodeInspector
 }
 
 // LoginLimits are token buckets for login attempts: Burst attempts at once,
@@ -61,6 +63,7 @@ type API struct {
 	loginMail  *ratelimit.Keyed
 	loginAddr  *ratelimit.Keyed
 	now        func() time.Time
+	nodes      NodeInspector
 }
 
 // NewRouter builds the HTTP handler for the control plane: health endpoints
@@ -74,7 +77,7 @@ func NewRouter(d Deps) chi.Router {
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
-	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now}
+	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now, nodes: d.Nodes}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrMethodNotAllowed) })
 	if d.Tenancy == nil {
@@ -165,6 +168,9 @@ func (a *API) Routes(r chi.Router) {
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/tokens", a.listDeviceTokens)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens", a.issueDeviceToken)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens/revoke", a.revokeDeviceToken)
+
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/clients", a.listClients)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/clients/{client_id}", a.disconnectClient)
 			})
 
 			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)

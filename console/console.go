@@ -44,6 +44,9 @@ type Deps struct {
 	// Sync waits until the data-plane nodes have applied config revisions
 	// (tenancy.Feed in a control plane); nil answers without waiting.
 	Sync Syncer
+	// Nodes reads live clients from the data plane (clients page, live
+	// connection counts); nil hides them.
+	Nodes api.NodeInspector
 }
 
 // Syncer waits for config changes to be applied on the data plane.
@@ -68,6 +71,7 @@ type Console struct {
 	refresher *refresher
 	now       func() time.Time
 	sync      Syncer
+	nodes     api.NodeInspector
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /
@@ -96,6 +100,7 @@ func New(d Deps) http.Handler {
 		refresher: newRefresher(d.Tenancy),
 		now:       d.Now,
 		sync:      d.Sync,
+		nodes:     d.Nodes,
 	}
 	return c.routes()
 }
@@ -162,6 +167,8 @@ func (c *Console) routes() chi.Router {
 				r.Post("/acl/{rule}/delete", c.deleteACLRule)
 				r.Get("/quotas", c.quotas)
 				r.Post("/quotas", c.setQuotas)
+				r.Get("/clients", c.clientsPage)
+				r.Post("/clients/disconnect", c.disconnectClient)
 			})
 		})
 	})

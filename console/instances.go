@@ -252,6 +252,7 @@ type InstanceView struct {
 	Inst      tenancy.Instance
 	Snippets  Snippets
 	Dashboard *Dashboard
+	LiveConns int // connected now, from the node; -1 when unknown
 }
 
 func (c *Console) instance(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +266,8 @@ func (c *Console) instance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := c.page(w, r, in.Name, "instances")
-	c.render(w, r, http.StatusOK, InstancePage(p, InstanceView{Inst: in, Snippets: snippetsFor(in, "<username>", "<password>"), Dashboard: d}))
+	c.render(w, r, http.StatusOK, InstancePage(p, InstanceView{Inst: in, Snippets: snippetsFor(in, "<username>", "<password>"), Dashboard: d,
+		LiveConns: c.liveCount(r.Context(), in)}))
 }
 
 // instanceMetrics is the dashboard alone, re-fetched every few seconds by
@@ -339,7 +341,20 @@ func (c *Console) deleteInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o := orgFrom(r.Context())
-	id := chi.URLParam(r, "inst")
+	in, ok := c.loadInstance(w, r)
+	if !ok {
+		return
+	}
+	id := in.ID
+	if in.DeletionProtection {
+		c.errorPage(w, r, http.StatusConflict, "Deletion protection is on for this instance: turn it off first, then delete.")
+		return
+	}
+	if strings.TrimSpace(r.PostFormValue("confirm_name")) != in.Name {
+		setFlash(w, "Nothing was deleted: type the instance name “"+in.Name+"” exactly to confirm.", c.secure)
+		seeOther(w, r, c.instancePath(o.ID, id, ""))
+		return
+	}
 	if err := c.svc.DeleteInstance(r.Context(), actor(r), o.ID, id); err != nil {
 		if errors.Is(err, tenancy.ErrDeletionProtected) {
 			c.errorPage(w, r, http.StatusConflict, "Deletion protection is on for this instance: turn it off first, then delete.")

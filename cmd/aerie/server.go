@@ -196,6 +196,10 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		)
 	}
 	deps := api.Deps{Log: log, Ready: checks}
+	inspector := &localInspector{gw: gw}
+	if gw != nil && withControl {
+		deps.Nodes = inspector
+	}
 	if withControl {
 		deps.DB = pool
 		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)))
@@ -222,7 +226,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		if err != nil {
 			return err
 		}
-		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed}))
+		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed, Nodes: deps.Nodes}))
 	}
 	if withData {
 		var src configsync.Source
@@ -233,6 +237,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 				return fmt.Errorf("register this node: %w", err)
 			}
 			nodeID, cpURL, token = node.ID, loopbackURL(httpLn.Addr()), tok
+			inspector.nodeID.Store(&node.ID)
 			src = tenancy.LocalSource{Feed: deps.Feed, NodeID: node.ID}
 		} else {
 			src = &configsync.HTTPSource{BaseURL: cfg.ControlPlane, NodeID: nodeID, Token: cfg.NodeToken}

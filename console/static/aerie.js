@@ -20,4 +20,13 @@
         .then(function (html) { if (html !== null) el.innerHTML = html; });
     }, every);
   });
+  // Typed confirmations: <input data-confirm="name" data-confirm-button="#btn">
+  // keeps the button disabled until the exact name is typed (the server
+  // checks it too).
+  document.querySelectorAll("[data-confirm]").forEach(function (el) {
+    var b = document.querySelector(el.getAttribute("data-confirm-button"));
+    if (!b) return;
+    var sync = function () { b.disabled = el.value.trim() !== el.getAttribute("data-confirm"); };
+    el.addEventListener("input", sync); sync();
+  });
 })();

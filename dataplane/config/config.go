@@ -276,3 +276,19 @@ type InstanceUsage struct {
 	Retained          int64            `json:"retained"`        // gauge
 	StoredBytes       int64            `json:"stored_bytes"`    // gauge
 }
+
+// ClientInfo is one connected client as its node sees it (the console's
+// and API's live clients list).
+type ClientInfo struct {
+	ClientID        string    `json:"client_id"`
+	Username        string    `json:"username"`
+	ProtocolVersion int       `json:"protocol_version"`
+	Transport       string    `json:"transport"` // mqtt, mqtts, ws, wss
+	RemoteAddr      string    `json:"remote_addr"`
+	ConnectedAt     time.Time `json:"connected_at"`
+	Keepalive       int       `json:"keepalive"` // seconds
+	Subscriptions   []string  `json:"subscriptions"`
+	Inflight        int       `json:"inflight"`
+	MessagesIn      int64     `json:"messages_in"`
+	MessagesOut     int64     `json:"messages_out"`
+}

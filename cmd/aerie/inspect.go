@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	dpconfig "github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/dataplane/gateway"
+	"github.com/aeriemq/aerie/tenancy"
+)
+
+// localInspector answers live client state for the instances of the node
+// in this process (aerie serve). Instances on other nodes (aerie dataplane
+// processes) are not reachable from here yet: ErrNodeUnavailable.
+type localInspector struct {
+	gw     *gateway.Gateway
+	nodeID atomic.Pointer[string] // set once the node is registered
+}
+
+func (l *localInspector) local(nodeID string) error {
+	if id := l.nodeID.Load(); l.gw == nil || id == nil || *id != nodeID {
+		return fmt.Errorf("%w: the instance's node %s is not in this process; its live clients cannot be read from here", tenancy.ErrNodeUnavailable, nodeID)
+	}
+	return nil
+}
+
+// Clients implements api.NodeInspector.
+func (l *localInspector) Clients(_ context.Context, nodeID, instanceID string) ([]dpconfig.ClientInfo, error) {
+	if err := l.local(nodeID); err != nil {
+		return nil, err
+	}
+	return l.gw.Clients(instanceID), nil
+}
+
+// Disconnect implements api.NodeInspector.
+func (l *localInspector) Disconnect(_ context.Context, nodeID, instanceID, clientID string) (bool, error) {
+	if err := l.local(nodeID); err != nil {
+		return false, err
+	}
+	return l.gw.Disconnect(instanceID, clientID), nil
+}

@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aeriemq/aerie/dataplane/config"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// transports names the listeners as the clients list shows them.
+var transports = map[string]string{"tcp": "mqtt", "tls": "mqtts", "ws": "ws", "wss": "wss"}
+
+// Clients lists the instance's connected clients on this node, sorted by
+// client ID, with their topic filters as the device wrote them.
+func (g *Gateway) Clients(instance string) []config.ClientInfo {
+	h := g.tenant
+	h.mu.RLock()
+	type pair struct {
+		cl *mqtt.Client
+		c  *conn
+	}
+	var list []pair
+	for cl, c := range h.conns {
+		if c.instance == instance && c.established.Load() {
+			list = append(list, pair{cl, c})
+		}
+	}
+	h.mu.RUnlock()
+	out := make([]config.ClientInfo, 0, len(list))
+	for _, p := range list {
+		cl, c := p.cl, p.c
+		if cl.Closed() {
+			continue
+		}
+		subs := []string{}
+		for f := range cl.State.Subscriptions.GetAll() {
+			subs = append(subs, strings.TrimPrefix(f, c.mount))
+		}
+		sort.Strings(subs)
+		tr := transports[cl.Net.Listener]
+		if tr == "" {
+			tr = cl.Net.Listener
+		}
+		out = append(out, config.ClientInfo{
+			ClientID: c.clientID, Username: c.username, ProtocolVersion: int(cl.Properties.ProtocolVersion),
+			Transport: tr, RemoteAddr: cl.Net.Remote, ConnectedAt: time.Unix(0, c.since.Load()).UTC(),
+			Keepalive: int(cl.State.Keepalive), Subscriptions: subs, Inflight: cl.State.Inflight.Len(),
+			MessagesIn: c.msgsIn.Load(), MessagesOut: c.msgsOut.Load(),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
+	return out
+}
+
+// Disconnect closes the instance's client with this client ID (MQTT 5
+// clients get DISCONNECT "administrative action"); false if none is
+// connected here.
+func (g *Gateway) Disconnect(instance, clientID string) bool {
+	h := g.tenant
+	h.mu.RLock()
+	var found *mqtt.Client
+	for cl, c := range h.conns {
+		if c.instance == instance && c.clientID == clientID {
+			found = cl
+			break
+		}
+	}
+	h.mu.RUnlock()
+	if found == nil {
+		return false
+	}
+	if found.Properties.ProtocolVersion == 5 {
+		_ = h.srv.DisconnectClient(found, packets.ErrAdministrativeAction)
+	} else {
+		found.Stop(packets.ErrAdministrativeAction)
+	}
+	return true
+}
