@@ -16,7 +16,7 @@ import (
 )
 
 // ClientsPage lists an instance's connected clients, live from its node:
-// searchable, paginated, refreshed every 2 s; writers can disconnect one.
+// searchable, paginated, refreshed every second; writers can disconnect one.
 func ClientsPage(p Page, v ClientsView) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
@@ -89,7 +89,7 @@ func ClientsPage(p Page, v ClientsView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, "\" data-every=\"2\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, "\" data-every=\"1\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -209,7 +209,7 @@ func ClientsRegion(p Page, v ClientsView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, " shown · live from the node, refreshed every 2 s</p><div class=\"table-wrap\"><table data-testid=\"clients\"><caption class=\"sr-only\">Connected clients of ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, " shown · live from the node, refreshed every second</p><div class=\"table-wrap\"><table data-testid=\"clients\"><caption class=\"sr-only\">Connected clients of ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
