@@ -1,5 +1,16 @@
 // Aerie console: progressive enhancement only; every page works without it.
 (function () {
+  document.documentElement.classList.add("js");
+  // Mobile menu toggle.
+  var toggle = document.querySelector(".menu-toggle");
+  if (toggle) toggle.addEventListener("click", function () {
+    var h = toggle.closest("header"), open = !h.classList.contains("open");
+    h.classList.toggle("open", open); toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+  // The org switcher switches on change (the Switch button is for no-JS).
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (s) {
+    s.addEventListener("change", function () { s.form.submit(); });
+  });
   // Copy buttons: <button data-copy="#id">.
   document.addEventListener("click", function (e) {
     var b = e.target.closest("[data-copy]");
