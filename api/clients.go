@@ -21,6 +21,9 @@ type NodeInspector interface {
 	// Disconnect closes the instance's client clientID on node nodeID;
 	// false when it is not connected there.
 	Disconnect(ctx context.Context, nodeID, instanceID, clientID string) (bool, error)
+	// PendingUsage is the instance's usage counted on the node since its
+	// last usage report, with its gauges (connections) now.
+	PendingUsage(ctx context.Context, nodeID, instanceID string) (config.InstanceUsage, error)
 }
 
 // errNoInspector: this process cannot reach the instance's node for live

@@ -168,6 +168,7 @@ func (c *Console) routes() chi.Router {
 				r.Get("/quotas", c.quotas)
 				r.Post("/quotas", c.setQuotas)
 				r.Get("/clients", c.clientsPage)
+				r.Get("/status", c.instanceStatus)
 				r.Post("/clients/disconnect", c.disconnectClient)
 			})
 		})

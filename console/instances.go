@@ -146,7 +146,17 @@ func (c *Console) dashboard(r *http.Request, orgID, instID string) (*Dashboard, 
 	if err != nil {
 		return nil, err
 	}
-	return &Dashboard{Range: rg.Key, Charts: dashboardCharts(pts, rg.Step), Totals: totalsOf(pts)}, nil
+	var live int64
+	liveOK := false
+	if in, err := c.svc.Instance(r.Context(), orgID, instID); err == nil {
+		live, liveOK = c.addPending(r.Context(), in, pts)
+	}
+	d := &Dashboard{Range: rg.Key, Charts: dashboardCharts(pts, rg.Step), Totals: totalsOf(pts)}
+	partialLast(d.Charts, pts, rg.Step, now)
+	if liveOK {
+		d.Totals.Connections = live
+	}
+	return d, nil
 }
 
 // orgDashboard adds up the series of the org's instances (nil without a
@@ -158,11 +168,15 @@ func (c *Console) orgDashboard(r *http.Request, orgID string, insts []tenancy.In
 	rg := rangeOf(r.URL.Query().Get("range"))
 	now := c.now()
 	var sum []billing.Point
+	var live int64
+	liveOK := true
 	for _, in := range insts {
 		pts, err := c.meter.Series(r.Context(), orgID, in.ID, now.Add(-rg.Span), now, rg.Step, now)
 		if err != nil {
 			return nil, err
 		}
+		n, ok := c.addPending(r.Context(), in, pts)
+		live, liveOK = live+n, liveOK && ok
 		if sum == nil {
 			sum = make([]billing.Point, len(pts))
 		}
@@ -185,7 +199,12 @@ func (c *Console) orgDashboard(r *http.Request, orgID string, insts []tenancy.In
 			}
 		}
 	}
-	return &Dashboard{Range: rg.Key, Charts: dashboardCharts(sum, rg.Step), Totals: totalsOf(sum)}, nil
+	d := &Dashboard{Range: rg.Key, Charts: dashboardCharts(sum, rg.Step), Totals: totalsOf(sum)}
+	partialLast(d.Charts, sum, rg.Step, now)
+	if liveOK {
+		d.Totals.Connections = live
+	}
+	return d, nil
 }
 
 // orgMetrics is the org overview's dashboard alone, for the auto-refresh.

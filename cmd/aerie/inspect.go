@@ -40,3 +40,11 @@ func (l *localInspector) Disconnect(_ context.Context, nodeID, instanceID, clien
 	}
 	return l.gw.Disconnect(instanceID, clientID), nil
 }
+
+// PendingUsage implements api.NodeInspector.
+func (l *localInspector) PendingUsage(_ context.Context, nodeID, instanceID string) (dpconfig.InstanceUsage, error) {
+	if err := l.local(nodeID); err != nil {
+		return dpconfig.InstanceUsage{}, err
+	}
+	return l.gw.PendingUsage(instanceID), nil
+}

@@ -28,7 +28,11 @@
       if (document.hidden) return;
       fetch(el.getAttribute("data-refresh"), { credentials: "same-origin", headers: { "X-Partial": "1" } })
         .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) { if (html !== null) el.innerHTML = html; });
+        .then(function (html) {
+          if (html === null) return;
+          el.innerHTML = html;
+          el.dispatchEvent(new CustomEvent("aerie:refreshed", { bubbles: true }));
+        });
     }, every);
   });
   // Typed confirmations: <input data-confirm="name" data-confirm-button="#btn">
@@ -39,5 +43,45 @@
     if (!b) return;
     var sync = function () { b.disabled = el.value.trim() !== el.getAttribute("data-confirm"); };
     el.addEventListener("input", sync); sync();
+  });
+  // Chart axis labels are placed from data attributes (the CSP allows no
+  // inline styles); run again after each live refresh.
+  function placeLabels(root) {
+    root.querySelectorAll("[data-top]").forEach(function (el) { el.style.top = el.getAttribute("data-top"); });
+    root.querySelectorAll("[data-left]").forEach(function (el) { el.style.left = el.getAttribute("data-left"); });
+  }
+  placeLabels(document);
+  document.addEventListener("aerie:refreshed", function (e) { placeLabels(e.target); });
+  // Chart hover: the nearest point's time and values (delegated, so it
+  // survives the live refresh).
+  function chartHover(e) {
+    var plot = e.target.closest && e.target.closest(".chart-plot");
+    if (!plot) return;
+    var times = (plot.getAttribute("data-times") || "").split("|");
+    if (times.length === 0 || times[0] === "") return;
+    var r = plot.getBoundingClientRect();
+    var x = (e.touches ? e.touches[0].clientX : e.clientX) - r.left;
+    var n = times.length, i = n === 1 ? 0 : Math.round(x / r.width * (n - 1));
+    i = Math.max(0, Math.min(n - 1, i));
+    var tip = plot.querySelector(".chart-tip"), cur = plot.querySelector(".chart-cursor");
+    if (!cur) { cur = document.createElement("div"); cur.className = "chart-cursor"; plot.appendChild(cur); }
+    var px = n === 1 ? 0 : i / (n - 1) * r.width;
+    cur.style.left = px + "px"; cur.hidden = false;
+    var lines = [times[i]];
+    plot.querySelectorAll("data[data-series]").forEach(function (d) {
+      lines.push(d.getAttribute("data-series") + ": " + d.value.split("|")[i]);
+    });
+    tip.textContent = lines.join(" · ");
+    tip.hidden = false;
+    var left = Math.min(Math.max(px - tip.offsetWidth / 2, 0), r.width - tip.offsetWidth);
+    tip.style.left = Math.max(left, 0) + "px";
+  }
+  document.addEventListener("mousemove", chartHover);
+  document.addEventListener("touchstart", chartHover, { passive: true });
+  document.addEventListener("mouseout", function (e) {
+    var plot = e.target.closest && e.target.closest(".chart-plot");
+    if (!plot || plot.contains(e.relatedTarget)) return;
+    var tip = plot.querySelector(".chart-tip"), cur = plot.querySelector(".chart-cursor");
+    if (tip) tip.hidden = true; if (cur) cur.hidden = true;
   });
 })();

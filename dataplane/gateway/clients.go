@@ -3,6 +3,7 @@ package gateway
 import (
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/config"
@@ -78,4 +79,33 @@ func (g *Gateway) Disconnect(instance, clientID string) bool {
 		found.Stop(packets.ErrAdministrativeAction)
 	}
 	return true
+}
+
+// PendingUsage is the instance's usage counted on this node since the last
+// usage report (not yet sent to the control plane), with its gauges now:
+// added to the reported series, it makes the console's "now" numbers live
+// without changing what is billed (the reports stay the record).
+func (g *Gateway) PendingUsage(instance string) config.InstanceUsage {
+	m := g.metrics
+	m.mu.RLock()
+	c := m.inst[instance]
+	m.mu.RUnlock()
+	u := config.InstanceUsage{InstanceID: instance}
+	if c == nil {
+		return u
+	}
+	u.Connects, u.AuthFailures = c.connects.Load(), c.authFailures.Load()
+	u.MessagesIn, u.MessagesOut = c.msgsIn.Load(), c.msgsOut.Load()
+	u.BytesIn, u.BytesOut = c.bytesIn.Load(), c.bytesOut.Load()
+	u.Connections, u.Subscriptions = c.connections.Load(), c.subscriptions.Load()
+	c.drops.Range(func(k, v any) bool {
+		if n := v.(*atomic.Int64).Load(); n > 0 {
+			if u.Drops == nil {
+				u.Drops = map[string]int64{}
+			}
+			u.Drops[k.(string)] = n
+		}
+		return true
+	})
+	return u
 }
