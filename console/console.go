@@ -134,6 +134,7 @@ func (c *Console) routes() chi.Router {
 			r.Use(c.orgScope)
 			r.Get("/", c.overview)
 			r.Get("/metrics", c.orgMetrics)
+			r.Get("/checklist", c.checklistPart)
 			r.Get("/settings", c.settings)
 			r.Post("/settings", c.renameOrg)
 			r.Get("/members", c.members)
