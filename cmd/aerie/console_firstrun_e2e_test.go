@@ -136,9 +136,12 @@ func TestConsoleFirstRunLive(t *testing.T) {
 		t.Errorf("the connections chart's current value is %q beside 1 connection now", got)
 	}
 	s.do(b, "scroll to chart", chromedp.ScrollIntoView(chromedp.CSS(`[data-testid="chart-messages"] .chart-plot`)))
-	x := s.evalInt(b, `Math.round(document.querySelector('[data-testid="chart-messages"] .chart-plot').getBoundingClientRect().right - 2)`)
+	x, err := browsertest.Get(b, s.wait, chromedp.Evaluate[float64](`document.querySelector('[data-testid="chart-messages"] .chart-plot').getBoundingClientRect().right - 0.5`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	y := s.evalInt(b, `(function(){var r=document.querySelector('[data-testid="chart-messages"] .chart-plot').getBoundingClientRect();return Math.round(r.top+r.height/2)})()`)
-	s.do(b, "hover", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, float64(x), float64(y)))
+	s.do(b, "hover", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x, float64(y)))
 	s.waitTrue(b, "the hover read-out", `!document.querySelector('[data-testid="tip-messages"]').hidden`)
 	// Read the read-out and the legend together (the charts refresh every 2 s).
 	both := s.evalString(b, `document.querySelector('[data-testid="tip-messages"]').innerText + '\n' + document.querySelector('[data-testid="latest-messages-0"]').innerText`)
