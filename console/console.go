@@ -170,6 +170,8 @@ func (c *Console) routes() chi.Router {
 				r.Post("/quotas", c.setQuotas)
 				r.Get("/clients", c.clientsPage)
 				r.Get("/status", c.instanceStatus)
+				r.Get("/webclient", c.webClient)
+				r.Post("/webclient/token", c.webClientToken)
 				r.Post("/clients/disconnect", c.disconnectClient)
 			})
 		})

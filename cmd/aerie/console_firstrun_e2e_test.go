@@ -180,6 +180,8 @@ func TestConsoleFirstRunLive(t *testing.T) {
 		name = strings.NewReplacer("/", "-").Replace(strings.Trim(name, "/"))
 		if strings.HasPrefix(u, instance) {
 			name = "instance-" + name
+		} else if name == "" {
+			name = "overview"
 		}
 		for _, br := range []struct {
 			b    *browsertest.Browser
