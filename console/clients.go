@@ -105,3 +105,17 @@ func plural(n int, one, many string) string {
 	}
 	return strconv.Itoa(n) + " " + many
 }
+
+// credDeleteWarning is the confirmation a credential's Delete asks for,
+// with what it cuts off.
+func credDeleteWarning(username string, live map[string]int) string {
+	msg := "Delete “" + username + "”? Devices using it can no longer connect."
+	switch n := live[username]; {
+	case live == nil:
+	case n > 0:
+		msg += " " + plural(n, "connection is", "connections are") + " open now and will be closed."
+	default:
+		msg += " No device is connected with it right now."
+	}
+	return msg
+}

@@ -405,6 +405,9 @@ type CredentialsView struct {
 	Shown    []ShownPassword
 	Rotated  bool
 	Snippets *Snippets // for the one credential just created
+	// Live counts each username's connections now (nil when the node
+	// cannot be asked).
+	Live map[string]int
 }
 
 func (c *Console) credentials(w http.ResponseWriter, r *http.Request) {
@@ -422,6 +425,12 @@ func (c *Console) showCredentials(w http.ResponseWriter, r *http.Request, status
 		return
 	}
 	v.Inst, v.Creds, v.More = in, creds, next != ""
+	if live, err := c.liveClients(r.Context(), in); err == nil {
+		v.Live = map[string]int{}
+		for _, cl := range live {
+			v.Live[cl.Username]++
+		}
+	}
 	if v.Form.Values == nil {
 		v.Form = Form{Values: map[string]string{}, Errors: map[string]string{}}
 	}

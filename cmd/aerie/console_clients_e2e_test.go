@@ -258,6 +258,22 @@ func TestConsoleClientsAndSafeDelete(t *testing.T) {
 	default:
 	}
 
+	// Deleting the credential asks first, saying what it cuts off; Cancel
+	// keeps it.
+	s.do(b, "credential delete asks",
+		chromedp.Navigate(detail+"/credentials"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="delete-dev"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="delete-dev"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="confirm-ask"]`)),
+	)
+	if got := s.text(b, `[data-testid="confirm-ask"]`); !strings.Contains(got, "2 connections are open now and will be closed") {
+		t.Errorf("credential delete confirmation %q", got)
+	}
+	s.shotAndFit(b, "05b-credential-confirm-1280")
+	s.do(b, "cancel", chromedp.Click(chromedp.CSS(`[data-testid="confirm-ask"] button.secondary`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid="confirm-ask"]`)))
+	owner.call(t, "GET", "/v1/orgs/"+org+"/instances/"+inst.ID+"/credentials/"+cred.ID, nil, 200, nil)
+	s.do(b, "back to overview", chromedp.Navigate(detail), chromedp.WaitVisible(chromedp.CSS(`[data-testid="delete-zone"]`)))
+
 	// On a phone, the same pages fit.
 	phone := browsertest.New(t, 375, 800)
 	s.do(phone, "phone log in",

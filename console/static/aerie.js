@@ -84,4 +84,23 @@
     var tip = plot.querySelector(".chart-tip"), cur = plot.querySelector(".chart-cursor");
     if (tip) tip.hidden = true; if (cur) cur.hidden = true;
   });
+  // Destructive forms (data-confirm-submit="what happens") ask first, in
+  // the page: the button gives way to the message, "Yes" and "Cancel".
+  document.addEventListener("submit", function (e) {
+    var f = e.target;
+    if (!f.hasAttribute || !f.hasAttribute("data-confirm-submit") || f.getAttribute("data-confirmed") === "1") return;
+    e.preventDefault();
+    if (f.querySelector(".confirm-ask")) return;
+    var btn = f.querySelector("button[type=submit]");
+    var ask = document.createElement("span");
+    ask.className = "confirm-ask"; ask.setAttribute("role", "alert"); ask.setAttribute("data-testid", "confirm-ask");
+    var msg = document.createElement("span"); msg.textContent = f.getAttribute("data-confirm-submit") + " ";
+    var yes = document.createElement("button"); yes.type = "button"; yes.className = "danger"; yes.textContent = "Yes, " + btn.textContent.trim().toLowerCase();
+    yes.setAttribute("data-testid", "confirm-yes");
+    var no = document.createElement("button"); no.type = "button"; no.className = "secondary"; no.textContent = "Cancel";
+    yes.addEventListener("click", function () { f.setAttribute("data-confirmed", "1"); f.submit(); });
+    no.addEventListener("click", function () { ask.remove(); btn.hidden = false; btn.focus(); });
+    ask.append(msg, yes, " ", no);
+    btn.hidden = true; f.appendChild(ask); yes.focus();
+  });
 })();
