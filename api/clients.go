@@ -24,6 +24,11 @@ type NodeInspector interface {
 	// PendingUsage is the instance's usage counted on the node since its
 	// last usage report, with its gauges (connections) now.
 	PendingUsage(ctx context.Context, nodeID, instanceID string) (config.InstanceUsage, error)
+	// Sessions lists the instance's persistent sessions with their backlog.
+	Sessions(ctx context.Context, nodeID, instanceID string) ([]config.SessionInfo, error)
+	// DiscardSession deletes an offline persistent session; false when
+	// there is none (tenancy.ErrConflict-wrapped error while it is online).
+	DiscardSession(ctx context.Context, nodeID, instanceID, clientID string) (bool, error)
 }
 
 // errNoInspector: this process cannot reach the instance's node for live
@@ -96,6 +101,69 @@ func (a *API) disconnectClient(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		a.WriteError(w, r, fmt.Errorf("%w: no client %q is connected to instance %s", tenancy.ErrNotFound, id, in.ID))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
+	page, err := ParsePage(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	in, err := a.svc.Instance(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if a.nodes == nil {
+		a.WriteError(w, r, errNoInspector)
+		return
+	}
+	all, err := a.nodes.Sessions(r.Context(), in.NodeID, in.ID)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	list, next := FilterSessions(all, r.URL.Query().Get("q"), page.After, page.Limit)
+	WriteJSON(w, http.StatusOK, List[config.SessionInfo]{Data: list, NextCursor: NextCursor(next)})
+}
+
+// FilterSessions is FilterClients for sessions (by client ID).
+func FilterSessions(list []config.SessionInfo, q, after string, limit int) (page []config.SessionInfo, next string) {
+	q = strings.ToLower(q)
+	page = []config.SessionInfo{}
+	for _, s := range list {
+		if (after != "" && s.ClientID <= after) || (q != "" && !strings.Contains(strings.ToLower(s.ClientID), q)) {
+			continue
+		}
+		if len(page) == limit {
+			return page, page[len(page)-1].ClientID
+		}
+		page = append(page, s)
+	}
+	return page, ""
+}
+
+func (a *API) discardSession(w http.ResponseWriter, r *http.Request) {
+	in, err := a.svc.Instance(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if a.nodes == nil {
+		a.WriteError(w, r, errNoInspector)
+		return
+	}
+	id := chi.URLParam(r, "client_id")
+	ok, err := a.nodes.DiscardSession(r.Context(), in.NodeID, in.ID, id)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if !ok {
+		a.WriteError(w, r, fmt.Errorf("%w: no persistent session %q in instance %s", tenancy.ErrNotFound, id, in.ID))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -171,6 +171,8 @@ func (a *API) Routes(r chi.Router) {
 
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/clients", a.listClients)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/clients/{client_id}", a.disconnectClient)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/sessions", a.listSessions)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/sessions/{client_id}", a.discardSession)
 			})
 
 			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)

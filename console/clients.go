@@ -26,6 +26,8 @@ type ClientsView struct {
 	After   string // cursor of this page ("" on the first)
 	Next    string // cursor of the next page ("" on the last)
 	Err     string // the node could not be asked
+	// Sessions are the persistent sessions (first page, same search).
+	Sessions []config.SessionInfo
 }
 
 // liveClients asks the instance's node for its connected clients.
@@ -53,6 +55,9 @@ func (c *Console) clientsView(r *http.Request, in tenancy.Instance) ClientsView 
 		return v
 	}
 	v.Clients, v.Next = api.FilterClients(all, v.Query, v.After, clientsPageSize)
+	if sess, err := c.nodes.Sessions(r.Context(), in.NodeID, in.ID); err == nil {
+		v.Sessions, _ = api.FilterSessions(sess, v.Query, "", clientsPageSize)
+	}
 	return v
 }
 
@@ -118,4 +123,32 @@ func credDeleteWarning(username string, live map[string]int) string {
 		msg += " No device is connected with it right now."
 	}
 	return msg
+}
+
+func (c *Console) discardSession(w http.ResponseWriter, r *http.Request) {
+	if _, ok := c.allow(w, r, tenancy.ScopeWrite); !ok {
+		return
+	}
+	in, ok := c.loadInstance(w, r)
+	if !ok {
+		return
+	}
+	if c.nodes == nil {
+		c.errorPage(w, r, http.StatusServiceUnavailable, "No data-plane node is reachable from this console; try again later.")
+		return
+	}
+	id := r.PostFormValue("client_id")
+	done, err := c.nodes.DiscardSession(r.Context(), in.NodeID, in.ID, id)
+	switch {
+	case errors.Is(err, tenancy.ErrConflict):
+		setFlash(w, "Session “"+id+"” is connected: disconnect the client first, then discard its session.", c.secure)
+	case err != nil:
+		c.errorPage(w, r, http.StatusServiceUnavailable, "The instance's node could not be reached: "+err.Error())
+		return
+	case !done:
+		setFlash(w, "Session “"+id+"” no longer exists.", c.secure)
+	default:
+		setFlash(w, "Session “"+id+"” discarded with its backlog.", c.secure)
+	}
+	seeOther(w, r, c.instancePath(in.OrgID, in.ID, "/clients"))
 }

@@ -173,6 +173,7 @@ func (c *Console) routes() chi.Router {
 				r.Get("/webclient", c.webClient)
 				r.Post("/webclient/token", c.webClientToken)
 				r.Post("/clients/disconnect", c.disconnectClient)
+				r.Post("/sessions/discard", c.discardSession)
 			})
 		})
 	})

@@ -217,6 +217,65 @@ func TestConsoleClientsAndSafeDelete(t *testing.T) {
 	s.do(b, "row gone", chromedp.WaitNotPresent(chromedp.CSS(`[data-testid="client-dev-v5"]`)))
 	s.shotAndFit(b, "03-client-disconnected-1280")
 
+	// A persistent session: its backlog grows while it is offline and
+	// drains after it reconnects; then it is discarded.
+	persist := connectPersistent(t, pp.mqtt, "persist-1", cred.MQTTUsername, cred.Password)
+	if _, err := persist.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "queue/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = persist.Disconnect(&paho.Disconnect{})
+	pub := connectV5(t, pp.mqtt, "pub-5", cred.MQTTUsername, cred.Password)
+	backlog := func(want string) {
+		t.Helper()
+		s.waitTrue(b, "backlog "+want, `(function(){var r=document.querySelector('[data-testid="session-persist-1"] [data-testid="session-backlog"]');return r!==null&&r.innerText.trim()===`+jsQuote(want)+`})()`)
+	}
+	publishN := func(n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := pub.Publish(ctx, &paho.Publish{Topic: "queue/job", QoS: 1, Payload: []byte(fmt.Sprint(i))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.do(b, "clients page", chromedp.Navigate(detail+"/clients"), chromedp.WaitVisible(chromedp.CSS(`[data-testid="session-persist-1"]`)))
+	publishN(3)
+	backlog("3")
+	if got := s.text(b, `[data-testid="session-persist-1"] [data-testid="session-state"]`); got != "offline" {
+		t.Errorf("session state %q while disconnected", got)
+	}
+	publishN(2)
+	backlog("5")
+	s.shotAndFit(b, "03b-session-backlog-1280")
+	persist = connectPersistent(t, pp.mqtt, "persist-1", cred.MQTTUsername, cred.Password)
+	backlog("0")
+	s.waitTrue(b, "the session online", `document.querySelector('[data-testid="session-persist-1"] [data-testid="session-state"]').innerText.trim() === 'online'`)
+	owner.call(t, "DELETE", "/v1/orgs/"+org+"/instances/"+inst.ID+"/sessions/persist-1", nil, 409, nil)
+	_ = persist.Disconnect(&paho.Disconnect{})
+	var sessions struct {
+		Data []struct {
+			ClientID string `json:"client_id"`
+			Online   bool
+			Backlog  int
+		}
+	}
+	offline := func() bool {
+		owner.call(t, "GET", "/v1/orgs/"+org+"/instances/"+inst.ID+"/sessions?q=persist", nil, 200, &sessions)
+		return len(sessions.Data) == 1 && sessions.Data[0].ClientID == "persist-1" && !sessions.Data[0].Online
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !offline() {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions after disconnect: %+v", sessions.Data)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	owner.call(t, "DELETE", "/v1/orgs/"+org+"/instances/"+inst.ID+"/sessions/persist-1", nil, 204, nil)
+	owner.call(t, "GET", "/v1/orgs/"+org+"/instances/"+inst.ID+"/sessions?q=persist", nil, 200, &sessions)
+	if len(sessions.Data) != 0 {
+		t.Errorf("sessions after discard: %+v", sessions.Data)
+	}
+	_ = pub.Disconnect(&paho.Disconnect{})
+
 	// The overview shows who is connected now; protection on: no delete in
 	// the page, 409 from the API.
 	dev2 := connectV5(t, pp.mqtt, "dev-v5b", cred.MQTTUsername, cred.Password)
@@ -330,5 +389,26 @@ func connectV5(t *testing.T, addr, clientID, user, pass string) *paho.Client {
 	if c == nil {
 		t.Fatalf("%s refused: %s", clientID, fmt.Sprintf("0x%02x", code))
 	}
+	return c
+}
+
+// connectPersistent connects an MQTT 5 client resuming (or starting) a
+// session that outlives the connection by an hour.
+func connectPersistent(t *testing.T, addr, clientID, user, pass string) *paho.Client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(paho.PublishReceived) (bool, error) { return true, nil }}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	expiry := uint32(3600)
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: false, KeepAlive: 30, UsernameFlag: true, Username: user,
+		PasswordFlag: true, Password: []byte(pass), Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+		t.Fatalf("connect %s: %v", clientID, err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
 	return c
 }

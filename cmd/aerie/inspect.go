@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -47,4 +48,24 @@ func (l *localInspector) PendingUsage(_ context.Context, nodeID, instanceID stri
 		return dpconfig.InstanceUsage{}, err
 	}
 	return l.gw.PendingUsage(instanceID), nil
+}
+
+// Sessions implements api.NodeInspector.
+func (l *localInspector) Sessions(ctx context.Context, nodeID, instanceID string) ([]dpconfig.SessionInfo, error) {
+	if err := l.local(nodeID); err != nil {
+		return nil, err
+	}
+	return l.gw.Sessions(ctx, instanceID)
+}
+
+// DiscardSession implements api.NodeInspector.
+func (l *localInspector) DiscardSession(ctx context.Context, nodeID, instanceID, clientID string) (bool, error) {
+	if err := l.local(nodeID); err != nil {
+		return false, err
+	}
+	ok, err := l.gw.DiscardSession(ctx, instanceID, clientID)
+	if errors.Is(err, gateway.ErrSessionOnline) {
+		return false, fmt.Errorf("%w: %w", tenancy.ErrConflict, err)
+	}
+	return ok, err
 }

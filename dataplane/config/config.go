@@ -292,3 +292,22 @@ type ClientInfo struct {
 	MessagesIn      int64     `json:"messages_in"`
 	MessagesOut     int64     `json:"messages_out"`
 }
+
+// SessionInfo is one persistent session as its node sees it (the console's
+// and API's sessions list).
+type SessionInfo struct {
+	ClientID       string     `json:"client_id"`
+	Online         bool       `json:"online"`
+	DisconnectedAt *time.Time `json:"disconnected_at"`
+	// ExpirySeconds is the session expiry interval (-1: never expires).
+	ExpirySeconds int64    `json:"expiry_seconds"`
+	Subscriptions []string `json:"subscriptions"`
+	// Backlog is the stored messages waiting for it (at most
+	// SessionBacklogCap per subscription; BacklogCapped says so).
+	Backlog       int        `json:"backlog"`
+	BacklogCapped bool       `json:"backlog_capped"`
+	OldestAt      *time.Time `json:"oldest_at"`
+}
+
+// SessionBacklogCap bounds the backlog counted per subscription.
+const SessionBacklogCap = 10000

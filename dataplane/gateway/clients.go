@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/dataplane/store"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -108,4 +112,63 @@ func (g *Gateway) PendingUsage(instance string) config.InstanceUsage {
 		return true
 	})
 	return u
+}
+
+// ErrSessionOnline: a connected session cannot be discarded (disconnect it
+// first).
+var ErrSessionOnline = errors.New("the session is connected; disconnect the client first")
+
+// Sessions lists the instance's persistent sessions on this node with
+// their backlog (nil without a store).
+func (g *Gateway) Sessions(ctx context.Context, instance string) ([]config.SessionInfo, error) {
+	if g.store == nil {
+		return nil, nil
+	}
+	list, err := g.store.Sessions(ctx, instance, config.SessionBacklogCap)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]config.SessionInfo, 0, len(list))
+	for _, s := range list {
+		info := config.SessionInfo{ClientID: strings.TrimPrefix(s.ClientID, instance+"/"), Online: s.Online,
+			ExpirySeconds: int64(s.Expiry / time.Second), Subscriptions: []string{}, Backlog: s.Backlog, BacklogCapped: s.Capped}
+		if s.Expiry == store.NeverExpire {
+			info.ExpirySeconds = -1
+		}
+		for _, f := range s.Subscriptions {
+			info.Subscriptions = append(info.Subscriptions, strings.TrimPrefix(f, instance+"/"))
+		}
+		if !s.DisconnectedAt.IsZero() {
+			t := s.DisconnectedAt.UTC()
+			info.DisconnectedAt = &t
+		}
+		if !s.Oldest.IsZero() {
+			t := s.Oldest.UTC()
+			info.OldestAt = &t
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// DiscardSession deletes an offline persistent session and its backlog
+// position; false if there is none.
+func (g *Gateway) DiscardSession(ctx context.Context, instance, clientID string) (bool, error) {
+	if g.store == nil {
+		return false, nil
+	}
+	sess, err := g.store.LoadSession(ctx, instance, instance+"/"+clientID)
+	if errors.Is(err, store.ErrNoSession) || (err == nil && sess == nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("load session: %w", err)
+	}
+	if sess.DisconnectedAt.IsZero() {
+		return false, ErrSessionOnline
+	}
+	if err := g.store.DeleteSession(ctx, instance, instance+"/"+clientID); err != nil {
+		return false, fmt.Errorf("discard session: %w", err)
+	}
+	return true, nil
 }
