@@ -66,7 +66,7 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Name               string `json:"name"`
 		AllowAnonymous     bool   `json:"allow_anonymous"`
-		DeletionProtection bool   `json:"deletion_protection"`
+		DeletionProtection *bool  `json:"deletion_protection"` // nil: the plan's default
 	}
 	if err := DecodeJSON(w, r, &in); err != nil {
 		a.WriteError(w, r, err)

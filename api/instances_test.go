@@ -548,3 +548,40 @@ func TestAdminMarkInvoicePaid(t *testing.T) {
 		t.Fatalf("customer sees %q", got.Status)
 	}
 }
+
+// TestDeletionProtectionDefault: a new instance is protected on a paid
+// plan (DELETE answers 409 deletion-protected until it is turned off) and
+// unprotected on Free; an explicit value wins.
+func TestDeletionProtectionDefault(t *testing.T) {
+	e := newEnv(t)
+	s := e.signup(t, "protect@example.com", "Protect")
+	base := "/v1/orgs/" + s.Org.ID + "/instances"
+	type protected struct {
+		ID                 string
+		DeletionProtection bool `json:"deletion_protection"`
+	}
+	create := func(name string, body map[string]any) protected {
+		t.Helper()
+		body["name"] = name
+		var p protected
+		e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: body}).expect(t, 201).decode(t, &p)
+		return p
+	}
+	free := create("free-one", map[string]any{})
+	if free.DeletionProtection {
+		t.Fatal("a Free instance is protected by default")
+	}
+	e.do(t, req{method: "PUT", path: "/v1/orgs/" + s.Org.ID + "/subscription", token: s.AccessToken, body: map[string]any{"plan": "pro"}}).expect(t, 200)
+	paid := create("paid-one", map[string]any{})
+	if !paid.DeletionProtection {
+		t.Fatal("a paid-plan instance is not protected by default")
+	}
+	e.do(t, req{method: "DELETE", path: base + "/" + paid.ID, token: s.AccessToken}).problem(t, 409, "deletion-protected")
+	e.do(t, req{method: "GET", path: base + "/" + paid.ID, token: s.AccessToken}).expect(t, 200)
+	off := create("paid-off", map[string]any{"deletion_protection": false})
+	if off.DeletionProtection {
+		t.Fatal("an explicit deletion_protection false was ignored")
+	}
+	e.do(t, req{method: "PATCH", path: base + "/" + paid.ID, token: s.AccessToken, body: map[string]any{"deletion_protection": false}}).expect(t, 200)
+	e.do(t, req{method: "DELETE", path: base + "/" + paid.ID, token: s.AccessToken}).expect(t, 204)
+}

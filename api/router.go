@@ -44,6 +44,8 @@ type Deps struct {
 	// NodeAPI reaches the node serving an instance (consumer groups read
 	// the node's store); nil answers those routes with 503.
 	NodeAPI nodeapi.Caller
+	// Nodes reads live client state from the data plane; nil answers 503.
+	Nodes NodeInspector
 }
 
 // LoginLimits are token buckets for login attempts: Burst attempts at once,
@@ -94,6 +96,7 @@ type API struct {
 	resets     *ratelimit.Keyed // per client address
 	now        func() time.Time
 	nodeAPI    nodeapi.Caller
+	nodes      NodeInspector
 }
 
 // NewRouter builds the HTTP handler for the control plane: health endpoints
@@ -108,7 +111,7 @@ func NewRouter(d Deps) chi.Router {
 		r.Use(newHTTPMetrics(d.Metrics).middleware)
 	}
 	r.Use(middleware.Recoverer)
-	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now, nodeAPI: d.NodeAPI}
+	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now, nodeAPI: d.NodeAPI, nodes: d.Nodes}
 	r.Use(RejectBadInput(a.WriteError))
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
@@ -224,6 +227,11 @@ func (a *API) Routes(r chi.Router) {
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/tokens", a.listDeviceTokens)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens", a.issueDeviceToken)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens/revoke", a.revokeDeviceToken)
+
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/clients", a.listClients)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/clients/{client_id}", a.disconnectClient)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/sessions", a.listSessions)
+				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/sessions/{client_id}", a.discardSession)
 			})
 
 			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)

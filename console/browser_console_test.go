@@ -140,7 +140,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// 6. The viewer sees the key, and no write controls anywhere.
+	// At 375 px the navigation sits behind the menu toggle.
 	do(viewer, "viewer api keys",
+		chromedp.Click(chromedp.CSS(`[data-testid="menu-toggle"]`)),
 		chromedp.Click(chromedp.CSS(`nav a[href$="/api-keys"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="key-ci deploy"]`)),
 	)
@@ -155,8 +157,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	for _, page := range []string{"/members", "/settings", "/billing"} {
 		do(viewer, "viewer "+page,
+			chromedp.Click(chromedp.CSS(`[data-testid="menu-toggle"]`)),
 			chromedp.Click(chromedp.CSS(`nav a[href$="`+page+`"]`)),
-			chromedp.WaitVisible(chromedp.CSS(`nav a[aria-current="page"][href$="`+page+`"]`)),
+			chromedp.WaitReady(chromedp.CSS(`nav a[aria-current="page"][href$="`+page+`"]`)),
 		)
 		if n := count(viewer, `form[method="post"]:not(.logout)`); n != 0 {
 			t.Errorf("viewer sees %d write forms on %s", n, page)
@@ -166,6 +169,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	viewer.Shot("09-viewer-billing")
+	// The menu toggle shows the navigation, which fits the phone's width.
+	do(viewer, "open menu",
+		chromedp.Click(chromedp.CSS(`[data-testid="menu-toggle"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`nav a[href$="/instances"]`)),
+	)
+	if got, _ := browsertest.Get(viewer, wait, chromedp.Evaluate[string](`document.querySelector('[data-testid="menu-toggle"]').getAttribute('aria-expanded')`)); got != "true" {
+		t.Errorf("menu toggle aria-expanded %q after opening", got)
+	}
+	if w := mustInt(t, viewer, `document.documentElement.scrollWidth`); w > 375 {
+		t.Errorf("open menu is %d px wide at 375 px", w)
+	}
+	viewer.Shot("09b-viewer-menu-open")
 	// Keyboard: the first Tab reaches the skip link.
 	do(viewer, "tab", chromedp.Navigate(e.srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`main`)), chromedp.KeyEvent("\t"))
 	if cls, err := browsertest.Get(viewer, wait, chromedp.Evaluate[string](`document.activeElement.className`)); err != nil || cls != "skip" {

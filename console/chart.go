@@ -22,6 +22,9 @@ type ChartData struct {
 	Unit   string // shown after the numbers, e.g. "msg/s"
 	Times  []time.Time
 	Series []ChartSeries
+	// Partial: the last point is the current, unfinished step (its rate is
+	// over the time elapsed so far); drawn dashed.
+	Partial bool
 }
 
 // chartModel is a chart laid out for drawing: every coordinate computed, so
@@ -31,6 +34,7 @@ type chartModel struct {
 	W, H          int
 	Left, Bottom  int
 	Paths         []chartPath
+	Tails         []chartPath // the partial current step, per series
 	YTicks        []chartTick
 	XTicks        []chartTick
 	Latest        []string // latest value per series, formatted
@@ -103,8 +107,14 @@ func layoutChart(d ChartData) chartModel {
 	var summaries []string
 	for _, s := range d.Series {
 		var b strings.Builder
+		last := n
+		if d.Partial && n >= 2 {
+			last = n - 1 // the current step is drawn on its own, dashed
+			tail := fmt.Sprintf("M%.1f,%.1f L%.1f,%.1f", m.x(n-2, n), m.y(s.Values[n-2], top), m.x(n-1, n), m.y(s.Values[n-1], top))
+			m.Tails = append(m.Tails, chartPath{Name: s.Name, Class: s.Class, D: tail})
+		}
 		for i, v := range s.Values {
-			if i >= n || math.IsNaN(v) {
+			if i >= last || math.IsNaN(v) {
 				continue
 			}
 			if b.Len() == 0 {
@@ -185,4 +195,33 @@ func trimZero(s string) string {
 		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	}
 	return s
+}
+
+// hoverData is a chart's points for the hover read-out (aerie.js): the
+// times, then per series its name and values, as data attributes.
+func (m chartModel) hoverTimes() string {
+	out := make([]string, len(m.Times))
+	for i, t := range m.Times {
+		out[i] = t.UTC().Format("2006-01-02 15:04:05") + " UTC"
+		if m.Partial && i == len(m.Times)-1 {
+			out[i] += " (so far)"
+		}
+	}
+	return strings.Join(out, "|")
+}
+
+func hoverValues(vals []float64, unit string) string {
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = formatNumber(v)
+		if unit != "" {
+			out[i] += " " + unit
+		}
+	}
+	return strings.Join(out, "|")
+}
+
+// pct is a position in the plot area as a CSS percentage.
+func pct(pos float64, origin, size int) string {
+	return fmt.Sprintf("%.2f%%", (pos-float64(origin))*100/float64(size))
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+
+	"github.com/aeriemq/aerie/billing"
 )
 
 func TestNiceScale(t *testing.T) {
@@ -89,5 +91,35 @@ func TestChartRenders(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "No data yet") {
 		t.Error("an empty chart does not say so")
+	}
+}
+
+// TestPartialLastStep: the current, unfinished step is drawn at its rate so
+// far (dashed), not as a drop towards 0; connections are left as counted.
+func TestPartialLastStep(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	pts := []billing.Point{{Time: t0, MessagesIn: 100, Connections: 2}, {Time: t0.Add(10 * time.Second), MessagesIn: 25, Connections: 2}}
+	charts := dashboardCharts(pts, 10*time.Second)
+	partialLast(charts, pts, 10*time.Second, t0.Add(12500*time.Millisecond)) // 2.5 s into the last step
+	for _, ch := range charts {
+		switch ch.ID {
+		case "messages":
+			if got := ch.Series[0].Values; got[0] != 10 || got[1] != 10 {
+				t.Errorf("message rates %v, want [10 10] (25 in 2.5 s)", got)
+			}
+			if !ch.Partial || len(layoutChart(ch).Tails) != 2 {
+				t.Error("the partial step is not drawn apart")
+			}
+		case "connections":
+			if got := ch.Series[0].Values; got[1] != 2 || ch.Partial {
+				t.Errorf("connections %v partial %v", got, ch.Partial)
+			}
+		}
+	}
+	// A finished step is left alone.
+	charts = dashboardCharts(pts, 10*time.Second)
+	partialLast(charts, pts, 10*time.Second, t0.Add(25*time.Second))
+	if charts[1].Series[0].Values[1] != 2.5 || charts[1].Partial {
+		t.Errorf("finished step rescaled: %v", charts[1].Series[0].Values)
 	}
 }

@@ -50,6 +50,9 @@ type Deps struct {
 	// Sync waits until the data-plane nodes have applied config revisions
 	// (tenancy.Feed in a control plane); nil answers without waiting.
 	Sync Syncer
+	// Nodes reads live clients from the data plane (clients page, live
+	// connection counts); nil hides them.
+	Nodes api.NodeInspector
 }
 
 // Syncer waits for config changes to be applied on the data plane.
@@ -75,6 +78,7 @@ type Console struct {
 	refresher *refresher
 	now       func() time.Time
 	sync      Syncer
+	nodes     api.NodeInspector
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /
@@ -108,6 +112,7 @@ func New(d Deps) http.Handler {
 		refresher: newRefresher(d.Tenancy),
 		now:       d.Now,
 		sync:      d.Sync,
+		nodes:     d.Nodes,
 	}
 	return c.routes()
 }
@@ -141,6 +146,7 @@ func (c *Console) routes() chi.Router {
 			r.Use(c.orgScope)
 			r.Get("/", c.overview)
 			r.Get("/metrics", c.orgMetrics)
+			r.Get("/checklist", c.checklistPart)
 			r.Get("/settings", c.settings)
 			r.Post("/settings", c.renameOrg)
 			r.Get("/members", c.members)
@@ -174,6 +180,12 @@ func (c *Console) routes() chi.Router {
 				r.Post("/acl/{rule}/delete", c.deleteACLRule)
 				r.Get("/quotas", c.quotas)
 				r.Post("/quotas", c.setQuotas)
+				r.Get("/clients", c.clientsPage)
+				r.Get("/status", c.instanceStatus)
+				r.Get("/webclient", c.webClient)
+				r.Post("/webclient/token", c.webClientToken)
+				r.Post("/clients/disconnect", c.disconnectClient)
+				r.Post("/sessions/discard", c.discardSession)
 			})
 		})
 	})

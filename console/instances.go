@@ -146,7 +146,17 @@ func (c *Console) dashboard(r *http.Request, orgID, instID string) (*Dashboard, 
 	if err != nil {
 		return nil, err
 	}
-	return &Dashboard{Range: rg.Key, Charts: dashboardCharts(pts, rg.Step), Totals: totalsOf(pts)}, nil
+	var live int64
+	liveOK := false
+	if in, err := c.svc.Instance(r.Context(), orgID, instID); err == nil {
+		live, liveOK = c.addPending(r.Context(), in, pts)
+	}
+	d := &Dashboard{Range: rg.Key, Charts: dashboardCharts(pts, rg.Step), Totals: totalsOf(pts)}
+	partialLast(d.Charts, pts, rg.Step, now)
+	if liveOK {
+		d.Totals.Connections = live
+	}
+	return d, nil
 }
 
 // orgDashboard adds up the series of the org's instances (nil without a
@@ -158,11 +168,15 @@ func (c *Console) orgDashboard(r *http.Request, orgID string, insts []tenancy.In
 	rg := rangeOf(r.URL.Query().Get("range"))
 	now := c.now()
 	var sum []billing.Point
+	var live int64
+	liveOK := true
 	for _, in := range insts {
 		pts, err := c.meter.Series(r.Context(), orgID, in.ID, now.Add(-rg.Span), now, rg.Step, now)
 		if err != nil {
 			return nil, err
 		}
+		n, ok := c.addPending(r.Context(), in, pts)
+		live, liveOK = live+n, liveOK && ok
 		if sum == nil {
 			sum = make([]billing.Point, len(pts))
 		}
@@ -185,7 +199,12 @@ func (c *Console) orgDashboard(r *http.Request, orgID string, insts []tenancy.In
 			}
 		}
 	}
-	return &Dashboard{Range: rg.Key, Charts: dashboardCharts(sum, rg.Step), Totals: totalsOf(sum)}, nil
+	d := &Dashboard{Range: rg.Key, Charts: dashboardCharts(sum, rg.Step), Totals: totalsOf(sum)}
+	partialLast(d.Charts, sum, rg.Step, now)
+	if liveOK {
+		d.Totals.Connections = live
+	}
+	return d, nil
 }
 
 // orgMetrics is the org overview's dashboard alone, for the auto-refresh.
@@ -252,6 +271,7 @@ type InstanceView struct {
 	Inst      tenancy.Instance
 	Snippets  Snippets
 	Dashboard *Dashboard
+	LiveConns int // connected now, from the node; -1 when unknown
 }
 
 func (c *Console) instance(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +285,8 @@ func (c *Console) instance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := c.page(w, r, in.Name, "instances")
-	c.render(w, r, http.StatusOK, InstancePage(p, InstanceView{Inst: in, Snippets: snippetsFor(in, "<username>", "<password>"), Dashboard: d}))
+	c.render(w, r, http.StatusOK, InstancePage(p, InstanceView{Inst: in, Snippets: snippetsFor(in, "<username>", "<password>"), Dashboard: d,
+		LiveConns: c.liveCount(r.Context(), in)}))
 }
 
 // instanceMetrics is the dashboard alone, re-fetched every few seconds by
@@ -339,7 +360,20 @@ func (c *Console) deleteInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o := orgFrom(r.Context())
-	id := chi.URLParam(r, "inst")
+	in, ok := c.loadInstance(w, r)
+	if !ok {
+		return
+	}
+	id := in.ID
+	if in.DeletionProtection {
+		c.errorPage(w, r, http.StatusConflict, "Deletion protection is on for this instance: turn it off first, then delete.")
+		return
+	}
+	if strings.TrimSpace(r.PostFormValue("confirm_name")) != in.Name {
+		setFlash(w, "Nothing was deleted: type the instance name “"+in.Name+"” exactly to confirm.", c.secure)
+		seeOther(w, r, c.instancePath(o.ID, id, ""))
+		return
+	}
 	if err := c.svc.DeleteInstance(r.Context(), actor(r), o.ID, id); err != nil {
 		if errors.Is(err, tenancy.ErrDeletionProtected) {
 			c.errorPage(w, r, http.StatusConflict, "Deletion protection is on for this instance: turn it off first, then delete.")
@@ -371,6 +405,9 @@ type CredentialsView struct {
 	Shown    []ShownPassword
 	Rotated  bool
 	Snippets *Snippets // for the one credential just created
+	// Live counts each username's connections now (nil when the node
+	// cannot be asked).
+	Live map[string]int
 }
 
 func (c *Console) credentials(w http.ResponseWriter, r *http.Request) {
@@ -388,6 +425,12 @@ func (c *Console) showCredentials(w http.ResponseWriter, r *http.Request, status
 		return
 	}
 	v.Inst, v.Creds, v.More = in, creds, next != ""
+	if live, err := c.liveClients(r.Context(), in); err == nil {
+		v.Live = map[string]int{}
+		for _, cl := range live {
+			v.Live[cl.Username]++
+		}
+	}
 	if v.Form.Values == nil {
 		v.Form = Form{Values: map[string]string{}, Errors: map[string]string{}}
 	}

@@ -568,7 +568,19 @@ func TestInstanceSuspendProtectDelete(t *testing.T) {
 	}
 	c.get(base)
 	c.post(base+"/protection", url.Values{"protection": {"off"}})
-	res, doc = c.post(base+"/delete", nil)
+	// Without the typed name (or with a wrong one) nothing is deleted.
+	for _, typed := range []url.Values{nil, {"confirm_name": {"not-the-name"}}} {
+		res, doc = c.post(base+"/delete", typed)
+		if res.StatusCode != http.StatusOK || !strings.Contains(doc.Find(`[data-testid="flash"]`).Text(), "Nothing was deleted") {
+			t.Errorf("delete without the name: %d %q", res.StatusCode, doc.Find(`[data-testid="flash"]`).Text())
+		}
+		if _, err := e.svc.Instance(ctx, orgID, id); err != nil {
+			t.Fatalf("instance deleted without its name typed: %v", err)
+		}
+		c.get(base)
+	}
+	in, _ := e.svc.Instance(ctx, orgID, id)
+	res, doc = c.post(base+"/delete", url.Values{"confirm_name": {in.Name}})
 	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/orgs/"+orgID+"/instances" || doc.Find(`[data-testid="instance-home"]`).Length() != 0 {
 		t.Errorf("delete: %d at %s", res.StatusCode, res.Request.URL)
 	}
@@ -750,8 +762,8 @@ func TestInstanceDashboard(t *testing.T) {
 		t.Error("15m not current")
 	}
 	svg := doc.Find(`[data-testid="chart-messages"] svg`)
-	if !strings.Contains(svg.AttrOr("aria-label", ""), "Messages") || svg.Find(`text.tick[x="`+strconv.Itoa(chartLeft-6)+`"]`).Last().Text() != "60" {
-		t.Errorf("messages chart's axis does not reach 60 msg/s: %q", svg.Text())
+	if ticks := doc.Find(`[data-testid="chart-messages"] .chart-y span`); !strings.Contains(svg.AttrOr("aria-label", ""), "Messages") || ticks.Last().Text() != "60" {
+		t.Errorf("messages chart's axis does not reach 60 msg/s: %q", ticks.Text())
 	}
 
 	// The auto-refresh fetches the charts alone.

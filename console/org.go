@@ -52,6 +52,10 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 			ov.Plan = plan.Name
 		}
 	}
+	if ov.Checklist, err = c.checklist(ctx, p.Org.ID, insts); err != nil {
+		c.fail(w, r, err)
+		return
+	}
 	if ov.Dashboard, err = c.orgDashboard(r, p.Org.ID, insts); err != nil {
 		c.fail(w, r, err)
 		return
@@ -403,4 +407,6 @@ type Overview struct {
 	Running   int
 	// Dashboard adds up the org's instances' metrics (nil without any).
 	Dashboard *Dashboard
+	// Checklist is the first-run guide.
+	Checklist Checklist
 }

@@ -183,6 +183,51 @@ func (e InvoiceStatus) Valid() bool {
 	}
 }
 
+// Defines values for MQTTClientProtocolVersion.
+const (
+	N3 MQTTClientProtocolVersion = 3
+	N4 MQTTClientProtocolVersion = 4
+	N5 MQTTClientProtocolVersion = 5
+)
+
+// Valid indicates whether the value is a known member of the MQTTClientProtocolVersion enum.
+func (e MQTTClientProtocolVersion) Valid() bool {
+	switch e {
+	case N3:
+		return true
+	case N4:
+		return true
+	case N5:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for MQTTClientTransport.
+const (
+	Mqtt  MQTTClientTransport = "mqtt"
+	Mqtts MQTTClientTransport = "mqtts"
+	Ws    MQTTClientTransport = "ws"
+	Wss   MQTTClientTransport = "wss"
+)
+
+// Valid indicates whether the value is a known member of the MQTTClientTransport enum.
+func (e MQTTClientTransport) Valid() bool {
+	switch e {
+	case Mqtt:
+		return true
+	case Mqtts:
+		return true
+	case Ws:
+		return true
+	case Wss:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for Role.
 const (
 	RoleAdmin  Role = "admin"
@@ -717,6 +762,59 @@ type InvoiceLine struct {
 	Unit        string `json:"unit"`
 }
 
+// MQTTClient defines model for MQTTClient.
+type MQTTClient struct {
+	// ClientId As the device sent it.
+	ClientId    string    `json:"client_id"`
+	ConnectedAt time.Time `json:"connected_at"`
+
+	// Inflight QoS 1/2 messages awaiting acknowledgement.
+	Inflight int `json:"inflight"`
+
+	// Keepalive Seconds, as in force (after the server's bounds).
+	Keepalive int `json:"keepalive"`
+
+	// MessagesIn Publishes accepted from the client on this connection.
+	MessagesIn int `json:"messages_in"`
+
+	// MessagesOut Publishes sent to the client on this connection.
+	MessagesOut int `json:"messages_out"`
+
+	// ProtocolVersion 3: MQTT 3.1, 4: MQTT 3.1.1, 5: MQTT 5.
+	ProtocolVersion MQTTClientProtocolVersion `json:"protocol_version"`
+	RemoteAddr      string                    `json:"remote_addr"`
+
+	// Subscriptions Topic filters as the device wrote them.
+	Subscriptions []string            `json:"subscriptions"`
+	Transport     MQTTClientTransport `json:"transport"`
+
+	// Username The credential's username without "@<instance>" (empty when anonymous).
+	Username string `json:"username"`
+}
+
+// MQTTClientProtocolVersion 3: MQTT 3.1, 4: MQTT 3.1.1, 5: MQTT 5.
+type MQTTClientProtocolVersion int
+
+// MQTTClientTransport defines model for MQTTClient.Transport.
+type MQTTClientTransport string
+
+// MQTTSession defines model for MQTTSession.
+type MQTTSession struct {
+	// Backlog Stored messages waiting for the session (counted up to 10000 per subscription).
+	Backlog        int        `json:"backlog"`
+	BacklogCapped  bool       `json:"backlog_capped"`
+	ClientId       string     `json:"client_id"`
+	DisconnectedAt *time.Time `json:"disconnected_at"`
+
+	// ExpirySeconds Session expiry interval; -1 never expires.
+	ExpirySeconds int `json:"expiry_seconds"`
+
+	// OldestAt When the oldest waiting message was stored.
+	OldestAt      *time.Time `json:"oldest_at"`
+	Online        bool       `json:"online"`
+	Subscriptions []string   `json:"subscriptions"`
+}
+
 // Member defines model for Member.
 type Member struct {
 	CreatedAt time.Time `json:"created_at"`
@@ -1174,7 +1272,9 @@ type ListInstancesParams struct {
 
 // CreateInstanceJSONBody defines parameters for CreateInstance.
 type CreateInstanceJSONBody struct {
-	AllowAnonymous     *bool `json:"allow_anonymous,omitempty"`
+	AllowAnonymous *bool `json:"allow_anonymous,omitempty"`
+
+	// DeletionProtection Omitted: on for paid plans, off on Free. While on, DELETE answers 409 deletion-protected.
 	DeletionProtection *bool `json:"deletion_protection,omitempty"`
 
 	// Name Unique within the org.
@@ -1315,6 +1415,17 @@ type UpdateACLRuleJSONBodyAction string
 // UpdateACLRuleJSONBodyEffect defines parameters for UpdateACLRule.
 type UpdateACLRuleJSONBodyEffect string
 
+// ListClientsParams defines parameters for ListClients.
+type ListClientsParams struct {
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Q Keeps clients whose client ID, username or remote address contains this (case-insensitive).
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+}
+
 // ListCredentialsParams defines parameters for ListCredentials.
 type ListCredentialsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1432,6 +1543,17 @@ type SetQuotasParams struct {
 
 	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
 	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// ListSessionsParams defines parameters for ListSessions.
+type ListSessionsParams struct {
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Q Keeps sessions whose client ID contains this (case-insensitive).
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
 }
 
 // ListDeviceTokensParams defines parameters for ListDeviceTokens.
@@ -2211,6 +2333,16 @@ type ClientInterface interface {
 	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
 	UpdateACLRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, body UpdateACLRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListClients The instance’s connected clients, read live from the node serving it (not from the database), sorted by client ID.
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/clients (the `ListClients` operationId).
+	ListClients(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListClientsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DisconnectClient Disconnect a connected client (MQTT 5 clients get DISCONNECT 0x98 administrative action). It may reconnect unless its credential is disabled.
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/clients/{client_id} (the `DisconnectClient` operationId).
+	DisconnectClient(ctx context.Context, orgId OrgID, instanceId InstanceID, clientId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListCredentials The instance's device credentials by ID (passwords are never listed); `?name=` finds one by username.
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/credentials (the `ListCredentials` operationId).
@@ -2347,6 +2479,16 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas (the `SetQuotas` operationId).
 	SetQuotas(ctx context.Context, orgId OrgID, instanceId InstanceID, params *SetQuotasParams, body SetQuotasJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListSessions The instance's persistent sessions with subscriptions, read live from the node serving it: online or offline, backlog and its age, expiry.
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/sessions (the `ListSessions` operationId).
+	ListSessions(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListSessionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DiscardSession Discard an offline persistent session and its backlog (409 conflict while it is connected: disconnect the client first).
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/sessions/{client_id} (the `DiscardSession` operationId).
+	DiscardSession(ctx context.Context, orgId OrgID, instanceId InstanceID, clientId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListDeviceTokens Device tokens issued for the instance, by token ID (jti; the tokens themselves are never listed).
 	//
@@ -3374,6 +3516,36 @@ func (c *Client) UpdateACLRule(ctx context.Context, orgId OrgID, instanceId Inst
 	return c.Client.Do(req)
 }
 
+// ListClients The instance’s connected clients, read live from the node serving it (not from the database), sorted by client ID.
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/clients (the `ListClients` operationId).
+func (c *Client) ListClients(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListClientsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListClientsRequest(c.Server, orgId, instanceId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DisconnectClient Disconnect a connected client (MQTT 5 clients get DISCONNECT 0x98 administrative action). It may reconnect unless its credential is disabled.
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/clients/{client_id} (the `DisconnectClient` operationId).
+func (c *Client) DisconnectClient(ctx context.Context, orgId OrgID, instanceId InstanceID, clientId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDisconnectClientRequest(c.Server, orgId, instanceId, clientId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListCredentials The instance's device credentials by ID (passwords are never listed); `?name=` finds one by username.
 //
 // Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/credentials (the `ListCredentials` operationId).
@@ -3651,6 +3823,36 @@ func (c *Client) SetQuotasWithBody(ctx context.Context, orgId OrgID, instanceId 
 // Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas (the `SetQuotas` operationId).
 func (c *Client) SetQuotas(ctx context.Context, orgId OrgID, instanceId InstanceID, params *SetQuotasParams, body SetQuotasJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetQuotasRequest(c.Server, orgId, instanceId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListSessions The instance's persistent sessions with subscriptions, read live from the node serving it: online or offline, backlog and its age, expiry.
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/sessions (the `ListSessions` operationId).
+func (c *Client) ListSessions(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListSessionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListSessionsRequest(c.Server, orgId, instanceId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DiscardSession Discard an offline persistent session and its backlog (409 conflict while it is connected: disconnect the client first).
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/sessions/{client_id} (the `DiscardSession` operationId).
+func (c *Client) DiscardSession(ctx context.Context, orgId OrgID, instanceId InstanceID, clientId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDiscardSessionRequest(c.Server, orgId, instanceId, clientId)
 	if err != nil {
 		return nil, err
 	}
@@ -6120,6 +6322,146 @@ func NewUpdateACLRuleRequestWithBody(server string, orgId OrgID, instanceId Inst
 	return req, nil
 }
 
+// NewListClientsRequest constructs an http.Request for the ListClients method
+func NewListClientsRequest(server string, orgId OrgID, instanceId InstanceID, params *ListClientsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/clients", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDisconnectClientRequest constructs an http.Request for the DisconnectClient method
+func NewDisconnectClientRequest(server string, orgId OrgID, instanceId InstanceID, clientId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "client_id", clientId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/clients/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListCredentialsRequest constructs an http.Request for the ListCredentials method
 func NewListCredentialsRequest(server string, orgId OrgID, instanceId InstanceID, params *ListCredentialsParams) (*http.Request, error) {
 	var err error
@@ -6854,6 +7196,146 @@ func NewSetQuotasRequestWithBody(server string, orgId OrgID, instanceId Instance
 			req.Header.Set("Prefer", headerParam1)
 		}
 
+	}
+
+	return req, nil
+}
+
+// NewListSessionsRequest constructs an http.Request for the ListSessions method
+func NewListSessionsRequest(server string, orgId OrgID, instanceId InstanceID, params *ListSessionsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/sessions", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDiscardSessionRequest constructs an http.Request for the DiscardSession method
+func NewDiscardSessionRequest(server string, orgId OrgID, instanceId InstanceID, clientId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "client_id", clientId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/sessions/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
 	}
 
 	return req, nil
@@ -8858,6 +9340,20 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/acl-rules/{rule_id} (the `UpdateACLRule` operationId).
 	UpdateACLRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateACLRuleParams, body UpdateACLRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateACLRuleResponse, error)
 
+	// ListClientsWithResponse The instance’s connected clients, read live from the node serving it (not from the database), sorted by client ID.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/clients (the `ListClients` operationId).
+	ListClientsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListClientsParams, reqEditors ...RequestEditorFn) (*ListClientsResponse, error)
+
+	// DisconnectClientWithResponse Disconnect a connected client (MQTT 5 clients get DISCONNECT 0x98 administrative action). It may reconnect unless its credential is disabled.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/clients/{client_id} (the `DisconnectClient` operationId).
+	DisconnectClientWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, clientId string, reqEditors ...RequestEditorFn) (*DisconnectClientResponse, error)
+
 	// ListCredentialsWithResponse The instance's device credentials by ID (passwords are never listed); `?name=` finds one by username.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -9004,6 +9500,20 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas (the `SetQuotas` operationId).
 	SetQuotasWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *SetQuotasParams, body SetQuotasJSONRequestBody, reqEditors ...RequestEditorFn) (*SetQuotasResponse, error)
+
+	// ListSessionsWithResponse The instance's persistent sessions with subscriptions, read live from the node serving it: online or offline, backlog and its age, expiry.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/sessions (the `ListSessions` operationId).
+	ListSessionsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListSessionsParams, reqEditors ...RequestEditorFn) (*ListSessionsResponse, error)
+
+	// DiscardSessionWithResponse Discard an offline persistent session and its backlog (409 conflict while it is connected: disconnect the client first).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/sessions/{client_id} (the `DiscardSession` operationId).
+	DiscardSessionWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, clientId string, reqEditors ...RequestEditorFn) (*DiscardSessionResponse, error)
 
 	// ListDeviceTokensWithResponse Device tokens issued for the instance, by token ID (jti; the tokens themselves are never listed).
 	//
@@ -11031,6 +11541,105 @@ func (r UpdateACLRuleResponse) ContentType() string {
 	return ""
 }
 
+type ListClientsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Data []MQTTClient `json:"data"`
+
+		// NextCursor Pass as `cursor` for the next page; null on the last page.
+		NextCursor *NextCursor `json:"next_cursor"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListClientsResponse) GetJSON200() *struct {
+	Data []MQTTClient `json:"data"`
+
+	// NextCursor Pass as `cursor` for the next page; null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListClientsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListClientsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListClientsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListClientsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListClientsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DisconnectClientResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DisconnectClientResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DisconnectClientResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DisconnectClientResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DisconnectClientResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DisconnectClientResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListCredentialsResponse200Headers the declared response headers of an HTTP 200 response for ListCredentials
 type ListCredentialsResponse200Headers struct {
 	ETag *string
@@ -11650,6 +12259,105 @@ func (r SetQuotasResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SetQuotasResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListSessionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Data []MQTTSession `json:"data"`
+
+		// NextCursor Pass as `cursor` for the next page; null on the last page.
+		NextCursor *NextCursor `json:"next_cursor"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListSessionsResponse) GetJSON200() *struct {
+	Data []MQTTSession `json:"data"`
+
+	// NextCursor Pass as `cursor` for the next page; null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListSessionsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListSessionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListSessionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListSessionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListSessionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DiscardSessionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DiscardSessionResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DiscardSessionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DiscardSessionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DiscardSessionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DiscardSessionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13818,6 +14526,32 @@ func (c *ClientWithResponses) UpdateACLRuleWithResponse(ctx context.Context, org
 	return ParseUpdateACLRuleResponse(rsp)
 }
 
+// ListClientsWithResponse The instance’s connected clients, read live from the node serving it (not from the database), sorted by client ID.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/clients (the `ListClients` operationId).
+func (c *ClientWithResponses) ListClientsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListClientsParams, reqEditors ...RequestEditorFn) (*ListClientsResponse, error) {
+	rsp, err := c.ListClients(ctx, orgId, instanceId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListClientsResponse(rsp)
+}
+
+// DisconnectClientWithResponse Disconnect a connected client (MQTT 5 clients get DISCONNECT 0x98 administrative action). It may reconnect unless its credential is disabled.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/clients/{client_id} (the `DisconnectClient` operationId).
+func (c *ClientWithResponses) DisconnectClientWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, clientId string, reqEditors ...RequestEditorFn) (*DisconnectClientResponse, error) {
+	rsp, err := c.DisconnectClient(ctx, orgId, instanceId, clientId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDisconnectClientResponse(rsp)
+}
+
 // ListCredentialsWithResponse The instance's device credentials by ID (passwords are never listed); `?name=` finds one by username.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -14053,6 +14787,32 @@ func (c *ClientWithResponses) SetQuotasWithResponse(ctx context.Context, orgId O
 		return nil, err
 	}
 	return ParseSetQuotasResponse(rsp)
+}
+
+// ListSessionsWithResponse The instance's persistent sessions with subscriptions, read live from the node serving it: online or offline, backlog and its age, expiry.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/sessions (the `ListSessions` operationId).
+func (c *ClientWithResponses) ListSessionsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListSessionsParams, reqEditors ...RequestEditorFn) (*ListSessionsResponse, error) {
+	rsp, err := c.ListSessions(ctx, orgId, instanceId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListSessionsResponse(rsp)
+}
+
+// DiscardSessionWithResponse Discard an offline persistent session and its backlog (409 conflict while it is connected: disconnect the client first).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/sessions/{client_id} (the `DiscardSession` operationId).
+func (c *ClientWithResponses) DiscardSessionWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, clientId string, reqEditors ...RequestEditorFn) (*DiscardSessionResponse, error) {
+	rsp, err := c.DiscardSession(ctx, orgId, instanceId, clientId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDiscardSessionResponse(rsp)
 }
 
 // ListDeviceTokensWithResponse Device tokens issued for the instance, by token ID (jti; the tokens themselves are never listed).
@@ -15971,6 +16731,73 @@ func ParseUpdateACLRuleResponse(rsp *http.Response) (*UpdateACLRuleResponse, err
 	return response, nil
 }
 
+// ParseListClientsResponse parses an HTTP response from a ListClientsWithResponse call
+func ParseListClientsResponse(rsp *http.Response) (*ListClientsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListClientsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Data []MQTTClient `json:"data"`
+
+			// NextCursor Pass as `cursor` for the next page; null on the last page.
+			NextCursor *NextCursor `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDisconnectClientResponse parses an HTTP response from a DisconnectClientWithResponse call
+func ParseDisconnectClientResponse(rsp *http.Response) (*DisconnectClientResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DisconnectClientResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListCredentialsResponse parses an HTTP response from a ListCredentialsWithResponse call
 func ParseListCredentialsResponse(rsp *http.Response) (*ListCredentialsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -16481,6 +17308,73 @@ func ParseSetQuotasResponse(rsp *http.Response) (*SetQuotasResponse, error) {
 			headers.AerieConfigRevision = &value
 		}
 		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListSessionsResponse parses an HTTP response from a ListSessionsWithResponse call
+func ParseListSessionsResponse(rsp *http.Response) (*ListSessionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListSessionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Data []MQTTSession `json:"data"`
+
+			// NextCursor Pass as `cursor` for the next page; null on the last page.
+			NextCursor *NextCursor `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDiscardSessionResponse parses an HTTP response from a DiscardSessionWithResponse call
+func ParseDiscardSessionResponse(rsp *http.Response) (*DiscardSessionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DiscardSessionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil

@@ -261,8 +261,9 @@ func sdkMainOperations(t *testing.T, seen map[string]bool) {
 	da, err := kc.DeleteACLRuleWithResponse(ctx, org, iid, rules[1].Id, nil)
 	must(t, da, err)
 	// Topics: provisioned, then read by a consumer group. This harness runs
-	// no data-plane node, so the routes that read the node's store answer
-	// 503 node-unavailable (cmd/aerie's e2e tests read real messages).
+	// no data-plane node, so the routes that read the node (its store, its
+	// live clients and sessions) answer 503 (cmd/aerie's e2e tests and the
+	// console's browser tests read real ones).
 	ct, err := kc.CreateTopicWithResponse(ctx, org, iid, nil, sdk.CreateTopicJSONRequestBody{Name: "telemetry", Filter: "fleet/+/telemetry"})
 	must(t, ct, err)
 	tid := ct.JSON201.Id
@@ -293,6 +294,14 @@ func sdkMainOperations(t *testing.T, seen map[string]bool) {
 		},
 		"pollTopicMessages": func() (interface{ StatusCode() int }, error) {
 			return kc.PollTopicMessagesWithResponse(ctx, org, iid, tid, &sdk.PollTopicMessagesParams{Group: &group})
+		},
+		"listClients": func() (interface{ StatusCode() int }, error) { return kc.ListClientsWithResponse(ctx, org, iid, nil) },
+		"disconnectClient": func() (interface{ StatusCode() int }, error) {
+			return kc.DisconnectClientWithResponse(ctx, org, iid, "dev-1")
+		},
+		"listSessions": func() (interface{ StatusCode() int }, error) { return kc.ListSessionsWithResponse(ctx, org, iid, nil) },
+		"discardSession": func() (interface{ StatusCode() int }, error) {
+			return kc.DiscardSessionWithResponse(ctx, org, iid, "dev-1")
 		},
 		"ackTopicMessages": func() (interface{ StatusCode() int }, error) {
 			return kc.AckTopicMessagesWithResponse(ctx, org, iid, tid, sdk.AckTopicMessagesJSONRequestBody{Group: group, Offsets: []int{1}})

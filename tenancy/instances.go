@@ -60,10 +60,17 @@ func (in Instance) InSync() bool { return in.NodeAppliedRevision >= in.ConfigRev
 
 // NewInstance is what creating an instance takes.
 type NewInstance struct {
-	Name               string
-	AllowAnonymous     bool
-	DeletionProtection bool
+	Name           string
+	AllowAnonymous bool
+	// DeletionProtection nil takes the plan's default: on for paid plans,
+	// off on Free (see ProtectionDefault).
+	DeletionProtection *bool
 }
+
+// ProtectionDefault is deletion protection's default for a new instance
+// on plan: on for every paid plan, off on Free (so trying things out stays
+// one click; the console says so).
+func ProtectionDefault(plan string) bool { return plan != "free" }
 
 // InstancePatch changes an instance; nil fields stay. Status may be
 // "suspended" (refuse and close connections) or "running" (resume).
@@ -138,12 +145,16 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 			return err
 		}
 		now := s.nowUTC()
+		protect := ProtectionDefault(plan)
+		if in.DeletionProtection != nil {
+			protect = *in.DeletionProtection
+		}
 		out = Instance{ID: newInstanceID(), OrgID: orgID, Name: name, Plan: plan, Status: InstanceProvisioning, NodeID: node.ID,
-			Endpoints: node.Endpoints, AllowAnonymous: in.AllowAnonymous, DeletionProtection: in.DeletionProtection,
+			Endpoints: node.Endpoints, AllowAnonymous: in.AllowAnonymous, DeletionProtection: protect,
 			Quotas: quotas, CreatedAt: now, UpdatedAt: now, NodeAppliedRevision: node.AppliedRevision}
 		qj, _ := json.Marshal(quotas)
 		_, err = tx.Exec(ctx, `INSERT INTO instances (id, org_id, name, plan_id, status, node_id, allow_anonymous, deletion_protection, quotas, created_at, updated_at)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`, out.ID, orgID, name, plan, out.Status, node.ID, in.AllowAnonymous, in.DeletionProtection, qj, now)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`, out.ID, orgID, name, plan, out.Status, node.ID, in.AllowAnonymous, protect, qj, now)
 		if isUniqueViolation(err) {
 			return taken("name", "an instance with this name exists in the org")
 		}

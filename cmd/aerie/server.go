@@ -221,6 +221,10 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	}
 	deps := api.Deps{Log: log, Ready: checks, Metrics: procMetrics}
 	local := &nodeapi.Local{Server: nodeSrv}
+	inspector := &localInspector{gw: gw}
+	if gw != nil && withControl {
+		deps.Nodes = inspector
+	}
 	if withControl {
 		keys, err := secretKeys(cfg, sub, log)
 		if err != nil {
@@ -287,6 +291,10 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		}
 		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed,
 			Secure: public.Scheme == "https"}))
+	inspector := &localInspector{gw: gw}
+	if gw != nil && withControl {
+		deps.Nodes = inspector
+	}
 	}
 	if withData {
 		var src configsync.Source
@@ -298,6 +306,10 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			}
 			nodeID, cpURL, token = node.ID, loopbackURL(httpLn.Addr()), tok
 			local.NodeID = node.ID
+	inspector := &localInspector{gw: gw}
+	if gw != nil && withControl {
+		deps.Nodes = inspector
+	}
 			src = tenancy.LocalSource{Feed: deps.Feed, NodeID: node.ID}
 		} else {
 			src = &configsync.HTTPSource{BaseURL: cfg.ControlPlane, NodeID: nodeID, Token: cfg.NodeToken}

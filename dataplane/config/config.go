@@ -319,3 +319,38 @@ type InstanceUsage struct {
 	Retained          int64            `json:"retained"`        // gauge
 	StoredBytes       int64            `json:"stored_bytes"`    // gauge
 }
+
+// ClientInfo is one connected client as its node sees it (the console's
+// and API's live clients list).
+type ClientInfo struct {
+	ClientID        string    `json:"client_id"`
+	Username        string    `json:"username"`
+	ProtocolVersion int       `json:"protocol_version"`
+	Transport       string    `json:"transport"` // mqtt, mqtts, ws, wss
+	RemoteAddr      string    `json:"remote_addr"`
+	ConnectedAt     time.Time `json:"connected_at"`
+	Keepalive       int       `json:"keepalive"` // seconds
+	Subscriptions   []string  `json:"subscriptions"`
+	Inflight        int       `json:"inflight"`
+	MessagesIn      int64     `json:"messages_in"`
+	MessagesOut     int64     `json:"messages_out"`
+}
+
+// SessionInfo is one persistent session as its node sees it (the console's
+// and API's sessions list).
+type SessionInfo struct {
+	ClientID       string     `json:"client_id"`
+	Online         bool       `json:"online"`
+	DisconnectedAt *time.Time `json:"disconnected_at"`
+	// ExpirySeconds is the session expiry interval (-1: never expires).
+	ExpirySeconds int64    `json:"expiry_seconds"`
+	Subscriptions []string `json:"subscriptions"`
+	// Backlog is the stored messages waiting for it (at most
+	// SessionBacklogCap per subscription; BacklogCapped says so).
+	Backlog       int        `json:"backlog"`
+	BacklogCapped bool       `json:"backlog_capped"`
+	OldestAt      *time.Time `json:"oldest_at"`
+}
+
+// SessionBacklogCap bounds the backlog counted per subscription.
+const SessionBacklogCap = 10000

@@ -282,6 +282,7 @@ func (h *metricsHook) Provides(b byte) bool {
 func (h *metricsHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c := h.tenant.get(cl); c != nil {
 		c.established.Store(true)
+		c.since.Store(time.Now().UnixNano())
 		h.m.connected(c.instance, 1)
 	}
 }
@@ -300,6 +301,7 @@ func (h *metricsHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	if c := h.tenant.get(cl); c != nil {
+		c.msgsIn.Add(1)
 		h.m.in(c.instance, len(pk.Payload))
 	}
 }
@@ -309,6 +311,7 @@ func (h *metricsHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte)
 		return
 	}
 	if c := h.tenant.get(cl); c != nil {
+		c.msgsOut.Add(1)
 		h.m.out(c.instance, len(pk.Payload))
 	}
 }

@@ -32,6 +32,9 @@ type conn struct {
 
 	established atomic.Bool  // counted as a connection
 	subs        atomic.Int64 // accepted subscriptions
+	since       atomic.Int64 // session established (unix ns), for the clients list
+	msgsIn      atomic.Int64 // publishes accepted from the client
+	msgsOut     atomic.Int64 // publishes sent to the client
 
 	lim     *instanceLimits // the instance's quotas on this node
 	cl      *clientLimits   // this connection's own quota state
