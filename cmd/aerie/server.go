@@ -291,10 +291,10 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		}
 		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed,
 			Secure: public.Scheme == "https"}))
-	inspector := &localInspector{gw: gw}
-	if gw != nil && withControl {
-		deps.Nodes = inspector
-	}
+		inspector := &localInspector{gw: gw}
+		if gw != nil && withControl {
+			deps.Nodes = inspector
+		}
 	}
 	if withData {
 		var src configsync.Source
@@ -306,10 +306,10 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			}
 			nodeID, cpURL, token = node.ID, loopbackURL(httpLn.Addr()), tok
 			local.NodeID = node.ID
-	inspector := &localInspector{gw: gw}
-	if gw != nil && withControl {
-		deps.Nodes = inspector
-	}
+			inspector := &localInspector{gw: gw}
+			if gw != nil && withControl {
+				deps.Nodes = inspector
+			}
 			src = tenancy.LocalSource{Feed: deps.Feed, NodeID: node.ID}
 		} else {
 			src = &configsync.HTTPSource{BaseURL: cfg.ControlPlane, NodeID: nodeID, Token: cfg.NodeToken}
