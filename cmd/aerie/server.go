@@ -290,11 +290,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			return err
 		}
 		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed,
-			Secure: public.Scheme == "https"}))
-		inspector := &localInspector{gw: gw}
-		if gw != nil && withControl {
-			deps.Nodes = inspector
-		}
+			Nodes: deps.Nodes, Secure: public.Scheme == "https"}))
 	}
 	if withData {
 		var src configsync.Source
@@ -306,10 +302,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			}
 			nodeID, cpURL, token = node.ID, loopbackURL(httpLn.Addr()), tok
 			local.NodeID = node.ID
-			inspector := &localInspector{gw: gw}
-			if gw != nil && withControl {
-				deps.Nodes = inspector
-			}
+			inspector.nodeID.Store(&node.ID)
 			src = tenancy.LocalSource{Feed: deps.Feed, NodeID: node.ID}
 		} else {
 			src = &configsync.HTTPSource{BaseURL: cfg.ControlPlane, NodeID: nodeID, Token: cfg.NodeToken}
