@@ -93,6 +93,27 @@ func TestConsumerGroupsSplitTopology(t *testing.T) {
 	}
 	other.call(t, "GET", "/v1/orgs/"+otherOrg+"/instances/"+inst.ID+"/topics/"+tel.ID+"/messages?group=app", nil, 404, nil)
 
+	// Live clients come from the node over the same node API: the control
+	// plane lists the connected device and cuts it off (issue 18).
+	var clients struct {
+		Data []struct {
+			ClientID        string `json:"client_id"`
+			ProtocolVersion int    `json:"protocol_version"`
+		} `json:"data"`
+	}
+	c.call(t, "GET", ip+"/clients", nil, 200, &clients)
+	if len(clients.Data) != 1 || clients.Data[0].ClientID != "dev" || clients.Data[0].ProtocolVersion != 4 {
+		t.Fatalf("clients over the split topology: %+v", clients.Data)
+	}
+	other.call(t, "GET", "/v1/orgs/"+otherOrg+"/instances/"+inst.ID+"/clients", nil, 404, nil)
+	c.call(t, "DELETE", ip+"/clients/dev", nil, 204, nil)
+	for deadline := time.Now().Add(5 * time.Second); dev.IsConnectionOpen(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the device is still connected after DELETE …/clients/dev")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	// The node API itself wants the derived secret.
 	for _, secret := range []string{"", "wrong", tok.Token} {
 		req, _ := http.NewRequest("POST", "http://"+np.http+"/internal/v1/node/topics.poll", strings.NewReader(`{"instance_id":"`+inst.ID+`","body":{"topic_id":"`+tel.ID+`","group":"evil"}}`))

@@ -2,70 +2,74 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"net/http"
 
 	dpconfig "github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/gateway"
+	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
-// localInspector answers live client state for the instances of the node
-// in this process (aerie serve). Instances on other nodes (aerie dataplane
-// processes) are not reachable from here yet: ErrNodeUnavailable.
-type localInspector struct {
-	gw     *gateway.Gateway
-	nodeID atomic.Pointer[string] // set once the node is registered
+// nodeInspector answers live client state (api.NodeInspector) by asking
+// the node serving the instance through the node API: in-process in
+// `aerie serve`, over HTTP from `aerie controlplane` to `aerie dataplane`.
+type nodeInspector struct {
+	c nodeapi.Caller
 }
 
-func (l *localInspector) local(nodeID string) error {
-	if id := l.nodeID.Load(); l.gw == nil || id == nil || *id != nodeID {
-		return fmt.Errorf("%w: the instance's node %s is not in this process; its live clients cannot be read from here", tenancy.ErrNodeUnavailable, nodeID)
+func (n nodeInspector) call(ctx context.Context, nodeID, instanceID, op string, in, out any) error {
+	var raw json.RawMessage
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode node request: %w", err)
+		}
+		raw = b
 	}
-	return nil
+	err := n.c.Call(ctx, nodeID, nodeapi.Request{Op: op, InstanceID: instanceID, Body: raw}, out)
+	var ne *nodeapi.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ne) && ne.Status == http.StatusConflict:
+		return fmt.Errorf("%w: %s", tenancy.ErrConflict, ne.Message)
+	case errors.Is(err, context.Canceled):
+		return err
+	}
+	return fmt.Errorf("%w: the instance's node %s: %w", tenancy.ErrNodeUnavailable, nodeID, err)
 }
 
 // Clients implements api.NodeInspector.
-func (l *localInspector) Clients(_ context.Context, nodeID, instanceID string) ([]dpconfig.ClientInfo, error) {
-	if err := l.local(nodeID); err != nil {
-		return nil, err
-	}
-	return l.gw.Clients(instanceID), nil
+func (n nodeInspector) Clients(ctx context.Context, nodeID, instanceID string) ([]dpconfig.ClientInfo, error) {
+	var out []dpconfig.ClientInfo
+	return out, n.call(ctx, nodeID, instanceID, gateway.OpClientsList, nil, &out)
 }
 
 // Disconnect implements api.NodeInspector.
-func (l *localInspector) Disconnect(_ context.Context, nodeID, instanceID, clientID string) (bool, error) {
-	if err := l.local(nodeID); err != nil {
-		return false, err
-	}
-	return l.gw.Disconnect(instanceID, clientID), nil
+func (n nodeInspector) Disconnect(ctx context.Context, nodeID, instanceID, clientID string) (bool, error) {
+	var out gateway.Done
+	err := n.call(ctx, nodeID, instanceID, gateway.OpClientDisconnect, gateway.ClientRef{ClientID: clientID}, &out)
+	return out.Done, err
 }
 
 // PendingUsage implements api.NodeInspector.
-func (l *localInspector) PendingUsage(_ context.Context, nodeID, instanceID string) (dpconfig.InstanceUsage, error) {
-	if err := l.local(nodeID); err != nil {
-		return dpconfig.InstanceUsage{}, err
-	}
-	return l.gw.PendingUsage(instanceID), nil
+func (n nodeInspector) PendingUsage(ctx context.Context, nodeID, instanceID string) (dpconfig.InstanceUsage, error) {
+	var out dpconfig.InstanceUsage
+	return out, n.call(ctx, nodeID, instanceID, gateway.OpUsagePending, nil, &out)
 }
 
 // Sessions implements api.NodeInspector.
-func (l *localInspector) Sessions(ctx context.Context, nodeID, instanceID string) ([]dpconfig.SessionInfo, error) {
-	if err := l.local(nodeID); err != nil {
-		return nil, err
-	}
-	return l.gw.Sessions(ctx, instanceID)
+func (n nodeInspector) Sessions(ctx context.Context, nodeID, instanceID string) ([]dpconfig.SessionInfo, error) {
+	var out []dpconfig.SessionInfo
+	return out, n.call(ctx, nodeID, instanceID, gateway.OpSessionsList, nil, &out)
 }
 
 // DiscardSession implements api.NodeInspector.
-func (l *localInspector) DiscardSession(ctx context.Context, nodeID, instanceID, clientID string) (bool, error) {
-	if err := l.local(nodeID); err != nil {
-		return false, err
-	}
-	ok, err := l.gw.DiscardSession(ctx, instanceID, clientID)
-	if errors.Is(err, gateway.ErrSessionOnline) {
-		return false, fmt.Errorf("%w: %w", tenancy.ErrConflict, err)
-	}
-	return ok, err
+func (n nodeInspector) DiscardSession(ctx context.Context, nodeID, instanceID, clientID string) (bool, error) {
+	var out gateway.Done
+	err := n.call(ctx, nodeID, instanceID, gateway.OpSessionDiscard, gateway.ClientRef{ClientID: clientID}, &out)
+	return out.Done, err
 }

@@ -175,6 +175,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			return err
 		}
 		consume.New(st, state).Register(nodeSrv)
+		gw.RegisterInspect(nodeSrv)
 		if tuneGC {
 			tuner := &gctune.Tuner{Idle: 25, Busy: 200, BusyRate: 1000, Count: gw.Metrics().MessagesTotal, Set: debug.SetGCPercent,
 				OnChange: func(v int) { log.Debug("GC target changed with the load", "gogc", v) }}
@@ -221,10 +222,6 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	}
 	deps := api.Deps{Log: log, Ready: checks, Metrics: procMetrics}
 	local := &nodeapi.Local{Server: nodeSrv}
-	inspector := &localInspector{gw: gw}
-	if gw != nil && withControl {
-		deps.Nodes = inspector
-	}
 	if withControl {
 		keys, err := secretKeys(cfg, sub, log)
 		if err != nil {
@@ -266,6 +263,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 				return u, nodeapi.Secret(hash), nil
 			}}
 		}
+		deps.Nodes = nodeInspector{c: deps.NodeAPI}
 	}
 	router := api.NewRouter(deps)
 	if sub == "dataplane" {
@@ -302,7 +300,6 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			}
 			nodeID, cpURL, token = node.ID, loopbackURL(httpLn.Addr()), tok
 			local.NodeID = node.ID
-			inspector.nodeID.Store(&node.ID)
 			src = tenancy.LocalSource{Feed: deps.Feed, NodeID: node.ID}
 		} else {
 			src = &configsync.HTTPSource{BaseURL: cfg.ControlPlane, NodeID: nodeID, Token: cfg.NodeToken}
