@@ -312,7 +312,8 @@ func ParsePage(r *http.Request) (tenancy.Page, error) {
 	if s := q.Get("cursor"); s != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(s)
 		var c cursor
-		if err != nil || json.Unmarshal(raw, &c) != nil || c.After == "" {
+		// A cursor this API returned holds a key: valid UTF-8, no NUL.
+		if err != nil || json.Unmarshal(raw, &c) != nil || c.After == "" || !utf8.ValidString(c.After) || strings.ContainsRune(c.After, 0) {
 			return p, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "cursor", Message: "is not a cursor this API returned"}}}
 		}
 		p.After = c.After
