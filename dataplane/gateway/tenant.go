@@ -315,6 +315,11 @@ func (h *tenantHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	}
 }
 
+// disconnectLinger bounds how long a connection ended for a refused packet
+// is read (and discarded) after its DISCONNECT, so the DISCONNECT reaches
+// a client still sending.
+const disconnectLinger = time.Second
+
 // errDenied marks a filter the device may not use: it is left outside the
 // device's mount, so OnACLCheck refuses it with the right SUBACK code.
 const deniedMount = "\x00denied/"
@@ -497,7 +502,9 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		if disconnect {
 			h.log.Info("closing a connection over its quota", "instance", c.instance, "client", c.clientID, "packet_type", "PUBLISH", "reason", code.Reason)
 			if cl.Properties.ProtocolVersion == 5 {
-				_ = h.srv.DisconnectClient(cl, code)
+				// On the client's read goroutine: the DISCONNECT must not be
+				// lost to a reset while the client is still sending.
+				_ = h.srv.DisconnectClientLingering(cl, code, disconnectLinger)
 			} else {
 				cl.Stop(code)
 			}

@@ -8,6 +8,7 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -1509,6 +1510,34 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 	}
 
 	return err
+}
+
+// DisconnectClientLingering is DisconnectClient for the client's own read
+// goroutine (a hook refusing the packet it is reading): after the
+// DISCONNECT it half-closes the connection and reads what the client had
+// already sent, for at most linger, before closing. Closing a socket with
+// unread data makes the kernel answer with a reset, which can overtake the
+// DISCONNECT and discard it at the client (a client flooding the server
+// then never learns the reason). Only the read goroutine may call it: it
+// reads from the connection.
+//
+// Aerie patch 22.
+func (s *Server) DisconnectClientLingering(cl *Client, code packets.Code, linger time.Duration) error {
+	if cl.Properties.ProtocolVersion == 5 && cl.Net.Conn != nil {
+		out := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ReasonCode: code.Code}
+		if code.Code >= packets.ErrUnspecifiedError.Code {
+			out.Properties.ReasonString = code.Reason
+		}
+		if err := cl.WritePacket(out); err == nil {
+			cl.flushHeld()
+			if hc, ok := cl.Net.Conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+				_ = cl.Net.Conn.SetReadDeadline(time.Now().Add(linger))
+				_, _ = io.Copy(io.Discard, io.LimitReader(cl.Net.Conn, 4<<20))
+			}
+		}
+	}
+	cl.Stop(code)
+	return code
 }
 
 // publishSysTopics publishes the current values to the server $SYS topics.
