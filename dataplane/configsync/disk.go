@@ -229,52 +229,9 @@ func (s *State) LoadFrom(r io.Reader) error {
 	}
 	next := make(map[string]*instance, int(min(count, 1<<16)))
 	for i := uint64(0); i < count && d.err == nil; i++ {
-		mj := d.bytes(256 << 20)
-		if d.err != nil {
-			break
+		if id, in := readInstance(d, &ar); in != nil {
+			next[id] = in
 		}
-		var meta config.Instance
-		if err := json.Unmarshal(mj, &meta); err != nil {
-			d.err = fmt.Errorf("instance settings: %w", err)
-			break
-		}
-		built, err := buildInstances([]config.Instance{meta})
-		if err != nil {
-			d.err = err
-			break
-		}
-		in := built[meta.ID]
-		n := d.uvarint()
-		if d.err == nil && n > 1<<28 {
-			d.err = fmt.Errorf("%d credentials", n)
-		}
-		if d.err != nil {
-			break
-		}
-		// n is not checked yet (the CRC comes last): a damaged count must
-		// not size the maps.
-		in.creds = make(map[string]cred, min(n, 1<<16))
-		in.credByID = make(map[string]string, min(n, 1<<16))
-		for j := uint64(0); j < n && d.err == nil; j++ {
-			var c cred
-			c.id = ar.str(d, 1<<10)
-			user := ar.str(d, 1<<10)
-			c.pattern = patternPtr(ar.str(d, 1<<12))
-			d.full(c.hash[:])
-			if e := d.varint(); e != 0 {
-				c.expires = expiryOf(e)
-			}
-			en, err := d.ReadByte()
-			if err != nil && d.err == nil {
-				d.err = err
-			}
-			c.enabled = en == 1
-			if d.err == nil {
-				in.creds[user] = c
-				in.credByID[c.id] = user
-			}
-		}
-		next[meta.ID] = in
 	}
 	if d.err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptSnapshot, d.err)
@@ -292,6 +249,58 @@ func (s *State) LoadFrom(r io.Reader) error {
 	s.mu.Unlock()
 	s.notify([]Change{{Revision: rev, Kind: config.KindSnapshot}})
 	return nil
+}
+
+// readInstance reads one instance of a disk snapshot: its settings as JSON,
+// then its credentials. On a damaged record it sets d.err and may return a
+// partial instance (LoadFrom then discards everything).
+func readInstance(d *diskReader, ar *arena) (string, *instance) {
+	mj := d.bytes(256 << 20)
+	if d.err != nil {
+		return "", nil
+	}
+	var meta config.Instance
+	if err := json.Unmarshal(mj, &meta); err != nil {
+		d.err = fmt.Errorf("instance settings: %w", err)
+		return "", nil
+	}
+	built, err := buildInstances([]config.Instance{meta})
+	if err != nil {
+		d.err = err
+		return "", nil
+	}
+	in := built[meta.ID]
+	n := d.uvarint()
+	if d.err == nil && n > 1<<28 {
+		d.err = fmt.Errorf("%d credentials", n)
+	}
+	if d.err != nil {
+		return "", nil
+	}
+	// n is not checked yet (the CRC comes last): a damaged count must
+	// not size the maps.
+	in.creds = make(map[string]cred, min(n, 1<<16))
+	in.credByID = make(map[string]string, min(n, 1<<16))
+	for j := uint64(0); j < n && d.err == nil; j++ {
+		var c cred
+		c.id = ar.str(d, 1<<10)
+		user := ar.str(d, 1<<10)
+		c.pattern = patternPtr(ar.str(d, 1<<12))
+		d.full(c.hash[:])
+		if e := d.varint(); e != 0 {
+			c.expires = expiryOf(e)
+		}
+		en, err := d.ReadByte()
+		if err != nil && d.err == nil {
+			d.err = err
+		}
+		c.enabled = en == 1
+		if d.err == nil {
+			in.creds[user] = c
+			in.credByID[c.id] = user
+		}
+	}
+	return meta.ID, in
 }
 
 // SaveFile writes the state to path atomically (temp file, fsync, rename,
