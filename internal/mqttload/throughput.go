@@ -51,38 +51,7 @@ func Flow(ctx context.Context, addr string, o FlowOptions) (FlowResult, error) {
 	if o.Settle <= 0 {
 		o.Settle = 3 * time.Second
 	}
-	creds := func(k int) (string, string) {
-		if o.User == nil {
-			return "", ""
-		}
-		return o.User(k)
-	}
-	var received atomic.Int64
-	var outOfOrder atomic.Int64
-	var lastAt atomic.Int64
-	lastSeq := make([]atomic.Int64, o.Publishers)
-	seen := make([][]atomic.Bool, o.Publishers)
-	for i := range seen {
-		seen[i] = make([]atomic.Bool, o.Messages)
-	}
-	var distinct atomic.Int64
-	for i := range lastSeq {
-		lastSeq[i].Store(-1)
-	}
-	newClient := func(id string, k int, ordered bool) (mqtt3.Client, error) {
-		u, p := creds(k)
-		// Subscribers handle messages in arrival order so order can be checked.
-		opts := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername(u).SetPassword(p).
-			SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(ordered).
-			SetKeepAlive(60 * time.Second).SetMessageChannelDepth(10000).SetWriteTimeout(30 * time.Second).
-			SetMaxResumePubInFlight(o.Window)
-		c := mqtt3.NewClient(opts)
-		t := c.Connect()
-		if !t.WaitTimeout(15*time.Second) || t.Error() != nil {
-			return nil, fmt.Errorf("connect %s: %v", id, t.Error())
-		}
-		return c, nil
-	}
+	fc := newFlowCounter(o.Publishers, o.Messages)
 	var subs []mqtt3.Client
 	defer func() {
 		for _, c := range subs {
@@ -90,32 +59,13 @@ func Flow(ctx context.Context, addr string, o FlowOptions) (FlowResult, error) {
 		}
 	}()
 	for s := 0; s < o.Subscribers; s++ {
-		c, err := newClient(fmt.Sprintf("load-sub-%d", s), 1000+s, true)
+		c, err := flowClient(addr, o, fmt.Sprintf("load-sub-%d", s), 1000+s, true)
 		if err != nil {
 			return FlowResult{}, err
 		}
 		subs = append(subs, c)
-		handler := func(_ mqtt3.Client, m mqtt3.Message) {
-			received.Add(1)
-			lastAt.Store(time.Now().UnixNano())
-			p := m.Payload()
-			if len(p) >= 8 {
-				pub := int(uint32(p[0])<<8 | uint32(p[1]))
-				seq := int64(uint32(p[2])<<24 | uint32(p[3])<<16 | uint32(p[4])<<8 | uint32(p[5]))
-				if pub < len(lastSeq) {
-					if seq >= 0 && seq < int64(len(seen[pub])) && !seen[pub][seq].Swap(true) {
-						distinct.Add(1)
-					}
-					if prev := lastSeq[pub].Load(); seq < prev {
-						outOfOrder.Add(1)
-					} else {
-						lastSeq[pub].Store(seq)
-					}
-				}
-			}
-		}
 		for p := s; p < o.Publishers; p += o.Subscribers {
-			t := c.Subscribe(fmt.Sprintf("load/%d", p), o.QoS, handler)
+			t := c.Subscribe(fmt.Sprintf("load/%d", p), o.QoS, fc.handle)
 			if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
 				return FlowResult{}, fmt.Errorf("subscribe: %v", t.Error())
 			}
@@ -123,73 +73,26 @@ func Flow(ctx context.Context, addr string, o FlowOptions) (FlowResult, error) {
 	}
 	pubs := make([]mqtt3.Client, o.Publishers)
 	for p := range pubs {
-		c, err := newClient(fmt.Sprintf("load-pub-%d", p), p, false)
+		c, err := flowClient(addr, o, fmt.Sprintf("load-pub-%d", p), p, false)
 		if err != nil {
 			return FlowResult{}, err
 		}
 		pubs[p] = c
 		defer c.Disconnect(0)
 	}
-	var sent atomic.Int64
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, o.Publishers)
-	for p, c := range pubs {
-		wg.Add(1)
-		go func(p int, c mqtt3.Client) {
-			defer wg.Done()
-			payload := make([]byte, max(o.Payload, 8))
-			var window []mqtt3.Token
-			for i := 0; i < o.Messages; i++ {
-				if ctx.Err() != nil {
-					errs <- ctx.Err()
-					return
-				}
-				buf := append([]byte(nil), payload...)
-				buf[0], buf[1] = byte(p>>8), byte(p)
-				buf[2], buf[3], buf[4], buf[5] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
-				t := c.Publish(fmt.Sprintf("load/%d", p), o.QoS, false, buf)
-				sent.Add(1)
-				window = append(window, t)
-				if len(window) >= o.Window {
-					for _, w := range window {
-						if !w.WaitTimeout(30*time.Second) || w.Error() != nil {
-							errs <- fmt.Errorf("publish: %v", w.Error())
-							return
-						}
-					}
-					window = window[:0]
-				}
-			}
-			for _, w := range window {
-				w.WaitTimeout(30 * time.Second)
-			}
-		}(p, c)
+	total, err := publishFlow(ctx, pubs, o) // each message goes to exactly one subscriber
+	if err != nil {
+		return FlowResult{}, err
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			return FlowResult{}, err
-		}
+	if err := fc.settle(ctx, total, o.Settle); err != nil {
+		return FlowResult{}, err
 	}
-	total := sent.Load() * 1 // each message goes to exactly one subscriber
-	for distinct.Load() < total {
-		before := received.Load()
-		select {
-		case <-ctx.Done():
-			return FlowResult{}, ctx.Err()
-		case <-time.After(o.Settle):
-		}
-		if received.Load() == before {
-			break
-		}
-	}
-	end := time.Unix(0, lastAt.Load())
+	end := time.Unix(0, fc.lastAt.Load())
 	if end.Before(start) {
 		end = time.Now()
 	}
-	r := FlowResult{Sent: total, Received: received.Load(), Duration: end.Sub(start), OutOfOrder: outOfOrder.Load(), Distinct: distinct.Load()}
+	r := FlowResult{Sent: total, Received: fc.received.Load(), Duration: end.Sub(start), OutOfOrder: fc.outOfOrder.Load(), Distinct: fc.distinct.Load()}
 	if r.Duration > 0 {
 		r.Rate = float64(r.Distinct) / r.Duration.Seconds()
 	}
@@ -197,4 +100,137 @@ func Flow(ctx context.Context, addr string, o FlowOptions) (FlowResult, error) {
 		r.Fraction = float64(r.Distinct) / float64(r.Sent)
 	}
 	return r, nil
+}
+
+// flowClient connects one paho client of a flow as user k. Subscribers
+// (ordered) handle messages in arrival order so order can be checked.
+func flowClient(addr string, o FlowOptions, id string, k int, ordered bool) (mqtt3.Client, error) {
+	var u, p string
+	if o.User != nil {
+		u, p = o.User(k)
+	}
+	opts := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername(u).SetPassword(p).
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(ordered).
+		SetKeepAlive(60 * time.Second).SetMessageChannelDepth(10000).SetWriteTimeout(30 * time.Second).
+		SetMaxResumePubInFlight(o.Window)
+	c := mqtt3.NewClient(opts)
+	t := c.Connect()
+	if !t.WaitTimeout(15*time.Second) || t.Error() != nil {
+		return nil, fmt.Errorf("connect %s: %v", id, t.Error())
+	}
+	return c, nil
+}
+
+// flowCounter counts a flow's deliveries: every one, the distinct ones
+// (by publisher and sequence number) and those out of order.
+type flowCounter struct {
+	received, outOfOrder, lastAt, distinct atomic.Int64
+	lastSeq                                []atomic.Int64
+	seen                                   [][]atomic.Bool
+}
+
+func newFlowCounter(publishers, messages int) *flowCounter {
+	fc := &flowCounter{lastSeq: make([]atomic.Int64, publishers), seen: make([][]atomic.Bool, publishers)}
+	for i := range fc.seen {
+		fc.seen[i] = make([]atomic.Bool, messages)
+	}
+	for i := range fc.lastSeq {
+		fc.lastSeq[i].Store(-1)
+	}
+	return fc
+}
+
+// handle is the subscribers' message handler: the payload starts with the
+// publisher (2 bytes) and the sequence number (4 bytes).
+func (fc *flowCounter) handle(_ mqtt3.Client, m mqtt3.Message) {
+	fc.received.Add(1)
+	fc.lastAt.Store(time.Now().UnixNano())
+	p := m.Payload()
+	if len(p) < 8 {
+		return
+	}
+	pub := int(uint32(p[0])<<8 | uint32(p[1]))
+	seq := int64(uint32(p[2])<<24 | uint32(p[3])<<16 | uint32(p[4])<<8 | uint32(p[5]))
+	if pub >= len(fc.lastSeq) {
+		return
+	}
+	if seq >= 0 && seq < int64(len(fc.seen[pub])) && !fc.seen[pub][seq].Swap(true) {
+		fc.distinct.Add(1)
+	}
+	if prev := fc.lastSeq[pub].Load(); seq < prev {
+		fc.outOfOrder.Add(1)
+	} else {
+		fc.lastSeq[pub].Store(seq)
+	}
+}
+
+// settle waits until total distinct messages have arrived or nothing has
+// arrived for a whole settle period.
+func (fc *flowCounter) settle(ctx context.Context, total int64, settle time.Duration) error {
+	for fc.distinct.Load() < total {
+		before := fc.received.Load()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(settle):
+		}
+		if fc.received.Load() == before {
+			break
+		}
+	}
+	return nil
+}
+
+// publishFlow publishes o.Messages from each publisher at once, o.Window
+// in flight each, and returns how many were sent.
+func publishFlow(ctx context.Context, pubs []mqtt3.Client, o FlowOptions) (int64, error) {
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, len(pubs))
+	for p, c := range pubs {
+		wg.Add(1)
+		go func(p int, c mqtt3.Client) {
+			defer wg.Done()
+			if err := publishSeq(ctx, p, c, o, &sent); err != nil {
+				errs <- err
+			}
+		}(p, c)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return 0, err
+		}
+	}
+	return sent.Load(), nil
+}
+
+// publishSeq publishes publisher p's numbered messages to "load/<p>".
+func publishSeq(ctx context.Context, p int, c mqtt3.Client, o FlowOptions, sent *atomic.Int64) error {
+	payload := make([]byte, max(o.Payload, 8))
+	var window []mqtt3.Token
+	for i := 0; i < o.Messages; i++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		buf := append([]byte(nil), payload...)
+		buf[0], buf[1] = byte(p>>8), byte(p)
+		buf[2], buf[3], buf[4], buf[5] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		t := c.Publish(fmt.Sprintf("load/%d", p), o.QoS, false, buf)
+		sent.Add(1)
+		window = append(window, t)
+		if len(window) >= o.Window {
+			for _, w := range window {
+				if !w.WaitTimeout(30*time.Second) || w.Error() != nil {
+					return fmt.Errorf("publish: %v", w.Error())
+				}
+			}
+			window = window[:0]
+		}
+	}
+	for _, w := range window {
+		w.WaitTimeout(30 * time.Second)
+	}
+	return nil
 }
