@@ -1,13 +1,34 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
+
+	"github.com/aeriemq/aerie/sdk"
 )
+
+// plan loads and validates the file, connects and compares the file with
+// the org.
+func (c *cli) plan(ctx context.Context, file string, prune bool) (*sdk.API, string, *Plan, error) {
+	f, err := LoadFile(file, c.getenv)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	api, org, err := c.connect(ctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	p, err := MakePlan(ctx, api, org, f, prune)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return api, org, p, nil
+}
 
 func (c *cli) planCmd() *cobra.Command {
 	var file string
@@ -17,16 +38,8 @@ func (c *cli) planCmd() *cobra.Command {
 		Short: "Show what apply would change (+ create, ~ update, - delete); exit 0 none, 2 some, 1 error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := LoadFile(file, c.getenv)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			api, org, err := c.connect(ctx)
-			if err != nil {
-				return err
-			}
-			p, err := MakePlan(ctx, api, org, f, prune)
+			_, _, p, err := c.plan(ctx, file, prune)
 			if err != nil {
 				return err
 			}
@@ -50,16 +63,8 @@ func (c *cli) applyCmd() *cobra.Command {
 		Short: "Make the org match the file (validated whole first); generated passwords are written once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := LoadFile(file, c.getenv)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			api, org, err := c.connect(ctx)
-			if err != nil {
-				return err
-			}
-			p, err := MakePlan(ctx, api, org, f, prune)
+			api, org, p, err := c.plan(ctx, file, prune)
 			if err != nil {
 				return err
 			}

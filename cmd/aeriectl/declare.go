@@ -122,74 +122,93 @@ func (f *File) validate(getenv func(string) string) error {
 			add(p+".name", "%q appears twice", in.Name)
 		}
 		names[in.Name] = true
-		keys := make([]string, 0, len(in.Quotas))
-		for k := range in.Quotas {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if !quotaKeys[k] {
-				add(p+".quotas."+k, "is not a quota")
-			} else if in.Quotas[k] < 0 {
-				add(p+".quotas."+k, "must be 0 or more")
-			}
-		}
-		users := map[string]bool{}
-		for j := range in.Credentials {
-			c := &in.Credentials[j]
-			cp := fmt.Sprintf("%s.credentials[%d]", p, j)
-			if !validUsername(c.Username) {
-				add(cp+".username", `must be 1 to 128 of a-z A-Z 0-9 - _ . : and not "token"`)
-			}
-			if users[c.Username] {
-				add(cp+".username", "%q appears twice", c.Username)
-			}
-			users[c.Username] = true
-			if len(c.ClientIDPattern) > 256 {
-				add(cp+".client_id_pattern", "must be at most 256 characters")
-			}
-			switch {
-			case c.PasswordEnv != "" && c.PasswordFile != "":
-				add(cp, "password_env and password_file are exclusive")
-			case c.PasswordEnv != "":
-				c.password = getenv(c.PasswordEnv)
-				if c.password == "" {
-					add(cp+".password_env", "$%s is not set", c.PasswordEnv)
-				}
-			case c.PasswordFile != "":
-				b, err := os.ReadFile(c.PasswordFile)
-				if err != nil {
-					add(cp+".password_file", "%v", err)
-				}
-				c.password = strings.TrimRight(string(b), "\r\n")
-			}
-			if c.password != "" && (len(c.password) < tenancy.MinDevicePasswordLength || len(c.password) > tenancy.MaxDevicePasswordLength) {
-				add(cp, "the supplied password must be %d to %d bytes", tenancy.MinDevicePasswordLength, tenancy.MaxDevicePasswordLength)
-			}
-		}
+		validateQuotas(p, in.Quotas, add)
+		users := validateCredentials(p, in.Credentials, getenv, add)
 		if in.ACL != nil {
-			if len(*in.ACL) > tenancy.MaxACLRules {
-				add(p+".acl", "at most %d rules", tenancy.MaxACLRules)
-			}
-			for j, r := range *in.ACL {
-				rp := fmt.Sprintf("%s.acl[%d]", p, j)
-				if r.Effect != "allow" && r.Effect != "deny" {
-					add(rp+".effect", "must be allow or deny")
-				}
-				if r.Action != "publish" && r.Action != "subscribe" && r.Action != "all" {
-					add(rp+".action", "must be publish, subscribe or all")
-				}
-				if !tenancy.ValidACLFilter(r.Filter) {
-					add(rp+".filter", "%q is not a valid MQTT topic filter", r.Filter)
-				}
-				if r.Credential != "" && !users[r.Credential] {
-					add(rp+".credential", "%q is not a credential of this instance in the file", r.Credential)
-				}
-			}
+			validateACL(p, *in.ACL, users, add)
 		}
 	}
 	if len(errs) > 0 {
 		return errs
 	}
 	return nil
+}
+
+// addFunc records a problem at a path of the file.
+type addFunc func(path, format string, a ...any)
+
+func validateQuotas(p string, quotas map[string]int64, add addFunc) {
+	keys := make([]string, 0, len(quotas))
+	for k := range quotas {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !quotaKeys[k] {
+			add(p+".quotas."+k, "is not a quota")
+		} else if quotas[k] < 0 {
+			add(p+".quotas."+k, "must be 0 or more")
+		}
+	}
+}
+
+// validateCredentials checks an instance's credentials, reads their
+// supplied passwords, and returns the usernames seen.
+func validateCredentials(p string, creds []CredentialSpec, getenv func(string) string, add addFunc) map[string]bool {
+	users := map[string]bool{}
+	for j := range creds {
+		c := &creds[j]
+		cp := fmt.Sprintf("%s.credentials[%d]", p, j)
+		if !validUsername(c.Username) {
+			add(cp+".username", `must be 1 to 128 of a-z A-Z 0-9 - _ . : and not "token"`)
+		}
+		if users[c.Username] {
+			add(cp+".username", "%q appears twice", c.Username)
+		}
+		users[c.Username] = true
+		if len(c.ClientIDPattern) > 256 {
+			add(cp+".client_id_pattern", "must be at most 256 characters")
+		}
+		switch {
+		case c.PasswordEnv != "" && c.PasswordFile != "":
+			add(cp, "password_env and password_file are exclusive")
+		case c.PasswordEnv != "":
+			c.password = getenv(c.PasswordEnv)
+			if c.password == "" {
+				add(cp+".password_env", "$%s is not set", c.PasswordEnv)
+			}
+		case c.PasswordFile != "":
+			b, err := os.ReadFile(c.PasswordFile)
+			if err != nil {
+				add(cp+".password_file", "%v", err)
+			}
+			c.password = strings.TrimRight(string(b), "\r\n")
+		}
+		if c.password != "" && (len(c.password) < tenancy.MinDevicePasswordLength || len(c.password) > tenancy.MaxDevicePasswordLength) {
+			add(cp, "the supplied password must be %d to %d bytes", tenancy.MinDevicePasswordLength, tenancy.MaxDevicePasswordLength)
+		}
+	}
+	return users
+}
+
+// validateACL checks an instance's rules; users are its credentials.
+func validateACL(p string, acl []RuleSpec, users map[string]bool, add addFunc) {
+	if len(acl) > tenancy.MaxACLRules {
+		add(p+".acl", "at most %d rules", tenancy.MaxACLRules)
+	}
+	for j, r := range acl {
+		rp := fmt.Sprintf("%s.acl[%d]", p, j)
+		if r.Effect != "allow" && r.Effect != "deny" {
+			add(rp+".effect", "must be allow or deny")
+		}
+		if r.Action != "publish" && r.Action != "subscribe" && r.Action != "all" {
+			add(rp+".action", "must be publish, subscribe or all")
+		}
+		if !tenancy.ValidACLFilter(r.Filter) {
+			add(rp+".filter", "%q is not a valid MQTT topic filter", r.Filter)
+		}
+		if r.Credential != "" && !users[r.Credential] {
+			add(rp+".credential", "%q is not a credential of this instance in the file", r.Credential)
+		}
+	}
 }

@@ -127,54 +127,91 @@ func planInstance(ctx context.Context, c *sdk.API, org string, p *Plan, ip *inst
 	if ip.cur == nil {
 		p.add('+', "instance "+name, "")
 	} else {
-		in := ip.cur
-		var upd sdk.UpdateInstanceJSONRequestBody
-		var diffs []string
-		if spec.AllowAnonymous != nil && *spec.AllowAnonymous != in.AllowAnonymous {
-			upd.AllowAnonymous = spec.AllowAnonymous
-			diffs = append(diffs, fmt.Sprintf("allow_anonymous: %v → %v", in.AllowAnonymous, *spec.AllowAnonymous))
-		}
-		if spec.DeletionProtection != nil && *spec.DeletionProtection != in.DeletionProtection {
-			upd.DeletionProtection = spec.DeletionProtection
-			diffs = append(diffs, fmt.Sprintf("deletion_protection: %v → %v", in.DeletionProtection, *spec.DeletionProtection))
-		}
-		if len(diffs) > 0 {
-			ip.update = &upd
-			p.add('~', "instance "+name, strings.Join(diffs, ", "))
-		}
+		planInstanceUpdate(p, ip)
 		var err error
-		if curCreds, err = sdk.Collect(ctx, c.CredentialsPages(org, in.Id)); err != nil {
+		if curCreds, err = sdk.Collect(ctx, c.CredentialsPages(org, ip.cur.Id)); err != nil {
 			return fmt.Errorf("instance %s: list credentials: %w", name, err)
 		}
 		if spec.ACL != nil {
-			rules, err := sdk.Collect(ctx, c.ACLRulesPages(org, in.Id))
-			if err != nil {
+			if curRules, err = currentRules(ctx, c, org, ip.cur.Id, curCreds); err != nil {
 				return fmt.Errorf("instance %s: list acl rules: %w", name, err)
-			}
-			byID := map[string]string{}
-			for _, cr := range curCreds {
-				byID[cr.Id] = cr.Username
-			}
-			curRules = make([]RuleSpec, len(rules))
-			for i, r := range rules {
-				curRules[i] = RuleSpec{Effect: string(r.Effect), Action: string(r.Action), Filter: r.Filter}
-				if r.CredentialId != nil {
-					curRules[i].Credential = byID[*r.CredentialId]
-					if curRules[i].Credential == "" {
-						curRules[i].Credential = *r.CredentialId
-					}
-				}
 			}
 		}
 	}
-	// Credentials.
+	want := planCredentials(p, ip, curCreds)
+	if spec.ACL != nil {
+		planACL(p, ip, curRules)
+	}
+	if len(spec.Quotas) > 0 {
+		if err := planQuotas(ctx, c, org, p, ip); err != nil {
+			return err
+		}
+	}
+	if ip.cur != nil && pruneOf(p) {
+		for _, cr := range curCreds {
+			if !want[cr.Username] {
+				ip.prune = append(ip.prune, cr)
+				p.add('-', "credential "+name+"/"+cr.Username, "")
+			}
+		}
+	}
+	return nil
+}
+
+// planInstanceUpdate compares an existing instance's settings with the file.
+func planInstanceUpdate(p *Plan, ip *instancePlan) {
+	spec, in := ip.spec, ip.cur
+	var upd sdk.UpdateInstanceJSONRequestBody
+	var diffs []string
+	if spec.AllowAnonymous != nil && *spec.AllowAnonymous != in.AllowAnonymous {
+		upd.AllowAnonymous = spec.AllowAnonymous
+		diffs = append(diffs, fmt.Sprintf("allow_anonymous: %v → %v", in.AllowAnonymous, *spec.AllowAnonymous))
+	}
+	if spec.DeletionProtection != nil && *spec.DeletionProtection != in.DeletionProtection {
+		upd.DeletionProtection = spec.DeletionProtection
+		diffs = append(diffs, fmt.Sprintf("deletion_protection: %v → %v", in.DeletionProtection, *spec.DeletionProtection))
+	}
+	if len(diffs) > 0 {
+		ip.update = &upd
+		p.add('~', "instance "+spec.Name, strings.Join(diffs, ", "))
+	}
+}
+
+// currentRules lists an instance's ACL rules as the file would write them
+// (credentials by username).
+func currentRules(ctx context.Context, c *sdk.API, org, instanceID string, curCreds []sdk.Credential) ([]RuleSpec, error) {
+	rules, err := sdk.Collect(ctx, c.ACLRulesPages(org, instanceID))
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]string{}
+	for _, cr := range curCreds {
+		byID[cr.Id] = cr.Username
+	}
+	curRules := make([]RuleSpec, len(rules))
+	for i, r := range rules {
+		curRules[i] = RuleSpec{Effect: string(r.Effect), Action: string(r.Action), Filter: r.Filter}
+		if r.CredentialId != nil {
+			curRules[i].Credential = byID[*r.CredentialId]
+			if curRules[i].Credential == "" {
+				curRules[i].Credential = *r.CredentialId
+			}
+		}
+	}
+	return curRules, nil
+}
+
+// planCredentials compares the file's credentials with the instance's and
+// returns the usernames the file lists.
+func planCredentials(p *Plan, ip *instancePlan, curCreds []sdk.Credential) map[string]bool {
+	name := ip.spec.Name
 	have := map[string]sdk.Credential{}
 	for _, cr := range curCreds {
 		have[cr.Username] = cr
 		ip.credIDs[cr.Username] = cr.Id
 	}
 	want := map[string]bool{}
-	for _, cs := range spec.Credentials {
+	for _, cs := range ip.spec.Credentials {
 		want[cs.Username] = true
 		cr, ok := have[cs.Username]
 		src := "generated password"
@@ -194,62 +231,60 @@ func planInstance(ctx context.Context, c *sdk.API, org string, p *Plan, ip *inst
 			p.add('~', "credential "+name+"/"+cs.Username, fmt.Sprintf("enabled: %v → %v", cr.Enabled, *cs.Enabled))
 		}
 	}
-	if spec.ACL != nil {
-		des := *spec.ACL
-		for i := 0; i < len(des) || i < len(curRules); i++ {
-			what := fmt.Sprintf("acl %s[%d]", name, i)
-			switch {
-			case i >= len(curRules):
-				p.add('+', what, des[i].String())
-				ip.acl = true
-			case i >= len(des):
-				p.add('-', what, curRules[i].String())
-				ip.acl = true
-			case des[i] != curRules[i]:
-				p.add('~', what, curRules[i].String()+" → "+des[i].String())
-				ip.acl = true
-			}
-		}
-		// A replaced credential gets a new ID: its rules must be re-sent.
-		if len(ip.replace) > 0 {
+	return want
+}
+
+// planACL compares the file's rule list with the instance's, rule by rule.
+func planACL(p *Plan, ip *instancePlan, curRules []RuleSpec) {
+	des := *ip.spec.ACL
+	for i := 0; i < len(des) || i < len(curRules); i++ {
+		what := fmt.Sprintf("acl %s[%d]", ip.spec.Name, i)
+		switch {
+		case i >= len(curRules):
+			p.add('+', what, des[i].String())
+			ip.acl = true
+		case i >= len(des):
+			p.add('-', what, curRules[i].String())
+			ip.acl = true
+		case des[i] != curRules[i]:
+			p.add('~', what, curRules[i].String()+" → "+des[i].String())
 			ip.acl = true
 		}
 	}
-	if len(spec.Quotas) > 0 {
-		cur := map[string]int64{}
-		if ip.cur != nil {
-			r, err := c.GetQuotasWithResponse(ctx, org, ip.cur.Id)
-			if err := sdk.Check(r, err); err != nil {
-				return fmt.Errorf("instance %s: quotas: %w", name, err)
-			}
-			if err := json.Unmarshal(r.Body, &cur); err != nil {
-				return fmt.Errorf("instance %s: quotas: %w", name, err)
-			}
+	// A replaced credential gets a new ID: its rules must be re-sent.
+	if len(ip.replace) > 0 {
+		ip.acl = true
+	}
+}
+
+// planQuotas compares the file's quotas with the instance's.
+func planQuotas(ctx context.Context, c *sdk.API, org string, p *Plan, ip *instancePlan) error {
+	spec, name := ip.spec, ip.spec.Name
+	cur := map[string]int64{}
+	if ip.cur != nil {
+		r, err := c.GetQuotasWithResponse(ctx, org, ip.cur.Id)
+		if err := sdk.Check(r, err); err != nil {
+			return fmt.Errorf("instance %s: quotas: %w", name, err)
 		}
-		ip.curQuotaRaw = cur
-		keys := make([]string, 0, len(spec.Quotas))
-		for k := range spec.Quotas {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var diffs []string
-		for _, k := range keys {
-			if v, ok := cur[k]; !ok || v != spec.Quotas[k] || ip.cur == nil {
-				diffs = append(diffs, fmt.Sprintf("%s: %s → %d", k, quotaString(cur, k, ip.cur == nil), spec.Quotas[k]))
-			}
-		}
-		if len(diffs) > 0 {
-			ip.quotas = spec.Quotas
-			p.add('~', "quotas "+name, strings.Join(diffs, ", "))
+		if err := json.Unmarshal(r.Body, &cur); err != nil {
+			return fmt.Errorf("instance %s: quotas: %w", name, err)
 		}
 	}
-	if ip.cur != nil && pruneOf(p) {
-		for _, cr := range curCreds {
-			if !want[cr.Username] {
-				ip.prune = append(ip.prune, cr)
-				p.add('-', "credential "+name+"/"+cr.Username, "")
-			}
+	ip.curQuotaRaw = cur
+	keys := make([]string, 0, len(spec.Quotas))
+	for k := range spec.Quotas {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var diffs []string
+	for _, k := range keys {
+		if v, ok := cur[k]; !ok || v != spec.Quotas[k] || ip.cur == nil {
+			diffs = append(diffs, fmt.Sprintf("%s: %s → %d", k, quotaString(cur, k, ip.cur == nil), spec.Quotas[k]))
 		}
+	}
+	if len(diffs) > 0 {
+		ip.quotas = spec.Quotas
+		p.add('~', "quotas "+name, strings.Join(diffs, ", "))
 	}
 	return nil
 }
