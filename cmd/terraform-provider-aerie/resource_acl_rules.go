@@ -12,13 +12,12 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
-type aclRulesResource struct{ b Backend }
+type aclRulesResource struct{ configured }
 
 type aclRuleModel struct {
 	Effect       types.String `tfsdk:"effect"`
@@ -47,10 +46,8 @@ func (r *aclRulesResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 		Description: "The whole ordered list of an instance's ACL rules, replaced atomically (one config revision) on every change. " +
 			"Deny wins; anything no rule allows is denied. Destroying it leaves the instance with no rules (everything denied).",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, Description: "The instance ID.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"instance_id": schema.StringAttribute{Required: true, Description: "The instance (aerie_instance.<name>.id).",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}, Validators: instanceIDValidators()},
+			"id":          computedString("The instance ID."),
+			"instance_id": instanceIDAttribute("The instance (aerie_instance.<name>.id)."),
 			"rules": schema.ListNestedAttribute{
 				Required:    true,
 				Description: "The rules in evaluation order.",
@@ -68,10 +65,6 @@ func (r *aclRulesResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 			},
 		},
 	}
-}
-
-func (r *aclRulesResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.b = backendFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func toRules(ms []aclRuleModel) []ACLRule {
@@ -126,15 +119,21 @@ func (r *aclRulesResource) Create(ctx context.Context, req resource.CreateReques
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	r.replace(ctx, &plan, &resp.Diagnostics, &resp.State)
+}
+
+// replace puts the planned rule list (create and update alike) and stores
+// what the API answers.
+func (r *aclRulesResource) replace(ctx context.Context, plan *aclRulesModel, diags *diag.Diagnostics, st *tfsdk.State) {
 	inst := plan.InstanceID.ValueString()
 	got, err := r.b.ReplaceACLRules(ctx, inst, toRules(plan.Rules))
 	if err != nil {
-		addACLError(&resp.Diagnostics, inst, err)
+		addACLError(diags, inst, err)
 		return
 	}
 	plan.ID = types.StringValue(inst)
 	plan.Rules = fromRules(got)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	diags.Append(st.Set(ctx, plan)...)
 }
 
 func (r *aclRulesResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -164,15 +163,7 @@ func (r *aclRulesResource) Update(ctx context.Context, req resource.UpdateReques
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	inst := plan.InstanceID.ValueString()
-	got, err := r.b.ReplaceACLRules(ctx, inst, toRules(plan.Rules))
-	if err != nil {
-		addACLError(&resp.Diagnostics, inst, err)
-		return
-	}
-	plan.ID = types.StringValue(inst)
-	plan.Rules = fromRules(got)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	r.replace(ctx, &plan, &resp.Diagnostics, &resp.State)
 }
 
 func (r *aclRulesResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {

@@ -11,12 +11,11 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
-type apiKeyResource struct{ b Backend }
+type apiKeyResource struct{ configured }
 
 type apiKeyModel struct {
 	ID        types.String `tfsdk:"id"`
@@ -38,31 +37,25 @@ func (r *apiKeyResource) Metadata(_ context.Context, req resource.MetadataReques
 }
 
 func (r *apiKeyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
-	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
-	keep := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
 	resp.Schema = schema.Schema{
 		Description: "An org API key for the REST API, aeriectl or Terraform. Keys cannot be edited: any change replaces the key (the old one is revoked).",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, Description: "The key ID.", PlanModifiers: keep},
-			"name": schema.StringAttribute{Required: true, Description: "A label, 1–100 characters.", PlanModifiers: replace,
+			"id": computedString("The key ID."),
+			"name": schema.StringAttribute{Required: true, Description: "A label, 1–100 characters.", PlanModifiers: replaceOnChange(),
 				Validators: []validator.String{stringvalidator.LengthBetween(1, 100)}},
 			"scopes": schema.SetAttribute{Required: true, ElementType: types.StringType,
 				Description:   "Any of read, write, admin (never above the role of the key's creator).",
 				PlanModifiers: []planmodifier.Set{setplanmodifier.RequiresReplace()},
 				Validators: []validator.Set{setvalidator.SizeAtLeast(1),
 					setvalidator.ValueStringsAre(stringvalidator.OneOf("read", "write", "admin"))}},
-			"expires_at": schema.StringAttribute{Optional: true, PlanModifiers: replace,
+			"expires_at": schema.StringAttribute{Optional: true, PlanModifiers: replaceOnChange(),
 				Description: "When the key stops working (RFC 3339); never when absent."},
-			"secret": schema.StringAttribute{Computed: true, Sensitive: true, PlanModifiers: keep,
+			"secret": schema.StringAttribute{Computed: true, Sensitive: true, PlanModifiers: keepState(),
 				Description: "The full key (aer_<prefix>_<secret>); known only to the Terraform run that created it (null after import)."},
-			"prefix":     schema.StringAttribute{Computed: true, Description: "The key's visible prefix.", PlanModifiers: keep},
-			"created_at": schema.StringAttribute{Computed: true, Description: "Creation time (RFC 3339).", PlanModifiers: keep},
+			"prefix":     computedString("The key's visible prefix."),
+			"created_at": computedString("Creation time (RFC 3339)."),
 		},
 	}
-}
-
-func (r *apiKeyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.b = backendFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (m *apiKeyModel) fill(k APIKey) {

@@ -13,14 +13,13 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
 // instanceIDPattern is the shape of an instance ID.
 var instanceIDPattern = regexp.MustCompile(`^i-[a-z0-9]{10}$`)
 
-type instanceResource struct{ b Backend }
+type instanceResource struct{ configured }
 
 type instanceModel struct {
 	ID                 types.String `tfsdk:"id"`
@@ -52,11 +51,10 @@ func instanceNameValidators() []validatorString {
 }
 
 func (r *instanceResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
-	keep := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
 	resp.Schema = schema.Schema{
 		Description: "An MQTT instance: a tenant broker placed on a data-plane node. Apply returns once the node serves it.",
 		Attributes: map[string]schema.Attribute{
-			"id":   schema.StringAttribute{Computed: true, Description: "The instance ID (i-…); devices send <username>@<id>.", PlanModifiers: keep},
+			"id":   computedString("The instance ID (i-…); devices send <username>@<id>."),
 			"name": schema.StringAttribute{Required: true, Description: "Unique within the org, 1–63 characters. Renaming is in place.", Validators: instanceNameValidators()},
 			"allow_anonymous": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
 				Description: "Let devices connect without a credential. Default false."},
@@ -64,22 +62,18 @@ func (r *instanceResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 				Description: "While true, the instance cannot be deleted (destroy fails). Default false."},
 			"suspended": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
 				Description: "Suspend the instance: live connections are closed and new ones refused. Default false."},
-			"plan":            schema.StringAttribute{Computed: true, Description: "The org's plan the instance's quotas come from (change it with the org's subscription).", PlanModifiers: keep},
+			"plan":            computedString("The org's plan the instance's quotas come from (change it with the org's subscription)."),
 			"status":          schema.StringAttribute{Computed: true, Description: "provisioning, running, suspended or deleting."},
-			"node_id":         schema.StringAttribute{Computed: true, Description: "The data-plane node serving the instance.", PlanModifiers: keep},
-			"username_format": schema.StringAttribute{Computed: true, Description: "How devices write their MQTT username, e.g. <username>@i-abc.", PlanModifiers: keep},
+			"node_id":         computedString("The data-plane node serving the instance."),
+			"username_format": computedString("How devices write their MQTT username, e.g. <username>@i-abc."),
 			"endpoints": schema.ObjectAttribute{Computed: true, AttributeTypes: endpointTypes,
 				Description:   "Where devices connect: mqtt, mqtts, ws and wss URLs (null for a listener the node does not run).",
 				PlanModifiers: []planmodifier.Object{objectplanmodifier.UseStateForUnknown()}},
 			"quotas": schema.ObjectAttribute{Computed: true, AttributeTypes: quotaTypes(),
 				Description: "The effective quotas (0 = unlimited); set overrides with aerie_instance_quotas."},
-			"created_at": schema.StringAttribute{Computed: true, Description: "Creation time (RFC 3339).", PlanModifiers: keep},
+			"created_at": computedString("Creation time (RFC 3339)."),
 		},
 	}
-}
-
-func (r *instanceResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.b = backendFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (m *instanceModel) fill(in Instance) {

@@ -9,15 +9,13 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
 // memberResource manages one person's membership: an existing member's role,
 // or an invitation emailed to someone who is not a member yet.
-type memberResource struct{ b Backend }
+type memberResource struct{ configured }
 
 type memberModel struct {
 	ID     types.String `tfsdk:"id"`
@@ -42,23 +40,16 @@ func (r *memberResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"invitation (status \"invited\") and the person becomes a member when they accept it (status \"member\"). " +
 			"Destroying it removes the member (the last owner cannot be removed).",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, Description: "The member's email, lower-cased.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"id": computedString("The member's email, lower-cased."),
 			"email": schema.StringAttribute{Required: true, Description: "The person's email. Changing it replaces the member.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				PlanModifiers: replaceOnChange(),
 				Validators:    []validator.String{stringvalidator.RegexMatches(emailPattern, "must be an email address")}},
 			"role": schema.StringAttribute{Required: true, Description: "owner, admin or viewer (never above the API key's own role).",
 				Validators: []validator.String{stringvalidator.OneOf("owner", "admin", "viewer")}},
-			"user_id": schema.StringAttribute{Computed: true, Description: "The user's ID once a member (null while invited).",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"status": schema.StringAttribute{Computed: true, Description: "member, or invited while the invitation is pending.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"user_id": computedString("The user's ID once a member (null while invited)."),
+			"status":  computedString("member, or invited while the invitation is pending."),
 		},
 	}
-}
-
-func (r *memberResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.b = backendFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 // find returns the member with email (or user ID) ref.

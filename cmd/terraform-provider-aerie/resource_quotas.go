@@ -9,8 +9,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -18,7 +16,7 @@ import (
 
 // quotasResource manages an instance's quota overrides. Each attribute set
 // is an override; one left out takes the plan's value.
-type quotasResource struct{ b Backend }
+type quotasResource struct{ configured }
 
 var (
 	_ resource.ResourceWithConfigure   = (*quotasResource)(nil)
@@ -31,10 +29,8 @@ func (r *quotasResource) Metadata(_ context.Context, req resource.MetadataReques
 
 func (r *quotasResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	attrs := map[string]schema.Attribute{
-		"id": schema.StringAttribute{Computed: true, Description: "The instance ID.",
-			PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-		"instance_id": schema.StringAttribute{Required: true, Description: "The instance (aerie_instance.<name>.id).",
-			PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}, Validators: instanceIDValidators()},
+		"id":          computedString("The instance ID."),
+		"instance_id": instanceIDAttribute("The instance (aerie_instance.<name>.id)."),
 		"effective": schema.ObjectAttribute{Computed: true, AttributeTypes: quotaTypes(),
 			Description: "The quotas in force: the overrides above, the plan's value for the rest (0 = unlimited)."},
 	}
@@ -47,10 +43,6 @@ func (r *quotasResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 		Description: "Quota overrides of an instance, applied live. Each quota left out takes the plan's value; destroying the resource restores the plan's values.",
 		Attributes:  attrs,
 	}
-}
-
-func (r *quotasResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.b = backendFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 // overrides reads the set quota attributes of src.
