@@ -59,11 +59,7 @@ func (c *cli) connect(ctx context.Context) (*sdk.API, string, error) {
 		org = c.getenv("AERIE_ORG")
 	}
 	if url == "" || key == "" {
-		path, err := profilePath(c.getenv)
-		if err != nil {
-			return nil, "", err
-		}
-		p, err := loadProfile(path)
+		_, p, err := c.profile()
 		if err != nil {
 			return nil, "", err
 		}

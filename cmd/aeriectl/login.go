@@ -68,11 +68,7 @@ func (c *cli) login(ctx context.Context, email, name string, passwordStdin bool)
 			return err
 		}
 	}
-	path, err := profilePath(c.getenv)
-	if err != nil {
-		return err
-	}
-	p, err := loadProfile(path)
+	path, p, err := c.profile()
 	if err != nil {
 		return err
 	}
@@ -126,11 +122,7 @@ func (c *cli) configCmd() *cobra.Command {
 		Short: "Make a saved context the current one",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			path, err := profilePath(c.getenv)
-			if err != nil {
-				return err
-			}
-			p, err := loadProfile(path)
+			path, p, err := c.profile()
 			if err != nil {
 				return err
 			}
@@ -149,11 +141,7 @@ func (c *cli) configCmd() *cobra.Command {
 		Short: "List saved contexts (* marks the current one)",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			path, err := profilePath(c.getenv)
-			if err != nil {
-				return err
-			}
-			p, err := loadProfile(path)
+			_, p, err := c.profile()
 			if err != nil {
 				return err
 			}

@@ -36,6 +36,17 @@ func profilePath(getenv func(string) string) (string, error) {
 	return filepath.Join(dir, "aerie", "aeriectl.yaml"), nil
 }
 
+// profile loads the profile file of this invocation's environment and
+// returns it with its path.
+func (c *cli) profile() (string, *Profile, error) {
+	path, err := profilePath(c.getenv)
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := loadProfile(path)
+	return path, p, err
+}
+
 func loadProfile(path string) (*Profile, error) {
 	p := &Profile{Contexts: map[string]*Context{}}
 	b, err := os.ReadFile(path)
