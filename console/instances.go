@@ -33,6 +33,17 @@ func (c *Console) loadInstance(w http.ResponseWriter, r *http.Request) (tenancy.
 }
 
 func (c *Console) instances(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Partial") != "" {
+		// The list alone, for the page's live refresh.
+		p := Page{Org: orgFrom(r.Context())} // no flash taken, no CSRF cookie set
+		list, _, err := c.svc.ListInstances(r.Context(), p.Org.ID, tenancy.Page{Limit: 200})
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		c.render(w, r, http.StatusOK, InstancesTable(p, list))
+		return
+	}
 	c.showInstances(w, r, http.StatusOK, Form{})
 }
 
