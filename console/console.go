@@ -18,6 +18,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/internal/dberr"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
@@ -53,6 +54,9 @@ type Deps struct {
 	// Nodes reads live clients from the data plane (clients page, live
 	// connection counts); nil hides them.
 	Nodes api.NodeInspector
+	// NodeAPI reaches the node serving an instance for its topics' storage
+	// and consumer groups (as the API does); nil shows them as unknown.
+	NodeAPI nodeapi.Caller
 }
 
 // Syncer waits for config changes to be applied on the data plane.
@@ -79,6 +83,7 @@ type Console struct {
 	now       func() time.Time
 	sync      Syncer
 	nodes     api.NodeInspector
+	nodeAPI   nodeapi.Caller
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /
@@ -113,6 +118,7 @@ func New(d Deps) http.Handler {
 		now:       d.Now,
 		sync:      d.Sync,
 		nodes:     d.Nodes,
+		nodeAPI:   d.NodeAPI,
 	}
 	return c.routes()
 }
@@ -186,6 +192,12 @@ func (c *Console) routes() chi.Router {
 				r.Post("/webclient/token", c.webClientToken)
 				r.Post("/clients/disconnect", c.disconnectClient)
 				r.Post("/sessions/discard", c.discardSession)
+				r.Get("/topics", c.topics)
+				r.Post("/topics", c.createTopic)
+				r.Post("/topics/strict", c.setStrictTopics)
+				r.Get("/topics/{topic}", c.topicPage)
+				r.Post("/topics/{topic}", c.updateTopic)
+				r.Post("/topics/{topic}/delete", c.deleteTopic)
 			})
 		})
 	})
