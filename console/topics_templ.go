@@ -821,12 +821,25 @@ func allowedLabel(ok bool) string {
 func retentionLabel(secs, bytes int64) string {
 	s := "instance default"
 	if secs > 0 {
-		s = (time.Duration(secs) * time.Second).String()
+		s = durationLabel(secs)
 	}
 	if bytes > 0 {
 		s += ", at most " + bytesLabel(bytes)
 	}
 	return s
+}
+
+// durationLabel writes seconds in the largest whole unit: 90 s, 2 min, 1 h, 7 d.
+func durationLabel(secs int64) string {
+	for _, u := range []struct {
+		n    int64
+		name string
+	}{{86400, "d"}, {3600, "h"}, {60, "min"}} {
+		if secs%u.n == 0 {
+			return fmt.Sprintf("%d %s", secs/u.n, u.name)
+		}
+	}
+	return fmt.Sprintf("%d s", secs)
 }
 
 func payloadLabel(n int) string {

@@ -50,7 +50,7 @@ func TestTopicsTab(t *testing.T) {
 		t.Errorf("created %+v", tp)
 	}
 	row := doc.Find(`[data-testid="topic-telemetry"]`)
-	if !strings.Contains(row.Text(), "1h0m0s, at most 1.00 MB") || row.Find(`[data-testid="topic-stored"]`).Text() != "unknown" {
+	if !strings.Contains(row.Text(), "1 h, at most 1.00 MB") || row.Find(`[data-testid="topic-stored"]`).Text() != "unknown" {
 		t.Errorf("row %q", row.Text())
 	}
 	if msg := doc.Find(`[data-testid="topics-node-error"]`).Text(); !strings.Contains(msg, "cannot be reached") {
@@ -103,7 +103,7 @@ func TestTopicsTab(t *testing.T) {
 		}
 	}
 	_, doc = viewer.get(topicPath)
-	if !strings.Contains(doc.Find(`[data-testid="topic-policy"]`).Text(), "1m0s") {
+	if !strings.Contains(doc.Find(`[data-testid="topic-policy"]`).Text(), "1 min") {
 		t.Errorf("viewer's policy %q", doc.Find(`[data-testid="topic-policy"]`).Text())
 	}
 	for _, post := range []string{base, base + "/strict", topicPath, topicPath + "/delete"} {
