@@ -89,7 +89,14 @@
   }
   function chartHover(e) {
     var plot = e.target.closest && e.target.closest(".chart-plot");
-    if (!plot) return;
+    if (!plot) {
+      // Outside every plot: no read-out but the keyboard's (the plot under
+      // the pointer may have been replaced by a refresh, without mouseout).
+      document.querySelectorAll(".chart-plot[data-i]").forEach(function (p) {
+        if (p !== document.activeElement) hidePoint(p);
+      });
+      return;
+    }
     var n = chartTimes(plot).length, r = plot.getBoundingClientRect();
     var x = (e.touches ? e.touches[0].clientX : e.clientX) - r.left;
     showPoint(plot, n <= 1 ? 0 : Math.round(x / r.width * (n - 1)));
