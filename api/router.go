@@ -216,6 +216,7 @@ func (a *API) Routes(r chi.Router) {
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/messages", a.pollTopic)
 				r.With(a.RequireScope(tenancy.ScopeRead)).Post("/topics/{topic_id}/messages/ack", a.ackTopic)
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/storage", a.topicStorage)
+				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/groups", a.topicGroups)
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topic-settings", a.getTopicSettings)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/topic-settings", a.putTopicSettings)
 

@@ -129,3 +129,21 @@ func (a *API) topicStorage(w http.ResponseWriter, r *http.Request) {
 	}
 	a.WriteError(w, r, fmt.Errorf("%w: topic %s not applied on its node yet", tenancy.ErrNodeUnavailable, id))
 }
+
+type groupsJSON struct {
+	Data []consume.GroupStat `json:"data"`
+}
+
+// topicGroups lists the topic's consumer groups with their lag, read from
+// the node serving the instance.
+func (a *API) topicGroups(w http.ResponseWriter, r *http.Request) {
+	var out []consume.GroupStat
+	if err := a.callNode(r.Context(), r, consume.OpGroups, func(id string) any { return consume.GroupsRequest{TopicID: id} }, &out); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []consume.GroupStat{}
+	}
+	WriteJSON(w, http.StatusOK, groupsJSON{Data: out})
+}

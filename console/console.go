@@ -18,6 +18,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/internal/dberr"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
@@ -53,6 +54,9 @@ type Deps struct {
 	// Nodes reads live clients from the data plane (clients page, live
 	// connection counts); nil hides them.
 	Nodes api.NodeInspector
+	// NodeAPI reaches the node serving an instance for its topics' storage
+	// and consumer groups (as the API does); nil shows them as unknown.
+	NodeAPI nodeapi.Caller
 }
 
 // Syncer waits for config changes to be applied on the data plane.
@@ -79,6 +83,7 @@ type Console struct {
 	now       func() time.Time
 	sync      Syncer
 	nodes     api.NodeInspector
+	nodeAPI   nodeapi.Caller
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /
@@ -113,6 +118,7 @@ func New(d Deps) http.Handler {
 		now:       d.Now,
 		sync:      d.Sync,
 		nodes:     d.Nodes,
+		nodeAPI:   d.NodeAPI,
 	}
 	return c.routes()
 }
@@ -163,33 +169,42 @@ func (c *Console) routes() chi.Router {
 			r.Get("/invoices/{invoice}", c.invoice)
 			r.Get("/instances", c.instances)
 			r.Post("/instances", c.createInstance)
-			r.Route("/instances/{inst}", func(r chi.Router) {
-				r.Get("/", c.instance)
-				r.Get("/metrics", c.instanceMetrics)
-				r.Post("/status", c.setInstanceStatus)
-				r.Post("/protection", c.setDeletionProtection)
-				r.Post("/delete", c.deleteInstance)
-				r.Get("/credentials", c.credentials)
-				r.Post("/credentials", c.createCredential)
-				r.Post("/credentials/bulk", c.bulkCredentials)
-				r.Post("/credentials/{cred}/enabled", c.setCredentialEnabled)
-				r.Post("/credentials/{cred}/rotate", c.rotateCredential)
-				r.Post("/credentials/{cred}/delete", c.deleteCredential)
-				r.Get("/acl", c.aclRules)
-				r.Post("/acl", c.createACLRule)
-				r.Post("/acl/{rule}/delete", c.deleteACLRule)
-				r.Get("/quotas", c.quotas)
-				r.Post("/quotas", c.setQuotas)
-				r.Get("/clients", c.clientsPage)
-				r.Get("/status", c.instanceStatus)
-				r.Get("/webclient", c.webClient)
-				r.Post("/webclient/token", c.webClientToken)
-				r.Post("/clients/disconnect", c.disconnectClient)
-				r.Post("/sessions/discard", c.discardSession)
-			})
+			r.Route("/instances/{inst}", c.instanceRoutes)
 		})
 	})
 	return r
+}
+
+// instanceRoutes are the pages and actions of one instance.
+func (c *Console) instanceRoutes(r chi.Router) {
+	r.Get("/", c.instance)
+	r.Get("/metrics", c.instanceMetrics)
+	r.Post("/status", c.setInstanceStatus)
+	r.Post("/protection", c.setDeletionProtection)
+	r.Post("/delete", c.deleteInstance)
+	r.Get("/credentials", c.credentials)
+	r.Post("/credentials", c.createCredential)
+	r.Post("/credentials/bulk", c.bulkCredentials)
+	r.Post("/credentials/{cred}/enabled", c.setCredentialEnabled)
+	r.Post("/credentials/{cred}/rotate", c.rotateCredential)
+	r.Post("/credentials/{cred}/delete", c.deleteCredential)
+	r.Get("/acl", c.aclRules)
+	r.Post("/acl", c.createACLRule)
+	r.Post("/acl/{rule}/delete", c.deleteACLRule)
+	r.Get("/quotas", c.quotas)
+	r.Post("/quotas", c.setQuotas)
+	r.Get("/clients", c.clientsPage)
+	r.Get("/status", c.instanceStatus)
+	r.Get("/webclient", c.webClient)
+	r.Post("/webclient/token", c.webClientToken)
+	r.Post("/clients/disconnect", c.disconnectClient)
+	r.Post("/sessions/discard", c.discardSession)
+	r.Get("/topics", c.topics)
+	r.Post("/topics", c.createTopic)
+	r.Post("/topics/strict", c.setStrictTopics)
+	r.Get("/topics/{topic}", c.topicPage)
+	r.Post("/topics/{topic}", c.updateTopic)
+	r.Post("/topics/{topic}/delete", c.deleteTopic)
 }
 
 // securityHeaders: no framing, no sniffing, scripts and styles only from

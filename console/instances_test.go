@@ -859,3 +859,46 @@ func TestInstancePagesRender(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletionProtectionDefaultInConsole: an instance created in the console
+// on Free starts unprotected (the page says so, and offers the typed-name
+// delete); on a paid plan it starts protected: the page offers no delete,
+// says why, and a forced delete is refused (409) with the way out.
+func TestDeletionProtectionDefaultInConsole(t *testing.T) {
+	e := newEnv(t)
+	withNode(t, e)
+	ctx := context.Background()
+	c := e.client(t)
+	orgID := c.signup("plans@example.com", "Plans Co")
+	free := c.createInstance(orgID, "free-one")
+	_, doc := c.get("/orgs/" + orgID + "/instances/" + free)
+	if got := doc.Find(`[data-testid="deletion-protection"] strong`).Text(); got != "off" {
+		t.Errorf("Free instance protection %q, want off", got)
+	}
+	if got := doc.Find(`[data-testid="protection-default"]`).Text(); !strings.Contains(got, "Free start unprotected") || !strings.Contains(got, "paid plans protection starts on") {
+		t.Errorf("default note %q", got)
+	}
+	if doc.Find(`[data-testid="delete-form"]`).Length() != 1 {
+		t.Error("no delete form on an unprotected instance")
+	}
+	c.get("/orgs/" + orgID + "/billing")
+	if res, _ := c.post("/orgs/"+orgID+"/billing/plan", url.Values{"plan": {"pro"}}); res.StatusCode != http.StatusOK {
+		t.Fatalf("upgrade: %d", res.StatusCode)
+	}
+	paid := c.createInstance(orgID, "paid-one")
+	base := "/orgs/" + orgID + "/instances/" + paid
+	_, doc = c.get(base)
+	if got := doc.Find(`[data-testid="deletion-protection"] strong`).Text(); got != "on" {
+		t.Errorf("paid-plan instance protection %q, want on", got)
+	}
+	if doc.Find(`[data-testid="delete-form"]`).Length() != 0 || doc.Find(`[data-testid="delete-protected"]`).Length() != 1 {
+		t.Error("a protected instance offers a delete form, or does not say why not")
+	}
+	res, doc := c.post(base+"/delete", url.Values{"confirm_name": {"paid-one"}})
+	if res.StatusCode != http.StatusConflict || !strings.Contains(doc.Find(`[data-testid="page-error"]`).Text(), "turn it off first") {
+		t.Errorf("forced delete of a protected instance: %d %q", res.StatusCode, doc.Find(`[data-testid="page-error"]`).Text())
+	}
+	if _, err := e.svc.Instance(ctx, orgID, paid); err != nil {
+		t.Fatalf("the protected instance went: %v", err)
+	}
+}

@@ -70,11 +70,15 @@ func partialLast(charts []ChartData, pts []billing.Point, step time.Duration, no
 	}
 }
 
-// statusBadgeFor answers the instance's status badge alone (for pages that
-// refresh it while the instance is provisioning).
+// instanceStatus answers the instance's status badge alone (?part=state:
+// the State panel's status line), for the pages' live refresh.
 func (c *Console) instanceStatus(w http.ResponseWriter, r *http.Request) {
 	in, ok := c.loadInstance(w, r)
 	if !ok {
+		return
+	}
+	if r.URL.Query().Get("part") == "state" {
+		c.render(w, r, http.StatusOK, stateStatus(in.Status))
 		return
 	}
 	c.render(w, r, http.StatusOK, statusBadge(in.Status))

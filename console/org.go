@@ -109,7 +109,16 @@ func (c *Console) showMembers(w http.ResponseWriter, r *http.Request, status int
 		c.fail(w, r, err)
 		return
 	}
-	c.render(w, r, status, MembersPage(p, ms, invs, f))
+	var keysBy map[string]int
+	if p.CanAdmin() { // only admins see Remove, and its warning
+		keys, _, err := c.svc.ListAPIKeys(r.Context(), p.Org.ID, tenancy.Page{Limit: 200})
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		keysBy = keysByCreator(keys)
+	}
+	c.render(w, r, status, MembersPage(p, ms, invs, f, keysBy))
 }
 
 func (c *Console) changeRole(w http.ResponseWriter, r *http.Request) {

@@ -503,7 +503,7 @@ func SettingsPage(p Page, f Form) templ.Component {
 }
 
 // MembersPage lists members; admins change roles, remove and invite.
-func MembersPage(p Page, ms []tenancy.Member, invs []tenancy.Invitation, f Form) templ.Component {
+func MembersPage(p Page, ms []tenancy.Member, invs []tenancy.Invitation, f Form, keysBy map[string]int) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -751,9 +751,9 @@ func MembersPage(p Page, ms []tenancy.Member, invs []tenancy.Invitation, f Form)
 						return templ_7745c5c3_Err
 					}
 					var templ_7745c5c3_Var42 string
-					templ_7745c5c3_Var42, templ_7745c5c3_Err = templruntime.NewAttributeExpression("Remove " + m.Email + " from this organisation? They lose access at once.").Resolve(ctx)
+					templ_7745c5c3_Var42, templ_7745c5c3_Err = templruntime.NewAttributeExpression(memberRemoveWarning(m, keysBy)).Resolve(ctx)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `org.templ`, Line: 121, Col: 212}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `org.templ`, Line: 121, Col: 168}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var42)
 					if templ_7745c5c3_Err != nil {
@@ -1192,9 +1192,9 @@ func APIKeysPage(p Page, keys []tenancy.APIKey, f Form, created *NewSecret) temp
 							return templ_7745c5c3_Err
 						}
 						var templ_7745c5c3_Var65 string
-						templ_7745c5c3_Var65, templ_7745c5c3_Err = templruntime.NewAttributeExpression("Revoke “" + k.Name + "”? Scripts, the CLI and Terraform using it stop working at once.").Resolve(ctx)
+						templ_7745c5c3_Var65, templ_7745c5c3_Err = templruntime.NewAttributeExpression(apiKeyRevokeWarning(k)).Resolve(ctx)
 						if templ_7745c5c3_Err != nil {
-							return templ.Error{Err: templ_7745c5c3_Err, FileName: `org.templ`, Line: 204, Col: 228}
+							return templ.Error{Err: templ_7745c5c3_Err, FileName: `org.templ`, Line: 204, Col: 158}
 						}
 						_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var65)
 						if templ_7745c5c3_Err != nil {

@@ -160,7 +160,7 @@ func TestOrgPagesRenderByRole(t *testing.T) {
 	used := testNow
 	keys := []tenancy.APIKey{{ID: "k-1", Name: "ci", Prefix: "abcde", Scopes: []tenancy.Scope{tenancy.ScopeWrite}, CreatedAt: testNow, LastUsedAt: &used}}
 
-	doc := renderDoc(t, MembersPage(testPage(tenancy.RoleOwner, "members"), members, []tenancy.Invitation{{ID: "inv-1", Email: "new@example.com", Role: tenancy.RoleAdmin, CreatedAt: testNow, ExpiresAt: testNow}}, Form{}))
+	doc := renderDoc(t, MembersPage(testPage(tenancy.RoleOwner, "members"), members, []tenancy.Invitation{{ID: "inv-1", Email: "new@example.com", Role: tenancy.RoleAdmin, CreatedAt: testNow, ExpiresAt: testNow}}, Form{}, nil))
 	if doc.Find(`[data-testid="members"] tbody tr`).Length() != 2 || doc.Find(`[data-testid="invite-form"]`).Length() != 1 ||
 		doc.Find(`[data-testid="remove-v@example.com"]`).Length() != 1 ||
 		doc.Find(`#role-u-2 option[selected]`).AttrOr("value", "") != "viewer" {
@@ -169,7 +169,7 @@ func TestOrgPagesRenderByRole(t *testing.T) {
 	if !strings.Contains(doc.Find(`[data-testid="invitation-new@example.com"]`).Text(), "admin") {
 		t.Error("members: pending invitation not listed")
 	}
-	doc = renderDoc(t, MembersPage(testPage(tenancy.RoleViewer, "members"), members, nil, Form{}))
+	doc = renderDoc(t, MembersPage(testPage(tenancy.RoleViewer, "members"), members, nil, Form{}, nil))
 	if doc.Find(`[data-testid="members"] tbody tr`).Length() != 2 || doc.Find(`form[method="post"]:not(.logout)`).Length() != 0 {
 		t.Error("members (viewer): write forms shown")
 	}

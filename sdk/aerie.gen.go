@@ -589,6 +589,25 @@ type AuditEvent struct {
 // AuditEventActorType defines model for AuditEvent.ActorType.
 type AuditEventActorType string
 
+// ConsumerGroup defines model for ConsumerGroup.
+type ConsumerGroup struct {
+	// Committed The group's committed offset.
+	Committed int    `json:"committed"`
+	Group     string `json:"group"`
+
+	// Lag Stored messages after the committed offset (at most 10,000).
+	Lag int `json:"lag"`
+
+	// LagCapped The lag count stopped at its cap.
+	LagCapped bool `json:"lag_capped"`
+
+	// OldestUnreadAt When the first message after the committed offset was stored.
+	OldestUnreadAt *time.Time `json:"oldest_unread_at,omitempty"`
+
+	// Pending Messages handed out and not acknowledged yet.
+	Pending int `json:"pending"`
+}
+
 // Credential defines model for Credential.
 type Credential struct {
 	ClientIdPattern string     `json:"client_id_pattern"`
@@ -2613,6 +2632,17 @@ type ClientInterface interface {
 	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
 	UpdateTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, body UpdateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListTopicGroups The topic's consumer groups with their lag, read from the node serving the instance.
+	//
+	// A group exists from its first poll. `lag` counts the topic's stored messages after the
+	// group's committed offset (messages handed out and not yet acknowledged included), up to
+	// 10,000 (`lag_capped`); `pending` counts the messages handed out and not acknowledged since
+	// the node started; `oldest_unread_at` is when the first message after the committed offset
+	// was stored (absent when the group is caught up).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/groups (the `ListTopicGroups` operationId).
+	ListTopicGroups(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// PollTopicMessages Read a batch of the topic's messages as a consumer group (long poll).
 	//
 	// Messages are read from the node's store (the topic's queue and the commit log); nothing is
@@ -4126,6 +4156,27 @@ func (c *Client) UpdateTopicWithBody(ctx context.Context, orgId OrgID, instanceI
 // Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
 func (c *Client) UpdateTopic(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, body UpdateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateTopicRequest(c.Server, orgId, instanceId, topicId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListTopicGroups The topic's consumer groups with their lag, read from the node serving the instance.
+//
+// A group exists from its first poll. `lag` counts the topic's stored messages after the
+// group's committed offset (messages handed out and not yet acknowledged included), up to
+// 10,000 (`lag_capped`); `pending` counts the messages handed out and not acknowledged since
+// the node started; `oldest_unread_at` is when the first message after the committed offset
+// was stored (absent when the group is caught up).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/groups (the `ListTopicGroups` operationId).
+func (c *Client) ListTopicGroups(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListTopicGroupsRequest(c.Server, orgId, instanceId, topicId)
 	if err != nil {
 		return nil, err
 	}
@@ -8038,6 +8089,54 @@ func NewUpdateTopicRequestWithBody(server string, orgId OrgID, instanceId Instan
 	return req, nil
 }
 
+// NewListTopicGroupsRequest constructs an http.Request for the ListTopicGroups method
+func NewListTopicGroupsRequest(server string, orgId OrgID, instanceId InstanceID, topicId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "topic_id", topicId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/topics/%s/groups", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewPollTopicMessagesRequest constructs an http.Request for the PollTopicMessages method
 func NewPollTopicMessagesRequest(server string, orgId OrgID, instanceId InstanceID, topicId string, params *PollTopicMessagesParams) (*http.Request, error) {
 	var err error
@@ -9647,6 +9746,19 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id} (the `UpdateTopic` operationId).
 	UpdateTopicWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *UpdateTopicParams, body UpdateTopicJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateTopicResponse, error)
+
+	// ListTopicGroupsWithResponse The topic's consumer groups with their lag, read from the node serving the instance.
+	//
+	// A group exists from its first poll. `lag` counts the topic's stored messages after the
+	// group's committed offset (messages handed out and not yet acknowledged included), up to
+	// 10,000 (`lag_capped`); `pending` counts the messages handed out and not acknowledged since
+	// the node started; `oldest_unread_at` is when the first message after the committed offset
+	// was stored (absent when the group is caught up).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/groups (the `ListTopicGroups` operationId).
+	ListTopicGroupsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*ListTopicGroupsResponse, error)
 
 	// PollTopicMessagesWithResponse Read a batch of the topic's messages as a consumer group (long poll).
 	//
@@ -12976,6 +13088,58 @@ func (r UpdateTopicResponse) ContentType() string {
 	return ""
 }
 
+type ListTopicGroupsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Data []ConsumerGroup `json:"data"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListTopicGroupsResponse) GetJSON200() *struct {
+	Data []ConsumerGroup `json:"data"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListTopicGroupsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListTopicGroupsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListTopicGroupsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListTopicGroupsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListTopicGroupsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type PollTopicMessagesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -15036,6 +15200,25 @@ func (c *ClientWithResponses) UpdateTopicWithResponse(ctx context.Context, orgId
 		return nil, err
 	}
 	return ParseUpdateTopicResponse(rsp)
+}
+
+// ListTopicGroupsWithResponse The topic's consumer groups with their lag, read from the node serving the instance.
+//
+// A group exists from its first poll. `lag` counts the topic's stored messages after the
+// group's committed offset (messages handed out and not yet acknowledged included), up to
+// 10,000 (`lag_capped`); `pending` counts the messages handed out and not acknowledged since
+// the node started; `oldest_unread_at` is when the first message after the committed offset
+// was stored (absent when the group is caught up).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/groups (the `ListTopicGroups` operationId).
+func (c *ClientWithResponses) ListTopicGroupsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*ListTopicGroupsResponse, error) {
+	rsp, err := c.ListTopicGroups(ctx, orgId, instanceId, topicId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListTopicGroupsResponse(rsp)
 }
 
 // PollTopicMessagesWithResponse Read a batch of the topic's messages as a consumer group (long poll).
@@ -17893,6 +18076,41 @@ func ParseUpdateTopicResponse(rsp *http.Response) (*UpdateTopicResponse, error) 
 			headers.AerieConfigRevision = &value
 		}
 		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListTopicGroupsResponse parses an HTTP response from a ListTopicGroupsWithResponse call
+func ParseListTopicGroupsResponse(rsp *http.Response) (*ListTopicGroupsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListTopicGroupsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Data []ConsumerGroup `json:"data"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil

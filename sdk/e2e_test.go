@@ -295,6 +295,9 @@ func sdkMainOperations(t *testing.T, seen map[string]bool) {
 		"pollTopicMessages": func() (interface{ StatusCode() int }, error) {
 			return kc.PollTopicMessagesWithResponse(ctx, org, iid, tid, &sdk.PollTopicMessagesParams{Group: &group})
 		},
+		"listTopicGroups": func() (interface{ StatusCode() int }, error) {
+			return kc.ListTopicGroupsWithResponse(ctx, org, iid, tid)
+		},
 		"listClients": func() (interface{ StatusCode() int }, error) { return kc.ListClientsWithResponse(ctx, org, iid, nil) },
 		"disconnectClient": func() (interface{ StatusCode() int }, error) {
 			return kc.DisconnectClientWithResponse(ctx, org, iid, "dev-1")

@@ -2,6 +2,8 @@ package main_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	paho "github.com/eclipse/paho.golang/paho"
 
 	"github.com/aeriemq/aerie/internal/browsertest"
@@ -26,9 +29,11 @@ import (
 //   - the header fits one row at 1280 px with a long org name and email;
 //     at 375 px the menu sits behind a toggle;
 //   - hovering a chart point shows its time and value, the same as the
-//     legend's latest value;
-//   - every page, at 1280 and 375 px: screenshot saved, no element wider
-//     than the viewport.
+//     legend's latest value; the keyboard reads the points too (focus,
+//     arrow keys), and the live refresh keeps the focus and the point;
+//   - every page (sign-up and login included), at 1280 and 375 px:
+//     screenshot saved as a test artefact, no element wider than the
+//     viewport.
 func TestConsoleFirstRunLive(t *testing.T) {
 	dataDir := newDataDir(t)
 	pp := freePorts(t)
@@ -43,9 +48,12 @@ func TestConsoleFirstRunLive(t *testing.T) {
 
 	b := browsertest.New(t, 1280, 900)
 	began := time.Now()
-	s.do(b, "sign up",
+	s.do(b, "sign-up page",
 		chromedp.Navigate(base+"/signup"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="signup-form"]`)),
+	)
+	s.shotAndFit(b, "00-signup-1280")
+	s.do(b, "sign up",
 		chromedp.SendKeys(chromedp.CSS(`#f-email`), email),
 		chromedp.SendKeys(chromedp.CSS(`#f-password`), "correct-horse-1"),
 		chromedp.SendKeys(chromedp.CSS(`#f-org_name`), orgName),
@@ -157,11 +165,40 @@ func TestConsoleFirstRunLive(t *testing.T) {
 	}
 	s.shotAndFit(b, "03-instance-hover-1280")
 
+	// The keyboard reads the same points: the plot takes focus, the arrow
+	// keys step; the dashboard's live refresh (every second) keeps the
+	// focus and the point being read.
+	s.do(b, "mouse away", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, 1, 1))
+	s.waitTrue(b, "the hover read-out gone", `document.querySelector('[data-testid="tip-messages"]').hidden`)
+	s.evalInt(b, `(document.querySelector('[data-testid="plot-messages"]').focus(), 1)`)
+	s.do(b, "arrow left", chromedp.KeyEvent(kb.ArrowLeft))
+	n := s.evalInt(b, `document.querySelector('[data-testid="plot-messages"]').getAttribute('data-times').split('|').length`)
+	if got := s.evalInt(b, `parseInt(document.querySelector('[data-testid="plot-messages"]').getAttribute('data-i'), 10)`); got != n-2 {
+		t.Errorf("ArrowLeft from the focused plot reads point %d, want %d", got, n-2)
+	}
+	keyTip := s.text(b, `[data-testid="tip-messages"]`)
+	time.Sleep(2500 * time.Millisecond) // two refreshes or more
+	if got := s.evalString(b, `document.activeElement.getAttribute('data-testid') || ''`); got != "plot-messages" {
+		t.Errorf("after the live refresh the focus is on %q, want the plot", got)
+	}
+	if got := s.evalInt(b, `parseInt(document.querySelector('[data-testid="plot-messages"]').getAttribute('data-i'), 10)`); got != n-2 {
+		t.Errorf("after the live refresh the read-out is at point %d, want %d", got, n-2)
+	}
+	if tip := s.text(b, `[data-testid="tip-messages"]`); !strings.Contains(tip, "UTC") || !strings.Contains(keyTip, "UTC") {
+		t.Errorf("keyboard read-out %q, after refresh %q", keyTip, tip)
+	}
+	s.shotAndFit(b, "03b-instance-keyboard-1280")
+
 	// Every page at 1280 and 375 px.
 	phone := browsertest.New(t, 375, 800)
+	s.do(phone, "phone sign-up page", chromedp.Navigate(base+"/signup"), chromedp.WaitVisible(chromedp.CSS(`[data-testid="signup-form"]`)))
+	s.shotAndFit(phone, "00-signup-375")
 	s.do(phone, "phone log in",
 		chromedp.Navigate(base+"/login"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="login-form"]`)),
+	)
+	s.shotAndFit(phone, "00-login-375")
+	s.do(phone, "phone log in",
 		chromedp.SendKeys(chromedp.CSS(`#f-email`), email),
 		chromedp.SendKeys(chromedp.CSS(`#f-password`), "correct-horse-1"),
 		chromedp.Click(chromedp.CSS(`[data-testid="login-form"] button[type="submit"]`)),
@@ -174,7 +211,7 @@ func TestConsoleFirstRunLive(t *testing.T) {
 	s.shotAndFit(phone, "10-menu-open-375")
 	orgBase := strings.TrimSuffix(overview, "/")
 	pages := []string{orgBase + "/", orgBase + "/instances", instance, instance + "/credentials", instance + "/acl", instance + "/quotas",
-		instance + "/clients", orgBase + "/members", orgBase + "/api-keys", orgBase + "/audit", orgBase + "/billing", orgBase + "/settings"}
+		instance + "/clients", instance + "/topics", instance + "/webclient", orgBase + "/members", orgBase + "/api-keys", orgBase + "/audit", orgBase + "/billing", orgBase + "/settings"}
 	for i, u := range pages {
 		name := strings.TrimPrefix(strings.TrimPrefix(u, instance), orgBase)
 		name = strings.NewReplacer("/", "-").Replace(strings.Trim(name, "/"))
@@ -194,6 +231,27 @@ func TestConsoleFirstRunLive(t *testing.T) {
 					t.Errorf("%s: header %d px tall at 1280 px", u, h)
 				}
 			}
+		}
+	}
+	// The screenshots are kept as test artefacts: one per page and width.
+	for _, br := range []*browsertest.Browser{b, phone} {
+		shots, err := filepath.Glob(filepath.Join(br.ShotDir, "p*.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := 0
+		for _, f := range shots {
+			fi, err := os.Stat(f)
+			if err != nil || fi.ModTime().Before(began) {
+				continue // an earlier run's
+			}
+			fresh++
+			if fi.Size() < 1000 {
+				t.Errorf("screenshot %s is %d bytes", f, fi.Size())
+			}
+		}
+		if fresh < len(pages) {
+			t.Errorf("%d page screenshots saved in %s by this run, want %d", fresh, br.ShotDir, len(pages))
 		}
 	}
 }

@@ -30,8 +30,10 @@
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) {
           if (html === null) return;
+          var detail = {};
+          el.dispatchEvent(new CustomEvent("aerie:before-refresh", { bubbles: true, detail: detail }));
           el.innerHTML = html;
-          el.dispatchEvent(new CustomEvent("aerie:refreshed", { bubbles: true }));
+          el.dispatchEvent(new CustomEvent("aerie:refreshed", { bubbles: true, detail: detail }));
         });
     }, every);
   });
@@ -52,20 +54,24 @@
   }
   placeLabels(document);
   document.addEventListener("aerie:refreshed", function (e) { placeLabels(e.target); });
-  // Chart hover: the nearest point's time and values (delegated, so it
-  // survives the live refresh).
-  function chartHover(e) {
-    var plot = e.target.closest && e.target.closest(".chart-plot");
-    if (!plot) return;
-    var times = (plot.getAttribute("data-times") || "").split("|");
-    if (times.length === 0 || times[0] === "") return;
-    var r = plot.getBoundingClientRect();
-    var x = (e.touches ? e.touches[0].clientX : e.clientX) - r.left;
-    var n = times.length, i = n === 1 ? 0 : Math.round(x / r.width * (n - 1));
+  // Chart read-out: the time and values of one point, shown on hover (the
+  // nearest point) and from the keyboard (the plot is focusable: arrow
+  // keys step through the points, Home/End jump; the read-out is a status
+  // region, so screen readers announce it). Delegated, so it survives the
+  // live refresh.
+  function chartTimes(plot) {
+    var t = (plot.getAttribute("data-times") || "").split("|");
+    return t.length === 1 && t[0] === "" ? [] : t;
+  }
+  function showPoint(plot, i) {
+    var times = chartTimes(plot), n = times.length;
+    if (n === 0) return;
     i = Math.max(0, Math.min(n - 1, i));
+    plot.setAttribute("data-i", String(i));
+    var w = plot.getBoundingClientRect().width;
     var tip = plot.querySelector(".chart-tip"), cur = plot.querySelector(".chart-cursor");
     if (!cur) { cur = document.createElement("div"); cur.className = "chart-cursor"; plot.appendChild(cur); }
-    var px = n === 1 ? 0 : i / (n - 1) * r.width;
+    var px = n === 1 ? 0 : i / (n - 1) * w;
     cur.style.left = px + "px"; cur.hidden = false;
     var lines = [times[i]];
     plot.querySelectorAll("data[data-series]").forEach(function (d) {
@@ -73,16 +79,69 @@
     });
     tip.textContent = lines.join(" · ");
     tip.hidden = false;
-    var left = Math.min(Math.max(px - tip.offsetWidth / 2, 0), r.width - tip.offsetWidth);
+    var left = Math.min(Math.max(px - tip.offsetWidth / 2, 0), w - tip.offsetWidth);
     tip.style.left = Math.max(left, 0) + "px";
+  }
+  function hidePoint(plot) {
+    var tip = plot.querySelector(".chart-tip"), cur = plot.querySelector(".chart-cursor");
+    if (tip) tip.hidden = true; if (cur) cur.hidden = true;
+    plot.removeAttribute("data-i");
+  }
+  function chartHover(e) {
+    var plot = e.target.closest && e.target.closest(".chart-plot");
+    if (!plot) {
+      // Outside every plot: no read-out but the keyboard's (the plot under
+      // the pointer may have been replaced by a refresh, without mouseout).
+      document.querySelectorAll(".chart-plot[data-i]").forEach(function (p) {
+        if (p !== document.activeElement) hidePoint(p);
+      });
+      return;
+    }
+    var n = chartTimes(plot).length, r = plot.getBoundingClientRect();
+    var x = (e.touches ? e.touches[0].clientX : e.clientX) - r.left;
+    showPoint(plot, n <= 1 ? 0 : Math.round(x / r.width * (n - 1)));
   }
   document.addEventListener("mousemove", chartHover);
   document.addEventListener("touchstart", chartHover, { passive: true });
   document.addEventListener("mouseout", function (e) {
     var plot = e.target.closest && e.target.closest(".chart-plot");
-    if (!plot || plot.contains(e.relatedTarget)) return;
-    var tip = plot.querySelector(".chart-tip"), cur = plot.querySelector(".chart-cursor");
-    if (tip) tip.hidden = true; if (cur) cur.hidden = true;
+    if (!plot || plot.contains(e.relatedTarget) || plot === document.activeElement) return;
+    hidePoint(plot);
+  });
+  document.addEventListener("focusin", function (e) {
+    if (e.target.classList && e.target.classList.contains("chart-plot") && !e.target.hasAttribute("data-i")) {
+      showPoint(e.target, chartTimes(e.target).length - 1);
+    }
+  });
+  document.addEventListener("focusout", function (e) {
+    if (e.target.classList && e.target.classList.contains("chart-plot")) hidePoint(e.target);
+  });
+  document.addEventListener("keydown", function (e) {
+    var plot = e.target;
+    if (!plot.classList || !plot.classList.contains("chart-plot")) return;
+    var n = chartTimes(plot).length, i = parseInt(plot.getAttribute("data-i"), 10);
+    if (isNaN(i)) i = n - 1;
+    var step = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1, PageUp: -10, PageDown: 10 }[e.key];
+    if (e.key === "Home") i = 0; else if (e.key === "End") i = n - 1; else if (step) i += step; else if (e.key === "Escape") { hidePoint(plot); return; } else return;
+    e.preventDefault();
+    showPoint(plot, i);
+  });
+  // A live refresh replaces the charts: the point being read (hover or
+  // keyboard) and the focus stay where they were.
+  document.addEventListener("aerie:before-refresh", function (e) {
+    var keep = [];
+    e.target.querySelectorAll(".chart-plot[data-i]").forEach(function (p) {
+      keep.push({ id: p.id, i: parseInt(p.getAttribute("data-i"), 10), focused: p === document.activeElement });
+    });
+    e.detail.keep = keep;
+  });
+  document.addEventListener("aerie:refreshed", function (e) {
+    (e.detail && e.detail.keep || []).forEach(function (k) {
+      var p = k.id && document.getElementById(k.id);
+      if (!p) return;
+      if (k.focused) { p.setAttribute("data-i", String(k.i)); p.focus({ preventScroll: true }); }
+      showPoint(p, k.i);
+    });
   });
   // Destructive forms (data-confirm-submit="what happens") ask first, in
   // the page: the button gives way to the message, "Yes" and "Cancel".

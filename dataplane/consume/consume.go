@@ -153,6 +153,7 @@ func (s *Service) Register(srv *nodeapi.Server) {
 	srv.Handle(OpStats, func(ctx context.Context, inst string, _ json.RawMessage) (any, error) {
 		return s.Stats(inst)
 	})
+	s.registerGroups(srv)
 }
 
 func (s *Service) queueOf(inst, topicID string) (string, error) {

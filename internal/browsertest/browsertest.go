@@ -34,8 +34,9 @@ type Browser struct {
 }
 
 // New starts a headless chromium with a fresh profile and the given window
-// size; it is closed when the test ends. Screenshots go to a directory under
-// the test's temp dir (logged, so a failing run can be inspected).
+// size; it is closed when the test ends. Screenshots (test artefacts) go to
+// $AERIE_ARTIFACTS_DIR/<test name>, by default under the system's temp dir
+// (aerie-screenshots), kept after the run and logged.
 func New(t testing.TB, width, height int) *Browser {
 	t.Helper()
 	path, err := ExecPath()
@@ -63,7 +64,11 @@ func New(t testing.TB, width, height int) *Browser {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(width), int64(height))); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	dir := filepath.Join(os.TempDir(), "aerie-screenshots", sanitize(t.Name()))
+	root := os.Getenv("AERIE_ARTIFACTS_DIR") // CI collects this directory
+	if root == "" {
+		root = filepath.Join(os.TempDir(), "aerie-screenshots")
+	}
+	dir := filepath.Join(root, sanitize(t.Name()))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
