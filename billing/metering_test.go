@@ -6,7 +6,6 @@ import (
 	"math/rand"
 	"testing"
 	"time"
-
 )
 
 // orgMap resolves instance orgs for metering tests (the tenancy service's
