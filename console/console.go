@@ -57,7 +57,7 @@ type Deps struct {
 
 // Syncer waits for config changes to be applied on the data plane.
 type Syncer interface {
-	WaitApplied(ctx context.Context, want tenancy.Revisions) error
+	WaitApplied(ctx context.Context, want map[string]int64) error
 }
 
 // syncWait bounds how long a console form waits for the node to apply the

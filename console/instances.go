@@ -16,7 +16,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -649,7 +648,7 @@ type ACLView struct {
 }
 
 func (c *Console) aclRules(w http.ResponseWriter, r *http.Request) {
-	c.showACL(w, r, http.StatusOK, Form{Values: map[string]string{"effect": config.EffectAllow, "action": config.ActionAll}})
+	c.showACL(w, r, http.StatusOK, Form{Values: map[string]string{"effect": tenancy.EffectAllow, "action": tenancy.ActionAll}})
 }
 
 func (c *Console) showACL(w http.ResponseWriter, r *http.Request, status int, f Form) {
@@ -709,7 +708,7 @@ func (c *Console) deleteACLRule(w http.ResponseWriter, r *http.Request) {
 }
 
 func isDefaultRule(r tenancy.ACLRule) bool {
-	return r.Effect == config.EffectAllow && r.Action == config.ActionAll && r.Filter == "#" && r.CredentialID == ""
+	return r.Effect == tenancy.EffectAllow && r.Action == tenancy.ActionAll && r.Filter == "#" && r.CredentialID == ""
 }
 
 // Quotas.
@@ -728,9 +727,9 @@ type QuotasView struct {
 	Form   Form
 }
 
-// quotaKeys lists config.Quotas' JSON names in declaration order.
+// quotaKeys lists tenancy.Quotas' JSON names in declaration order.
 func quotaKeys() []string {
-	t := reflect.TypeOf(config.Quotas{})
+	t := reflect.TypeOf(tenancy.Quotas{})
 	keys := make([]string, 0, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
@@ -741,7 +740,7 @@ func quotaKeys() []string {
 	return keys
 }
 
-func quotaMap(q config.Quotas) map[string]int64 {
+func quotaMap(q tenancy.Quotas) map[string]int64 {
 	b, _ := json.Marshal(q)
 	m := map[string]int64{}
 	_ = json.Unmarshal(b, &m)
@@ -825,7 +824,7 @@ func (c *Console) setQuotas(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, _ := json.Marshal(m)
-	var q config.Quotas
+	var q tenancy.Quotas
 	if err := json.Unmarshal(b, &q); err != nil {
 		// A value too large for its field.
 		for _, k := range keys {
@@ -866,7 +865,7 @@ type Snippets struct {
 }
 
 // rateNote describes an instance's rate quotas as its devices meet them.
-func rateNote(q config.Quotas) string {
+func rateNote(q tenancy.Quotas) string {
 	var per []string
 	if q.MaxPublishPerSecondPerClient > 0 {
 		per = append(per, fmt.Sprintf("%d publishes a second per client", q.MaxPublishPerSecondPerClient))

@@ -56,7 +56,7 @@ type Reporter struct {
 
 // state is what survives a restart.
 type state struct {
-	NextSeq int64                `json:"next_seq"`
+	NextSeq int64                  `json:"next_seq"`
 	Pending []nodelink.UsageReport `json:"pending"`
 }
 
