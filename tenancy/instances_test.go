@@ -24,7 +24,7 @@ type follower struct {
 	done   chan error
 }
 
-func follow(t *testing.T, feed *tenancy.Feed, nodeID string, since int64) *follower {
+func follow(t *testing.T, feed *nodelink.Feed, nodeID string, since int64) *follower {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &follower{state: configsync.NewState(), node: nodeID, cancel: cancel, done: make(chan error, 1)}
@@ -33,7 +33,7 @@ func follow(t *testing.T, feed *tenancy.Feed, nodeID string, since int64) *follo
 			f.mu.Lock()
 			f.events = append(f.events, ev)
 			f.mu.Unlock()
-			return f.state.Apply(ev)
+			return f.state.Apply(configsync.FromLink(ev))
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-f.done })
@@ -79,7 +79,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 	ctx := context.Background()
 	actA := tenancy.Actor{UserID: b.userA.ID}
 	actB := tenancy.Actor{UserID: b.userB.ID}
-	feed := tenancy.NewFeed(b.svc, nil)
+	feed := nodelink.NewFeed(b.svc, nil)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go feed.Run(fctx)
@@ -260,9 +260,9 @@ func TestInstancesAndConfigPush(t *testing.T) {
 		_, _, checks["create credential"] = b.svc.CreateCredentials(ctx, actB, b.orgB.ID, inA1.ID, []tenancy.NewCredential{{Username: "x"}})
 		_, _, checks["list credentials"] = b.svc.ListCredentials(ctx, b.orgB.ID, inA1.ID, tenancy.Page{})
 		_, checks["acl"] = b.svc.CreateACLRule(ctx, actB, b.orgB.ID, inA1.ID, tenancy.ACLRule{Effect: "allow", Action: "all", Filter: "#"})
-		_, checks["quotas"] = b.svc.SetInstanceQuotas(ctx, actB, b.orgB.ID, inA1.ID, nodelink.Quotas{})
+		_, checks["quotas"] = b.svc.SetInstanceQuotas(ctx, actB, b.orgB.ID, inA1.ID, tenancy.Quotas{})
 		_, _, checks["token"] = b.svc.IssueDeviceToken(ctx, actB, b.orgB.ID, inA1.ID, tenancy.NewDeviceToken{TTL: time.Hour,
-			Resources: []nodelink.TokenResource{{Filter: "#", Actions: []string{"publish"}}}})
+			Resources: []tenancy.TokenResource{{Filter: "#", Actions: []string{"publish"}}}})
 		for name, err := range checks {
 			if !errors.Is(err, tenancy.ErrNotFound) {
 				t.Errorf("%s: want ErrNotFound, got %v", name, err)
@@ -275,11 +275,11 @@ func TestInstancesAndConfigPush(t *testing.T) {
 
 	t.Run("quotas are bounded by the plan and pushed", func(t *testing.T) {
 		var ve *tenancy.ValidationError
-		if _, err := b.svc.SetInstanceQuotas(ctx, actA, b.orgA.ID, inA1.ID, nodelink.Quotas{MaxConnections: 101}); !errors.As(err, &ve) ||
+		if _, err := b.svc.SetInstanceQuotas(ctx, actA, b.orgA.ID, inA1.ID, tenancy.Quotas{MaxConnections: 101}); !errors.As(err, &ve) ||
 			ve.Fields[0].Field != "max_connections" {
 			t.Fatalf("over the plan: %v", err)
 		}
-		q, err := b.svc.SetInstanceQuotas(ctx, actA, b.orgA.ID, inA1.ID, nodelink.Quotas{MaxConnections: 5})
+		q, err := b.svc.SetInstanceQuotas(ctx, actA, b.orgA.ID, inA1.ID, tenancy.Quotas{MaxConnections: 5})
 		if err != nil || q.MaxConnections != 5 || q.MaxPayloadBytes != 65536 {
 			t.Fatalf("set: %+v %v", q, err)
 		}
@@ -288,7 +288,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 		if meta, _ := f.state.Instance(inA1.ID); meta.Quotas.MaxConnections != 5 {
 			t.Fatalf("node quotas %+v", meta.Quotas)
 		}
-		if err := b.svc.ApplyPlanQuotas(ctx, b.orgA.ID, "developer", nodelink.Quotas{MaxConnections: 1000, MaxPayloadBytes: 262144}); err != nil {
+		if err := b.svc.ApplyPlanQuotas(ctx, b.orgA.ID, "developer", tenancy.Quotas{MaxConnections: 1000, MaxPayloadBytes: 262144}); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := b.svc.Instance(ctx, b.orgA.ID, inA1.ID)

@@ -28,7 +28,7 @@ func TestWaitAppliedAcrossReplicas(t *testing.T) {
 	}
 	t.Cleanup(pool2.Close)
 	svc2 := tenancy.NewService(pool2, log)
-	feed2 := tenancy.NewFeed(svc2, log)
+	feed2 := nodelink.NewFeed(svc2, log)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go feed2.Run(fctx)

@@ -211,7 +211,7 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 		if le.Kind == nodelink.KindHeartbeat {
 			return nil
 		}
-		ev := fromLink(le)
+		ev := FromLink(le)
 		before := c.o.State.Revision()
 		if err := c.o.State.Apply(ev); err != nil {
 			return fmt.Errorf("apply revision %d (%s): %w", ev.Revision, ev.Kind, err)

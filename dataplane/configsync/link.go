@@ -5,9 +5,9 @@ import (
 	"github.com/aeriemq/aerie/nodelink"
 )
 
-// fromLink converts an event of the node link into the data plane's model
+// FromLink converts an event of the node link into the data plane's model
 // (dataplane/config): the one place the node side maps the link's types.
-func fromLink(le nodelink.Event) config.Event {
+func FromLink(le nodelink.Event) config.Event {
 	ev := config.Event{Revision: le.Revision, Kind: le.Kind, InstanceID: le.InstanceID, ID: le.ID, ACL: fromLinkACL(le.ACL), Strict: le.Strict}
 	if le.Snapshot != nil {
 		snap := config.Snapshot{Revision: le.Snapshot.Revision, NodeID: le.Snapshot.NodeID, Instances: make([]config.Instance, len(le.Snapshot.Instances))}
