@@ -87,6 +87,9 @@ func (a *API) writeLinkError(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.As(err, &fe) {
 		err = &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: fe.Field, Message: fe.Message}}}
 	}
+	if errors.Is(err, nodelink.ErrUnknownEndpoint) {
+		err = ErrRouteNotFound
+	}
 	a.WriteError(w, r, err)
 }
 

@@ -48,7 +48,7 @@ type Deps struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Sync waits until the data-plane nodes have applied config revisions
-	// (tenancy.Feed in a control plane); nil answers without waiting.
+	// (nodelink.Feed in a control plane); nil answers without waiting.
 	Sync Syncer
 	// Nodes reads live clients from the data plane (clients page, live
 	// connection counts); nil hides them.

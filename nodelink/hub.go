@@ -53,6 +53,9 @@ func (h *Hub) usage(ctx context.Context, nodeID string, rep UsageReport) (bool, 
 	return h.Control.IngestUsage(ctx, rep)
 }
 
+// ErrUnknownEndpoint: no such node-link endpoint (or method).
+var ErrUnknownEndpoint = errors.New("no such node link endpoint")
+
 // FieldError is a request from a node that is malformed in one field.
 type FieldError struct{ Field, Message string }
 
@@ -85,13 +88,14 @@ const maxNodeBody = 8 << 20
 
 // Handler serves the Hub over HTTP under /nodes/{node_id}/… (mount it at
 // /internal/v1). writeErr answers an error (the control plane's problem
-// mapping; a *FieldError is a bad request, ErrUsageRefused forbidden).
+// mapping; a *FieldError is a bad request, ErrUnknownEndpoint not found,
+// ErrUsageRefused forbidden).
 func (h *Hub) Handler(writeErr func(http.ResponseWriter, *http.Request, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest, ok := strings.CutPrefix(r.URL.Path, "/nodes/")
 		node, op, ok2 := strings.Cut(rest, "/")
 		if !ok || !ok2 || node == "" {
-			http.NotFound(w, r)
+			writeErr(w, r, ErrUnknownEndpoint)
 			return
 		}
 		if err := h.Control.AuthenticateNode(r.Context(), node, bearer(r)); err != nil {
@@ -107,8 +111,7 @@ func (h *Hub) Handler(writeErr func(http.ResponseWriter, *http.Request, error)) 
 		case op == "usage" && r.Method == http.MethodPost:
 			err = h.serveUsage(w, r, node)
 		default:
-			http.NotFound(w, r)
-			return
+			err = ErrUnknownEndpoint
 		}
 		if err != nil {
 			writeErr(w, r, err)
