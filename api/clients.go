@@ -8,7 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -17,15 +17,15 @@ import (
 // one. In `aerie serve` the node is in the same process.
 type NodeInspector interface {
 	// Clients lists the instance's connected clients on node nodeID.
-	Clients(ctx context.Context, nodeID, instanceID string) ([]config.ClientInfo, error)
+	Clients(ctx context.Context, nodeID, instanceID string) ([]nodelink.ClientInfo, error)
 	// Disconnect closes the instance's client clientID on node nodeID;
 	// false when it is not connected there.
 	Disconnect(ctx context.Context, nodeID, instanceID, clientID string) (bool, error)
 	// PendingUsage is the instance's usage counted on the node since its
 	// last usage report, with its gauges (connections) now.
-	PendingUsage(ctx context.Context, nodeID, instanceID string) (config.InstanceUsage, error)
+	PendingUsage(ctx context.Context, nodeID, instanceID string) (nodelink.InstanceUsage, error)
 	// Sessions lists the instance's persistent sessions with their backlog.
-	Sessions(ctx context.Context, nodeID, instanceID string) ([]config.SessionInfo, error)
+	Sessions(ctx context.Context, nodeID, instanceID string) ([]nodelink.SessionInfo, error)
 	// DiscardSession deletes an offline persistent session; false when
 	// there is none (tenancy.ErrConflict-wrapped error while it is online).
 	DiscardSession(ctx context.Context, nodeID, instanceID, clientID string) (bool, error)
@@ -38,7 +38,7 @@ var errNoInspector = fmt.Errorf("%w: live client state is not reachable from thi
 // FilterClients keeps the clients whose client ID, username or remote
 // address contains q (case-insensitive), after the client ID after, at
 // most limit of them; next is the last one's ID when more follow.
-func FilterClients(list []config.ClientInfo, q, after string, limit int) (page []config.ClientInfo, next string) {
+func FilterClients(list []nodelink.ClientInfo, q, after string, limit int) (page []nodelink.ClientInfo, next string) {
 	q = strings.ToLower(q)
 	for _, c := range list {
 		if after != "" && c.ClientID <= after {
@@ -78,9 +78,9 @@ func (a *API) listClients(w http.ResponseWriter, r *http.Request) {
 	}
 	list, next := FilterClients(all, r.URL.Query().Get("q"), page.After, page.Limit)
 	if list == nil {
-		list = []config.ClientInfo{}
+		list = []nodelink.ClientInfo{}
 	}
-	WriteJSON(w, http.StatusOK, List[config.ClientInfo]{Data: list, NextCursor: NextCursor(next)})
+	WriteJSON(w, http.StatusOK, List[nodelink.ClientInfo]{Data: list, NextCursor: NextCursor(next)})
 }
 
 func (a *API) disconnectClient(w http.ResponseWriter, r *http.Request) {
@@ -127,13 +127,13 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	list, next := FilterSessions(all, r.URL.Query().Get("q"), page.After, page.Limit)
-	WriteJSON(w, http.StatusOK, List[config.SessionInfo]{Data: list, NextCursor: NextCursor(next)})
+	WriteJSON(w, http.StatusOK, List[nodelink.SessionInfo]{Data: list, NextCursor: NextCursor(next)})
 }
 
 // FilterSessions is FilterClients for sessions (by client ID).
-func FilterSessions(list []config.SessionInfo, q, after string, limit int) (page []config.SessionInfo, next string) {
+func FilterSessions(list []nodelink.SessionInfo, q, after string, limit int) (page []nodelink.SessionInfo, next string) {
 	q = strings.ToLower(q)
-	page = []config.SessionInfo{}
+	page = []nodelink.SessionInfo{}
 	for _, s := range list {
 		if (after != "" && s.ClientID <= after) || (q != "" && !strings.Contains(strings.ToLower(s.ClientID), q)) {
 			continue

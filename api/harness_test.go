@@ -22,10 +22,10 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -79,20 +79,27 @@ type env struct {
 
 type publishLog struct {
 	mu   sync.Mutex
-	msgs []config.Publish
+	msgs []nodelink.Publish
 }
 
-func (l *publishLog) publish(_ context.Context, p config.Publish) config.PublishResult {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, p)
-	return config.PublishResult{ID: p.ID}
+// serve answers the node link's publish requests (OK) on srv.
+func (l *publishLog) serve(srv *nodelink.Server) {
+	srv.Handle(nodelink.OpPublish, func(_ context.Context, inst string, body json.RawMessage) (any, error) {
+		var p nodelink.Publish
+		if err := json.Unmarshal(body, &p); err != nil {
+			return nil, nodelink.Errorf(http.StatusBadRequest, "bad publish")
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.msgs = append(l.msgs, p)
+		return nodelink.PublishResult{ID: p.ID}, nil
+	})
 }
 
-func (l *publishLog) all() []config.Publish {
+func (l *publishLog) all() []nodelink.Publish {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]config.Publish(nil), l.msgs...)
+	return append([]nodelink.Publish(nil), l.msgs...)
 }
 
 // operatorToken is the harness's admin token for /v1/admin.
@@ -120,9 +127,14 @@ func newEnvWith(t *testing.T, opt func(*api.Deps)) *env {
 	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithPasswordParams(testPasswords))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	feed := tenancy.NewFeed(svc, log)
+	feed := nodelink.NewFeed(svc, log)
 	go feed.Run(ctx)
-	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
+	// The node's end of the request path, in process as in `aerie serve`.
+	pubs := &publishLog{}
+	nodeSrv := nodelink.NewServer()
+	pubs.serve(nodeSrv)
+	local := &nodelink.Local{Server: nodeSrv}
+	d := api.Deps{NodeAPI: local, Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
 	d.LoginLimits = api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
 	d.AbuseLimits = api.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1,
 		ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}
@@ -136,10 +148,10 @@ func newEnvWith(t *testing.T, opt func(*api.Deps)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	local.NodeID = node.ID
 	state := configsync.NewState()
-	pubs := &publishLog{}
-	client, err := configsync.NewClient(configsync.Options{Source: tenancy.LocalSource{Feed: feed, NodeID: node.ID}, State: state,
-		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints, Publisher: pubs.publish})
+	client, err := configsync.NewClient(configsync.Options{Source: nodelink.LocalSource{Hub: api.NewHub(d), NodeID: node.ID}, State: state,
+		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}

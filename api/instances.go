@@ -6,25 +6,24 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
 // instanceJSON is an instance as the API shows it.
 type instanceJSON struct {
-	ID                 string        `json:"id"`
-	Name               string        `json:"name"`
-	Plan               string        `json:"plan"`
-	Status             string        `json:"status"`
-	NodeID             string        `json:"node_id"`
-	Endpoints          endpointsJSON `json:"endpoints"`
-	UsernameFormat     string        `json:"username_format"`
-	AllowAnonymous     bool          `json:"allow_anonymous"`
-	DeletionProtection bool          `json:"deletion_protection"`
-	Quotas             config.Quotas `json:"quotas"`
-	Limited            string        `json:"limited"`
-	CreatedAt          time.Time     `json:"created_at"`
-	UpdatedAt          time.Time     `json:"updated_at"`
+	ID                 string         `json:"id"`
+	Name               string         `json:"name"`
+	Plan               string         `json:"plan"`
+	Status             string         `json:"status"`
+	NodeID             string         `json:"node_id"`
+	Endpoints          endpointsJSON  `json:"endpoints"`
+	UsernameFormat     string         `json:"username_format"`
+	AllowAnonymous     bool           `json:"allow_anonymous"`
+	DeletionProtection bool           `json:"deletion_protection"`
+	Quotas             tenancy.Quotas `json:"quotas"`
+	Limited            string         `json:"limited"`
+	CreatedAt          time.Time      `json:"created_at"`
+	UpdatedAt          time.Time      `json:"updated_at"`
 	// Sync state: the revision of the instance's latest config change,
 	// what its node has applied, and whether that covers it.
 	ConfigRevision  int64 `json:"config_revision"`
@@ -396,7 +395,7 @@ func (a *API) getQuotas(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) putQuotas(w http.ResponseWriter, r *http.Request) {
-	var in config.Quotas
+	var in tenancy.Quotas
 	if err := DecodeJSON(w, r, &in); err != nil {
 		a.WriteError(w, r, err)
 		return
@@ -420,35 +419,35 @@ func (a *API) putQuotas(w http.ResponseWriter, r *http.Request) {
 }
 
 type deviceTokenJSON struct {
-	JTI        string                 `json:"jti"`
-	InstanceID string                 `json:"instance_id"`
-	ClientID   *string                `json:"client_id"`
-	Resources  []config.TokenResource `json:"resources"`
-	IssuedAt   time.Time              `json:"issued_at"`
-	ExpiresAt  time.Time              `json:"expires_at"`
-	RevokedAt  *time.Time             `json:"revoked_at"`
-	Username   string                 `json:"mqtt_username"`
-	Token      string                 `json:"token,omitempty"`
+	JTI        string                  `json:"jti"`
+	InstanceID string                  `json:"instance_id"`
+	ClientID   *string                 `json:"client_id"`
+	Resources  []tenancy.TokenResource `json:"resources"`
+	IssuedAt   time.Time               `json:"issued_at"`
+	ExpiresAt  time.Time               `json:"expires_at"`
+	RevokedAt  *time.Time              `json:"revoked_at"`
+	Username   string                  `json:"mqtt_username"`
+	Token      string                  `json:"token,omitempty"`
 }
 
 func toDeviceToken(t tenancy.DeviceToken) deviceTokenJSON {
 	out := deviceTokenJSON{JTI: t.JTI, InstanceID: t.InstanceID, Resources: t.Resources, IssuedAt: t.IssuedAt.UTC(),
-		ExpiresAt: t.ExpiresAt.UTC(), RevokedAt: t.RevokedAt, Username: config.DeviceTokenUsername + "@" + t.InstanceID}
+		ExpiresAt: t.ExpiresAt.UTC(), RevokedAt: t.RevokedAt, Username: tenancy.DeviceTokenUsername + "@" + t.InstanceID}
 	if t.ClientID != "" {
 		c := t.ClientID
 		out.ClientID = &c
 	}
 	if out.Resources == nil {
-		out.Resources = []config.TokenResource{}
+		out.Resources = []tenancy.TokenResource{}
 	}
 	return out
 }
 
 func (a *API) issueDeviceToken(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		ClientID   string                 `json:"client_id"`
-		Resources  []config.TokenResource `json:"resources"`
-		TTLSeconds int64                  `json:"ttl_seconds"`
+		ClientID   string                  `json:"client_id"`
+		Resources  []tenancy.TokenResource `json:"resources"`
+		TTLSeconds int64                   `json:"ttl_seconds"`
 	}
 	if err := DecodeJSON(w, r, &in); err != nil {
 		a.WriteError(w, r, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/tenancy"
 )
 
 // waitNode polls the harness node's config until cond holds.
@@ -356,7 +357,7 @@ func TestDeviceTokens(t *testing.T) {
 		ExpiresAt  time.Time `json:"expires_at"`
 	}
 	e.do(t, req{method: "POST", path: base, token: s.AccessToken, body: map[string]any{"client_id": "meter-7", "resources": res, "ttl_seconds": 300}}).expect(t, 201).decode(t, &tok)
-	if tok.Username != config.DeviceTokenUsername+"@"+inst.ID || time.Until(tok.ExpiresAt) > 301*time.Second || time.Until(tok.ExpiresAt) < 250*time.Second {
+	if tok.Username != tenancy.DeviceTokenUsername+"@"+inst.ID || time.Until(tok.ExpiresAt) > 301*time.Second || time.Until(tok.ExpiresAt) < 250*time.Second {
 		t.Fatalf("token %+v", tok)
 	}
 	t.Run("the node verifies it offline with the pushed key", func(t *testing.T) {
@@ -479,13 +480,13 @@ func TestInstanceMetrics(t *testing.T) {
 	inst := e.createInstance(t, s.AccessToken, s.Org.ID, "site")
 	other := e.createInstance(t, s.AccessToken, s.Org.ID, "other")
 	now := time.Now().UTC().Truncate(10 * time.Second)
-	rep := func(seq int64, at time.Time, in, out int64) config.UsageReport {
-		return config.UsageReport{NodeID: e.nodeID, Seq: seq, From: at.Add(-10 * time.Second), To: at, Instances: []config.InstanceUsage{
+	rep := func(seq int64, at time.Time, in, out int64) billing.UsageReport {
+		return billing.UsageReport{NodeID: e.nodeID, Seq: seq, From: at.Add(-10 * time.Second), To: at, Instances: []billing.InstanceUsage{
 			{InstanceID: inst.ID, MessagesIn: in, MessagesOut: out, BytesIn: in * 100, Connections: 3, Drops: map[string]int64{"quota": 2}},
 			{InstanceID: other.ID, MessagesIn: 1000},
 		}}
 	}
-	for _, r := range []config.UsageReport{rep(1, now.Add(-30*time.Second), 10, 20), rep(2, now.Add(-20*time.Second), 5, 7), rep(2, now.Add(-20*time.Second), 5, 7)} {
+	for _, r := range []billing.UsageReport{rep(1, now.Add(-30*time.Second), 10, 20), rep(2, now.Add(-20*time.Second), 5, 7), rep(2, now.Add(-20*time.Second), 5, 7)} {
 		if _, err := e.meter.Ingest(t.Context(), r); err != nil {
 			t.Fatal(err)
 		}

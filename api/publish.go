@@ -1,20 +1,20 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
-// errNoFeed: this process has no node feed (the API runs without nodes).
-var errNoFeed = fmt.Errorf("%w: this control plane serves no data-plane nodes", tenancy.ErrNodeUnavailable)
+// errNoNodeLink: this process cannot reach data-plane nodes.
+var errNoNodeLink = fmt.Errorf("%w: this control plane reaches no data-plane nodes", tenancy.ErrNodeUnavailable)
 
 type publishJSON struct {
 	ID          string    `json:"id"`
@@ -64,11 +64,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, &tenancy.ValidationError{Fields: fields})
 		return
 	}
-	if a.feed == nil {
-		a.WriteError(w, r, errNoFeed)
-		return
-	}
-	out, err := a.feed.Publish(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), req)
+	out, err := a.publishOnNode(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), req)
 	if err != nil {
 		a.WriteError(w, r, err)
 		return
@@ -77,24 +73,58 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		Bytes: out.Bytes, PublishedAt: out.PublishedAt})
 }
 
-// publishResult is POST /internal/v1/nodes/{node_id}/publishes/{id}/result:
-// the node's answer to a publish it was streamed.
-func (a *API) publishResult(w http.ResponseWriter, r *http.Request) {
-	var res config.PublishResult
-	if err := DecodeJSON(w, r, &res); err != nil {
-		a.WriteError(w, r, err)
-		return
+// PublishTimeout bounds the wait for the node's answer to an HTTP publish;
+// past it the outcome is unknown (504).
+const PublishTimeout = 10 * time.Second
+
+// publishOnNode checks the publish against the org's instance (tenancy)
+// and asks the node serving it to publish (the node admits it like a
+// device's: quotas, topic policy, usage). The payload goes straight to the
+// node; it is never stored by the control plane.
+func (a *API) publishOnNode(ctx context.Context, orgID, instanceID string, req tenancy.PublishRequest) (tenancy.Published, error) {
+	id, nodeID, err := a.svc.PublishTarget(ctx, orgID, instanceID, req)
+	if err != nil {
+		return tenancy.Published{}, err
 	}
-	if res.ID != chi.URLParam(r, "publish_id") {
-		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "id", Message: "must match the publish in the path"}}})
-		return
+	if a.node.Caller == nil {
+		return tenancy.Published{}, errNoNodeLink
 	}
-	if err := a.svc.CompletePublish(r.Context(), chi.URLParam(r, "node_id"), res); err != nil {
-		if errors.Is(err, tenancy.ErrNotFound) {
-			err = fmt.Errorf("%w: no publish %s was sent to this node", tenancy.ErrNotFound, res.ID)
+	pctx, cancel := context.WithTimeout(ctx, PublishTimeout)
+	defer cancel()
+	payload := req.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	res, err := a.node.Publish(pctx, nodeID, nodelink.Publish{ID: id, InstanceID: instanceID, Topic: req.Topic, Payload: payload,
+		QoS: byte(req.QoS), Retain: req.Retain})
+	if err != nil {
+		if ctx.Err() == nil && pctx.Err() != nil {
+			err = fmt.Errorf("%w: no answer within %s", nodelink.ErrNoAnswer, PublishTimeout)
 		}
-		a.WriteError(w, r, err)
-		return
+		return tenancy.Published{}, nodeError(err, nodeID, "topic")
 	}
-	w.WriteHeader(http.StatusNoContent)
+	if err := publishRefusal(res); err != nil {
+		return tenancy.Published{}, err
+	}
+	return tenancy.Published{ID: id, InstanceID: instanceID, Topic: req.Topic, QoS: req.QoS, Retain: req.Retain, Bytes: len(req.Payload),
+		PublishedAt: a.now().UTC()}, nil
+}
+
+// publishRefusal maps a node's refusal of a publish to the service's errors.
+func publishRefusal(res nodelink.PublishResult) error {
+	switch res.Code {
+	case nodelink.PublishOK:
+		return nil
+	case nodelink.PublishInvalidTopic:
+		return &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "topic", Message: res.Message}}}
+	case nodelink.PublishTooLarge:
+		return fmt.Errorf("%w: %s", tenancy.ErrPayloadTooLarge, res.Message)
+	case nodelink.PublishRateLimited:
+		return fmt.Errorf("%w: %s", tenancy.ErrRateLimited, res.Message)
+	case nodelink.PublishRetainedFull:
+		return fmt.Errorf("%w: %s", tenancy.ErrQuotaExceeded, res.Message)
+	case nodelink.PublishUnavailable:
+		return fmt.Errorf("%w: %s", tenancy.ErrInstanceUnavailable, res.Message)
+	}
+	return fmt.Errorf("publish failed on the node (%s): %s", res.Code, res.Message)
 }

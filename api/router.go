@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/internal/ratelimit"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -26,8 +26,8 @@ type Deps struct {
 	Billing *billing.Service
 	DB      *pgxpool.Pool // idempotency store
 	// Feed streams config to data-plane nodes (/internal/v1/nodes/…); nil
-	// serves no node API.
-	Feed *tenancy.Feed
+	// serves no node link.
+	Feed *nodelink.Feed
 	// Meter ingests the nodes' usage reports; may be nil.
 	Meter *billing.Meter
 	// AdminToken authenticates the operator API (/v1/admin); empty
@@ -41,10 +41,11 @@ type Deps struct {
 	// Metrics receives the HTTP request metrics (route template, method,
 	// code, duration) of everything this router serves; nil counts nothing.
 	Metrics prometheus.Registerer
-	// NodeAPI reaches the node serving an instance (consumer groups read
-	// the node's store); nil answers those routes with 503.
-	NodeAPI nodeapi.Caller
-	// Nodes reads live client state from the data plane; nil answers 503.
+	// NodeAPI reaches the node serving an instance (HTTP publish, consumer
+	// groups, live clients and sessions); nil answers those routes with 503.
+	NodeAPI nodelink.Caller
+	// Nodes reads live client state from the data plane; nil means through
+	// NodeAPI.
 	Nodes NodeInspector
 }
 
@@ -85,7 +86,7 @@ type API struct {
 	log        *slog.Logger
 	svc        *tenancy.Service
 	billing    *billing.Service
-	feed       *tenancy.Feed
+	feed       *nodelink.Feed
 	meter      *billing.Meter
 	adminToken string
 	idem       *IdempotencyStore
@@ -95,7 +96,7 @@ type API struct {
 	invites    *ratelimit.Keyed // per org
 	resets     *ratelimit.Keyed // per client address
 	now        func() time.Time
-	nodeAPI    nodeapi.Caller
+	node       nodelink.Nodes
 	nodes      NodeInspector
 }
 
@@ -111,7 +112,13 @@ func NewRouter(d Deps) chi.Router {
 		r.Use(newHTTPMetrics(d.Metrics).middleware)
 	}
 	r.Use(middleware.Recoverer)
-	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now, nodeAPI: d.NodeAPI, nodes: d.Nodes}
+	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now, nodes: d.Nodes}
+	if d.NodeAPI != nil {
+		a.node = nodelink.Nodes{Caller: d.NodeAPI}
+		if a.nodes == nil {
+			a.nodes = NewNodeInspector(d.NodeAPI)
+		}
+	}
 	r.Use(RejectBadInput(a.WriteError))
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))

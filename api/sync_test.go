@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 type syncState struct {
@@ -103,7 +103,7 @@ func TestReadYourWritesTimeout(t *testing.T) {
 	// instances, so the next one lands there.
 	var n struct{ ID, Token string }
 	e.do(t, req{method: "POST", path: "/v1/admin/nodes", token: operatorToken, body: map[string]any{"name": "silent"}}).expect(t, 201).decode(t, &n)
-	if err := e.svc.NodeHeartbeat(t.Context(), n.ID, config.Ack{Revision: -1}); err != nil {
+	if err := e.svc.NodeHeartbeat(t.Context(), n.ID, nodelink.Ack{Revision: -1}); err != nil {
 		t.Fatal(err)
 	}
 	var inst instance
@@ -146,7 +146,7 @@ func TestReadYourWritesTimeout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.svc.NodeHeartbeat(t.Context(), n.ID, config.Ack{Revision: last}); err != nil {
+		if err := e.svc.NodeHeartbeat(t.Context(), n.ID, nodelink.Ack{Revision: last}); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -163,7 +163,7 @@ func TestReadYourWritesTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.NodeHeartbeat(t.Context(), n.ID, config.Ack{Revision: last}); err != nil {
+	if err := e.svc.NodeHeartbeat(t.Context(), n.ID, nodelink.Ack{Revision: last}); err != nil {
 		t.Fatal(err)
 	}
 	e.do(t, req{method: "GET", path: base, token: s.AccessToken}).expect(t, 200).decode(t, &got)
@@ -194,8 +194,8 @@ func TestUsageReportForeignInstance(t *testing.T) {
 	}
 	post := func(node, tok string, seq int64) (int, string) {
 		now := time.Now().UTC()
-		rep := config.UsageReport{NodeID: node, Seq: seq, From: now.Add(-10 * time.Second), To: now,
-			Instances: []config.InstanceUsage{{InstanceID: inst.ID, MessagesIn: 1_000_000_000, MessageUnitsIn: 1_000_000_000}}}
+		rep := nodelink.UsageReport{NodeID: node, Seq: seq, From: now.Add(-10 * time.Second), To: now,
+			Instances: []nodelink.InstanceUsage{{InstanceID: inst.ID, MessagesIn: 1_000_000_000, MessageUnitsIn: 1_000_000_000}}}
 		body, _ := json.Marshal(rep)
 		rq, _ := http.NewRequest("POST", e.srv.URL+"/internal/v1/nodes/"+node+"/usage", bytes.NewReader(body))
 		rq.Header.Set("Authorization", "Bearer "+tok)

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,40 +10,21 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/aeriemq/aerie/dataplane/consume"
-	"github.com/aeriemq/aerie/dataplane/nodeapi"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
-// callNode resolves the org's topic (404 for another org's instance or
-// topic) and calls op on the node serving its instance.
-func (a *API) callNode(ctx context.Context, r *http.Request, op string, body func(topicID string) any, out any) error {
-	org, inst, topic := PrincipalFrom(ctx).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "topic_id")
-	tgt, err := a.svc.ResolveTopic(ctx, org, inst, topic)
+// topicNode resolves the org's topic (404 for another org's instance or
+// topic) to the node serving its instance.
+func (a *API) topicNode(ctx context.Context, r *http.Request) (tenancy.TopicTarget, error) {
+	tgt, err := a.svc.ResolveTopic(ctx, PrincipalFrom(ctx).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "topic_id"))
 	if err != nil {
-		return err
+		return tgt, err
 	}
-	if a.nodeAPI == nil {
-		return fmt.Errorf("%w: no node API", tenancy.ErrNodeUnavailable)
+	if a.node.Caller == nil {
+		return tgt, errNoNodeLink
 	}
-	raw, err := json.Marshal(body(tgt.Topic.ID))
-	if err != nil {
-		return fmt.Errorf("encode node request: %w", err)
-	}
-	err = a.nodeAPI.Call(ctx, tgt.NodeID, nodeapi.Request{Op: op, InstanceID: inst, Body: raw}, out)
-	var ne *nodeapi.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ne) && ne.Status == http.StatusBadRequest:
-		return &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "query", Message: ne.Message}}}
-	case errors.As(err, &ne) && ne.Status == http.StatusNotFound:
-		// The node has not applied the topic yet.
-		return fmt.Errorf("%w: %s", tenancy.ErrNodeUnavailable, ne.Message)
-	case errors.Is(err, context.Canceled):
-		return err
-	}
-	return fmt.Errorf("%w: %w", tenancy.ErrNodeUnavailable, err)
+	return tgt, nil
 }
 
 func queryInt(r *http.Request, name string, def, lo, hi int64) (int64, error) {
@@ -59,34 +39,51 @@ func queryInt(r *http.Request, name string, def, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
-type pollJSON struct {
-	Messages  []consume.Message `json:"messages"`
-	Committed uint64            `json:"committed"`
-}
-
 // pollTopic reads a batch of a topic's messages as a consumer group
 // (long poll: waits up to wait seconds when there is none).
 func (a *API) pollTopic(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit, err := queryInt(r, "limit", 100, 1, consume.MaxLimit)
-	if err == nil {
-		var wait, lease int64
-		if wait, err = queryInt(r, "wait", 0, 0, int64(consume.MaxWait/time.Second)); err == nil {
-			if lease, err = queryInt(r, "lease", int64(consume.DefaultLease/time.Second), 1, int64(consume.MaxLease/time.Second)); err == nil {
-				req := consume.PollRequest{Group: q.Get("group"), Limit: int(limit), WaitMillis: wait * 1000, LeaseMillis: lease * 1000, Start: q.Get("start")}
-				var out pollJSON
-				err = a.callNode(r.Context(), r, consume.OpPoll, func(id string) any { req.TopicID = id; return req }, &out)
-				if err == nil {
-					if out.Messages == nil {
-						out.Messages = []consume.Message{}
-					}
-					WriteJSON(w, http.StatusOK, out)
-					return
-				}
-			}
-		}
+	out, err := a.poll(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
 	}
-	a.WriteError(w, r, err)
+	if out.Messages == nil {
+		out.Messages = []nodelink.Message{}
+	}
+	WriteJSON(w, http.StatusOK, out)
+}
+
+func (a *API) poll(r *http.Request) (nodelink.PollResult, error) {
+	q := r.URL.Query()
+	limit, err := queryInt(r, "limit", 100, 1, nodelink.MaxPollLimit)
+	if err != nil {
+		return nodelink.PollResult{}, err
+	}
+	wait, err := queryInt(r, "wait", 0, 0, int64(nodelink.MaxPollWait/time.Second))
+	if err != nil {
+		return nodelink.PollResult{}, err
+	}
+	lease, err := queryInt(r, "lease", int64(nodelink.DefaultLease/time.Second), 1, int64(nodelink.MaxLease/time.Second))
+	if err != nil {
+		return nodelink.PollResult{}, err
+	}
+	tgt, err := a.topicNode(r.Context(), r)
+	if err != nil {
+		return nodelink.PollResult{}, err
+	}
+	req := nodelink.PollRequest{TopicID: tgt.Topic.ID, Group: q.Get("group"), Limit: int(limit), WaitMillis: wait * 1000,
+		LeaseMillis: lease * 1000, Start: q.Get("start")}
+	out, err := a.node.Poll(r.Context(), tgt.NodeID, tgt.Topic.InstanceID, req)
+	return out, readError(err, tgt.NodeID)
+}
+
+// readError is nodeError for reads: nothing is lost when no answer comes,
+// so the node is just unavailable.
+func readError(err error, nodeID string) error {
+	if errors.Is(err, nodelink.ErrNoAnswer) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: the instance's node %s: %w", tenancy.ErrNodeUnavailable, nodeID, err)
+	}
+	return nodeError(err, nodeID, "query")
 }
 
 // ackTopic commits a consumer group's offsets.
@@ -99,15 +96,18 @@ func (a *API) ackTopic(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
-	if len(in.Offsets) > 10*consume.MaxLimit {
+	if len(in.Offsets) > 10*nodelink.MaxPollLimit {
 		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "offsets", Message: "at most 10000 offsets"}}})
 		return
 	}
-	var out consume.AckResult
-	if err := a.callNode(r.Context(), r, consume.OpAck, func(id string) any {
-		return consume.AckRequest{TopicID: id, Group: in.Group, Offsets: in.Offsets}
-	}, &out); err != nil {
+	tgt, err := a.topicNode(r.Context(), r)
+	if err != nil {
 		a.WriteError(w, r, err)
+		return
+	}
+	out, err := a.node.Ack(r.Context(), tgt.NodeID, tgt.Topic.InstanceID, nodelink.AckRequest{TopicID: tgt.Topic.ID, Group: in.Group, Offsets: in.Offsets})
+	if err != nil {
+		a.WriteError(w, r, readError(err, tgt.NodeID))
 		return
 	}
 	WriteJSON(w, http.StatusOK, out)
@@ -115,35 +115,44 @@ func (a *API) ackTopic(w http.ResponseWriter, r *http.Request) {
 
 // topicStorage reports the bytes the node stores for the topic.
 func (a *API) topicStorage(w http.ResponseWriter, r *http.Request) {
-	var stats []consume.TopicStat
-	var id string
-	if err := a.callNode(r.Context(), r, consume.OpStats, func(tid string) any { id = tid; return struct{}{} }, &stats); err != nil {
+	tgt, err := a.topicNode(r.Context(), r)
+	if err != nil {
 		a.WriteError(w, r, err)
 		return
 	}
+	stats, err := a.node.TopicStats(r.Context(), tgt.NodeID, tgt.Topic.InstanceID)
+	if err != nil {
+		a.WriteError(w, r, readError(err, tgt.NodeID))
+		return
+	}
 	for _, s := range stats {
-		if s.TopicID == id {
+		if s.TopicID == tgt.Topic.ID {
 			WriteJSON(w, http.StatusOK, s)
 			return
 		}
 	}
-	a.WriteError(w, r, fmt.Errorf("%w: topic %s not applied on its node yet", tenancy.ErrNodeUnavailable, id))
+	a.WriteError(w, r, fmt.Errorf("%w: topic %s not applied on its node yet", tenancy.ErrNodeUnavailable, tgt.Topic.ID))
 }
 
 type groupsJSON struct {
-	Data []consume.GroupStat `json:"data"`
+	Data []nodelink.GroupStat `json:"data"`
 }
 
 // topicGroups lists the topic's consumer groups with their lag, read from
 // the node serving the instance.
 func (a *API) topicGroups(w http.ResponseWriter, r *http.Request) {
-	var out []consume.GroupStat
-	if err := a.callNode(r.Context(), r, consume.OpGroups, func(id string) any { return consume.GroupsRequest{TopicID: id} }, &out); err != nil {
+	tgt, err := a.topicNode(r.Context(), r)
+	if err != nil {
 		a.WriteError(w, r, err)
 		return
 	}
+	out, err := a.node.Groups(r.Context(), tgt.NodeID, tgt.Topic.InstanceID, tgt.Topic.ID)
+	if err != nil {
+		a.WriteError(w, r, readError(err, tgt.NodeID))
+		return
+	}
 	if out == nil {
-		out = []consume.GroupStat{}
+		out = []nodelink.GroupStat{}
 	}
 	WriteJSON(w, http.StatusOK, groupsJSON{Data: out})
 }

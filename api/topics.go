@@ -6,7 +6,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -51,7 +50,7 @@ func (a *API) createTopic(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
-	t := config.Topic{MaxQoS: 2, RetainAllowed: true}
+	t := tenancy.TopicPolicy{MaxQoS: 2, RetainAllowed: true}
 	p := in.patch()
 	if p.Name != nil {
 		t.Name = *p.Name

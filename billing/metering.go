@@ -11,9 +11,31 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/aeriemq/aerie/dataplane/config"
 )
+
+// UsageReport is one node's per-instance usage for the window [From, To),
+// counted once per (NodeID, Seq).
+type UsageReport struct {
+	NodeID    string
+	Seq       int64
+	From, To  time.Time
+	Instances []InstanceUsage
+}
+
+// InstanceUsage is one instance's counters in a UsageReport: deltas over
+// the window, and gauges (Connections, Subscriptions, Retained,
+// StoredBytes) at its end.
+type InstanceUsage struct {
+	InstanceID                      string
+	Connects, AuthFailures          int64
+	MessagesIn, MessagesOut         int64
+	BytesIn, BytesOut               int64
+	MessageUnitsIn, MessageUnitsOut int64 // one per started 5 KiB of payload
+	ConnectionSeconds               int64
+	Drops                           map[string]int64 // by reason: acl, quota, queue_full, too_large, expired
+	Connections, Subscriptions      int64
+	Retained, StoredBytes           int64
+}
 
 // Bucket steps and how long each is kept.
 var steps = []struct {
@@ -61,7 +83,7 @@ var dropColumns = map[string]string{
 // Ingest counts a report exactly once: a (node, seq) seen before is
 // accepted and ignored (duplicate reports true). Deltas land in the buckets
 // of the window they describe, however late they arrive.
-func (m *Meter) Ingest(ctx context.Context, r config.UsageReport) (duplicate bool, err error) {
+func (m *Meter) Ingest(ctx context.Context, r UsageReport) (duplicate bool, err error) {
 	if err := validateReport(r); err != nil {
 		return false, err
 	}
@@ -154,7 +176,7 @@ ON CONFLICT (instance_id, step_seconds, bucket_start) DO UPDATE SET
 	stored_bytes       = CASE WHEN b.gauge_at IS NULL OR EXCLUDED.gauge_at >= b.gauge_at THEN EXCLUDED.stored_bytes ELSE b.stored_bytes END,
 	gauge_at           = GREATEST(b.gauge_at, EXCLUDED.gauge_at)`
 
-func validateReport(r config.UsageReport) error {
+func validateReport(r UsageReport) error {
 	switch {
 	case r.NodeID == "":
 		return fmt.Errorf("%w: node_id is required", ErrInvalidReport)

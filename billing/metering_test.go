@@ -6,8 +6,6 @@ import (
 	"math/rand"
 	"testing"
 	"time"
-
-	"github.com/aeriemq/aerie/dataplane/config"
 )
 
 // orgMap resolves instance orgs for metering tests (the tenancy service's
@@ -33,9 +31,9 @@ func TestMeterIngest(t *testing.T) {
 		b.org(t, "o-b", t0.AddDate(0, -1, 0))
 		return NewMeter(b.db.Pool, orgMap{"i-a": "o-a", "i-b": "o-b"}, nil)
 	}
-	report := func(seq int64, from time.Time, in int64) config.UsageReport {
-		return config.UsageReport{NodeID: "n-1", Seq: seq, From: from, To: from.Add(10 * time.Second),
-			Instances: []config.InstanceUsage{{InstanceID: "i-a", MessagesIn: in, BytesIn: in * 100, MessageUnitsIn: in,
+	report := func(seq int64, from time.Time, in int64) UsageReport {
+		return UsageReport{NodeID: "n-1", Seq: seq, From: from, To: from.Add(10 * time.Second),
+			Instances: []InstanceUsage{{InstanceID: "i-a", MessagesIn: in, BytesIn: in * 100, MessageUnitsIn: in,
 				Connections: seq, Drops: map[string]int64{"acl": 1, "weird": 2}}}}
 	}
 
@@ -100,12 +98,12 @@ func TestMeterIngest(t *testing.T) {
 
 	t.Run("bad reports are refused", func(t *testing.T) {
 		m := setup(t)
-		bad := []config.UsageReport{
+		bad := []UsageReport{
 			{Seq: 1, From: t0, To: t0},
 			{NodeID: "n", Seq: 0, From: t0, To: t0},
 			{NodeID: "n", Seq: 1, From: t0, To: t0.Add(-time.Second)},
-			{NodeID: "n", Seq: 1, From: t0, To: t0, Instances: []config.InstanceUsage{{InstanceID: "i-a", MessagesIn: -1}}},
-			{NodeID: "n", Seq: 1, From: t0, To: t0, Instances: []config.InstanceUsage{{MessagesIn: 1}}},
+			{NodeID: "n", Seq: 1, From: t0, To: t0, Instances: []InstanceUsage{{InstanceID: "i-a", MessagesIn: -1}}},
+			{NodeID: "n", Seq: 1, From: t0, To: t0, Instances: []InstanceUsage{{MessagesIn: 1}}},
 		}
 		for i, r := range bad {
 			if _, err := m.Ingest(ctx, r); !errors.Is(err, ErrInvalidReport) {
@@ -124,7 +122,7 @@ func TestMeterIngest(t *testing.T) {
 		m := setup(t)
 		rng := rand.New(rand.NewSource(42))
 		type sent struct {
-			r    config.UsageReport
+			r    UsageReport
 			msgs int64
 		}
 		var unique []sent
@@ -133,14 +131,14 @@ func TestMeterIngest(t *testing.T) {
 			for seq := int64(1); seq <= 40; seq++ {
 				n := rng.Int63n(1000)
 				from := t0.Add(time.Duration(rng.Intn(6*360)) * 10 * time.Second) // anywhere in 6 h
-				r := config.UsageReport{NodeID: "n-" + string(rune('0'+node)), Seq: seq, From: from, To: from.Add(10 * time.Second),
-					Instances: []config.InstanceUsage{{InstanceID: "i-a", MessagesIn: n, MessageUnitsIn: n}}}
+				r := UsageReport{NodeID: "n-" + string(rune('0'+node)), Seq: seq, From: from, To: from.Add(10 * time.Second),
+					Instances: []InstanceUsage{{InstanceID: "i-a", MessagesIn: n, MessageUnitsIn: n}}}
 				unique = append(unique, sent{r, n})
 				want += n
 			}
 		}
 		// Deliver each report one to three times, shuffled.
-		var deliveries []config.UsageReport
+		var deliveries []UsageReport
 		for _, s := range unique {
 			for k := 0; k <= rng.Intn(3); k++ {
 				deliveries = append(deliveries, s.r)

@@ -5,7 +5,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -19,7 +18,7 @@ type ACLView struct {
 }
 
 func (c *Console) aclRules(w http.ResponseWriter, r *http.Request) {
-	c.showACL(w, r, http.StatusOK, Form{Values: map[string]string{"effect": config.EffectAllow, "action": config.ActionAll}})
+	c.showACL(w, r, http.StatusOK, Form{Values: map[string]string{"effect": tenancy.EffectAllow, "action": tenancy.ActionAll}})
 }
 
 func (c *Console) showACL(w http.ResponseWriter, r *http.Request, status int, f Form) {
@@ -79,7 +78,7 @@ func (c *Console) deleteACLRule(w http.ResponseWriter, r *http.Request) {
 }
 
 func isDefaultRule(r tenancy.ACLRule) bool {
-	return r.Effect == config.EffectAllow && r.Action == config.ActionAll && r.Filter == "#" && r.CredentialID == ""
+	return r.Effect == tenancy.EffectAllow && r.Action == tenancy.ActionAll && r.Filter == "#" && r.CredentialID == ""
 }
 
 func credUsername(v ACLView, id string) string {

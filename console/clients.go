@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/aeriemq/aerie/api"
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -21,17 +21,17 @@ const clientsPageSize = 50
 // ClientsView is an instance's live clients page.
 type ClientsView struct {
 	Inst    tenancy.Instance
-	Clients []config.ClientInfo
+	Clients []nodelink.ClientInfo
 	Query   string
 	After   string // cursor of this page ("" on the first)
 	Next    string // cursor of the next page ("" on the last)
 	Err     string // the node could not be asked
 	// Sessions are the persistent sessions (first page, same search).
-	Sessions []config.SessionInfo
+	Sessions []nodelink.SessionInfo
 }
 
 // liveClients asks the instance's node for its connected clients.
-func (c *Console) liveClients(ctx context.Context, in tenancy.Instance) ([]config.ClientInfo, error) {
+func (c *Console) liveClients(ctx context.Context, in tenancy.Instance) ([]nodelink.ClientInfo, error) {
 	if c.nodes == nil {
 		return nil, errors.New("no data-plane node is reachable from this console")
 	}

@@ -18,9 +18,9 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/internal/dberr"
 	"github.com/aeriemq/aerie/internal/ratelimit"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -49,19 +49,19 @@ type Deps struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Sync waits until the data-plane nodes have applied config revisions
-	// (tenancy.Feed in a control plane); nil answers without waiting.
+	// (nodelink.Feed in a control plane); nil answers without waiting.
 	Sync Syncer
 	// Nodes reads live clients from the data plane (clients page, live
 	// connection counts); nil hides them.
 	Nodes api.NodeInspector
 	// NodeAPI reaches the node serving an instance for its topics' storage
 	// and consumer groups (as the API does); nil shows them as unknown.
-	NodeAPI nodeapi.Caller
+	NodeAPI nodelink.Caller
 }
 
 // Syncer waits for config changes to be applied on the data plane.
 type Syncer interface {
-	WaitApplied(ctx context.Context, want tenancy.Revisions) error
+	WaitApplied(ctx context.Context, want map[string]int64) error
 }
 
 // syncWait bounds how long a console form waits for the node to apply the
@@ -83,7 +83,7 @@ type Console struct {
 	now       func() time.Time
 	sync      Syncer
 	nodes     api.NodeInspector
-	nodeAPI   nodeapi.Caller
+	nodeAPI   nodelink.Caller
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /

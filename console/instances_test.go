@@ -16,9 +16,10 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -30,14 +31,14 @@ func withNode(t *testing.T, e *env) *configsync.State {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	feed := tenancy.NewFeed(e.svc, log)
+	feed := nodelink.NewFeed(e.svc, log)
 	go feed.Run(ctx)
 	node, _, err := e.svc.EnsureNode(ctx, "test-node", map[string]string{"mqtt": "mqtt://localhost:1883", "ws": "ws://localhost:8083/mqtt"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	state := configsync.NewState()
-	cl, err := configsync.NewClient(configsync.Options{Source: tenancy.LocalSource{Feed: feed, NodeID: node.ID}, State: state,
+	cl, err := configsync.NewClient(configsync.Options{Source: nodelink.LocalSource{Hub: api.NewHub(api.Deps{Log: log, Tenancy: e.svc, Feed: feed}), NodeID: node.ID}, State: state,
 		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints})
 	if err != nil {
 		t.Fatal(err)
@@ -537,7 +538,7 @@ func TestInstanceSuspendProtectDelete(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if in, ok := st.Instance(id); ok && in.Status == config.StatusSuspended {
+		if in, ok := st.Instance(id); ok && in.Status == tenancy.InstanceSuspended {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -737,8 +738,8 @@ func TestInstanceDashboard(t *testing.T) {
 	now := time.Now().UTC()
 	for i, at := range []time.Time{now.Add(-70 * time.Second), now.Add(-40 * time.Second)} {
 		from := at.Truncate(10 * time.Second)
-		if _, err := meter.Ingest(ctx, config.UsageReport{NodeID: "test-node", Seq: int64(i + 1), From: from, To: from.Add(10 * time.Second),
-			Instances: []config.InstanceUsage{{InstanceID: id, MessagesIn: 300, MessagesOut: 600, BytesIn: 3000, Connections: 7}}}); err != nil {
+		if _, err := meter.Ingest(ctx, billing.UsageReport{NodeID: "test-node", Seq: int64(i + 1), From: from, To: from.Add(10 * time.Second),
+			Instances: []billing.InstanceUsage{{InstanceID: id, MessagesIn: 300, MessagesOut: 600, BytesIn: 3000, Connections: 7}}}); err != nil {
 			t.Fatal(err)
 		}
 	}

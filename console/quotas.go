@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -29,9 +28,9 @@ type QuotasView struct {
 	Form   Form
 }
 
-// quotaKeys lists config.Quotas' JSON names in declaration order.
+// quotaKeys lists tenancy.Quotas' JSON names in declaration order.
 func quotaKeys() []string {
-	t := reflect.TypeOf(config.Quotas{})
+	t := reflect.TypeOf(tenancy.Quotas{})
 	keys := make([]string, 0, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
@@ -42,7 +41,7 @@ func quotaKeys() []string {
 	return keys
 }
 
-func quotaMap(q config.Quotas) map[string]int64 {
+func quotaMap(q tenancy.Quotas) map[string]int64 {
 	b, _ := json.Marshal(q)
 	m := map[string]int64{}
 	_ = json.Unmarshal(b, &m)
@@ -126,7 +125,7 @@ func (c *Console) setQuotas(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, _ := json.Marshal(m)
-	var q config.Quotas
+	var q tenancy.Quotas
 	if err := json.Unmarshal(b, &q); err != nil {
 		// A value too large for its field.
 		for _, k := range keys {

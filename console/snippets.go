@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -29,7 +28,7 @@ type Snippets struct {
 }
 
 // rateNote describes an instance's rate quotas as its devices meet them.
-func rateNote(q config.Quotas) string {
+func rateNote(q tenancy.Quotas) string {
 	var per []string
 	if q.MaxPublishPerSecondPerClient > 0 {
 		per = append(per, fmt.Sprintf("%d publishes a second per client", q.MaxPublishPerSecondPerClient))

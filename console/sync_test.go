@@ -11,15 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
 // lateSync is the console's Syncer, pointed at the feed once the test's
 // node exists (the console is built first).
-type lateSync struct{ f atomic.Pointer[tenancy.Feed] }
+type lateSync struct{ f atomic.Pointer[nodelink.Feed] }
 
-func (l *lateSync) WaitApplied(ctx context.Context, want tenancy.Revisions) error {
+func (l *lateSync) WaitApplied(ctx context.Context, want map[string]int64) error {
 	return l.f.Load().WaitApplied(ctx, want)
 }
 
@@ -33,7 +35,7 @@ func TestConsoleReadYourWrites(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	feed := tenancy.NewFeed(e.svc, log)
+	feed := nodelink.NewFeed(e.svc, log)
 	go feed.Run(ctx)
 	ls.f.Store(feed)
 	node, _, err := e.svc.EnsureNode(ctx, "test-node", map[string]string{"mqtt": "mqtt://localhost:1883"})
@@ -41,7 +43,7 @@ func TestConsoleReadYourWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := configsync.NewState()
-	cl, err := configsync.NewClient(configsync.Options{Source: tenancy.LocalSource{Feed: feed, NodeID: node.ID}, State: st, Dir: t.TempDir(), Log: log})
+	cl, err := configsync.NewClient(configsync.Options{Source: nodelink.LocalSource{Hub: api.NewHub(api.Deps{Log: log, Tenancy: e.svc, Feed: feed}), NodeID: node.ID}, State: st, Dir: t.TempDir(), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

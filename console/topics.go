@@ -9,9 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
-	"github.com/aeriemq/aerie/dataplane/consume"
-	"github.com/aeriemq/aerie/dataplane/nodeapi"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -31,7 +29,7 @@ type TopicRow struct {
 	Stored int64
 	// Groups are its consumer groups; GroupsKnown is false when the node
 	// was not asked or could not answer.
-	Groups      []consume.GroupStat
+	Groups      []nodelink.GroupStat
 	GroupsKnown bool
 }
 
@@ -67,13 +65,13 @@ func (c *Console) callNode(ctx context.Context, in tenancy.Instance, op string, 
 	if err != nil {
 		return err
 	}
-	return c.nodeAPI.Call(ctx, in.NodeID, nodeapi.Request{Op: op, InstanceID: in.ID, Body: raw}, out)
+	return c.nodeAPI.Call(ctx, in.NodeID, nodelink.Request{Op: op, InstanceID: in.ID, Body: raw}, out)
 }
 
 // nodeProblem says why the node's figures are missing, in words a user can
 // act on.
 func nodeProblem(err error) string {
-	var ne *nodeapi.Error
+	var ne *nodelink.Error
 	if errors.As(err, &ne) && ne.Status == http.StatusNotFound {
 		return "The node has not applied the latest topics yet; reload in a moment."
 	}
@@ -87,8 +85,8 @@ func (c *Console) topicRows(ctx context.Context, in tenancy.Instance, list []ten
 	for i, t := range list {
 		rows[i] = TopicRow{Topic: t, Stored: -1}
 	}
-	var stats []consume.TopicStat
-	if err := c.callNode(ctx, in, consume.OpStats, struct{}{}, &stats); err != nil {
+	var stats []nodelink.TopicStat
+	if err := c.callNode(ctx, in, nodelink.OpStats, struct{}{}, &stats); err != nil {
 		return rows, nodeProblem(err)
 	}
 	stored := map[string]int64{}
@@ -103,8 +101,8 @@ func (c *Console) topicRows(ctx context.Context, in tenancy.Instance, list []ten
 		if i >= groupsFor {
 			continue
 		}
-		var gs []consume.GroupStat
-		if err := c.callNode(ctx, in, consume.OpGroups, consume.GroupsRequest{TopicID: rows[i].ID}, &gs); err != nil {
+		var gs []nodelink.GroupStat
+		if err := c.callNode(ctx, in, nodelink.OpGroups, nodelink.GroupsRequest{TopicID: rows[i].ID}, &gs); err != nil {
 			problem = nodeProblem(err)
 			continue
 		}
@@ -140,9 +138,9 @@ func (c *Console) showTopics(w http.ResponseWriter, r *http.Request, status int,
 
 // topicForm reads the form into a topic; a field that is not a number is
 // reported next to it.
-func topicForm(r *http.Request) (config.Topic, Form) {
+func topicForm(r *http.Request) (tenancy.TopicPolicy, Form) {
 	f := formOf(r, topicFields...)
-	t := config.Topic{Name: f.Get("name"), Filter: f.Get("filter"), RetainAllowed: f.Get("retain_allowed") == "on"}
+	t := tenancy.TopicPolicy{Name: f.Get("name"), Filter: f.Get("filter"), RetainAllowed: f.Get("retain_allowed") == "on"}
 	num := func(k string, bits int) int64 {
 		s := f.Get(k)
 		if s == "" {

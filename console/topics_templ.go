@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aeriemq/aerie/dataplane/consume"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // TopicsPage lists an instance's provisioned topics with their policy,
@@ -856,7 +856,7 @@ func storedLabel(n int64) string {
 	return bytesLabel(n)
 }
 
-func lagLabel(g consume.GroupStat) string {
+func lagLabel(g nodelink.GroupStat) string {
 	if g.LagCapped {
 		return fmt.Sprintf("%d+", g.Lag)
 	}

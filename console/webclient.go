@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -67,7 +66,7 @@ func (c *Console) webClientToken(w http.ResponseWriter, r *http.Request) {
 	clientID := "console-" + hex.EncodeToString(rnd[:])
 	_, tok, err := c.svc.IssueDeviceToken(r.Context(), actor(r), in.OrgID, in.ID, tenancy.NewDeviceToken{
 		ClientID: clientID, TTL: webClientTTL,
-		Resources: []config.TokenResource{{Filter: "#", Actions: []string{config.ActionPublish, config.ActionSubscribe}}},
+		Resources: []tenancy.TokenResource{{Filter: "#", Actions: []string{tenancy.ActionPublish, tenancy.ActionSubscribe}}},
 	})
 	if err != nil {
 		c.fail(w, r, err)
@@ -77,6 +76,6 @@ func (c *Console) webClientToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(map[string]string{
 		"url": c.wsEndpoint(in), "client_id": clientID,
-		"username": config.DeviceTokenUsername + "@" + in.ID, "password": tok,
+		"username": tenancy.DeviceTokenUsername + "@" + in.ID, "password": tok,
 	})
 }

@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,10 +19,10 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/sdk"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -64,18 +65,27 @@ func serveWithMail(t *testing.T) (string, *recorder, *mailer.Outbox) {
 		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	feed := tenancy.NewFeed(svc, log)
+	feed := nodelink.NewFeed(svc, log)
 	go feed.Run(ctx)
-	srv := httptest.NewServer(api.NewRouter(api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken,
-		LoginLimits: api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}))
+	// The node answers HTTP publishes OK, in process as in `aerie serve`.
+	nodeSrv := nodelink.NewServer()
+	nodeSrv.Handle(nodelink.OpPublish, func(_ context.Context, _ string, body json.RawMessage) (any, error) {
+		var p nodelink.Publish
+		err := json.Unmarshal(body, &p)
+		return nodelink.PublishResult{ID: p.ID}, err
+	})
+	local := &nodelink.Local{Server: nodeSrv}
+	deps := api.Deps{NodeAPI: local, Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken,
+		LoginLimits: api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}
+	srv := httptest.NewServer(api.NewRouter(deps))
 	t.Cleanup(srv.Close)
 	node, _, err := svc.EnsureNode(ctx, "sdk-node", map[string]string{"mqtt": "mqtt://localhost:1883"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := configsync.NewClient(configsync.Options{Source: tenancy.LocalSource{Feed: feed, NodeID: node.ID}, State: configsync.NewState(),
-		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints,
-		Publisher: func(_ context.Context, p config.Publish) config.PublishResult { return config.PublishResult{ID: p.ID} }})
+	local.NodeID = node.ID
+	client, err := configsync.NewClient(configsync.Options{Source: nodelink.LocalSource{Hub: api.NewHub(deps), NodeID: node.ID}, State: configsync.NewState(),
+		Dir: t.TempDir(), Log: log, Endpoints: node.Endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}

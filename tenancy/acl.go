@@ -8,13 +8,29 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // ACLRule allows or denies publishing/subscribing on a topic filter, for a
 // whole instance or one credential. Position is its 0-based place in the
 // instance's ordered list.
-type ACLRule = config.ACLRule
+type ACLRule struct {
+	ID           string `json:"id"`
+	Effect       string `json:"effect"`
+	Action       string `json:"action"`
+	Filter       string `json:"filter"`
+	CredentialID string `json:"credential_id,omitempty"`
+	Position     int    `json:"position,omitempty"`
+}
+
+// ACL rule effects and actions.
+const (
+	EffectAllow     = "allow"
+	EffectDeny      = "deny"
+	ActionPublish   = "publish"
+	ActionSubscribe = "subscribe"
+	ActionAll       = "all"
+)
 
 // MaxACLRules bounds the rules of one instance.
 const MaxACLRules = 500
@@ -51,10 +67,10 @@ func ValidACLFilter(f string) bool {
 // checkACLRule returns the field errors of r (field names after prefix).
 func checkACLRule(prefix string, r ACLRule) []FieldError {
 	var fields []FieldError
-	if r.Effect != config.EffectAllow && r.Effect != config.EffectDeny {
+	if r.Effect != EffectAllow && r.Effect != EffectDeny {
 		fields = append(fields, FieldError{Field: prefix + "effect", Message: "must be allow or deny"})
 	}
-	if r.Action != config.ActionPublish && r.Action != config.ActionSubscribe && r.Action != config.ActionAll {
+	if r.Action != ActionPublish && r.Action != ActionSubscribe && r.Action != ActionAll {
 		fields = append(fields, FieldError{Field: prefix + "action", Message: "must be publish, subscribe or all"})
 	}
 	if !ValidACLFilter(r.Filter) {
@@ -167,7 +183,7 @@ func (s *Service) CreateACLRuleAt(ctx context.Context, a Actor, orgID, instanceI
 			return err
 		}
 		rule := r
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindACLPut, InstanceID: instanceID, ACLRule: &rule}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindACLPut, InstanceID: instanceID, ACLRule: linkACLRule(rule)}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, orgID, "acl_rule.create", r.ID)
@@ -301,7 +317,7 @@ func (s *Service) UpdateACLRule(ctx context.Context, a Actor, orgID, instanceID,
 			return fmt.Errorf("update rule: %w", err)
 		}
 		rule := next
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindACLPut, InstanceID: instanceID, ACLRule: &rule}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindACLPut, InstanceID: instanceID, ACLRule: linkACLRule(rule)}); err != nil {
 			return err
 		}
 		out = next
@@ -385,7 +401,7 @@ func (s *Service) ReplaceACLRules(ctx context.Context, a Actor, orgID, instanceI
 			return fmt.Errorf("replace rules: %w", err)
 		}
 		acl := append([]ACLRule{}, out...)
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindACLReplace, InstanceID: instanceID, ACL: acl}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindACLReplace, InstanceID: instanceID, ACL: linkACL(acl)}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, orgID, "acl_rule.replace", instanceID+" ("+strconv.Itoa(len(out))+" rules)")
@@ -417,7 +433,7 @@ func (s *Service) DeleteACLRule(ctx context.Context, a Actor, orgID, instanceID,
 		if err := writeOrder(ctx, tx, instanceID, ids); err != nil {
 			return err
 		}
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindACLDelete, InstanceID: instanceID, ID: id}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindACLDelete, InstanceID: instanceID, ID: id}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, orgID, "acl_rule.delete", id)

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // Credential is a device credential (never its password).
@@ -115,7 +115,7 @@ func newDevicePassword() (string, []byte) {
 }
 
 func validUsername(u string) bool {
-	if u == "" || len(u) > 128 || u == config.DeviceTokenUsername {
+	if u == "" || len(u) > 128 || u == DeviceTokenUsername {
 		return false
 	}
 	for _, r := range u {
@@ -161,12 +161,12 @@ func (s *Service) lockInstance(ctx context.Context, tx pgx.Tx, orgID, instanceID
 	return node, nil
 }
 
-func credEvent(c Credential, sec credSecret) config.Event {
-	cc := &config.Credential{ID: c.ID, Username: c.Username, SecretSHA256: sec.hash, ClientIDPattern: c.ClientIDPattern, Enabled: c.Enabled, ExpiresAt: c.ExpiresAt}
+func credEvent(c Credential, sec credSecret) nodelink.Event {
+	cc := &nodelink.Credential{ID: c.ID, Username: c.Username, SecretSHA256: sec.hash, ClientIDPattern: c.ClientIDPattern, Enabled: c.Enabled, ExpiresAt: c.ExpiresAt}
 	if sec.phc != nil {
 		cc.SecretSHA256, cc.PasswordHash = nil, *sec.phc
 	}
-	return config.Event{Kind: config.KindCredentialPut, InstanceID: c.InstanceID, Credential: cc}
+	return nodelink.Event{Kind: nodelink.KindCredentialPut, InstanceID: c.InstanceID, Credential: cc}
 }
 
 // CreateCredentials creates up to MaxBulkCredentials credentials in one
@@ -405,7 +405,7 @@ func (s *Service) DeleteCredential(ctx context.Context, a Actor, orgID, instance
 			return fmt.Errorf("delete credential rules: %w", err)
 		}
 		for _, rid := range ruleIDs {
-			if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindACLDelete, InstanceID: instanceID, ID: rid}); err != nil {
+			if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindACLDelete, InstanceID: instanceID, ID: rid}); err != nil {
 				return err
 			}
 		}
@@ -421,7 +421,7 @@ func (s *Service) DeleteCredential(ctx context.Context, a Actor, orgID, instance
 		if _, err := tx.Exec(ctx, `DELETE FROM device_credentials WHERE id = $1`, id); err != nil {
 			return fmt.Errorf("delete credential: %w", err)
 		}
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindCredentialDel, InstanceID: instanceID, ID: id}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindCredentialDel, InstanceID: instanceID, ID: id}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, orgID, "credential.delete", id)

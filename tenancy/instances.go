@@ -15,15 +15,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // Instance statuses.
 const (
-	InstanceProvisioning = config.StatusProvisioning
-	InstanceRunning      = config.StatusRunning
-	InstanceSuspended    = config.StatusSuspended
-	InstanceDeleting     = config.StatusDeleting
+	InstanceProvisioning = "provisioning"
+	InstanceRunning      = "running"
+	InstanceSuspended    = "suspended"
+	InstanceDeleting     = "deleting"
 	// InstanceUnavailable is shown (never stored) for a provisioning or
 	// running instance whose node has not reported within the liveness
 	// window: devices cannot reach it until the node is back.
@@ -41,9 +41,9 @@ type Instance struct {
 	Endpoints          map[string]string // mqtt, mqtts, ws, wss → URL
 	AllowAnonymous     bool
 	DeletionProtection bool
-	Quotas             config.Quotas
-	// Limited is the billing limit in force ("" none, config.LimitThrottle
-	// or config.LimitSuspend), set by SetOrgLimit.
+	Quotas             Quotas
+	// Limited is the billing limit in force ("" none, LimitThrottle
+	// or LimitSuspend), set by SetOrgLimit.
 	Limited   string
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -102,17 +102,17 @@ func checkInstanceName(name string) (string, error) {
 
 // orgPlan returns the org's current plan and its quotas (an org without a
 // subscription row is on Free).
-func orgPlan(ctx context.Context, q querier, orgID string) (string, config.Quotas, error) {
+func orgPlan(ctx context.Context, q querier, orgID string) (string, Quotas, error) {
 	var id string
 	var raw []byte
 	err := q.QueryRow(ctx, `SELECT p.id, p.quotas FROM plans p
 		WHERE p.id = coalesce((SELECT plan_id FROM subscriptions WHERE org_id = $1), 'free')`, orgID).Scan(&id, &raw)
 	if err != nil {
-		return "", config.Quotas{}, fmt.Errorf("org plan: %w", err)
+		return "", Quotas{}, fmt.Errorf("org plan: %w", err)
 	}
-	var qs config.Quotas
+	var qs Quotas
 	if err := json.Unmarshal(raw, &qs); err != nil {
-		return "", config.Quotas{}, fmt.Errorf("plan %s quotas: %w", id, err)
+		return "", Quotas{}, fmt.Errorf("plan %s quotas: %w", id, err)
 	}
 	return id, qs, nil
 }
@@ -161,7 +161,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		if err != nil {
 			return fmt.Errorf("insert instance: %w", err)
 		}
-		rule := config.ACLRule{ID: NewID("r"), Effect: config.EffectAllow, Action: config.ActionAll, Filter: "#"}
+		rule := ACLRule{ID: NewID("r"), Effect: EffectAllow, Action: ActionAll, Filter: "#"}
 		if _, err := tx.Exec(ctx, `INSERT INTO acl_rules (id, instance_id, effect, action, filter, created_at) VALUES ($1,$2,$3,$4,$5,$6)`,
 			rule.ID, out.ID, rule.Effect, rule.Action, rule.Filter, now); err != nil {
 			return fmt.Errorf("insert default acl rule: %w", err)
@@ -170,9 +170,9 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		if err != nil {
 			return err
 		}
-		ci := config.Instance{ID: out.ID, OrgID: orgID, Status: out.Status, AllowAnonymous: in.AllowAnonymous, Quotas: quotas,
-			ACL: []config.ACLRule{rule}, TokenKeys: []config.TokenKey{key}}
-		rev, err := emit(ctx, tx, node.ID, out.ID, config.Event{Kind: config.KindInstancePut, InstanceID: out.ID, Instance: &ci})
+		ci := nodelink.Instance{ID: out.ID, OrgID: orgID, Status: out.Status, AllowAnonymous: in.AllowAnonymous, Quotas: *linkQuotas(quotas),
+			ACL: linkACL([]ACLRule{rule}), TokenKeys: []nodelink.TokenKey{key}}
+		rev, err := emit(ctx, tx, node.ID, out.ID, nodelink.Event{Kind: nodelink.KindInstancePut, InstanceID: out.ID, Instance: &ci})
 		if err != nil {
 			return err
 		}
@@ -189,15 +189,15 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 }
 
 // newTokenKey creates an Ed25519 key that signs the instance's device tokens.
-func (s *Service) newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Time) (config.TokenKey, error) {
+func (s *Service) newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string, now time.Time) (nodelink.TokenKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return config.TokenKey{}, fmt.Errorf("token key: %w", err)
+		return nodelink.TokenKey{}, fmt.Errorf("token key: %w", err)
 	}
-	k := config.TokenKey{KID: "k" + randomToken(5), Algorithm: "EdDSA", PublicKey: pub}
+	k := nodelink.TokenKey{KID: "k" + randomToken(5), Algorithm: "EdDSA", PublicKey: pub}
 	if _, err := tx.Exec(ctx, `INSERT INTO instance_token_keys (instance_id, kid, private_key, public_key, created_at) VALUES ($1,$2,$3,$4,$5)`,
 		instanceID, k.KID, s.sealSecret(priv.Seed(), tokenKeyAAD(instanceID, k.KID)), []byte(pub), now); err != nil {
-		return config.TokenKey{}, fmt.Errorf("insert token key: %w", err)
+		return nodelink.TokenKey{}, fmt.Errorf("insert token key: %w", err)
 	}
 	return k, nil
 }
@@ -360,8 +360,8 @@ func (s *Service) UpdateInstance(ctx context.Context, a Actor, orgID, id string,
 			return fmt.Errorf("update instance: %w", err)
 		}
 		if next.Status != cur.Status || next.AllowAnonymous != cur.AllowAnonymous {
-			ev := config.Event{Kind: config.KindInstanceStatus, InstanceID: id,
-				Instance: &config.Instance{ID: id, Status: next.Status, AllowAnonymous: next.AllowAnonymous, Limited: cur.Limited}}
+			ev := nodelink.Event{Kind: nodelink.KindInstanceStatus, InstanceID: id,
+				Instance: &nodelink.Instance{ID: id, Status: next.Status, AllowAnonymous: next.AllowAnonymous, Limited: cur.Limited}}
 			rev, err := emit(ctx, tx, cur.NodeID, id, ev)
 			if err != nil {
 				return err
@@ -392,7 +392,7 @@ func (s *Service) DeleteInstance(ctx context.Context, a Actor, orgID, id string)
 		if _, err := tx.Exec(ctx, `DELETE FROM instances WHERE id = $1`, id); err != nil {
 			return fmt.Errorf("delete instance: %w", err)
 		}
-		if _, err := emit(ctx, tx, cur.NodeID, id, config.Event{Kind: config.KindInstanceDelete, InstanceID: id}); err != nil {
+		if _, err := emit(ctx, tx, cur.NodeID, id, nodelink.Event{Kind: nodelink.KindInstanceDelete, InstanceID: id}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, orgID, "instance.delete", id)
@@ -401,20 +401,20 @@ func (s *Service) DeleteInstance(ctx context.Context, a Actor, orgID, id string)
 
 // InstanceQuotas returns the instance's quotas and the ceilings its plan
 // allows.
-func (s *Service) InstanceQuotas(ctx context.Context, orgID, id string) (config.Quotas, config.Quotas, error) {
+func (s *Service) InstanceQuotas(ctx context.Context, orgID, id string) (Quotas, Quotas, error) {
 	in, err := s.Instance(ctx, orgID, id)
 	if err != nil {
-		return config.Quotas{}, config.Quotas{}, err
+		return Quotas{}, Quotas{}, err
 	}
 	_, plan, err := orgPlan(ctx, s.db, orgID)
 	if err != nil {
-		return config.Quotas{}, config.Quotas{}, err
+		return Quotas{}, Quotas{}, err
 	}
 	return in.Quotas, plan, nil
 }
 
 // quotaValues returns the quotas as (json name → value).
-func quotaValues(q config.Quotas) map[string]int64 {
+func quotaValues(q Quotas) map[string]int64 {
 	b, _ := json.Marshal(q)
 	var m map[string]int64
 	_ = json.Unmarshal(b, &m)
@@ -425,9 +425,9 @@ func sortFields(f []FieldError) {
 	sort.Slice(f, func(i, j int) bool { return f[i].Field < f[j].Field })
 }
 
-func quotasFrom(m map[string]int64) config.Quotas {
+func quotasFrom(m map[string]int64) Quotas {
 	b, _ := json.Marshal(m)
-	var q config.Quotas
+	var q Quotas
 	_ = json.Unmarshal(b, &q)
 	return q
 }
@@ -435,7 +435,7 @@ func quotasFrom(m map[string]int64) config.Quotas {
 // SetInstanceQuotas replaces the instance's quotas. Every value must be at
 // most what the org's plan grants; a value left 0 takes the plan's. The node
 // applies them to live connections.
-func (s *Service) SetInstanceQuotas(ctx context.Context, a Actor, orgID, id string, q config.Quotas) (config.Quotas, error) {
+func (s *Service) SetInstanceQuotas(ctx context.Context, a Actor, orgID, id string, q Quotas) (Quotas, error) {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		cur, err := s.instance(ctx, tx, orgID, id, true)
 		if err != nil {
@@ -469,17 +469,17 @@ func (s *Service) SetInstanceQuotas(ctx context.Context, a Actor, orgID, id stri
 		return s.putQuotas(ctx, tx, a, cur, q)
 	})
 	if err != nil {
-		return config.Quotas{}, err
+		return Quotas{}, err
 	}
 	return q, nil
 }
 
-func (s *Service) putQuotas(ctx context.Context, tx pgx.Tx, a Actor, in Instance, q config.Quotas) error {
+func (s *Service) putQuotas(ctx context.Context, tx pgx.Tx, a Actor, in Instance, q Quotas) error {
 	qj, _ := json.Marshal(q)
 	if _, err := tx.Exec(ctx, `UPDATE instances SET quotas = $2, updated_at = $3 WHERE id = $1`, in.ID, qj, s.nowUTC()); err != nil {
 		return fmt.Errorf("update quotas: %w", err)
 	}
-	if _, err := emit(ctx, tx, in.NodeID, in.ID, config.Event{Kind: config.KindQuotasPut, InstanceID: in.ID, Quotas: &q}); err != nil {
+	if _, err := emit(ctx, tx, in.NodeID, in.ID, nodelink.Event{Kind: nodelink.KindQuotasPut, InstanceID: in.ID, Quotas: linkQuotas(q)}); err != nil {
 		return err
 	}
 	return s.audit(ctx, tx, a, in.OrgID, "instance.quotas", in.ID)
@@ -488,7 +488,7 @@ func (s *Service) putQuotas(ctx context.Context, tx pgx.Tx, a Actor, in Instance
 // ApplyPlanQuotas moves every instance of the org to a new plan's quotas:
 // a value the user had lowered below the old plan's stays when the new
 // plan still allows it; everything else takes the new plan's value.
-func (s *Service) ApplyPlanQuotas(ctx context.Context, orgID, planID string, plan config.Quotas) error {
+func (s *Service) ApplyPlanQuotas(ctx context.Context, orgID, planID string, plan Quotas) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT i.id, i.plan_id, p.quotas FROM instances i JOIN plans p ON p.id = i.plan_id
 			WHERE i.org_id = $1 ORDER BY i.id FOR UPDATE OF i`, orgID)
@@ -497,7 +497,7 @@ func (s *Service) ApplyPlanQuotas(ctx context.Context, orgID, planID string, pla
 		}
 		type row struct {
 			id      string
-			oldPlan config.Quotas
+			oldPlan Quotas
 		}
 		var list []row
 		for rows.Next() {

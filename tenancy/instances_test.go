@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -19,21 +19,21 @@ type follower struct {
 	state  *configsync.State
 	node   string
 	mu     sync.Mutex
-	events []config.Event
+	events []nodelink.Event
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func follow(t *testing.T, feed *tenancy.Feed, nodeID string, since int64) *follower {
+func follow(t *testing.T, feed *nodelink.Feed, nodeID string, since int64) *follower {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &follower{state: configsync.NewState(), node: nodeID, cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		f.done <- feed.Watch(ctx, nodeID, since, func(ev config.Event) error {
+		f.done <- feed.Watch(ctx, nodeID, since, func(ev nodelink.Event) error {
 			f.mu.Lock()
 			f.events = append(f.events, ev)
 			f.mu.Unlock()
-			return f.state.Apply(ev)
+			return f.state.Apply(configsync.FromLink(ev))
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-f.done })
@@ -61,7 +61,7 @@ func (f *follower) kinds() []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, ev := range f.events {
-		if ev.Kind != config.KindHeartbeat {
+		if ev.Kind != nodelink.KindHeartbeat {
 			out = append(out, ev.Kind)
 		}
 	}
@@ -79,7 +79,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 	ctx := context.Background()
 	actA := tenancy.Actor{UserID: b.userA.ID}
 	actB := tenancy.Actor{UserID: b.userB.ID}
-	feed := tenancy.NewFeed(b.svc, nil)
+	feed := nodelink.NewFeed(b.svc, nil)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go feed.Run(fctx)
@@ -97,7 +97,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.svc.NodeHeartbeat(ctx, n2.ID, config.Ack{Revision: 0, Endpoints: map[string]string{"mqtt": "mqtt://n2:1883"}}); err != nil {
+	if err := b.svc.NodeHeartbeat(ctx, n2.ID, nodelink.Ack{Revision: 0, Endpoints: map[string]string{"mqtt": "mqtt://n2:1883"}}); err != nil {
 		t.Fatal(err)
 	}
 	f1 := follow(t, feed, n1.ID, 0)
@@ -153,7 +153,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 
 	t.Run("ack makes the instance running", func(t *testing.T) {
 		f := onNode(inA1.NodeID)
-		if err := b.svc.NodeHeartbeat(ctx, inA1.NodeID, config.Ack{Revision: f.state.Revision()}); err != nil {
+		if err := b.svc.NodeHeartbeat(ctx, inA1.NodeID, nodelink.Ack{Revision: f.state.Revision()}); err != nil {
 			t.Fatal(err)
 		}
 		got, err := b.svc.Instance(ctx, b.orgA.ID, inA1.ID)
@@ -161,7 +161,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 			t.Fatalf("status %q, %v", got.Status, err)
 		}
 		f.waitRevision(t, b.svc)
-		if meta, _ := f.state.Instance(inA1.ID); meta.Status != config.StatusRunning {
+		if meta, _ := f.state.Instance(inA1.ID); meta.Status != nodelink.StatusRunning {
 			t.Fatalf("node sees status %q", meta.Status)
 		}
 	})
@@ -260,9 +260,9 @@ func TestInstancesAndConfigPush(t *testing.T) {
 		_, _, checks["create credential"] = b.svc.CreateCredentials(ctx, actB, b.orgB.ID, inA1.ID, []tenancy.NewCredential{{Username: "x"}})
 		_, _, checks["list credentials"] = b.svc.ListCredentials(ctx, b.orgB.ID, inA1.ID, tenancy.Page{})
 		_, checks["acl"] = b.svc.CreateACLRule(ctx, actB, b.orgB.ID, inA1.ID, tenancy.ACLRule{Effect: "allow", Action: "all", Filter: "#"})
-		_, checks["quotas"] = b.svc.SetInstanceQuotas(ctx, actB, b.orgB.ID, inA1.ID, config.Quotas{})
+		_, checks["quotas"] = b.svc.SetInstanceQuotas(ctx, actB, b.orgB.ID, inA1.ID, tenancy.Quotas{})
 		_, _, checks["token"] = b.svc.IssueDeviceToken(ctx, actB, b.orgB.ID, inA1.ID, tenancy.NewDeviceToken{TTL: time.Hour,
-			Resources: []config.TokenResource{{Filter: "#", Actions: []string{"publish"}}}})
+			Resources: []tenancy.TokenResource{{Filter: "#", Actions: []string{"publish"}}}})
 		for name, err := range checks {
 			if !errors.Is(err, tenancy.ErrNotFound) {
 				t.Errorf("%s: want ErrNotFound, got %v", name, err)
@@ -275,11 +275,11 @@ func TestInstancesAndConfigPush(t *testing.T) {
 
 	t.Run("quotas are bounded by the plan and pushed", func(t *testing.T) {
 		var ve *tenancy.ValidationError
-		if _, err := b.svc.SetInstanceQuotas(ctx, actA, b.orgA.ID, inA1.ID, config.Quotas{MaxConnections: 101}); !errors.As(err, &ve) ||
+		if _, err := b.svc.SetInstanceQuotas(ctx, actA, b.orgA.ID, inA1.ID, tenancy.Quotas{MaxConnections: 101}); !errors.As(err, &ve) ||
 			ve.Fields[0].Field != "max_connections" {
 			t.Fatalf("over the plan: %v", err)
 		}
-		q, err := b.svc.SetInstanceQuotas(ctx, actA, b.orgA.ID, inA1.ID, config.Quotas{MaxConnections: 5})
+		q, err := b.svc.SetInstanceQuotas(ctx, actA, b.orgA.ID, inA1.ID, tenancy.Quotas{MaxConnections: 5})
 		if err != nil || q.MaxConnections != 5 || q.MaxPayloadBytes != 65536 {
 			t.Fatalf("set: %+v %v", q, err)
 		}
@@ -288,7 +288,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 		if meta, _ := f.state.Instance(inA1.ID); meta.Quotas.MaxConnections != 5 {
 			t.Fatalf("node quotas %+v", meta.Quotas)
 		}
-		if err := b.svc.ApplyPlanQuotas(ctx, b.orgA.ID, "developer", config.Quotas{MaxConnections: 1000, MaxPayloadBytes: 262144}); err != nil {
+		if err := b.svc.ApplyPlanQuotas(ctx, b.orgA.ID, "developer", tenancy.Quotas{MaxConnections: 1000, MaxPayloadBytes: 262144}); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := b.svc.Instance(ctx, b.orgA.ID, inA1.ID)
@@ -303,7 +303,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.waitRevision(t, b.svc)
-		if meta, _ := f.state.Instance(inA2.ID); meta.Status != config.StatusSuspended {
+		if meta, _ := f.state.Instance(inA2.ID); meta.Status != nodelink.StatusSuspended {
 			t.Fatalf("node status %q", meta.Status)
 		}
 		if _, err := b.svc.UpdateInstance(ctx, actA, b.orgA.ID, inA2.ID, tenancy.InstancePatch{DeletionProtection: ptr(true)}, nil); err != nil {
@@ -337,7 +337,7 @@ func TestInstancesAndConfigPush(t *testing.T) {
 		}
 		// Changes for instance 1 (on n1) arrive as deltas: the first event is
 		// not a snapshot.
-		if k := g.kinds(); len(k) == 0 || k[0] == config.KindSnapshot {
+		if k := g.kinds(); len(k) == 0 || k[0] == nodelink.KindSnapshot {
 			t.Fatalf("resume got %v", k)
 		}
 	})

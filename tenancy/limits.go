@@ -6,18 +6,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/internal/mailer"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // SetOrgLimit puts every instance of the org under a billing limit
-// (config.LimitThrottle or config.LimitSuspend), or lifts it (""), and
+// (LimitThrottle or LimitSuspend), or lifts it (""), and
 // pushes the change to the nodes. Quotas and status are left as the user
 // set them, so lifting the limit restores exactly that. When a limit starts
 // the org's owners are mailed why (reason). It returns how many instances
 // changed.
 func (s *Service) SetOrgLimit(ctx context.Context, orgID, limit, reason string) (int, error) {
-	if limit != "" && limit != config.LimitThrottle && limit != config.LimitSuspend {
+	if limit != "" && limit != LimitThrottle && limit != LimitSuspend {
 		return 0, invalid("limit", "must be throttle, suspend or empty")
 	}
 	type row struct {
@@ -43,8 +43,8 @@ func (s *Service) SetOrgLimit(ctx context.Context, orgID, limit, reason string) 
 			if _, err := tx.Exec(ctx, `UPDATE instances SET limited = $2 WHERE id = $1`, r.id, limit); err != nil {
 				return fmt.Errorf("org limit: %w", err)
 			}
-			ev := config.Event{Kind: config.KindInstanceStatus, InstanceID: r.id,
-				Instance: &config.Instance{ID: r.id, Status: r.status, AllowAnonymous: r.anon, Limited: limit}}
+			ev := nodelink.Event{Kind: nodelink.KindInstanceStatus, InstanceID: r.id,
+				Instance: &nodelink.Instance{ID: r.id, Status: r.status, AllowAnonymous: r.anon, Limited: limit}}
 			if _, err := emit(ctx, tx, r.node, r.id, ev); err != nil {
 				return err
 			}
@@ -61,9 +61,9 @@ func (s *Service) SetOrgLimit(ctx context.Context, orgID, limit, reason string) 
 	if err != nil || len(changed) == 0 || limit == "" {
 		return len(changed), err
 	}
-	s.mailOwners(ctx, orgID, "Your Aerie instances are "+map[string]string{config.LimitThrottle: "throttled", config.LimitSuspend: "suspended"}[limit],
+	s.mailOwners(ctx, orgID, "Your Aerie instances are "+map[string]string{LimitThrottle: "throttled", LimitSuspend: "suspended"}[limit],
 		fmt.Sprintf("%s\n\nYour organisation's MQTT instances are %s until the next billing period, an upgrade, or a higher spend limit.\n",
-			reason, map[string]string{config.LimitThrottle: "throttled to one message a second", config.LimitSuspend: "suspended: devices cannot connect"}[limit]))
+			reason, map[string]string{LimitThrottle: "throttled to one message a second", LimitSuspend: "suspended: devices cannot connect"}[limit]))
 	return len(changed), nil
 }
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -48,7 +48,7 @@ func TestPlacementSkipsDeadNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := svc.NodeHeartbeat(ctx, n, config.Ack{Revision: last, Connections: conns}); err != nil {
+		if err := svc.NodeHeartbeat(ctx, n, nodelink.Ack{Revision: last, Connections: conns}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // Node is a registered data-plane node.
@@ -63,7 +63,7 @@ func (s *Service) EnsureNode(ctx context.Context, name string, endpoints map[str
 	if err := s.db.QueryRow(ctx, `UPDATE nodes SET token_hash = $2, revoked_at = NULL WHERE name = $1 RETURNING id`, name, sha(secret)).Scan(&id); err != nil {
 		return Node{}, "", fmt.Errorf("find node %s: %w", name, err)
 	}
-	if err := s.NodeHeartbeat(ctx, id, config.Ack{Endpoints: endpoints, Revision: -1}); err != nil {
+	if err := s.NodeHeartbeat(ctx, id, nodelink.Ack{Endpoints: endpoints, Revision: -1}); err != nil {
 		return Node{}, "", err
 	}
 	n, err := s.NodeByID(ctx, id)
@@ -97,7 +97,7 @@ func (s *Service) AuthenticateNode(ctx context.Context, nodeID, token string) er
 // NodeHeartbeat records that the node is alive, what it has applied (a
 // negative revision leaves it unchanged), its endpoints and load. Instances
 // provisioned on it whose creation it has applied become running.
-func (s *Service) NodeHeartbeat(ctx context.Context, nodeID string, ack config.Ack) error {
+func (s *Service) NodeHeartbeat(ctx context.Context, nodeID string, ack nodelink.Ack) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		var eps []byte
 		if len(ack.Endpoints) > 0 {
@@ -149,8 +149,8 @@ func (s *Service) NodeHeartbeat(ctx context.Context, nodeID string, ack config.A
 			if _, err := tx.Exec(ctx, `UPDATE instances SET status = 'running', updated_at = $2 WHERE id = $1`, r.id, s.nowUTC()); err != nil {
 				return fmt.Errorf("instance running: %w", err)
 			}
-			ev := config.Event{Kind: config.KindInstanceStatus, InstanceID: r.id,
-				Instance: &config.Instance{ID: r.id, Status: config.StatusRunning, AllowAnonymous: r.anon, Limited: r.limited}}
+			ev := nodelink.Event{Kind: nodelink.KindInstanceStatus, InstanceID: r.id,
+				Instance: &nodelink.Instance{ID: r.id, Status: nodelink.StatusRunning, AllowAnonymous: r.anon, Limited: r.limited}}
 			if _, err := emit(ctx, tx, nodeID, r.id, ev); err != nil {
 				return err
 			}

@@ -22,8 +22,6 @@ type OpsStats struct {
 	Nodes []NodeStats // registered, unrevoked
 	// OutboxDepth is the number of config changes kept for nodes.
 	OutboxDepth int64
-	// PendingPublishes are HTTP publishes no node has taken yet.
-	PendingPublishes int64
 }
 
 // nodeLiveWindow is how recently a node must have reported to count as up:
@@ -38,8 +36,7 @@ func (s *Service) nodeLiveWindow() time.Duration {
 // OpsStats reads the operator gauges in one round trip.
 func (s *Service) OpsStats(ctx context.Context) (OpsStats, error) {
 	var st OpsStats
-	if err := s.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM config_outbox), (SELECT count(*) FROM http_publishes WHERE state = 'pending')`).
-		Scan(&st.OutboxDepth, &st.PendingPublishes); err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM config_outbox`).Scan(&st.OutboxDepth); err != nil {
 		return st, fmt.Errorf("ops stats: %w", err)
 	}
 	rows, err := s.db.Query(ctx, `SELECT n.id, n.name, COALESCE(n.last_seen_at > $1, false),

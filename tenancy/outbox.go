@@ -3,7 +3,6 @@ package tenancy
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // ConfigChannel is the Postgres NOTIFY channel announcing new config
@@ -22,15 +21,15 @@ const ConfigChannel = "aerie_config"
 // revision, in the caller's transaction. Taking the revision locks the
 // counter row until the transaction ends, so revisions become visible in
 // order. The NOTIFY is delivered at commit.
-func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev config.Event) (int64, error) {
+func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev nodelink.Event) (int64, error) {
 	var rev int64
 	if err := tx.QueryRow(ctx, `UPDATE config_revision SET last = last + 1 RETURNING last`).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("next config revision: %w", err)
 	}
 	ev.Revision = 0
-	body, err := json.Marshal(ev)
+	body, err := nodelink.EncodeEvent(ev)
 	if err != nil {
-		return 0, fmt.Errorf("encode config event: %w", err)
+		return 0, err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO config_outbox (revision, node_id, instance_id, event) VALUES ($1,$2,$3,$4)`,
 		rev, nodeID, instanceID, body); err != nil {
@@ -40,7 +39,7 @@ func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev config.E
 		return 0, fmt.Errorf("notify config event: %w", err)
 	}
 	// The instance's latest change, for its sync state in the API.
-	if ev.Kind == config.KindInstanceDelete {
+	if ev.Kind == nodelink.KindInstanceDelete {
 		_, err = tx.Exec(ctx, `DELETE FROM instance_config_revisions WHERE instance_id = $1`, instanceID)
 	} else if instanceID != "" {
 		_, err = tx.Exec(ctx, `INSERT INTO instance_config_revisions (instance_id, revision) VALUES ($1,$2)
@@ -76,7 +75,7 @@ func (s *Service) ConfigRevision(ctx context.Context) (last, pruned int64, err e
 // ConfigChanges returns the node's events after since, at most limit, in
 // revision order. ErrSnapshotNeeded means since is older than the outbox
 // keeps (or newer than anything issued): the node must take a snapshot.
-func (s *Service) ConfigChanges(ctx context.Context, nodeID string, since int64, limit int) ([]config.Event, error) {
+func (s *Service) ConfigChanges(ctx context.Context, nodeID string, since int64, limit int) ([]nodelink.Event, error) {
 	last, pruned, err := s.ConfigRevision(ctx)
 	if err != nil {
 		return nil, err
@@ -90,15 +89,15 @@ func (s *Service) ConfigChanges(ctx context.Context, nodeID string, since int64,
 		return nil, fmt.Errorf("config changes: %w", err)
 	}
 	defer rows.Close()
-	var out []config.Event
+	var out []nodelink.Event
 	for rows.Next() {
 		var rev int64
 		var body []byte
 		if err := rows.Scan(&rev, &body); err != nil {
 			return nil, fmt.Errorf("config changes: %w", err)
 		}
-		var ev config.Event
-		if err := json.Unmarshal(body, &ev); err != nil {
+		ev, err := nodelink.DecodeEvent(body)
+		if err != nil {
 			return nil, fmt.Errorf("config event %d: %w", rev, err)
 		}
 		ev.Revision = rev
@@ -111,7 +110,7 @@ func (s *Service) ConfigChanges(ctx context.Context, nodeID string, since int64,
 }
 
 // ErrSnapshotNeeded: the node's revision is outside what the outbox keeps.
-var ErrSnapshotNeeded = errors.New("config snapshot needed")
+var ErrSnapshotNeeded = nodelink.ErrSnapshotNeeded
 
 // PruneConfigOutbox drops outbox rows older than keep; nodes behind them
 // get a snapshot. It returns how many rows it dropped.
@@ -140,8 +139,8 @@ func (s *Service) PruneConfigOutbox(ctx context.Context, keep time.Duration) (in
 
 // ConfigSnapshot is everything placed on the node, consistent at one
 // revision (read in one repeatable-read transaction).
-func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Snapshot, error) {
-	snap := config.Snapshot{NodeID: nodeID, Instances: []config.Instance{}}
+func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (nodelink.Snapshot, error) {
+	snap := nodelink.Snapshot{NodeID: nodeID, Instances: []nodelink.Instance{}}
 	err := pgx.BeginTxFunc(ctx, s.db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT last FROM config_revision`).Scan(&snap.Revision); err != nil {
 			return fmt.Errorf("snapshot revision: %w", err)
@@ -152,16 +151,18 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Sna
 		}
 		byID := map[string]int{}
 		for rows.Next() {
-			var in config.Instance
+			var in nodelink.Instance
 			var q []byte
 			if err := rows.Scan(&in.ID, &in.OrgID, &in.Status, &in.AllowAnonymous, &in.Limited, &q, &in.StrictTopics); err != nil {
 				rows.Close()
 				return fmt.Errorf("snapshot instances: %w", err)
 			}
-			if err := json.Unmarshal(q, &in.Quotas); err != nil {
+			var qs Quotas
+			if err := json.Unmarshal(q, &qs); err != nil {
 				rows.Close()
 				return fmt.Errorf("instance %s quotas: %w", in.ID, err)
 			}
+			in.Quotas = *linkQuotas(qs)
 			byID[in.ID] = len(snap.Instances)
 			snap.Instances = append(snap.Instances, in)
 		}
@@ -179,7 +180,7 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (config.Sna
 
 // fillChildren loads credentials, ACL rules, token keys and live
 // revocations of the instances matching where (on alias i) into list.
-func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, arg any, list []config.Instance, byID map[string]int) error {
+func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, arg any, list []nodelink.Instance, byID map[string]int) error {
 	rows, err := tx.Query(ctx, `SELECT c.instance_id, c.id, c.username, c.secret_sha256, coalesce(c.password_hash, ''), c.client_id_pattern, c.enabled, c.expires_at
 		FROM device_credentials c JOIN instances i ON i.id = c.instance_id WHERE `+where, arg)
 	if err != nil {
@@ -187,7 +188,7 @@ func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, a
 	}
 	for rows.Next() {
 		var iid string
-		var c config.Credential
+		var c nodelink.Credential
 		if err := rows.Scan(&iid, &c.ID, &c.Username, &c.SecretSHA256, &c.PasswordHash, &c.ClientIDPattern, &c.Enabled, &c.ExpiresAt); err != nil {
 			rows.Close()
 			return fmt.Errorf("snapshot credentials: %w", err)
@@ -207,7 +208,7 @@ func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, a
 	}
 	for rows.Next() {
 		var iid string
-		var r config.ACLRule
+		var r nodelink.ACLRule
 		if err := rows.Scan(&iid, &r.ID, &r.Effect, &r.Action, &r.Filter, &r.CredentialID, &r.Position); err != nil {
 			rows.Close()
 			return fmt.Errorf("snapshot acl: %w", err)
@@ -226,7 +227,7 @@ func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, a
 	}
 	for rows.Next() {
 		var iid string
-		k := config.TokenKey{Algorithm: "EdDSA"}
+		k := nodelink.TokenKey{Algorithm: "EdDSA"}
 		if err := rows.Scan(&iid, &k.KID, &k.PublicKey); err != nil {
 			rows.Close()
 			return fmt.Errorf("snapshot token keys: %w", err)
@@ -246,7 +247,7 @@ func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, a
 	}
 	for rows.Next() {
 		var iid string
-		var r config.RevokedToken
+		var r nodelink.RevokedToken
 		if err := rows.Scan(&iid, &r.JTI, &r.ExpiresAt); err != nil {
 			rows.Close()
 			return fmt.Errorf("snapshot revoked tokens: %w", err)

@@ -4,14 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/aeriemq/aerie/dataplane/config"
 )
 
 // Errors of HTTP publishing; the API maps each to one HTTP problem.
@@ -24,17 +19,13 @@ var (
 	ErrQuotaExceeded = errors.New("quota exceeded")
 	// ErrInstanceUnavailable: the instance is suspended or being deleted.
 	ErrInstanceUnavailable = errors.New("instance unavailable")
-	// ErrNodeUnavailable: the instance's data-plane node did not take the
-	// message in time; nothing was published.
+	// ErrNodeUnavailable: the instance's data-plane node cannot be reached;
+	// nothing was published (or read).
 	ErrNodeUnavailable = errors.New("data-plane node unavailable")
-	// ErrOutcomeUnknown: the node took the message but did not answer in
-	// time; it may or may not have been published.
+	// ErrOutcomeUnknown: the node was sent the message but did not answer
+	// in time; it may or may not have been published.
 	ErrOutcomeUnknown = errors.New("publish outcome unknown")
 )
-
-// PublishChannel is the Postgres NOTIFY channel announcing that a node
-// answered an HTTP publish; the payload is the publish ID.
-const PublishChannel = "aerie_publish_done"
 
 // MaxHTTPPayload bounds an HTTP publish's payload whatever the plan allows.
 const MaxHTTPPayload = 256 << 10
@@ -90,175 +81,29 @@ func (r PublishRequest) validate() error {
 	return nil
 }
 
-// EnqueuePublish checks an HTTP publish against the instance (the org's,
-// else ErrNotFound) and queues it for the instance's node. The node is woken
-// through the config channel when the transaction commits.
-func (s *Service) EnqueuePublish(ctx context.Context, orgID, instanceID string, req PublishRequest) (string, error) {
+// PublishTarget checks an HTTP publish against the instance (the org's,
+// else ErrNotFound): the request is valid, the instance takes messages and
+// the payload fits its quota. It returns a new publish ID and the node
+// serving the instance, which the caller asks to publish.
+func (s *Service) PublishTarget(ctx context.Context, orgID, instanceID string, req PublishRequest) (id, nodeID string, err error) {
 	if err := req.validate(); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if len(req.Payload) > MaxHTTPPayload {
-		return "", fmt.Errorf("%w: %d bytes; an HTTP publish carries at most %d", ErrPayloadTooLarge, len(req.Payload), MaxHTTPPayload)
+		return "", "", fmt.Errorf("%w: %d bytes; an HTTP publish carries at most %d", ErrPayloadTooLarge, len(req.Payload), MaxHTTPPayload)
 	}
-	id := NewID("pub")
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		in, err := s.instance(ctx, tx, orgID, instanceID, false)
-		if err != nil {
-			return err
-		}
-		if in.Status != InstanceRunning && in.Status != InstanceProvisioning {
-			return fmt.Errorf("%w: instance %s is %s", ErrInstanceUnavailable, in.ID, in.Status)
-		}
-		if in.Limited == config.LimitSuspend {
-			return fmt.Errorf("%w: instance %s is suspended: the org is over its spend limit", ErrInstanceUnavailable, in.ID)
-		}
-		if max := in.Quotas.MaxPayloadBytes; max > 0 && len(req.Payload) > max {
-			return fmt.Errorf("%w: %d bytes is over the instance's max_payload_bytes (%d)", ErrPayloadTooLarge, len(req.Payload), max)
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM http_publishes WHERE created_at < $1`, s.now().Add(-time.Hour)); err != nil {
-			return fmt.Errorf("prune publishes: %w", err)
-		}
-		payload := req.Payload
-		if payload == nil {
-			payload = []byte{}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO http_publishes (id, org_id, instance_id, node_id, topic, payload, qos, retain, created_at)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`, id, orgID, in.ID, in.NodeID, req.Topic, payload, req.QoS, req.Retain, s.now()); err != nil {
-			return fmt.Errorf("queue publish: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ConfigChannel, in.NodeID+":0"); err != nil {
-			return fmt.Errorf("notify node: %w", err)
-		}
-		return nil
-	})
+	in, err := s.instance(ctx, s.db, orgID, instanceID, false)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return id, nil
-}
-
-// ClaimPublishes takes up to limit queued publishes of the node, oldest
-// first, marking them sent and clearing their payload from the table. Two
-// control-plane processes never claim the same one.
-func (s *Service) ClaimPublishes(ctx context.Context, nodeID string, limit int) ([]config.Publish, error) {
-	rows, err := s.db.Query(ctx, `WITH c AS (
-			SELECT id, payload FROM http_publishes WHERE node_id = $1 AND state = 'pending'
-			ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
-		UPDATE http_publishes p SET state = 'sent', sent_at = $3, payload = NULL FROM c WHERE p.id = c.id
-		RETURNING p.id, p.instance_id, p.topic, c.payload, p.qos, p.retain, p.created_at`, nodeID, limit, s.now())
-	if err != nil {
-		return nil, fmt.Errorf("claim publishes: %w", err)
+	if in.Status != InstanceRunning && in.Status != InstanceProvisioning {
+		return "", "", fmt.Errorf("%w: instance %s is %s", ErrInstanceUnavailable, in.ID, in.Status)
 	}
-	type claimed struct {
-		p  config.Publish
-		at time.Time
+	if in.Limited == LimitSuspend {
+		return "", "", fmt.Errorf("%w: instance %s is suspended: the org is over its spend limit", ErrInstanceUnavailable, in.ID)
 	}
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
-		var c claimed
-		var qos int16
-		err := r.Scan(&c.p.ID, &c.p.InstanceID, &c.p.Topic, &c.p.Payload, &qos, &c.p.Retain, &c.at)
-		c.p.QoS = byte(qos)
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("claim publishes: %w", err)
+	if max := in.Quotas.MaxPayloadBytes; max > 0 && len(req.Payload) > max {
+		return "", "", fmt.Errorf("%w: %d bytes is over the instance's max_payload_bytes (%d)", ErrPayloadTooLarge, len(req.Payload), max)
 	}
-	// RETURNING does not keep the CTE's order.
-	sort.Slice(list, func(i, j int) bool {
-		if !list[i].at.Equal(list[j].at) {
-			return list[i].at.Before(list[j].at)
-		}
-		return list[i].p.ID < list[j].p.ID
-	})
-	out := make([]config.Publish, len(list))
-	for i, c := range list {
-		out[i] = c.p
-	}
-	return out, nil
-}
-
-// CompletePublish records the node's answer to a publish it was sent and
-// wakes the request waiting for it. A repeated answer is ignored.
-func (s *Service) CompletePublish(ctx context.Context, nodeID string, res config.PublishResult) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE http_publishes SET state = 'done', result_code = $3, result_message = $4, done_at = $5
-			WHERE id = $1 AND node_id = $2 AND state = 'sent'`, res.ID, nodeID, res.Code, truncate(res.Message, 500), s.now())
-		if err != nil {
-			return fmt.Errorf("complete publish: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			var exists bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM http_publishes WHERE id = $1 AND node_id = $2)`, res.ID, nodeID).Scan(&exists); err != nil {
-				return fmt.Errorf("complete publish: %w", err)
-			}
-			if !exists {
-				return fmt.Errorf("publish %s: %w", res.ID, ErrNotFound)
-			}
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PublishChannel, res.ID); err != nil {
-			return fmt.Errorf("notify publish: %w", err)
-		}
-		return nil
-	})
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// publishState is where a queued publish is.
-type publishState struct {
-	state, code, message string
-	qos                  int16
-	retain               bool
-	topic, instanceID    string
-	doneAt               *time.Time
-}
-
-func (s *Service) publishState(ctx context.Context, id string) (publishState, error) {
-	var st publishState
-	err := s.db.QueryRow(ctx, `SELECT state, result_code, result_message, qos, retain, topic, instance_id, done_at
-		FROM http_publishes WHERE id = $1`, id).Scan(&st.state, &st.code, &st.message, &st.qos, &st.retain, &st.topic, &st.instanceID, &st.doneAt)
-	if err != nil {
-		return st, fmt.Errorf("publish %s: %w", id, notFound(err))
-	}
-	return st, nil
-}
-
-// expirePublish withdraws a publish no node has claimed; false means a node
-// claimed it meanwhile.
-func (s *Service) expirePublish(ctx context.Context, id string) (bool, error) {
-	tag, err := s.db.Exec(ctx, `UPDATE http_publishes SET state = 'expired', payload = NULL, done_at = $2
-		WHERE id = $1 AND state = 'pending'`, id, s.now())
-	if err != nil {
-		return false, fmt.Errorf("expire publish: %w", err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// publishError maps a node's answer to the service's errors.
-func publishError(code, message string) error {
-	switch code {
-	case config.PublishOK:
-		return nil
-	case config.PublishInvalidTopic:
-		return &ValidationError{Fields: []FieldError{{Field: "topic", Message: message}}}
-	case config.PublishTooLarge:
-		return fmt.Errorf("%w: %s", ErrPayloadTooLarge, message)
-	case config.PublishRateLimited:
-		return fmt.Errorf("%w: %s", ErrRateLimited, message)
-	case config.PublishRetainedFull:
-		return fmt.Errorf("%w: %s", ErrQuotaExceeded, message)
-	case config.PublishUnavailable:
-		return fmt.Errorf("%w: %s", ErrInstanceUnavailable, message)
-	default:
-		return fmt.Errorf("publish failed on the node (%s): %s", code, message)
-	}
+	return NewID("pub"), in.NodeID, nil
 }

@@ -11,7 +11,7 @@ import (
 // NodeAppliedChannel is the Postgres NOTIFY channel announcing that a node
 // has applied a higher config revision; the payload is
 // "<node_id>:<revision>". Every control-plane replica listens to it
-// (Feed.Run), so a request waiting for its change to reach a node
+// (ListenChanges), so a request waiting for its change to reach a node
 // (read-your-writes) wakes on whichever replica the node acknowledged to.
 const NodeAppliedChannel = "aerie_node_applied"
 
@@ -65,13 +65,13 @@ func noteRevision(ctx context.Context, nodeID string, rev int64) {
 
 // AppliedRevisions returns the applied config revision of each of the
 // nodes (a missing or revoked node is left out).
-func (s *Service) AppliedRevisions(ctx context.Context, nodes []string) (Revisions, error) {
+func (s *Service) AppliedRevisions(ctx context.Context, nodes []string) (map[string]int64, error) {
 	rows, err := s.db.Query(ctx, `SELECT id, applied_revision FROM nodes WHERE id = ANY($1) AND revoked_at IS NULL`, nodes)
 	if err != nil {
 		return nil, fmt.Errorf("applied revisions: %w", err)
 	}
 	defer rows.Close()
-	out := Revisions{}
+	out := map[string]int64{}
 	for rows.Next() {
 		var id string
 		var rev int64
@@ -86,84 +86,44 @@ func (s *Service) AppliedRevisions(ctx context.Context, nodes []string) (Revisio
 	return out, nil
 }
 
-// appliedPoll is how often a waiter re-reads the nodes' applied revisions
-// in case a notification was lost (or LISTEN is down).
-const appliedPoll = 250 * time.Millisecond
-
-// WaitApplied returns once every node in want has acknowledged applying at
-// least its revision, or with ctx's error when ctx ends first (the caller
-// bounds the wait with a deadline). It wakes on the node's acknowledgement
-// (NodeAppliedChannel, or directly for the in-process node), not by
-// sleeping; a slow poll covers a lost notification.
-func (f *Feed) WaitApplied(ctx context.Context, want Revisions) error {
-	if len(want) == 0 {
-		return nil
-	}
-	nodes := make([]string, 0, len(want))
-	for n := range want {
-		nodes = append(nodes, n)
-	}
-	wake := make(chan struct{}, 1)
-	f.mu.Lock()
-	for _, n := range nodes {
-		if f.applied[n] == nil {
-			f.applied[n] = map[chan struct{}]struct{}{}
-		}
-		f.applied[n][wake] = struct{}{}
-	}
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		for _, n := range nodes {
-			delete(f.applied[n], wake)
-			if len(f.applied[n]) == 0 {
-				delete(f.applied, n)
-			}
-		}
-		f.mu.Unlock()
-	}()
-	tick := time.NewTicker(appliedPoll)
-	defer tick.Stop()
-	for {
-		got, err := f.svc.AppliedRevisions(ctx, nodes)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			f.log.Warn("read-your-writes: reading applied revisions", "error", err)
-		} else {
-			done := true
-			for n, rev := range want {
-				if got[n] < rev {
-					done = false
-					break
-				}
-			}
-			if done {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-wake:
-		case <-tick.C:
-		}
-	}
-}
-
-// wakeApplied wakes the requests waiting for the node.
-func (f *Feed) wakeApplied(node string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for ch := range f.applied[node] {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
 func appliedPayload(nodeID string, rev int64) string {
 	return nodeID + ":" + strconv.FormatInt(rev, 10)
+}
+
+// ListenChanges implements nodelink.Store: it holds one pooled connection
+// LISTENing on ConfigChannel and NodeAppliedChannel until ctx ends or the
+// connection fails, calling changed or applied with each notification's
+// node.
+func (s *Service) ListenChanges(ctx context.Context, ready func(), changed, applied func(nodeID string)) error {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	defer conn.Release()
+	for _, ch := range []string{ConfigChannel, NodeAppliedChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	defer func() {
+		// Leave the pooled connection clean.
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, _ = conn.Exec(c, "UNLISTEN *")
+	}()
+	ready() // changes may have committed before LISTEN took effect
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		node, _, ok := ParseConfigNotification(n.Payload)
+		switch {
+		case !ok:
+		case n.Channel == NodeAppliedChannel:
+			applied(node)
+		default:
+			changed(node)
+		}
+	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -28,7 +28,7 @@ func TestWaitAppliedAcrossReplicas(t *testing.T) {
 	}
 	t.Cleanup(pool2.Close)
 	svc2 := tenancy.NewService(pool2, log)
-	feed2 := tenancy.NewFeed(svc2, log)
+	feed2 := nodelink.NewFeed(svc2, log)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go feed2.Run(fctx)
@@ -75,7 +75,7 @@ func TestWaitAppliedAcrossReplicas(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(200 * time.Millisecond)
-	if err := b.svc.NodeHeartbeat(ctx, n.ID, config.Ack{Revision: want[n.ID] - 1}); err != nil {
+	if err := b.svc.NodeHeartbeat(ctx, n.ID, nodelink.Ack{Revision: want[n.ID] - 1}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -84,7 +84,7 @@ func TestWaitAppliedAcrossReplicas(t *testing.T) {
 	case <-time.After(600 * time.Millisecond):
 	}
 	ackAt := time.Now()
-	if err := b.svc.NodeHeartbeat(ctx, n.ID, config.Ack{Revision: want[n.ID]}); err != nil {
+	if err := b.svc.NodeHeartbeat(ctx, n.ID, nodelink.Ack{Revision: want[n.ID]}); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
@@ -102,7 +102,7 @@ func TestWaitAppliedAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.svc.NodeHeartbeat(ctx, n.ID, config.Ack{Revision: last}); err != nil {
+	if err := b.svc.NodeHeartbeat(ctx, n.ID, nodelink.Ack{Revision: last}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ = b.svc.Instance(ctx, b.orgA.ID, inst.ID); !got.InSync() {

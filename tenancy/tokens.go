@@ -10,7 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // Device-token lifetimes.
@@ -19,12 +19,23 @@ const (
 	MaxDeviceTokenTTL = 30 * 24 * time.Hour
 )
 
+// DeviceTokenUsername is the username (before "@<instance-id>") a device
+// uses to connect with a device token as its password; no credential may
+// take it.
+const DeviceTokenUsername = nodelink.DeviceTokenUsername
+
+// TokenResource is one topic filter a device token may use, and how.
+type TokenResource struct {
+	Filter  string   `json:"filter"`
+	Actions []string `json:"actions"` // "publish", "subscribe"
+}
+
 // DeviceToken is an issued device token (never the token itself).
 type DeviceToken struct {
 	JTI        string
 	InstanceID string
 	ClientID   string
-	Resources  []config.TokenResource
+	Resources  []TokenResource
 	IssuedAt   time.Time
 	ExpiresAt  time.Time
 	RevokedAt  *time.Time
@@ -33,12 +44,12 @@ type DeviceToken struct {
 // NewDeviceToken is what issuing a token takes.
 type NewDeviceToken struct {
 	ClientID  string
-	Resources []config.TokenResource
+	Resources []TokenResource
 	TTL       time.Duration
 }
 
-// deviceJWTClaims adapts config.DeviceTokenClaims to jwt.Claims for signing.
-type deviceJWTClaims struct{ config.DeviceTokenClaims }
+// deviceJWTClaims adapts nodelink.DeviceTokenClaims to jwt.Claims for signing.
+type deviceJWTClaims struct{ nodelink.DeviceTokenClaims }
 
 func (c deviceJWTClaims) GetExpirationTime() (*jwt.NumericDate, error) {
 	return jwt.NewNumericDate(time.Unix(c.ExpiresAt, 0)), nil
@@ -72,7 +83,7 @@ func (s *Service) IssueDeviceToken(ctx context.Context, a Actor, orgID, instance
 			fields = append(fields, FieldError{Field: fmt.Sprintf("resources[%d].actions", i), Message: "must name publish and/or subscribe"})
 		}
 		for _, act := range r.Actions {
-			if act != config.ActionPublish && act != config.ActionSubscribe {
+			if act != ActionPublish && act != ActionSubscribe {
 				fields = append(fields, FieldError{Field: fmt.Sprintf("resources[%d].actions", i), Message: "must be publish or subscribe"})
 				break
 			}
@@ -102,8 +113,8 @@ func (s *Service) IssueDeviceToken(ctx context.Context, a Actor, orgID, instance
 		if err != nil {
 			return fmt.Errorf("token key of %s: %w", instanceID, err)
 		}
-		claims := deviceJWTClaims{config.DeviceTokenClaims{Issuer: "aerie", Audience: instanceID, ID: t.JTI, IssuedAt: now.Unix(),
-			ExpiresAt: t.ExpiresAt.Unix(), ClientID: in.ClientID, Resources: in.Resources}}
+		claims := deviceJWTClaims{nodelink.DeviceTokenClaims{Issuer: "aerie", Audience: instanceID, ID: t.JTI, IssuedAt: now.Unix(),
+			ExpiresAt: t.ExpiresAt.Unix(), ClientID: in.ClientID, Resources: linkResources(in.Resources)}}
 		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 		tok.Header["kid"] = kid
 		if signed, err = tok.SignedString(ed25519.NewKeyFromSeed(seed)); err != nil {
@@ -147,7 +158,7 @@ func (s *Service) RevokeDeviceToken(ctx context.Context, a Actor, orgID, instanc
 			return fmt.Errorf("revoke token: %w", err)
 		}
 		if t.ExpiresAt.After(now) {
-			ev := config.Event{Kind: config.KindTokenRevoke, InstanceID: instanceID, RevokedToken: &config.RevokedToken{JTI: jti, ExpiresAt: t.ExpiresAt}}
+			ev := nodelink.Event{Kind: nodelink.KindTokenRevoke, InstanceID: instanceID, RevokedToken: &nodelink.RevokedToken{JTI: jti, ExpiresAt: t.ExpiresAt}}
 			if _, err := emit(ctx, tx, node, instanceID, ev); err != nil {
 				return err
 			}

@@ -10,13 +10,28 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
-// Topic is a provisioned topic of an instance: a named topic filter with
-// its own policy (config.Topic), as the API shows it.
+// TopicPolicy is a provisioned topic: a named topic filter with its own
+// policy. Messages matching it stay readable for RetentionSeconds and
+// within RetentionBytes (0: the instance's default); publishes matching it
+// are refused above MaxQoS, with the retain flag when RetainAllowed is
+// false, or over MaxPayloadBytes (0: the instance's quota).
+type TopicPolicy struct {
+	ID               string `json:"id"`
+	Name             string `json:"name"`
+	Filter           string `json:"filter"`
+	RetentionSeconds int64  `json:"retention_seconds,omitempty"`
+	RetentionBytes   int64  `json:"retention_bytes,omitempty"`
+	MaxQoS           byte   `json:"max_qos"`
+	RetainAllowed    bool   `json:"retain_allowed"`
+	MaxPayloadBytes  int    `json:"max_payload_bytes,omitempty"`
+}
+
+// Topic is a provisioned topic of an instance, as the API shows it.
 type Topic struct {
-	config.Topic
+	TopicPolicy
 	InstanceID string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
@@ -33,7 +48,7 @@ func ValidTopicFilter(f string) bool {
 	return ValidACLFilter(f) && !strings.Contains(f, "${")
 }
 
-func (s *Service) checkTopic(t config.Topic, maxPayload int) error {
+func (s *Service) checkTopic(t TopicPolicy, maxPayload int) error {
 	var fields []FieldError
 	if !topicName.MatchString(t.Name) {
 		fields = append(fields, FieldError{Field: "name", Message: "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"})
@@ -73,7 +88,7 @@ func (s *Service) lockInstancePayload(ctx context.Context, tx pgx.Tx, orgID, ins
 }
 
 // CreateTopic provisions a topic on the instance and pushes it to its node.
-func (s *Service) CreateTopic(ctx context.Context, a Actor, orgID, instanceID string, t config.Topic) (Topic, error) {
+func (s *Service) CreateTopic(ctx context.Context, a Actor, orgID, instanceID string, t TopicPolicy) (Topic, error) {
 	t.ID = NewID("tp")
 	now := s.nowUTC()
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -102,8 +117,7 @@ func (s *Service) CreateTopic(ctx context.Context, a Actor, orgID, instanceID st
 			}
 			return fmt.Errorf("insert topic: %w", err)
 		}
-		tc := t
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindTopicPut, InstanceID: instanceID, Topic: &tc}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindTopicPut, InstanceID: instanceID, Topic: linkTopic(t)}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, orgID, "topic.create", t.ID)
@@ -111,7 +125,7 @@ func (s *Service) CreateTopic(ctx context.Context, a Actor, orgID, instanceID st
 	if err != nil {
 		return Topic{}, err
 	}
-	return Topic{Topic: t, InstanceID: instanceID, CreatedAt: now, UpdatedAt: now}, nil
+	return Topic{TopicPolicy: t, InstanceID: instanceID, CreatedAt: now, UpdatedAt: now}, nil
 }
 
 const topicCols = `t.id, t.name, t.filter, t.retention_seconds, t.retention_bytes, t.max_qos, t.retain_allowed, t.max_payload_bytes, t.instance_id, t.created_at, t.updated_at`
@@ -175,7 +189,7 @@ func (s *Service) UpdateTopic(ctx context.Context, a Actor, orgID, instanceID, i
 		if err != nil {
 			return fmt.Errorf("topic %s: %w", id, notFound(err))
 		}
-		t := cur.Topic
+		t := cur.TopicPolicy
 		if p.Name != nil {
 			t.Name = *p.Name
 		}
@@ -209,11 +223,10 @@ func (s *Service) UpdateTopic(ctx context.Context, a Actor, orgID, instanceID, i
 			}
 			return fmt.Errorf("update topic: %w", err)
 		}
-		tc := t
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindTopicPut, InstanceID: instanceID, Topic: &tc}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindTopicPut, InstanceID: instanceID, Topic: linkTopic(t)}); err != nil {
 			return err
 		}
-		out = Topic{Topic: t, InstanceID: instanceID, CreatedAt: cur.CreatedAt, UpdatedAt: now}
+		out = Topic{TopicPolicy: t, InstanceID: instanceID, CreatedAt: cur.CreatedAt, UpdatedAt: now}
 		return s.audit(ctx, tx, a, orgID, "topic.update", id)
 	})
 	return out, err
@@ -234,7 +247,7 @@ func (s *Service) DeleteTopic(ctx context.Context, a Actor, orgID, instanceID, i
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("topic %s: %w", id, ErrNotFound)
 		}
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindTopicDelete, InstanceID: instanceID, ID: id}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindTopicDelete, InstanceID: instanceID, ID: id}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, orgID, "topic.delete", id)
@@ -263,7 +276,7 @@ func (s *Service) SetStrictTopics(ctx context.Context, a Actor, orgID, instanceI
 			return fmt.Errorf("set strict topics: %w", err)
 		}
 		v := on
-		if _, err := emit(ctx, tx, node, instanceID, config.Event{Kind: config.KindStrictTopics, InstanceID: instanceID, Strict: &v}); err != nil {
+		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindStrictTopics, InstanceID: instanceID, Strict: &v}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, orgID, "instance.strict_topics", instanceID)
@@ -296,7 +309,7 @@ func (s *Service) ResolveTopic(ctx context.Context, orgID, instanceID, id string
 
 // fillTopics loads the topics and strict mode of the instances matching
 // where (on alias i) into list.
-func fillTopics(ctx context.Context, tx pgx.Tx, where string, arg any, list []config.Instance, byID map[string]int) error {
+func fillTopics(ctx context.Context, tx pgx.Tx, where string, arg any, list []nodelink.Instance, byID map[string]int) error {
 	rows, err := tx.Query(ctx, `SELECT `+topicCols+` FROM topics t JOIN instances i ON i.id = t.instance_id WHERE `+where+` ORDER BY t.id`, arg)
 	if err != nil {
 		return fmt.Errorf("snapshot topics: %w", err)
@@ -308,7 +321,7 @@ func fillTopics(ctx context.Context, tx pgx.Tx, where string, arg any, list []co
 			return fmt.Errorf("snapshot topics: %w", err)
 		}
 		if k, ok := byID[t.InstanceID]; ok {
-			list[k].Topics = append(list[k].Topics, t.Topic)
+			list[k].Topics = append(list[k].Topics, *linkTopic(t.TopicPolicy))
 		}
 	}
 	if err := rows.Err(); err != nil {

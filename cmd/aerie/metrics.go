@@ -42,8 +42,8 @@ func (p slogPrinter) Println(v ...any) { p.log.Warn("metrics", "error", v) }
 // controlPlaneCollector reads the operator gauges from Postgres at each
 // scrape: nodes up, each node's config revision lag, the outbox depth.
 type controlPlaneCollector struct {
-	svc                                          *tenancy.Service
-	dbUp, nodesUp, nodeUp, lag, insts, depth, pq *prometheus.Desc
+	svc                                      *tenancy.Service
+	dbUp, nodesUp, nodeUp, lag, insts, depth *prometheus.Desc
 }
 
 func newControlPlaneCollector(svc *tenancy.Service) *controlPlaneCollector {
@@ -57,12 +57,11 @@ func newControlPlaneCollector(svc *tenancy.Service) *controlPlaneCollector {
 		lag:     d("node_config_revision_lag", "Config revisions meant for the node that it has not applied.", "node", "node_name"),
 		insts:   d("node_instances", "Instances placed on the node.", "node", "node_name"),
 		depth:   d("config_outbox_depth", "Config changes kept in the outbox for nodes."),
-		pq:      d("http_publishes_pending", "HTTP publishes no node has taken yet."),
 	}
 }
 
 func (c *controlPlaneCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.dbUp, c.nodesUp, c.nodeUp, c.lag, c.insts, c.depth, c.pq} {
+	for _, d := range []*prometheus.Desc{c.dbUp, c.nodesUp, c.nodeUp, c.lag, c.insts, c.depth} {
 		ch <- d
 	}
 }
@@ -88,5 +87,4 @@ func (c *controlPlaneCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.nodesUp, prometheus.GaugeValue, float64(up))
 	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(st.OutboxDepth))
-	ch <- prometheus.MustNewConstMetric(c.pq, prometheus.GaugeValue, float64(st.PendingPublishes))
 }

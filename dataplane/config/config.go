@@ -1,35 +1,20 @@
-// Package config is the wire contract between the control plane and the data
-// plane: what a data-plane node is told about the instances placed on it.
-//
-// # Watch protocol
-//
-// A node follows its configuration with
-//
-//	GET /internal/v1/nodes/{node_id}/watch?since=REV
-//	Authorization: Bearer <node token>
-//
-// The answer is a stream of newline-delimited JSON Events
-// (Content-Type: application/x-ndjson), in increasing Revision order. When
-// since is 0, or older than the oldest change the control plane still keeps,
-// the first Event is a KindSnapshot with everything placed on the node;
-// otherwise the stream starts with the changes after since. Every change the
-// data plane must see bumps one global revision in the same database
-// transaction as the change itself, so a node sees gaps in the numbers (the
-// changes of other nodes) but never a change out of order. A KindHeartbeat
-// line carrying the current revision is sent when there is nothing else to
-// say, so a node can tell a quiet stream from a dead one.
-//
-// The node reports what it has applied with
-//
-//	POST /internal/v1/nodes/{node_id}/ack   {"revision": REV}
-//
-// and resumes after a disconnect with since = the last revision it applied.
-//
-// Secrets never travel: credentials carry the SHA-256 of their secret, and
-// device tokens are verified with the instance's public keys.
+// Package config is the data plane's model of what it enforces: the
+// instances placed on a node with their credentials, ACL rules, quotas,
+// token keys and topics (Snapshot, Instance, …), the changes that update
+// them (Event, applied by dataplane/configsync), and the node-local shapes
+// the gateway reports (InstanceUsage, ClientInfo, SessionInfo) or takes
+// (Publish). The JSON tags are the node's disk cache format
+// (configsync.SnapshotFile), not a wire format: the control plane ↔ node
+// protocol is nodelink's, converted to these types in dataplane/configsync
+// and back in the node's handlers. The device token's claims are part of
+// that protocol and are nodelink's types.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/aeriemq/aerie/nodelink"
+)
 
 // Event kinds.
 const (
@@ -49,10 +34,6 @@ const (
 	KindTopicDelete    = "topic.delete"  // InstanceID, ID
 	KindStrictTopics   = "topics.strict" // InstanceID, Strict
 	KindHeartbeat      = "heartbeat"     // Revision only
-	// KindPublish asks the node to publish Publish (HTTP publish). It is a
-	// command, not config: Revision is the stream's current one, nothing
-	// is applied or saved, and the node answers with a PublishResult.
-	KindPublish = "publish"
 )
 
 // Instance statuses the data plane acts on.
@@ -63,7 +44,7 @@ const (
 	StatusDeleting     = "deleting"  // connections refused, live ones closed
 )
 
-// Event is one line of the watch stream.
+// Event is one change to apply (or a whole Snapshot).
 type Event struct {
 	Revision     int64         `json:"rev"`
 	Kind         string        `json:"kind"`
@@ -77,7 +58,6 @@ type Event struct {
 	Quotas       *Quotas       `json:"quotas,omitempty"`
 	TokenKey     *TokenKey     `json:"token_key,omitempty"`
 	RevokedToken *RevokedToken `json:"revoked_token,omitempty"`
-	Publish      *Publish      `json:"publish,omitempty"`
 	Topic        *Topic        `json:"topic,omitempty"`
 	Strict       *bool         `json:"strict,omitempty"`
 }
@@ -100,7 +80,7 @@ type Topic struct {
 }
 
 // Publish is a message a tenant's server publishes over HTTP into one of
-// its instances. Device ACLs do not apply (it is the tenant's own API key);
+// the node's instances (the node link's publish request, converted). Device ACLs do not apply (it is the tenant's own API key);
 // the instance's quotas and usage counting do.
 type Publish struct {
 	ID         string `json:"id"`
@@ -122,7 +102,7 @@ const (
 	PublishFailed       = "failed"         // the node could not publish (store error)
 )
 
-// PublishResult is the node's answer to a Publish.
+// PublishResult is the gateway's answer to a Publish.
 type PublishResult struct {
 	ID      string `json:"id"`
 	Code    string `json:"code,omitempty"`
@@ -246,61 +226,20 @@ type RevokedToken struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// Ack is the body of POST /internal/v1/nodes/{node_id}/ack, sent after
-// applying changes and every few seconds as the node's heartbeat.
-type Ack struct {
-	Revision int64 `json:"revision"`
-	// Endpoints are the node's public MQTT endpoints ("mqtt", "mqtts",
-	// "ws", "wss" → URL), shown to the instances placed on it.
-	Endpoints map[string]string `json:"endpoints,omitempty"`
-	// Connections is the node's current connection count (placement).
-	Connections int64 `json:"connections"`
-	// APIURL is where the node serves its API to the control plane
-	// (dataplane/nodeapi); empty when it serves none.
-	APIURL string `json:"api_url,omitempty"`
-}
-
 // DeviceTokenUsername is the username (before "@<instance-id>") a device
 // uses to connect with a device token as its password.
-const DeviceTokenUsername = "token"
+const DeviceTokenUsername = nodelink.DeviceTokenUsername
 
-// TokenResource is one entry of a device token's "res" claim.
-type TokenResource struct {
-	Filter  string   `json:"filter"`
-	Actions []string `json:"actions"` // "publish", "subscribe"
-}
+// TokenResource is one entry of a device token's "res" claim (the token
+// format is the node link's).
+type TokenResource = nodelink.TokenResource
 
-// DeviceTokenClaims are the claims of a device token: a JWT signed with
-// EdDSA by one of the instance's keys ("kid" header names the TokenKey).
-// Audience is the instance ID; ClientID, when set, is the only client ID the
-// token may connect as; Resources are the only topics it may use (on top of
-// the instance's ACL rules, which still apply).
-type DeviceTokenClaims struct {
-	Issuer    string          `json:"iss"` // "aerie"
-	Audience  string          `json:"aud"` // instance ID
-	ID        string          `json:"jti"`
-	IssuedAt  int64           `json:"iat"`
-	ExpiresAt int64           `json:"exp"`
-	ClientID  string          `json:"cid,omitempty"`
-	Resources []TokenResource `json:"res"`
-}
+// DeviceTokenClaims are the claims of a device token, as the control plane
+// issues them (nodelink.DeviceTokenClaims).
+type DeviceTokenClaims = nodelink.DeviceTokenClaims
 
-// UsageReport is what a node sends every few seconds with
-//
-//	POST /internal/v1/nodes/{node_id}/usage
-//
-// It carries per-instance deltas for the window [From, To). Seq increases by
-// one per report of a node; the control plane counts a (node, seq) once, so
-// a node resends a report until it is acknowledged without double counting.
-type UsageReport struct {
-	NodeID    string          `json:"node_id"`
-	Seq       int64           `json:"seq"`
-	From      time.Time       `json:"from"`
-	To        time.Time       `json:"to"`
-	Instances []InstanceUsage `json:"instances"`
-}
-
-// InstanceUsage is one instance's counters in a UsageReport. Counters are
+// InstanceUsage is one instance's usage counted on the node (reported to
+// the control plane by dataplane/usagereport). Counters are
 // deltas over the window; gauges are the value at the window's end.
 type InstanceUsage struct {
 	InstanceID        string           `json:"instance_id"`

@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // Options configure a Client.
 type Options struct {
-	Source Source
+	// Source is the control plane (nodelink.HTTPSource, or
+	// nodelink.LocalSource in `aerie serve`).
+	Source nodelink.Source
 	State  *State
 	// Dir holds the disk snapshot (SnapshotFile).
 	Dir string
@@ -33,9 +36,6 @@ type Options struct {
 	DeadAfter time.Duration
 	// SaveDelay coalesces disk writes (default 1 s).
 	SaveDelay time.Duration
-	// Publisher publishes a KindPublish event's message (HTTP publish);
-	// without one the node answers config.PublishUnavailable.
-	Publisher func(ctx context.Context, p config.Publish) config.PublishResult
 	// MaxBackoff caps the wait between reconnection attempts (default
 	// MaxReconnectBackoff), so the node is back in sync within about that
 	// long once the control plane answers again.
@@ -48,10 +48,14 @@ type Options struct {
 // coming back (one cheap request per node per second while it is down).
 const MaxReconnectBackoff = time.Second
 
+// ErrNodeRejected: the control plane refused this node (bad or revoked
+// token, unknown node). Retrying will not help until the operator acts.
+var ErrNodeRejected = nodelink.ErrNodeRejected
+
 // Client keeps a State in step with the control plane: it loads the disk
-// snapshot, follows the watch stream from the last applied revision,
-// acknowledges what it applied, saves the state to disk, and reconnects
-// with backoff.
+// snapshot, follows the config stream from the last applied revision
+// (converting the link's events to the data plane's), acknowledges what it
+// applied, saves the state to disk, and reconnects with backoff.
 type Client struct {
 	o         Options
 	connected atomic.Bool
@@ -196,7 +200,7 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 	since := c.o.State.Revision()
 	c.o.Log.Info("following control plane", "since", since)
 	applied := 0
-	err := c.o.Source.Watch(sctx, since, func(ev config.Event) error {
+	err := c.o.Source.Watch(sctx, since, func(le nodelink.Event) error {
 		dead.Reset(c.o.DeadAfter)
 		if !c.connected.Swap(true) {
 			c.o.Log.Info("config stream open", "since", since)
@@ -204,15 +208,10 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 			// what it has applied.
 			signal(c.ackNow)
 		}
-		switch ev.Kind {
-		case config.KindHeartbeat:
-			return nil
-		case config.KindPublish:
-			if ev.Publish != nil {
-				c.publish(ctx, *ev.Publish)
-			}
+		if le.Kind == nodelink.KindHeartbeat {
 			return nil
 		}
+		ev := FromLink(le)
 		before := c.o.State.Revision()
 		if err := c.o.State.Apply(ev); err != nil {
 			return fmt.Errorf("apply revision %d (%s): %w", ev.Revision, ev.Kind, err)
@@ -233,30 +232,13 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 	return applied, err
 }
 
-// publish runs one HTTP publish and sends its result back without holding
-// up the stream.
-func (c *Client) publish(ctx context.Context, p config.Publish) {
-	res := config.PublishResult{ID: p.ID, Code: config.PublishUnavailable, Message: "this node does not publish"}
-	if c.o.Publisher != nil {
-		res = c.o.Publisher(ctx, p)
-		res.ID = p.ID
-	}
-	go func() {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := c.o.Source.PublishResult(rctx, res); err != nil && ctx.Err() == nil {
-			c.o.Log.Warn("publish result not delivered", "publish", p.ID, "error", err)
-		}
-	}()
-}
-
 // acker sends the applied revision promptly after changes and as a
 // heartbeat every AckInterval.
 func (c *Client) acker(ctx context.Context) {
 	t := time.NewTicker(c.o.AckInterval)
 	defer t.Stop()
 	send := func() {
-		ack := config.Ack{Revision: c.o.State.Revision(), Endpoints: c.o.Endpoints, APIURL: c.o.APIURL}
+		ack := nodelink.Ack{Revision: c.o.State.Revision(), Endpoints: c.o.Endpoints, APIURL: c.o.APIURL}
 		if c.o.Connections != nil {
 			ack.Connections = c.o.Connections()
 		}

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 const (
@@ -47,18 +47,18 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 type fakeCP struct {
 	t     *testing.T
 	srv   *httptest.Server
-	watch func(n int, since int64, send func(config.Event), r *http.Request)
+	watch func(n int, since int64, send func(nodelink.Event), r *http.Request)
 
 	mu      sync.Mutex
 	sinces  []int64
-	acks    []config.Ack
+	acks    []nodelink.Ack
 	badReqs []string
 	conns   int // TCP connections accepted
-	ackCh   chan config.Ack
+	ackCh   chan nodelink.Ack
 }
 
-func newFakeCP(t *testing.T, watch func(n int, since int64, send func(config.Event), r *http.Request)) *fakeCP {
-	f := &fakeCP{t: t, watch: watch, ackCh: make(chan config.Ack, 1000)}
+func newFakeCP(t *testing.T, watch func(n int, since int64, send func(nodelink.Event), r *http.Request)) *fakeCP {
+	f := &fakeCP{t: t, watch: watch, ackCh: make(chan nodelink.Ack, 1000)}
 	mux := http.NewServeMux()
 	prefix := "/internal/v1/nodes/" + testNode
 	mux.HandleFunc("GET "+prefix+"/watch", f.handleWatch)
@@ -114,7 +114,7 @@ func (f *fakeCP) handleWatch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	enc := json.NewEncoder(w) // one event per line
-	send := func(ev config.Event) {
+	send := func(ev nodelink.Event) {
 		if err := enc.Encode(ev); err != nil {
 			return
 		}
@@ -127,7 +127,7 @@ func (f *fakeCP) handleAck(w http.ResponseWriter, r *http.Request) {
 	if !f.authorized(w, r) {
 		return
 	}
-	var ack config.Ack
+	var ack nodelink.Ack
 	if err := json.NewDecoder(r.Body).Decode(&ack); err != nil {
 		f.bad("ack body: " + err.Error())
 		http.Error(w, "bad body", http.StatusBadRequest)
@@ -165,8 +165,8 @@ func (f *fakeCP) checkNoBadRequests() {
 	}
 }
 
-func (f *fakeCP) source() *configsync.HTTPSource {
-	return &configsync.HTTPSource{BaseURL: f.srv.URL + "/", NodeID: testNode, Token: testToken}
+func (f *fakeCP) source() *nodelink.HTTPSource {
+	return &nodelink.HTTPSource{BaseURL: f.srv.URL + "/", NodeID: testNode, Token: testToken}
 }
 
 // runClient starts c.Run and returns a stop function that cancels it and
@@ -191,8 +191,8 @@ func runClient(t *testing.T, c *configsync.Client) (stop func()) {
 	return stop
 }
 
-func cred(id, user, password string) *config.Credential {
-	return &config.Credential{ID: id, Username: user, SecretSHA256: secretHash(password), Enabled: true}
+func cred(id, user, password string) *nodelink.Credential {
+	return &nodelink.Credential{ID: id, Username: user, SecretSHA256: secretHash(password), Enabled: true}
 }
 
 func auth(s *configsync.State, user, password string) configsync.AuthResult {
@@ -202,23 +202,23 @@ func auth(s *configsync.State, user, password string) configsync.AuthResult {
 
 // The event history of the fake control plane used by the client tests.
 var (
-	snapshot10 = config.Event{Revision: 10, Kind: config.KindSnapshot, Snapshot: &config.Snapshot{Revision: 10, NodeID: testNode,
-		Instances: []config.Instance{{ID: "i-1", OrgID: "o-1", Status: config.StatusRunning, Credentials: []config.Credential{
+	snapshot10 = nodelink.Event{Revision: 10, Kind: nodelink.KindSnapshot, Snapshot: &nodelink.Snapshot{Revision: 10, NodeID: testNode,
+		Instances: []nodelink.Instance{{ID: "i-1", OrgID: "o-1", Status: nodelink.StatusRunning, Credentials: []nodelink.Credential{
 			*cred("c-1", "dev-1", "pw-1"), *cred("c-2", "dev-2", "pw-2")}}}}}
-	deltas = []config.Event{
-		{Revision: 11, Kind: config.KindCredentialPut, InstanceID: "i-1", Credential: cred("c-3", "dev-3", "pw-3")},
-		{Revision: 12, Kind: config.KindCredentialDel, InstanceID: "i-1", ID: "c-2"},
-		{Revision: 13, Kind: config.KindACLPut, InstanceID: "i-1", ACLRule: &config.ACLRule{
-			ID: "r-1", Effect: config.EffectAllow, Action: config.ActionAll, Filter: "t/#"}},
+	deltas = []nodelink.Event{
+		{Revision: 11, Kind: nodelink.KindCredentialPut, InstanceID: "i-1", Credential: cred("c-3", "dev-3", "pw-3")},
+		{Revision: 12, Kind: nodelink.KindCredentialDel, InstanceID: "i-1", ID: "c-2"},
+		{Revision: 13, Kind: nodelink.KindACLPut, InstanceID: "i-1", ACLRule: &nodelink.ACLRule{
+			ID: "r-1", Effect: nodelink.EffectAllow, Action: nodelink.ActionAll, Filter: "t/#"}},
 		// after the first stream breaks:
-		{Revision: 17, Kind: config.KindCredentialPut, InstanceID: "i-1", Credential: cred("c-1", "dev-1", "pw-1-rotated")},
-		{Revision: 20, Kind: config.KindCredentialPut, InstanceID: "i-1", Credential: cred("c-4", "dev-4", "pw-4")},
+		{Revision: 17, Kind: nodelink.KindCredentialPut, InstanceID: "i-1", Credential: cred("c-1", "dev-1", "pw-1-rotated")},
+		{Revision: 20, Kind: nodelink.KindCredentialPut, InstanceID: "i-1", Credential: cred("c-4", "dev-4", "pw-4")},
 	}
 )
 
 // history sends what a control plane sends for since: a snapshot at 10
 // when since is 0 (or before it), then the deltas after since up to upTo.
-func history(since, upTo int64, send func(config.Event)) {
+func history(since, upTo int64, send func(nodelink.Event)) {
 	if since < snapshot10.Revision {
 		send(snapshot10)
 		since = snapshot10.Revision
@@ -239,11 +239,11 @@ func waitAck(t *testing.T, f *fakeCP, rev int64) {
 func TestClientFollowsAcksAndResumes(t *testing.T) {
 	firstDone := make(chan struct{})
 	var f *fakeCP
-	f = newFakeCP(t, func(n int, since int64, send func(config.Event), r *http.Request) {
+	f = newFakeCP(t, func(n int, since int64, send func(nodelink.Event), r *http.Request) {
 		switch n {
 		case 0:
 			history(since, 13, send)
-			send(config.Event{Revision: 13, Kind: config.KindHeartbeat})
+			send(nodelink.Event{Revision: 13, Kind: nodelink.KindHeartbeat})
 			// Drop the stream once the client acknowledged everything.
 			select {
 			case <-firstDone:
@@ -257,7 +257,7 @@ func TestClientFollowsAcksAndResumes(t *testing.T) {
 				case <-r.Context().Done():
 					return
 				case <-time.After(20 * time.Millisecond):
-					send(config.Event{Revision: 21, Kind: config.KindHeartbeat})
+					send(nodelink.Event{Revision: 21, Kind: nodelink.KindHeartbeat})
 				}
 			}
 		}
@@ -332,7 +332,7 @@ func TestClientFollowsAcksAndResumes(t *testing.T) {
 	}
 
 	f.mu.Lock()
-	acks := append([]config.Ack(nil), f.acks...)
+	acks := append([]nodelink.Ack(nil), f.acks...)
 	f.mu.Unlock()
 	seen := map[int64]bool{}
 	prev := int64(-1)
@@ -378,7 +378,7 @@ func TestClientFollowsAcksAndResumes(t *testing.T) {
 // reopened from the applied revision.
 func TestClientReopensSilentStream(t *testing.T) {
 	cancelled := make(chan struct{})
-	f := newFakeCP(t, func(n int, since int64, send func(config.Event), r *http.Request) {
+	f := newFakeCP(t, func(n int, since int64, send func(nodelink.Event), r *http.Request) {
 		switch n {
 		case 0:
 			history(since, 11, send)
@@ -445,7 +445,7 @@ func TestClientNodeRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := configsync.NewState()
-	c, err := configsync.NewClient(configsync.Options{Source: &configsync.HTTPSource{BaseURL: srv.URL, NodeID: testNode, Token: "bad"},
+	c, err := configsync.NewClient(configsync.Options{Source: &nodelink.HTTPSource{BaseURL: srv.URL, NodeID: testNode, Token: "bad"},
 		State: state, Dir: dir, Log: quietLog(), AckInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -501,15 +501,15 @@ func TestHTTPSourceErrors(t *testing.T) {
 				_, _ = io.WriteString(w, tc.body)
 			}))
 			defer srv.Close()
-			h := &configsync.HTTPSource{BaseURL: srv.URL, NodeID: testNode, Token: testToken, Client: srv.Client()}
+			h := &nodelink.HTTPSource{BaseURL: srv.URL, NodeID: testNode, Token: testToken, Client: srv.Client()}
 			called := false
-			werr := h.Watch(context.Background(), 0, func(config.Event) error { called = true; return nil })
-			aerr := h.Ack(context.Background(), config.Ack{Revision: 1})
+			werr := h.Watch(context.Background(), 0, func(nodelink.Event) error { called = true; return nil })
+			aerr := h.Ack(context.Background(), nodelink.Ack{Revision: 1})
 			for name, err := range map[string]error{"Watch": werr, "Ack": aerr} {
 				if err == nil {
 					t.Fatalf("%s: no error for %d", name, tc.status)
 				}
-				if errors.Is(err, configsync.ErrNodeRejected) != tc.rejected {
+				if errors.Is(err, nodelink.ErrNodeRejected) != tc.rejected {
 					t.Errorf("%s: %v; errors.Is(ErrNodeRejected) = %v, want %v", name, err, !tc.rejected, tc.rejected)
 				}
 				if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), strconv.Itoa(tc.status)) {
@@ -526,14 +526,14 @@ func TestHTTPSourceErrors(t *testing.T) {
 // The stream's events reach fn in order; an error from fn ends Watch with
 // that error; an unparsable line is an error, not a silent stop.
 func TestHTTPSourceWatch(t *testing.T) {
-	f := newFakeCP(t, func(n int, since int64, send func(config.Event), r *http.Request) {
+	f := newFakeCP(t, func(n int, since int64, send func(nodelink.Event), r *http.Request) {
 		history(since, 20, send)
 	})
 	h := f.source()
 	var got []string
-	err := h.Watch(context.Background(), 12, func(ev config.Event) error {
+	err := h.Watch(context.Background(), 12, func(ev nodelink.Event) error {
 		got = append(got, fmt.Sprintf("%d:%s", ev.Revision, ev.Kind))
-		if ev.Kind == config.KindCredentialPut && (ev.Credential == nil || len(ev.Credential.SecretSHA256) != 32) {
+		if ev.Kind == nodelink.KindCredentialPut && (ev.Credential == nil || len(ev.Credential.SecretSHA256) != 32) {
 			t.Errorf("credential not decoded: %+v", ev.Credential)
 		}
 		return nil
@@ -546,11 +546,11 @@ func TestHTTPSourceWatch(t *testing.T) {
 	}
 	stopErr := errors.New("enough")
 	got = nil
-	err = h.Watch(context.Background(), 0, func(ev config.Event) error {
+	err = h.Watch(context.Background(), 0, func(ev nodelink.Event) error {
 		got = append(got, ev.Kind)
 		return stopErr
 	})
-	if !errors.Is(err, stopErr) || len(got) != 1 || got[0] != config.KindSnapshot {
+	if !errors.Is(err, stopErr) || len(got) != 1 || got[0] != nodelink.KindSnapshot {
 		t.Errorf("Watch with fn failing: %v after %v", err, got)
 	}
 	if s := f.watchSinces(); len(s) != 2 || s[0] != 12 || s[1] != 0 {
@@ -563,7 +563,7 @@ func TestHTTPSourceWatch(t *testing.T) {
 	}))
 	defer garbled.Close()
 	got = nil
-	err = (&configsync.HTTPSource{BaseURL: garbled.URL, NodeID: testNode}).Watch(context.Background(), 20, func(ev config.Event) error {
+	err = (&nodelink.HTTPSource{BaseURL: garbled.URL, NodeID: testNode}).Watch(context.Background(), 20, func(ev nodelink.Event) error {
 		got = append(got, fmt.Sprintf("%d:%s", ev.Revision, ev.Kind))
 		return nil
 	})
@@ -572,12 +572,12 @@ func TestHTTPSourceWatch(t *testing.T) {
 	}
 
 	// Cancelling the context ends an open stream with the context's error.
-	open := newFakeCP(t, func(n int, since int64, send func(config.Event), r *http.Request) {
-		send(config.Event{Revision: 30, Kind: config.KindHeartbeat})
+	open := newFakeCP(t, func(n int, since int64, send func(nodelink.Event), r *http.Request) {
+		send(nodelink.Event{Revision: 30, Kind: nodelink.KindHeartbeat})
 		<-r.Context().Done()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	err = open.source().Watch(ctx, 30, func(config.Event) error { cancel(); return nil })
+	err = open.source().Watch(ctx, 30, func(nodelink.Event) error { cancel(); return nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Watch after cancel: %v", err)
 	}
@@ -585,10 +585,10 @@ func TestHTTPSourceWatch(t *testing.T) {
 
 // Acks are small periodic requests: they reuse one connection.
 func TestHTTPSourceReusesConnections(t *testing.T) {
-	f := newFakeCP(t, func(int, int64, func(config.Event), *http.Request) {})
+	f := newFakeCP(t, func(int, int64, func(nodelink.Event), *http.Request) {})
 	h := f.source() // default HTTP client
 	for i := range 5 {
-		if err := h.Ack(context.Background(), config.Ack{Revision: int64(i)}); err != nil {
+		if err := h.Ack(context.Background(), nodelink.Ack{Revision: int64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -606,19 +606,19 @@ func TestHTTPSourceReusesConnections(t *testing.T) {
 // fixedSource streams first, then (once gate is closed) later, then holds
 // the stream open.
 type fixedSource struct {
-	first, later []config.Event
+	first, later []nodelink.Event
 	gate         chan struct{}
 	mu           sync.Mutex
 	sinces       []int64
 }
 
-func (s *fixedSource) Watch(ctx context.Context, since int64, fn func(config.Event) error) error {
+func (s *fixedSource) Watch(ctx context.Context, since int64, fn func(nodelink.Event) error) error {
 	s.mu.Lock()
 	s.sinces = append(s.sinces, since)
 	s.mu.Unlock()
-	send := func(evs []config.Event) error {
+	send := func(evs []nodelink.Event) error {
 		for _, ev := range evs {
-			if ev.Revision > since || ev.Kind == config.KindSnapshot && since == 0 {
+			if ev.Revision > since || ev.Kind == nodelink.KindSnapshot && since == 0 {
 				if err := fn(ev); err != nil {
 					return err
 				}
@@ -641,8 +641,8 @@ func (s *fixedSource) Watch(ctx context.Context, since int64, fn func(config.Eve
 	return ctx.Err()
 }
 
-func (s *fixedSource) Ack(context.Context, config.Ack) error                     { return nil }
-func (s *fixedSource) PublishResult(context.Context, config.PublishResult) error { return nil }
+func (s *fixedSource) Ack(context.Context, nodelink.Ack) error                 { return nil }
+func (s *fixedSource) ReportUsage(context.Context, nodelink.UsageReport) error { return nil }
 
 // unreachable never connects.
 type unreachable struct {
@@ -650,18 +650,18 @@ type unreachable struct {
 	watches int
 }
 
-func (u *unreachable) Watch(ctx context.Context, since int64, fn func(config.Event) error) error {
+func (u *unreachable) Watch(ctx context.Context, since int64, fn func(nodelink.Event) error) error {
 	u.mu.Lock()
 	u.watches++
 	u.mu.Unlock()
 	return errors.New("dial tcp: connection refused")
 }
 
-func (u *unreachable) Ack(context.Context, config.Ack) error {
+func (u *unreachable) Ack(context.Context, nodelink.Ack) error {
 	return errors.New("dial tcp: connection refused")
 }
 
-func (u *unreachable) PublishResult(context.Context, config.PublishResult) error {
+func (u *unreachable) ReportUsage(context.Context, nodelink.UsageReport) error {
 	return errors.New("dial tcp: connection refused")
 }
 
@@ -670,7 +670,7 @@ func (u *unreachable) PublishResult(context.Context, config.PublishResult) error
 func TestClientSnapshotSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, configsync.SnapshotFile)
-	src := &fixedSource{first: []config.Event{snapshot10}, later: deltas, gate: make(chan struct{})}
+	src := &fixedSource{first: []nodelink.Event{snapshot10}, later: deltas, gate: make(chan struct{})}
 	first := configsync.NewState()
 	c1, err := configsync.NewClient(configsync.Options{Source: src, State: first, Dir: dir, Log: quietLog(),
 		SaveDelay: 20 * time.Millisecond, AckInterval: time.Hour})

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // flakySource is down (refusing watches) until up is set; then a watch
@@ -26,7 +26,7 @@ func (f *flakySource) setUp(v bool) {
 	f.mu.Unlock()
 }
 
-func (f *flakySource) Watch(ctx context.Context, since int64, fn func(config.Event) error) error {
+func (f *flakySource) Watch(ctx context.Context, since int64, fn func(nodelink.Event) error) error {
 	f.mu.Lock()
 	f.attempts++
 	up := f.up
@@ -34,14 +34,14 @@ func (f *flakySource) Watch(ctx context.Context, since int64, fn func(config.Eve
 	if !up {
 		return errors.New("dial tcp: connection refused")
 	}
-	if err := fn(config.Event{Kind: config.KindHeartbeat, Revision: since}); err != nil {
+	if err := fn(nodelink.Event{Kind: nodelink.KindHeartbeat, Revision: since}); err != nil {
 		return err
 	}
 	<-ctx.Done()
 	return ctx.Err()
 }
 
-func (f *flakySource) Ack(context.Context, config.Ack) error {
+func (f *flakySource) Ack(context.Context, nodelink.Ack) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.up {
@@ -51,7 +51,7 @@ func (f *flakySource) Ack(context.Context, config.Ack) error {
 	return nil
 }
 
-func (f *flakySource) PublishResult(context.Context, config.PublishResult) error { return nil }
+func (f *flakySource) ReportUsage(context.Context, nodelink.UsageReport) error { return nil }
 
 // TestClientResyncsWithinASecond: after a 5 s outage (long enough for an
 // uncapped exponential backoff to wait several seconds) the client is

@@ -1,8 +1,9 @@
 // Package configsync is the data plane's copy of its configuration: an
-// in-memory State built from the control plane's snapshot and deltas (see
-// dataplane/config for the protocol), kept on disk so a node starts and
-// serves with the control plane down, and a watch client that follows the
-// control plane and resumes from the last applied revision.
+// in-memory State built from the control plane's snapshot and deltas
+// (dataplane/config's model), kept on disk so a node starts and serves with
+// the control plane down, and a Client that follows the control plane over
+// the node link (nodelink.Source), converts its events and resumes from the
+// last applied revision.
 package configsync
 
 import (

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // BenchmarkGroupRead: a consumer group drains 20,000 stored messages (256 B
@@ -34,7 +35,7 @@ func BenchmarkGroupRead(b *testing.B) {
 		t1 := time.Now()
 		got := 0
 		for got < n {
-			res, err := svc.Poll(ctx, "i1", PollRequest{TopicID: "tp1", Group: "bench", Limit: 1000})
+			res, err := svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "tp1", Group: "bench", Limit: 1000})
 			if err != nil || len(res.Messages) == 0 {
 				b.Fatalf("poll after %d: %v", got, err)
 			}
@@ -42,7 +43,7 @@ func BenchmarkGroupRead(b *testing.B) {
 			for k, m := range res.Messages {
 				offs[k] = m.Offset
 			}
-			if _, err := svc.Ack(ctx, "i1", AckRequest{TopicID: "tp1", Group: "bench", Offsets: offs}); err != nil {
+			if _, err := svc.Ack(ctx, "i1", nodelink.AckRequest{TopicID: "tp1", Group: "bench", Offsets: offs}); err != nil {
 				b.Fatal(err)
 			}
 			got += len(res.Messages)

@@ -24,84 +24,18 @@ import (
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/configsync"
-	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
-// Operations served on the node API.
+// Bounds of a poll (the link's) and of a group's outstanding messages.
 const (
-	OpPoll  = "topics.poll"
-	OpAck   = "topics.ack"
-	OpStats = "topics.stats"
-)
-
-// Bounds.
-const (
-	MaxLimit       = 1000
-	MaxWait        = 30 * time.Second
-	DefaultLease   = 30 * time.Second
-	MaxLease       = time.Hour
+	MaxLimit       = nodelink.MaxPollLimit
+	MaxWait        = nodelink.MaxPollWait
+	DefaultLease   = nodelink.DefaultLease
+	MaxLease       = nodelink.MaxLease
 	MaxOutstanding = 20000 // handed out and not acknowledged, per group
 )
-
-// PollRequest asks for up to Limit messages of a topic as Group.
-type PollRequest struct {
-	TopicID     string   `json:"topic_id"`
-	Group       string   `json:"group"`
-	Limit       int      `json:"limit"`
-	WaitMillis  int64    `json:"wait_ms"`
-	LeaseMillis int64    `json:"lease_ms"`
-	Start       string   `json:"start"` // "earliest" (default) or "latest", for a new group
-	AckOffsets  []uint64 `json:"ack,omitempty"`
-}
-
-// Message is one message as an application reads it.
-type Message struct {
-	Offset      uint64      `json:"offset"`
-	Topic       string      `json:"topic"`
-	Payload     []byte      `json:"payload"`
-	QoS         byte        `json:"qos"`
-	Retain      bool        `json:"retain"`
-	PublishedAt time.Time   `json:"published_at"`
-	Properties  *Properties `json:"properties,omitempty"`
-	Redelivered bool        `json:"redelivered,omitempty"`
-}
-
-// Properties are the MQTT 5 properties a message was published with.
-type Properties struct {
-	PayloadFormat   *byte                `json:"payload_format,omitempty"`
-	MessageExpiry   uint32               `json:"message_expiry,omitempty"`
-	ContentType     string               `json:"content_type,omitempty"`
-	ResponseTopic   string               `json:"response_topic,omitempty"`
-	CorrelationData []byte               `json:"correlation_data,omitempty"`
-	User            []store.UserProperty `json:"user_properties,omitempty"`
-}
-
-// PollResult is a batch.
-type PollResult struct {
-	Messages  []Message `json:"messages"`
-	Committed uint64    `json:"committed"`
-}
-
-// AckRequest acknowledges offsets handed to Group.
-type AckRequest struct {
-	TopicID string   `json:"topic_id"`
-	Group   string   `json:"group"`
-	Offsets []uint64 `json:"offsets"`
-}
-
-// AckResult is the group's committed offset after the ack.
-type AckResult struct {
-	Committed uint64 `json:"committed"`
-	Pending   int    `json:"pending"`
-}
-
-// TopicStat is a topic's storage on the node.
-type TopicStat struct {
-	TopicID     string `json:"topic_id"`
-	Filter      string `json:"filter"`
-	StoredBytes int64  `json:"stored_bytes"`
-}
 
 type groupKey struct{ instance, queue, group string }
 
@@ -134,23 +68,23 @@ func New(st *store.Store, state *configsync.State) *Service {
 	return &Service{st: st, state: state, now: time.Now, groups: map[groupKey]*group{}}
 }
 
-// Register adds the Service's operations to a node API server.
-func (s *Service) Register(srv *nodeapi.Server) {
-	srv.Handle(OpPoll, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
-		var req PollRequest
+// Register serves the consumer-group operations of the node link on srv.
+func (s *Service) Register(srv *nodelink.Server) {
+	srv.Handle(nodelink.OpPoll, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+		var req nodelink.PollRequest
 		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, nodeapi.Errorf(http.StatusBadRequest, "bad poll request")
+			return nil, nodelink.Errorf(http.StatusBadRequest, "bad poll request")
 		}
 		return s.Poll(ctx, inst, req)
 	})
-	srv.Handle(OpAck, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
-		var req AckRequest
+	srv.Handle(nodelink.OpAck, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+		var req nodelink.AckRequest
 		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, nodeapi.Errorf(http.StatusBadRequest, "bad ack request")
+			return nil, nodelink.Errorf(http.StatusBadRequest, "bad ack request")
 		}
 		return s.Ack(ctx, inst, req)
 	})
-	srv.Handle(OpStats, func(ctx context.Context, inst string, _ json.RawMessage) (any, error) {
+	srv.Handle(nodelink.OpStats, func(ctx context.Context, inst string, _ json.RawMessage) (any, error) {
 		return s.Stats(inst)
 	})
 	s.registerGroups(srv)
@@ -159,7 +93,7 @@ func (s *Service) Register(srv *nodeapi.Server) {
 func (s *Service) queueOf(inst, topicID string) (string, error) {
 	t, ok := s.state.Topic(inst, topicID)
 	if !ok {
-		return "", nodeapi.Errorf(http.StatusNotFound, "topic %s is not on this node", topicID)
+		return "", nodelink.Errorf(http.StatusNotFound, "topic %s is not on this node", topicID)
 	}
 	return mount(inst) + t.Filter, nil
 }
@@ -203,12 +137,12 @@ func (s *Service) group(inst, queue, name, start string) (*group, error) {
 	return g, nil
 }
 
-func toMessage(e store.Entry) Message {
+func toMessage(e store.Entry) nodelink.Message {
 	m := e.Message
-	out := Message{Offset: e.Offset, Topic: strings.TrimPrefix(m.Topic, mount(m.Instance)), Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, PublishedAt: m.Time.UTC()}
+	out := nodelink.Message{Offset: e.Offset, Topic: strings.TrimPrefix(m.Topic, mount(m.Instance)), Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, PublishedAt: m.Time.UTC()}
 	p := m.Properties
 	if p.HasPayloadFormat() || p.MessageExpiry > 0 || p.ContentType != "" || p.ResponseTopic != "" || len(p.CorrelationData) > 0 || len(p.User) > 0 {
-		pp := &Properties{MessageExpiry: p.MessageExpiry, ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, User: p.User}
+		pp := &nodelink.Properties{MessageExpiry: p.MessageExpiry, ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, User: linkUser(p.User)}
 		if p.HasPayloadFormat() {
 			v := p.PayloadFormat
 			pp.PayloadFormat = &v
@@ -220,12 +154,12 @@ func toMessage(e store.Entry) Message {
 
 // Poll hands out up to Limit messages to a reader of the group, waiting up
 // to Wait for some when there are none.
-func (s *Service) Poll(ctx context.Context, inst string, req PollRequest) (PollResult, error) {
+func (s *Service) Poll(ctx context.Context, inst string, req nodelink.PollRequest) (nodelink.PollResult, error) {
 	if !validGroup(req.Group) {
-		return PollResult{}, nodeapi.Errorf(http.StatusBadRequest, "group must be 1-128 letters, digits, '-', '_' or '.'")
+		return nodelink.PollResult{}, nodelink.Errorf(http.StatusBadRequest, "group must be 1-128 letters, digits, '-', '_' or '.'")
 	}
 	if req.Start != "" && req.Start != "earliest" && req.Start != "latest" {
-		return PollResult{}, nodeapi.Errorf(http.StatusBadRequest, "start must be earliest or latest")
+		return nodelink.PollResult{}, nodelink.Errorf(http.StatusBadRequest, "start must be earliest or latest")
 	}
 	limit := req.Limit
 	if limit <= 0 {
@@ -240,15 +174,15 @@ func (s *Service) Poll(ctx context.Context, inst string, req PollRequest) (PollR
 	lease = min(lease, MaxLease)
 	queue, err := s.queueOf(inst, req.TopicID)
 	if err != nil {
-		return PollResult{}, err
+		return nodelink.PollResult{}, err
 	}
 	g, err := s.group(inst, queue, req.Group, req.Start)
 	if err != nil {
-		return PollResult{}, err
+		return nodelink.PollResult{}, err
 	}
 	if len(req.AckOffsets) > 0 {
 		if _, err := s.ack(g, inst, queue, req.Group, req.AckOffsets); err != nil {
-			return PollResult{}, err
+			return nodelink.PollResult{}, err
 		}
 	}
 	deadline := time.Now().Add(wait)
@@ -259,14 +193,14 @@ func (s *Service) Poll(ctx context.Context, inst string, req PollRequest) (PollR
 			g.mu.Lock()
 			c := g.committed
 			g.mu.Unlock()
-			return PollResult{Messages: msgs, Committed: c}, err
+			return nodelink.PollResult{Messages: msgs, Committed: c}, err
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
 			g.mu.Lock()
 			c := g.committed
 			g.mu.Unlock()
-			return PollResult{Messages: []Message{}, Committed: c}, nil
+			return nodelink.PollResult{Messages: []nodelink.Message{}, Committed: c}, nil
 		}
 		if !nextLease.IsZero() {
 			left = min(left, time.Until(nextLease)+time.Millisecond)
@@ -275,7 +209,7 @@ func (s *Service) Poll(ctx context.Context, inst string, req PollRequest) (PollR
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return PollResult{}, ctx.Err()
+			return nodelink.PollResult{}, ctx.Err()
 		case <-changed:
 		case <-t.C:
 		}
@@ -285,11 +219,11 @@ func (s *Service) Poll(ctx context.Context, inst string, req PollRequest) (PollR
 
 // take hands out expired leases first, then new messages. It returns the
 // earliest lease deadline still running when it hands out nothing.
-func (s *Service) take(ctx context.Context, g *group, inst, queue string, limit int, lease time.Duration) ([]Message, time.Time, error) {
+func (s *Service) take(ctx context.Context, g *group, inst, queue string, limit int, lease time.Duration) ([]nodelink.Message, time.Time, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := s.now()
-	var msgs []Message
+	var msgs []nodelink.Message
 	var next time.Time
 	for _, o := range g.outs {
 		if len(msgs) >= limit {
@@ -325,22 +259,22 @@ func (s *Service) take(ctx context.Context, g *group, inst, queue string, limit 
 }
 
 // Ack acknowledges offsets handed to a group.
-func (s *Service) Ack(ctx context.Context, inst string, req AckRequest) (AckResult, error) {
+func (s *Service) Ack(ctx context.Context, inst string, req nodelink.AckRequest) (nodelink.AckResult, error) {
 	if !validGroup(req.Group) {
-		return AckResult{}, nodeapi.Errorf(http.StatusBadRequest, "group must be 1-128 letters, digits, '-', '_' or '.'")
+		return nodelink.AckResult{}, nodelink.Errorf(http.StatusBadRequest, "group must be 1-128 letters, digits, '-', '_' or '.'")
 	}
 	queue, err := s.queueOf(inst, req.TopicID)
 	if err != nil {
-		return AckResult{}, err
+		return nodelink.AckResult{}, err
 	}
 	g, err := s.group(inst, queue, req.Group, "")
 	if err != nil {
-		return AckResult{}, err
+		return nodelink.AckResult{}, err
 	}
 	return s.ack(g, inst, queue, req.Group, req.Offsets)
 }
 
-func (s *Service) ack(g *group, inst, queue, name string, offs []uint64) (AckResult, error) {
+func (s *Service) ack(g *group, inst, queue, name string, offs []uint64) (nodelink.AckResult, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, off := range offs {
@@ -356,24 +290,35 @@ func (s *Service) ack(g *group, inst, queue, name string, offs []uint64) (AckRes
 	if n > 0 {
 		c := g.outs[n-1].e.Offset
 		if err := s.st.CommitGroup(inst, queue, name, c); err != nil {
-			return AckResult{}, err
+			return nodelink.AckResult{}, err
 		}
 		g.committed = c
 		g.outs = append(g.outs[:0], g.outs[n:]...)
 	}
-	return AckResult{Committed: g.committed, Pending: len(g.outs)}, nil
+	return nodelink.AckResult{Committed: g.committed, Pending: len(g.outs)}, nil
 }
 
 // Stats reports the storage of the instance's topics on this node.
-func (s *Service) Stats(inst string) ([]TopicStat, error) {
+func (s *Service) Stats(inst string) ([]nodelink.TopicStat, error) {
 	ts, _ := s.state.Topics(inst)
 	byFilter := map[string]int64{}
 	for _, st := range s.st.TopicStats(inst) {
 		byFilter[st.Filter] = st.Bytes
 	}
-	out := make([]TopicStat, 0, len(ts))
+	out := make([]nodelink.TopicStat, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, TopicStat{TopicID: t.ID, Filter: t.Filter, StoredBytes: byFilter[mount(inst)+t.Filter]})
+		out = append(out, nodelink.TopicStat{TopicID: t.ID, Filter: t.Filter, StoredBytes: byFilter[mount(inst)+t.Filter]})
 	}
 	return out, nil
+}
+
+func linkUser(ps []store.UserProperty) []nodelink.UserProperty {
+	if ps == nil {
+		return nil
+	}
+	out := make([]nodelink.UserProperty, len(ps))
+	for i, p := range ps {
+		out[i] = nodelink.UserProperty(p)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 func setup(t testing.TB, dir string) (*store.Store, *Service) {
@@ -42,7 +43,7 @@ func TestGroupResumesAfterRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := svc.Poll(ctx, "i1", PollRequest{TopicID: "tp1", Group: "g", Limit: 6})
+	res, err := svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "tp1", Group: "g", Limit: 6})
 	if err != nil || len(res.Messages) != 6 || res.Messages[0].Topic != "fleet/d0/telemetry" {
 		t.Fatalf("poll: %+v %v", res, err)
 	}
@@ -51,7 +52,7 @@ func TestGroupResumesAfterRestart(t *testing.T) {
 		offs = append(offs, m.Offset)
 	}
 	offs = append(offs, res.Messages[5].Offset) // 5th not acked: commit stops before it
-	a, err := svc.Ack(ctx, "i1", AckRequest{TopicID: "tp1", Group: "g", Offsets: offs})
+	a, err := svc.Ack(ctx, "i1", nodelink.AckRequest{TopicID: "tp1", Group: "g", Offsets: offs})
 	if err != nil || a.Committed != res.Messages[3].Offset || a.Pending != 2 {
 		t.Fatalf("ack: %+v %v", a, err)
 	}
@@ -60,11 +61,11 @@ func TestGroupResumesAfterRestart(t *testing.T) {
 	}
 	st, svc = setup(t, dir)
 	defer st.Close()
-	res, err = svc.Poll(ctx, "i1", PollRequest{TopicID: "tp1", Group: "g", Limit: 100})
+	res, err = svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "tp1", Group: "g", Limit: 100})
 	if err != nil || len(res.Messages) != 6 || string(res.Messages[0].Payload) != "4" {
 		t.Fatalf("after restart: %+v, %v", res.Messages, err)
 	}
-	if r, _ := svc.Poll(ctx, "i1", PollRequest{TopicID: "tp1", Group: "late", Start: "latest"}); len(r.Messages) != 0 {
+	if r, _ := svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "tp1", Group: "late", Start: "latest"}); len(r.Messages) != 0 {
 		t.Fatalf("latest group got %d stored messages", len(r.Messages))
 	}
 	go func() {
@@ -72,14 +73,14 @@ func TestGroupResumesAfterRestart(t *testing.T) {
 		_, _ = st.Append(ctx, []store.Message{{Instance: "i1", Topic: "i1/fleet/x/telemetry", QoS: 1, Payload: []byte("new")}})
 	}()
 	t0 := time.Now()
-	r, err := svc.Poll(ctx, "i1", PollRequest{TopicID: "tp1", Group: "late", WaitMillis: 5000})
+	r, err := svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "tp1", Group: "late", WaitMillis: 5000})
 	if err != nil || len(r.Messages) != 1 || string(r.Messages[0].Payload) != "new" || time.Since(t0) > 3*time.Second {
 		t.Fatalf("long poll: %+v %v after %v", r, err, time.Since(t0))
 	}
-	if _, err := svc.Poll(ctx, "i1", PollRequest{TopicID: "nope", Group: "g"}); err == nil {
+	if _, err := svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "nope", Group: "g"}); err == nil {
 		t.Fatal("unknown topic answered")
 	}
-	if _, err := svc.Poll(ctx, "i1", PollRequest{TopicID: "tp1", Group: "bad group"}); err == nil {
+	if _, err := svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "tp1", Group: "bad group"}); err == nil {
 		t.Fatal("bad group name accepted")
 	}
 }

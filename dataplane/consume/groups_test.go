@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // TestGroupsLag: each group of a topic is listed with its committed offset,
@@ -27,7 +28,7 @@ func TestGroupsLag(t *testing.T) {
 	publish("fleet/d1/telemetry", 10)
 	publish("other/topic", 3)
 	// "app" reads 6 and acks 4; "audit" reads all 10 and acks them all.
-	res, err := svc.Poll(ctx, "i1", PollRequest{TopicID: "tp1", Group: "app", Limit: 6})
+	res, err := svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "tp1", Group: "app", Limit: 6})
 	if err != nil || len(res.Messages) != 6 {
 		t.Fatalf("poll: %+v %v", res, err)
 	}
@@ -35,10 +36,10 @@ func TestGroupsLag(t *testing.T) {
 	for _, m := range res.Messages[:4] {
 		offs = append(offs, m.Offset)
 	}
-	if _, err := svc.Ack(ctx, "i1", AckRequest{TopicID: "tp1", Group: "app", Offsets: offs}); err != nil {
+	if _, err := svc.Ack(ctx, "i1", nodelink.AckRequest{TopicID: "tp1", Group: "app", Offsets: offs}); err != nil {
 		t.Fatal(err)
 	}
-	all, err := svc.Poll(ctx, "i1", PollRequest{TopicID: "tp1", Group: "audit", Limit: 100, AckOffsets: nil})
+	all, err := svc.Poll(ctx, "i1", nodelink.PollRequest{TopicID: "tp1", Group: "audit", Limit: 100, AckOffsets: nil})
 	if err != nil || len(all.Messages) != 10 {
 		t.Fatalf("poll audit: %d %v", len(all.Messages), err)
 	}
@@ -46,10 +47,10 @@ func TestGroupsLag(t *testing.T) {
 	for _, m := range all.Messages {
 		offs = append(offs, m.Offset)
 	}
-	if _, err := svc.Ack(ctx, "i1", AckRequest{TopicID: "tp1", Group: "audit", Offsets: offs}); err != nil {
+	if _, err := svc.Ack(ctx, "i1", nodelink.AckRequest{TopicID: "tp1", Group: "audit", Offsets: offs}); err != nil {
 		t.Fatal(err)
 	}
-	gs, err := svc.Groups(ctx, "i1", GroupsRequest{TopicID: "tp1"})
+	gs, err := svc.Groups(ctx, "i1", nodelink.GroupsRequest{TopicID: "tp1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,17 +66,17 @@ func TestGroupsLag(t *testing.T) {
 	}
 	// More messages: both lags grow by them.
 	publish("fleet/d2/telemetry", 5)
-	gs, err = svc.Groups(ctx, "i1", GroupsRequest{TopicID: "tp1"})
+	gs, err = svc.Groups(ctx, "i1", nodelink.GroupsRequest{TopicID: "tp1"})
 	if err != nil || gs[0].Lag != 11 || gs[1].Lag != 5 {
 		t.Errorf("after 5 more: %+v %v", gs, err)
 	}
-	if _, err := svc.Groups(ctx, "i1", GroupsRequest{TopicID: "nope"}); err == nil {
+	if _, err := svc.Groups(ctx, "i1", nodelink.GroupsRequest{TopicID: "nope"}); err == nil {
 		t.Error("an unknown topic answered")
 	}
 	// A new service (as after a node restart) lists them from the store:
 	// their cursors are durable, nothing is pending.
 	fresh := New(st, svc.state)
-	gs, err = fresh.Groups(ctx, "i1", GroupsRequest{TopicID: "tp1"})
+	gs, err = fresh.Groups(ctx, "i1", nodelink.GroupsRequest{TopicID: "tp1"})
 	if err != nil || len(gs) != 2 || gs[0].Lag != 11 || gs[0].Pending != 0 {
 		t.Errorf("from the store alone: %+v %v", gs, err)
 	}

@@ -6,67 +6,72 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/aeriemq/aerie/dataplane/nodeapi"
+	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
-// Node API operations on live client state (the console's and API's
-// clients and sessions views). The control plane calls them through
-// nodeapi, in-process in `aerie serve` and over HTTP in the split topology.
-const (
-	OpClientsList      = "clients.list"
-	OpClientDisconnect = "clients.disconnect"
-	OpUsagePending     = "usage.pending"
-	OpSessionsList     = "sessions.list"
-	OpSessionDiscard   = "sessions.discard"
-)
-
-// ClientRef names one client of an instance in a node API request.
-type ClientRef struct {
-	ClientID string `json:"client_id"`
-}
-
-// Done answers a disconnect or discard: false when there was nothing to do.
-type Done struct {
-	Done bool `json:"done"`
-}
-
-// RegisterInspect serves the live-state operations on srv.
-func (g *Gateway) RegisterInspect(srv *nodeapi.Server) {
+// RegisterInspect serves the gateway's operations of the node link on srv:
+// live clients and sessions (the console's and API's views), pending usage
+// and HTTP publish. The control plane calls them in process in `aerie
+// serve` and over HTTP in the split topology; the link's types are
+// converted here.
+func (g *Gateway) RegisterInspect(srv *nodelink.Server) {
 	client := func(body json.RawMessage) (string, error) {
-		var ref ClientRef
+		var ref nodelink.ClientRef
 		if err := json.Unmarshal(body, &ref); err != nil || ref.ClientID == "" {
-			return "", nodeapi.Errorf(http.StatusBadRequest, "client_id is required")
+			return "", nodelink.Errorf(http.StatusBadRequest, "client_id is required")
 		}
 		return ref.ClientID, nil
 	}
-	srv.Handle(OpClientsList, func(_ context.Context, inst string, _ json.RawMessage) (any, error) {
-		return g.Clients(inst), nil
+	srv.Handle(nodelink.OpClientsList, func(_ context.Context, inst string, _ json.RawMessage) (any, error) {
+		cs := g.Clients(inst)
+		out := make([]nodelink.ClientInfo, len(cs))
+		for i, c := range cs {
+			out[i] = nodelink.ClientInfo(c)
+		}
+		return out, nil
 	})
-	srv.Handle(OpClientDisconnect, func(_ context.Context, inst string, body json.RawMessage) (any, error) {
+	srv.Handle(nodelink.OpClientDisconnect, func(_ context.Context, inst string, body json.RawMessage) (any, error) {
 		id, err := client(body)
 		if err != nil {
 			return nil, err
 		}
-		return Done{g.Disconnect(inst, id)}, nil
+		return nodelink.Done{Done: g.Disconnect(inst, id)}, nil
 	})
-	srv.Handle(OpUsagePending, func(_ context.Context, inst string, _ json.RawMessage) (any, error) {
-		return g.PendingUsage(inst), nil
+	srv.Handle(nodelink.OpUsagePending, func(_ context.Context, inst string, _ json.RawMessage) (any, error) {
+		return nodelink.InstanceUsage(g.PendingUsage(inst)), nil
 	})
-	srv.Handle(OpSessionsList, func(ctx context.Context, inst string, _ json.RawMessage) (any, error) {
-		return g.Sessions(ctx, inst)
+	srv.Handle(nodelink.OpSessionsList, func(ctx context.Context, inst string, _ json.RawMessage) (any, error) {
+		ss, err := g.Sessions(ctx, inst)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]nodelink.SessionInfo, len(ss))
+		for i, s := range ss {
+			out[i] = nodelink.SessionInfo(s)
+		}
+		return out, nil
 	})
-	srv.Handle(OpSessionDiscard, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+	srv.Handle(nodelink.OpSessionDiscard, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
 		id, err := client(body)
 		if err != nil {
 			return nil, err
 		}
 		ok, err := g.DiscardSession(ctx, inst, id)
 		if errors.Is(err, ErrSessionOnline) {
-			return nil, nodeapi.Errorf(http.StatusConflict, "%v", err)
+			return nil, nodelink.Errorf(http.StatusConflict, "%v", err)
 		}
 		if err != nil {
 			return nil, err
 		}
-		return Done{ok}, nil
+		return nodelink.Done{Done: ok}, nil
+	})
+	srv.Handle(nodelink.OpPublish, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+		var p nodelink.Publish
+		if err := json.Unmarshal(body, &p); err != nil || p.ID == "" {
+			return nil, nodelink.Errorf(http.StatusBadRequest, "bad publish request")
+		}
+		p.InstanceID = inst
+		return nodelink.PublishResult(g.Publish(ctx, config.Publish(p))), nil
 	})
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/aeriemq/aerie/dataplane/config"
 )
 
-// Publish publishes a message a tenant's server sent over HTTP (config
-// KindPublish) into its instance, as if a device of the instance had
+// Publish publishes a message a tenant's server sent over HTTP (the node
+// link's publish request) into its instance, as if a device of it had
 // published it: same namespace, retained handling, store, delivery and
 // usage counting, and the instance's quotas (payload size, publish and
 // byte rates, retained count). Device ACLs do not apply.

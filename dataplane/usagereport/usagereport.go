@@ -1,25 +1,25 @@
 // Package usagereport sends a data-plane node's per-instance usage to the
-// control plane every few seconds, exactly once per report: each report has
-// the next sequence number of the node, is kept on disk until the control
-// plane acknowledges it, and is resent (same sequence number) after a
-// failure or a restart. The control plane counts a (node, seq) once.
+// control plane every few seconds over the node link (nodelink.Source:
+// HTTP, or in process in `aerie serve`), exactly once per report: each
+// report has the next sequence number of the node, is kept on disk until
+// the control plane acknowledges it, and is resent (same sequence number)
+// after a failure or a restart. The control plane counts a (node, seq)
+// once.
 package usagereport
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // Source yields the per-instance usage accumulated since its last call
@@ -28,16 +28,20 @@ type Source interface {
 	DrainUsage() []config.InstanceUsage
 }
 
+// Sender delivers a report to the control plane (nodelink.Source does); an
+// error wrapping nodelink.ErrUsageRefused refuses it for good.
+type Sender interface {
+	ReportUsage(ctx context.Context, rep nodelink.UsageReport) error
+}
+
 // Options configure a Reporter.
 type Options struct {
-	NodeID       string
-	ControlPlane string // base URL
-	Token        string // node token
-	Dir          string // where the pending reports and the sequence live
-	Interval     time.Duration
-	Client       *http.Client
-	Log          *slog.Logger
-	Now          func() time.Time
+	NodeID   string
+	Link     Sender // the control plane
+	Dir      string // where the pending reports and the sequence live
+	Interval time.Duration
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 // Reporter collects and delivers usage reports.
@@ -52,8 +56,8 @@ type Reporter struct {
 
 // state is what survives a restart.
 type state struct {
-	NextSeq int64                `json:"next_seq"`
-	Pending []config.UsageReport `json:"pending"`
+	NextSeq int64                  `json:"next_seq"`
+	Pending []nodelink.UsageReport `json:"pending"`
 }
 
 // MaxPending bounds the reports kept while the control plane is away
@@ -65,8 +69,8 @@ func New(o Options, src Source) (*Reporter, error) {
 	if o.Interval <= 0 {
 		o.Interval = 10 * time.Second
 	}
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 10 * time.Second}
+	if o.Link == nil {
+		return nil, errors.New("usagereport: Link is required")
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -118,8 +122,8 @@ func (r *Reporter) Collect() error {
 	if len(usage) == 0 {
 		return nil
 	}
-	r.state.Pending = append(r.state.Pending, config.UsageReport{
-		NodeID: r.o.NodeID, Seq: r.state.NextSeq, From: from, To: now, Instances: usage,
+	r.state.Pending = append(r.state.Pending, nodelink.UsageReport{
+		NodeID: r.o.NodeID, Seq: r.state.NextSeq, From: from, To: now, Instances: linkUsage(usage),
 	})
 	r.state.NextSeq++
 	if n := len(r.state.Pending); n > MaxPending {
@@ -129,8 +133,14 @@ func (r *Reporter) Collect() error {
 	return r.save()
 }
 
-// errRefused: the control plane refused a report for good (403).
-var errRefused = errors.New("report refused")
+// linkUsage converts the gateway's counters to the link's.
+func linkUsage(usage []config.InstanceUsage) []nodelink.InstanceUsage {
+	out := make([]nodelink.InstanceUsage, len(usage))
+	for i, u := range usage {
+		out[i] = nodelink.InstanceUsage(u)
+	}
+	return out
+}
 
 // Flush sends the pending reports in order, stopping at the first failure.
 func (r *Reporter) Flush(ctx context.Context) error {
@@ -142,7 +152,7 @@ func (r *Reporter) Flush(ctx context.Context) error {
 		}
 		rep := r.state.Pending[0]
 		r.mu.Unlock()
-		if err := r.send(ctx, rep); errors.Is(err, errRefused) {
+		if err := r.send(ctx, rep); errors.Is(err, nodelink.ErrUsageRefused) {
 			// Refused for good (the control plane says this node does not
 			// serve an instance in it): retrying would block every later
 			// report, so drop it.
@@ -162,31 +172,13 @@ func (r *Reporter) Flush(ctx context.Context) error {
 	}
 }
 
-func (r *Reporter) send(ctx context.Context, rep config.UsageReport) error {
-	body, err := json.Marshal(rep)
-	if err != nil {
-		return err
-	}
-	url := fmt.Sprintf("%s/internal/v1/nodes/%s/usage", r.o.ControlPlane, rep.NodeID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+r.o.Token)
-	resp, err := r.o.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("send usage report %d: %w", rep.Seq, err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode == http.StatusForbidden {
-		return fmt.Errorf("send usage report %d: %w: %s: %s", rep.Seq, errRefused, resp.Status, bytes.TrimSpace(msg))
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("send usage report %d: %s: %s", rep.Seq, resp.Status, bytes.TrimSpace(msg))
-	}
-	return nil
+// sendTimeout bounds one delivery.
+const sendTimeout = 10 * time.Second
+
+func (r *Reporter) send(ctx context.Context, rep nodelink.UsageReport) error {
+	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	return r.o.Link.ReportUsage(sctx, rep)
 }
 
 // Pending is how many reports wait for delivery.

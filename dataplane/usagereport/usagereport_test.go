@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 type fakeSource struct {
@@ -34,7 +35,7 @@ func (f *fakeSource) DrainUsage() []config.InstanceUsage {
 // demand; the real endpoint's idempotency is tested in billing.
 type receiver struct {
 	mu   sync.Mutex
-	got  []config.UsageReport
+	got  []nodelink.UsageReport
 	fail bool
 	auth string
 }
@@ -47,7 +48,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
-	var rep config.UsageReport
+	var rep nodelink.UsageReport
 	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -62,7 +63,7 @@ func TestReporter(t *testing.T) {
 		rc := &receiver{}
 		srv := httptest.NewServer(rc)
 		t.Cleanup(srv.Close)
-		return rc, &fakeSource{}, Options{NodeID: "n-1", ControlPlane: srv.URL, Token: "tok", Dir: t.TempDir()}
+		return rc, &fakeSource{}, Options{NodeID: "n-1", Link: &nodelink.HTTPSource{BaseURL: srv.URL, NodeID: "n-1", Token: "tok"}, Dir: t.TempDir()}
 	}
 
 	t.Run("reports carry increasing sequence numbers and the token", func(t *testing.T) {
@@ -158,7 +159,7 @@ func TestRefusedReportIsDropped(t *testing.T) {
 	var mu sync.Mutex
 	var got []int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var rep config.UsageReport
+		var rep nodelink.UsageReport
 		_ = json.NewDecoder(r.Body).Decode(&rep)
 		if rep.Seq == 1 {
 			http.Error(w, `{"title":"Forbidden"}`, http.StatusForbidden)
@@ -171,7 +172,7 @@ func TestRefusedReportIsDropped(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	src := &fakeSource{}
-	r, err := New(Options{NodeID: "n-1", ControlPlane: srv.URL, Token: "tok", Dir: t.TempDir()}, src)
+	r, err := New(Options{NodeID: "n-1", Link: &nodelink.HTTPSource{BaseURL: srv.URL, NodeID: "n-1", Token: "tok"}, Dir: t.TempDir()}, src)
 	if err != nil {
 		t.Fatal(err)
 	}

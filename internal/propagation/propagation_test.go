@@ -22,6 +22,7 @@ import (
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -41,7 +42,7 @@ func setup(tb testing.TB) *rig {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	svc := tenancy.NewService(db.Pool, log, tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
-	feed := tenancy.NewFeed(svc, log)
+	feed := nodelink.NewFeed(svc, log)
 	go feed.Run(ctx)
 	router := api.NewRouter(api.Deps{Log: log, Tenancy: svc, Billing: billing.NewService(db.Pool, nil, log), DB: db.Pool, Feed: feed})
 	srv := httptest.NewServer(router)
@@ -66,7 +67,7 @@ func setup(tb testing.TB) *rig {
 		r.mu.Unlock()
 	})
 	client, err := configsync.NewClient(configsync.Options{
-		Source: &configsync.HTTPSource{BaseURL: srv.URL, NodeID: node.ID, Token: tok},
+		Source: &nodelink.HTTPSource{BaseURL: srv.URL, NodeID: node.ID, Token: tok},
 		State:  r.state, Dir: tb.TempDir(), Log: log,
 		Endpoints: map[string]string{"mqtt": "mqtt://localhost:1883"},
 	})

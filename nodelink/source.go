@@ -1,4 +1,4 @@
-package configsync
+package nodelink
 
 import (
 	"bytes"
@@ -13,15 +13,24 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/aeriemq/aerie/dataplane/config"
 )
 
-// ErrNodeRejected: the control plane refused this node (bad or revoked
-// token, unknown node). Retrying will not help until the operator acts.
-var ErrNodeRejected = errors.New("control plane rejected this node")
+// Source is the node's end of the config and usage flows: the control
+// plane over HTTP (HTTPSource), or in the same process (LocalSource).
+type Source interface {
+	// Watch streams the events after since to fn, in revision order (a
+	// KindSnapshot first when since is 0 or too old), until ctx ends, the
+	// stream breaks, or fn returns an error; it returns that error.
+	Watch(ctx context.Context, since int64, fn func(Event) error) error
+	// Ack reports the revision the node has applied; it doubles as the
+	// node's heartbeat.
+	Ack(ctx context.Context, ack Ack) error
+	// ReportUsage delivers one usage report; an error wrapping
+	// ErrUsageRefused means it is refused for good.
+	ReportUsage(ctx context.Context, rep UsageReport) error
+}
 
-// HTTPSource follows the control plane's watch API over HTTP.
+// HTTPSource reaches the control plane over HTTP.
 type HTTPSource struct {
 	BaseURL string // control plane, e.g. https://cp.example.com
 	NodeID  string
@@ -30,9 +39,9 @@ type HTTPSource struct {
 }
 
 // defaultClient is shared, so that acks reuse a kept-alive connection
-// instead of opening one (and leaving it idle) per request.
-// Connecting is bounded (5 s) so that an unreachable control plane (packets
-// dropped, not refused) fails fast and the next attempt comes soon.
+// instead of opening one (and leaving it idle) per request. Connecting is
+// bounded (5 s) so that an unreachable control plane (packets dropped, not
+// refused) fails fast and the next attempt comes soon.
 var defaultClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 15 * time.Second,
 	DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext, TLSHandshakeTimeout: 5 * time.Second,
 	IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 2}}
@@ -64,14 +73,17 @@ func httpError(resp *http.Response) error {
 	}
 	err := fmt.Errorf("control plane answered %s: %s", resp.Status, msg)
 	switch resp.StatusCode {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+	case http.StatusUnauthorized, http.StatusNotFound:
 		return fmt.Errorf("%w: %w", ErrNodeRejected, err)
+	case http.StatusForbidden:
+		// A refused usage report, or a node the control plane refuses.
+		return fmt.Errorf("%w: %w: %w", ErrNodeRejected, ErrUsageRefused, err)
 	}
 	return err
 }
 
 // Watch implements Source.
-func (h *HTTPSource) Watch(ctx context.Context, since int64, fn func(config.Event) error) error {
+func (h *HTTPSource) Watch(ctx context.Context, since int64, fn func(Event) error) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url("/watch?since="+strconv.FormatInt(since, 10)), nil)
 	if err != nil {
 		return err
@@ -88,7 +100,7 @@ func (h *HTTPSource) Watch(ctx context.Context, since int64, fn func(config.Even
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var ev config.Event
+		var ev Event
 		if err := dec.Decode(&ev); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -105,17 +117,23 @@ func (h *HTTPSource) Watch(ctx context.Context, since int64, fn func(config.Even
 }
 
 // Ack implements Source.
-func (h *HTTPSource) Ack(ctx context.Context, ack config.Ack) error {
+func (h *HTTPSource) Ack(ctx context.Context, ack Ack) error {
 	return h.post(ctx, "/ack", ack)
 }
 
-// PublishResult implements Source.
-func (h *HTTPSource) PublishResult(ctx context.Context, res config.PublishResult) error {
-	return h.post(ctx, "/publishes/"+url.PathEscape(res.ID)+"/result", res)
+// ReportUsage implements Source.
+func (h *HTTPSource) ReportUsage(ctx context.Context, rep UsageReport) error {
+	if err := h.post(ctx, "/usage", rep); err != nil {
+		return fmt.Errorf("send usage report %d: %w", rep.Seq, err)
+	}
+	return nil
 }
 
 func (h *HTTPSource) post(ctx context.Context, suffix string, v any) error {
-	body, _ := json.Marshal(v)
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", strings.TrimPrefix(suffix, "/"), err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url(suffix), bytes.NewReader(body))
 	if err != nil {
 		return err

@@ -1,22 +1,4 @@
-// Package nodeapi is the control plane's request path to the data-plane
-// node serving an instance: a small set of named operations (Op) that read
-// node-local state the control plane does not hold (a topic's messages in
-// the node's store, consumer groups). The payload of a message never passes
-// through Postgres: the control plane forwards the call to the node and the
-// node's answer back to the API client.
-//
-// In `aerie serve` the node is in the same process (Local). In the split
-// topology the node serves
-//
-//	POST {node api url}/internal/v1/node/{op}
-//	Authorization: Bearer <Secret(node token)>
-//	{"instance_id": "...", "body": {...}}
-//
-// and the control plane (HTTP) calls it with the same secret, derived from
-// the node token both sides already share (the control plane keeps only the
-// token's SHA-256, from which the secret is derived). Callers check tenancy
-// (org → instance → topic) before calling: the node trusts the instance ID.
-package nodeapi
+package nodelink
 
 import (
 	"context"
@@ -30,7 +12,7 @@ import (
 	"sync"
 )
 
-// Request is one call to a node.
+// Request is one call from the control plane to a node.
 type Request struct {
 	Op         string          `json:"op"`
 	InstanceID string          `json:"instance_id"`
@@ -38,7 +20,7 @@ type Request struct {
 }
 
 // Error is a node's refusal, with an HTTP-like status (400 bad request, 404
-// not on this node, 503 unavailable).
+// not on this node, 409 conflict, 503 unavailable).
 type Error struct {
 	Status  int    `json:"status"`
 	Message string `json:"message"`
@@ -51,9 +33,13 @@ func Errorf(status int, format string, args ...any) *Error {
 	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
 }
 
-// ErrNoNode: the instance's node cannot be reached for such calls (not
-// connected, no API URL known).
+// ErrNoNode: the node could not be reached and was sent nothing (not
+// connected, no API URL known, connection refused).
 var ErrNoNode = errors.New("node api unavailable")
+
+// ErrNoAnswer: the request reached the node (or may have) but no answer
+// came back; what it did is unknown.
+var ErrNoAnswer = errors.New("node did not answer")
 
 // Caller sends a Request to a node and decodes the answer into out.
 type Caller interface {
@@ -97,7 +83,8 @@ type Local struct {
 	Server *Server
 }
 
-// Call implements Caller.
+// Call implements Caller. The answer is encoded and decoded as over HTTP,
+// so both topologies answer alike.
 func (l *Local) Call(ctx context.Context, nodeID string, req Request, out any) error {
 	if l.Server == nil || nodeID != l.NodeID {
 		return fmt.Errorf("%w: node %s", ErrNoNode, nodeID)
@@ -106,7 +93,6 @@ func (l *Local) Call(ctx context.Context, nodeID string, req Request, out any) e
 	if err != nil {
 		return err
 	}
-	// Round-trip through JSON so both topologies answer alike.
 	b, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode node answer: %w", err)
@@ -118,7 +104,8 @@ func (l *Local) Call(ctx context.Context, nodeID string, req Request, out any) e
 }
 
 // Secret derives the node API's bearer secret from the SHA-256 of the node
-// token (what the control plane stores).
+// token's secret (what the control plane stores): HMAC-SHA256 over a fixed
+// label.
 func Secret(tokenSHA256 []byte) string {
 	m := hmac.New(sha256.New, tokenSHA256)
 	m.Write([]byte("aerie node api v1"))
