@@ -28,7 +28,8 @@ const MaxTopics = 10000
 var topicName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 
 // ValidTopicFilter reports whether f is a filter a topic may use: MQTT
-// filter syntax, no placeholders, not under $, at most 512 bytes.
+// filter syntax, no placeholders, not under the broker's reserved "$SYS"
+// or "$share", at most 512 bytes (ValidACLFilter without placeholders).
 func ValidTopicFilter(f string) bool {
 	return ValidACLFilter(f) && !strings.Contains(f, "${")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // DefaultInstance is the instance of every client when Options.InstanceOf
@@ -1054,7 +1055,7 @@ func (s *session) prepareLocked(q string, e store.Entry) (outgoing, error) {
 	owner, subQoS, rap, local := "", byte(0), false, false
 	var ids []int
 	for f, sb := range s.subs {
-		if sb.Since >= e.Offset || !store.Match(f, m.Topic) {
+		if sb.Since >= e.Offset || !mqtttopic.Match(f, m.Topic) {
 			continue
 		}
 		if sb.NoLocal && m.Origin != "" && m.Origin == s.key.id {

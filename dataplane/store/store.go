@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/linxGnu/grocksdb"
+
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // SyncPolicy says when an appended batch counts as durable.
@@ -140,7 +142,7 @@ type Store struct {
 	// and per instance a trie of those filters for matching.
 	filtersMu sync.RWMutex
 	filters   map[string]map[string]int
-	tries     map[string]*filterTrie
+	tries     map[string]*mqtttopic.Index
 
 	countersMu sync.Mutex
 	bytes      map[string]uint64 // stored log bytes per instance
@@ -186,7 +188,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		ctrl:    make(chan func()),
 		quit:    make(chan struct{}),
 		filters: map[string]map[string]int{},
-		tries:   map[string]*filterTrie{},
+		tries:   map[string]*mqtttopic.Index{},
 		bytes:   map[string]uint64{},
 		limits:  map[string]Limits{},
 		topicQs: map[string]map[string]*topicQ{},
@@ -372,7 +374,7 @@ func (s *Store) Append(ctx context.Context, msgs []Message) ([]uint64, error) {
 		if err := checkName("instance", msgs[i].Instance); err != nil {
 			return nil, err
 		}
-		if err := checkName("topic", msgs[i].Topic); err != nil || IsWildcard(msgs[i].Topic) {
+		if err := checkName("topic", msgs[i].Topic); err != nil || mqtttopic.HasWildcard(msgs[i].Topic) {
 			return nil, fmt.Errorf("%w: topic %q", ErrInvalidName, msgs[i].Topic)
 		}
 	}
@@ -509,7 +511,7 @@ func (w *batchWriter) destroy() { w.log.Destroy(); w.lq.Destroy() }
 func (s *Store) queuesFor(dst []string, instance, topic string) []string {
 	dst = append(dst[:0], topic)
 	if t := s.tries[instance]; t != nil {
-		dst = t.match(dst, topic)
+		dst = t.Match(dst, topic)
 	}
 	return dst
 }
