@@ -19,19 +19,28 @@ import (
 // callNode resolves the org's topic (404 for another org's instance or
 // topic) and calls op on the node serving its instance.
 func (a *API) callNode(ctx context.Context, r *http.Request, op string, body func(topicID string) any, out any) error {
-	org, inst, topic := PrincipalFrom(ctx).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "topic_id")
-	tgt, err := a.svc.ResolveTopic(ctx, org, inst, topic)
+	tgt, err := a.resolveTopic(ctx, r)
 	if err != nil {
 		return err
 	}
+	return a.callTopicNode(ctx, r, tgt, op, body(tgt.Topic.ID), out)
+}
+
+// resolveTopic finds the org's topic of the request and its node.
+func (a *API) resolveTopic(ctx context.Context, r *http.Request) (tenancy.TopicTarget, error) {
+	return a.svc.ResolveTopic(ctx, PrincipalFrom(ctx).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "topic_id"))
+}
+
+// callTopicNode calls op with body on the node serving tgt.
+func (a *API) callTopicNode(ctx context.Context, r *http.Request, tgt tenancy.TopicTarget, op string, body, out any) error {
 	if a.nodeAPI == nil {
 		return fmt.Errorf("%w: no node API", tenancy.ErrNodeUnavailable)
 	}
-	raw, err := json.Marshal(body(tgt.Topic.ID))
+	raw, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("encode node request: %w", err)
 	}
-	err = a.nodeAPI.Call(ctx, tgt.NodeID, nodeapi.Request{Op: op, InstanceID: inst, Body: raw}, out)
+	err = a.nodeAPI.Call(ctx, tgt.NodeID, nodeapi.Request{Op: op, InstanceID: chi.URLParam(r, "instance_id"), Body: raw}, out)
 	var ne *nodeapi.Error
 	switch {
 	case err == nil:
@@ -64,29 +73,53 @@ type pollJSON struct {
 	Committed uint64            `json:"committed"`
 }
 
-// pollTopic reads a batch of a topic's messages as a consumer group
-// (long poll: waits up to wait seconds when there is none).
-func (a *API) pollTopic(w http.ResponseWriter, r *http.Request) {
+// pollParams reads a poll's query; every representation has the same
+// bounds.
+func pollParams(r *http.Request) (consume.PollRequest, error) {
 	q := r.URL.Query()
 	limit, err := queryInt(r, "limit", 100, 1, consume.MaxLimit)
-	if err == nil {
-		var wait, lease int64
-		if wait, err = queryInt(r, "wait", 0, 0, int64(consume.MaxWait/time.Second)); err == nil {
-			if lease, err = queryInt(r, "lease", int64(consume.DefaultLease/time.Second), 1, int64(consume.MaxLease/time.Second)); err == nil {
-				req := consume.PollRequest{Group: q.Get("group"), Limit: int(limit), WaitMillis: wait * 1000, LeaseMillis: lease * 1000, Start: q.Get("start")}
-				var out pollJSON
-				err = a.callNode(r.Context(), r, consume.OpPoll, func(id string) any { req.TopicID = id; return req }, &out)
-				if err == nil {
-					if out.Messages == nil {
-						out.Messages = []consume.Message{}
-					}
-					WriteJSON(w, http.StatusOK, out)
-					return
-				}
-			}
-		}
+	if err != nil {
+		return consume.PollRequest{}, err
 	}
-	a.WriteError(w, r, err)
+	wait, err := queryInt(r, "wait", 0, 0, int64(consume.MaxWait/time.Second))
+	if err != nil {
+		return consume.PollRequest{}, err
+	}
+	lease, err := queryInt(r, "lease", int64(consume.DefaultLease/time.Second), 1, int64(consume.MaxLease/time.Second))
+	if err != nil {
+		return consume.PollRequest{}, err
+	}
+	return consume.PollRequest{Group: q.Get("group"), Limit: int(limit), WaitMillis: wait * 1000, LeaseMillis: lease * 1000, Start: q.Get("start")}, nil
+}
+
+// pollTopic reads a topic's messages as a consumer group: a JSON batch
+// (long poll: waits up to wait seconds when there is none), one raw
+// payload (Accept: application/octet-stream) or a stream of Server-Sent
+// Events (Accept: text/event-stream, topicstream.go).
+func (a *API) pollTopic(w http.ResponseWriter, r *http.Request) {
+	req, err := pollParams(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	switch negotiatePoll(r.Header.Get("Accept")) {
+	case mediaEventStream:
+		a.streamTopic(w, r, req)
+		return
+	case mediaOctetStream:
+		a.rawTopicMessage(w, r, req)
+		return
+	}
+	var out pollJSON
+	err = a.callNode(r.Context(), r, consume.OpPoll, func(id string) any { req.TopicID = id; return req }, &out)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	if out.Messages == nil {
+		out.Messages = []consume.Message{}
+	}
+	WriteJSON(w, http.StatusOK, out)
 }
 
 // ackTopic commits a consumer group's offsets.

@@ -579,7 +579,7 @@ func (c *cli) createCmd() *cobra.Command {
 	f.StringVar(&filter, "filter", "", "acl-rule: topic filter")
 	f.StringVar(&credential, "credential-id", "", "acl-rule: only for this credential")
 	f.IntVar(&position, "position", 0, "acl-rule: insert at this position (default last)")
-	f.StringSliceVar(&scopes, "scopes", []string{"read"}, "api-key: scopes (read, write, admin)")
+	f.StringSliceVar(&scopes, "scopes", []string{"read"}, "api-key: scopes (consume, read, write, admin)")
 	return cmd
 }
 
