@@ -164,6 +164,31 @@ type TopicPatch struct {
 	MaxPayloadBytes  *int
 }
 
+// Apply sets the fields of t that p changes.
+func (p TopicPatch) Apply(t *config.Topic) {
+	if p.Name != nil {
+		t.Name = *p.Name
+	}
+	if p.Filter != nil {
+		t.Filter = *p.Filter
+	}
+	if p.RetentionSeconds != nil {
+		t.RetentionSeconds = *p.RetentionSeconds
+	}
+	if p.RetentionBytes != nil {
+		t.RetentionBytes = *p.RetentionBytes
+	}
+	if p.MaxQoS != nil {
+		t.MaxQoS = *p.MaxQoS
+	}
+	if p.RetainAllowed != nil {
+		t.RetainAllowed = *p.RetainAllowed
+	}
+	if p.MaxPayloadBytes != nil {
+		t.MaxPayloadBytes = *p.MaxPayloadBytes
+	}
+}
+
 // UpdateTopic changes a topic and pushes it to the node.
 func (s *Service) UpdateTopic(ctx context.Context, a Actor, orgID, instanceID, id string, p TopicPatch) (Topic, error) {
 	var out Topic
@@ -177,27 +202,7 @@ func (s *Service) UpdateTopic(ctx context.Context, a Actor, orgID, instanceID, i
 			return fmt.Errorf("topic %s: %w", id, notFound(err))
 		}
 		t := cur.Topic
-		if p.Name != nil {
-			t.Name = *p.Name
-		}
-		if p.Filter != nil {
-			t.Filter = *p.Filter
-		}
-		if p.RetentionSeconds != nil {
-			t.RetentionSeconds = *p.RetentionSeconds
-		}
-		if p.RetentionBytes != nil {
-			t.RetentionBytes = *p.RetentionBytes
-		}
-		if p.MaxQoS != nil {
-			t.MaxQoS = *p.MaxQoS
-		}
-		if p.RetainAllowed != nil {
-			t.RetainAllowed = *p.RetainAllowed
-		}
-		if p.MaxPayloadBytes != nil {
-			t.MaxPayloadBytes = *p.MaxPayloadBytes
-		}
+		p.Apply(&t)
 		if err := s.checkTopic(t, maxPayload); err != nil {
 			return err
 		}
