@@ -125,7 +125,7 @@ func (a *API) OrgScope(next http.Handler) http.Handler {
 }
 
 // RequireScope refuses (403) callers whose scope in the org is below s
-// (read < write < admin). Use it on every org route, after OrgScope.
+// (consume < read < write < admin). Use it on every org route, after OrgScope.
 func (a *API) RequireScope(s tenancy.Scope) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -281,21 +281,21 @@ func tamper(t *testing.T, tok string) string {
 	return strings.Join(parts, ".")
 }
 
-// TestAPIKeyScopesAndRevocation: each scope is refused (403) on every org
-// route above it, allowed at its level; a key never exceeds its creator's
+// TestAPIKeyScopesAndRevocation: each scope (consume < read < write <
+// admin) is refused (403) on every org route above it, allowed at its level; a key never exceeds its creator's
 // role; a revoked key is refused on the next request.
 func TestAPIKeyScopesAndRevocation(t *testing.T) {
 	e := newEnv(t)
 	o := e.signup(t, "owner@example.com", "O")
 	keys := map[string]apiKey{}
-	for _, sc := range []string{"read", "write", "admin"} {
+	for _, sc := range []string{"consume", "read", "write", "admin"} {
 		keys[sc] = e.createKey(t, o.AccessToken, o.Org.ID, sc+"-key", sc)
 		if !strings.HasPrefix(keys[sc].Secret, "aer_"+keys[sc].Prefix+"_") {
 			t.Fatalf("secret %q does not have the aer_<prefix>_ shape", keys[sc].Secret)
 		}
 	}
 	doc, _ := loadSpec(t)
-	rank := map[string]int{"read": 1, "write": 2, "admin": 3}
+	rank := map[string]int{"consume": 1, "read": 2, "write": 3, "admin": 4}
 	// IDs that do not exist: an allowed call answers 404 (or succeeds
 	// harmlessly), a refused one 403 before the handler runs.
 	ids := map[string]string{"org_id": o.Org.ID, "user_id": "u-nobody", "key_id": "k-nothing"}
@@ -306,7 +306,7 @@ func TestAPIKeyScopesAndRevocation(t *testing.T) {
 			t.Errorf("%s %s has no x-aerie-scope in openapi.yaml", r.method, r.pattern)
 			continue
 		}
-		for _, sc := range []string{"read", "write", "admin"} {
+		for _, sc := range []string{"consume", "read", "write", "admin"} {
 			k := keys[sc]
 			q := req{method: r.method, path: fill(r.pattern, ids), token: k.Secret}
 			if b, ok := sampleBodies[r.method+" "+r.pattern]; ok {

@@ -39,10 +39,50 @@ func queryInt(r *http.Request, name string, def, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
-// pollTopic reads a batch of a topic's messages as a consumer group
-// (long poll: waits up to wait seconds when there is none).
+// pollParams reads a poll's query; every representation has the same
+// bounds.
+func pollParams(r *http.Request) (nodelink.PollRequest, error) {
+	q := r.URL.Query()
+	limit, err := queryInt(r, "limit", 100, 1, nodelink.MaxPollLimit)
+	if err != nil {
+		return nodelink.PollRequest{}, err
+	}
+	wait, err := queryInt(r, "wait", 0, 0, int64(nodelink.MaxPollWait/time.Second))
+	if err != nil {
+		return nodelink.PollRequest{}, err
+	}
+	lease, err := queryInt(r, "lease", int64(nodelink.DefaultLease/time.Second), 1, int64(nodelink.MaxLease/time.Second))
+	if err != nil {
+		return nodelink.PollRequest{}, err
+	}
+	return nodelink.PollRequest{Group: q.Get("group"), Limit: int(limit), WaitMillis: wait * 1000,
+		LeaseMillis: lease * 1000, Start: q.Get("start")}, nil
+}
+
+// pollTopic reads a topic's messages as a consumer group: a JSON batch
+// (long poll: waits up to wait seconds when there is none), one raw
+// payload (Accept: application/octet-stream) or a stream of Server-Sent
+// Events (Accept: text/event-stream, topicstream.go).
 func (a *API) pollTopic(w http.ResponseWriter, r *http.Request) {
-	out, err := a.poll(r)
+	req, err := pollParams(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	switch negotiatePoll(r.Header.Get("Accept")) {
+	case mediaEventStream:
+		a.streamTopic(w, r, req)
+		return
+	case mediaOctetStream:
+		a.rawTopicMessage(w, r, req)
+		return
+	}
+	tgt, err := a.topicNode(r.Context(), r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	out, err := a.pollNode(r.Context(), tgt, req)
 	if err != nil {
 		a.WriteError(w, r, err)
 		return
@@ -53,27 +93,10 @@ func (a *API) pollTopic(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, out)
 }
 
-func (a *API) poll(r *http.Request) (nodelink.PollResult, error) {
-	q := r.URL.Query()
-	limit, err := queryInt(r, "limit", 100, 1, nodelink.MaxPollLimit)
-	if err != nil {
-		return nodelink.PollResult{}, err
-	}
-	wait, err := queryInt(r, "wait", 0, 0, int64(nodelink.MaxPollWait/time.Second))
-	if err != nil {
-		return nodelink.PollResult{}, err
-	}
-	lease, err := queryInt(r, "lease", int64(nodelink.DefaultLease/time.Second), 1, int64(nodelink.MaxLease/time.Second))
-	if err != nil {
-		return nodelink.PollResult{}, err
-	}
-	tgt, err := a.topicNode(r.Context(), r)
-	if err != nil {
-		return nodelink.PollResult{}, err
-	}
-	req := nodelink.PollRequest{TopicID: tgt.Topic.ID, Group: q.Get("group"), Limit: int(limit), WaitMillis: wait * 1000,
-		LeaseMillis: lease * 1000, Start: q.Get("start")}
-	out, err := a.node.Poll(r.Context(), tgt.NodeID, tgt.Topic.InstanceID, req)
+// pollNode reads a batch of tgt's messages from the node serving it.
+func (a *API) pollNode(ctx context.Context, tgt tenancy.TopicTarget, req nodelink.PollRequest) (nodelink.PollResult, error) {
+	req.TopicID = tgt.Topic.ID
+	out, err := a.node.Poll(ctx, tgt.NodeID, tgt.Topic.InstanceID, req)
 	return out, readError(err, tgt.NodeID)
 }
 

@@ -51,28 +51,7 @@ func (a *API) createTopic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := tenancy.TopicPolicy{MaxQoS: 2, RetainAllowed: true}
-	p := in.patch()
-	if p.Name != nil {
-		t.Name = *p.Name
-	}
-	if p.Filter != nil {
-		t.Filter = *p.Filter
-	}
-	if p.RetentionSeconds != nil {
-		t.RetentionSeconds = *p.RetentionSeconds
-	}
-	if p.RetentionBytes != nil {
-		t.RetentionBytes = *p.RetentionBytes
-	}
-	if p.MaxQoS != nil {
-		t.MaxQoS = *p.MaxQoS
-	}
-	if p.RetainAllowed != nil {
-		t.RetainAllowed = *p.RetainAllowed
-	}
-	if p.MaxPayloadBytes != nil {
-		t.MaxPayloadBytes = *p.MaxPayloadBytes
-	}
+	in.patch().Apply(&t)
 	out, err := a.svc.CreateTopic(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), t)
 	if err != nil {
 		a.WriteError(w, r, err)

@@ -475,7 +475,7 @@ func passwordHint(more string) string {
 
 var (
 	roles  = []tenancy.Role{tenancy.RoleViewer, tenancy.RoleAdmin, tenancy.RoleOwner}
-	scopes = []tenancy.Scope{tenancy.ScopeRead, tenancy.ScopeWrite, tenancy.ScopeAdmin}
+	scopes = []tenancy.Scope{tenancy.ScopeConsume, tenancy.ScopeRead, tenancy.ScopeWrite, tenancy.ScopeAdmin}
 )
 
 func roleLabel(r tenancy.Role) string {
@@ -492,8 +492,10 @@ func roleLabel(r tenancy.Role) string {
 
 func scopeLabel(s tenancy.Scope) string {
 	switch s {
+	case tenancy.ScopeConsume:
+		return "consume: read topics' messages as consumer groups, nothing else"
 	case tenancy.ScopeRead:
-		return "read: list and get"
+		return "read: list and get (and consume)"
 	case tenancy.ScopeWrite:
 		return "write: also create, change and delete resources"
 	case tenancy.ScopeAdmin:

@@ -182,7 +182,7 @@ func TestOrgPagesRenderByRole(t *testing.T) {
 	if !strings.Contains(row.Text(), "aer_abcde_") || !strings.Contains(row.Text(), "write") || row.Find(`[data-testid="revoke-ci"]`).Length() != 1 {
 		t.Error("api keys: row incomplete")
 	}
-	if doc.Find(`[data-testid="create-api-key"] input[name="scope"]`).Length() != 3 || doc.Find(`input[name="scope"][value="read"][checked]`).Length() != 1 {
+	if doc.Find(`[data-testid="create-api-key"] input[name="scope"]`).Length() != 4 || doc.Find(`input[name="scope"][value="consume"]`).Length() != 1 || doc.Find(`input[name="scope"][value="read"][checked]`).Length() != 1 {
 		t.Error("api keys: scope choices")
 	}
 	doc = renderDoc(t, APIKeysPage(testPage(tenancy.RoleViewer, "api-keys"), keys, Form{}, nil))

@@ -251,15 +251,18 @@ func (e Role) Valid() bool {
 
 // Defines values for Scope.
 const (
-	ScopeAdmin Scope = "admin"
-	ScopeRead  Scope = "read"
-	ScopeWrite Scope = "write"
+	ScopeAdmin   Scope = "admin"
+	ScopeConsume Scope = "consume"
+	ScopeRead    Scope = "read"
+	ScopeWrite   Scope = "write"
 )
 
 // Valid indicates whether the value is a known member of the Scope enum.
 func (e Scope) Valid() bool {
 	switch e {
 	case ScopeAdmin:
+		return true
+	case ScopeConsume:
 		return true
 	case ScopeRead:
 		return true
@@ -507,6 +510,24 @@ func (e PollTopicMessagesParamsStart) Valid() bool {
 	case Earliest:
 		return true
 	case Latest:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PollTopicMessagesParamsCommit.
+const (
+	Auto     PollTopicMessagesParamsCommit = "auto"
+	Explicit PollTopicMessagesParamsCommit = "explicit"
+)
+
+// Valid indicates whether the value is a known member of the PollTopicMessagesParamsCommit enum.
+func (e PollTopicMessagesParamsCommit) Valid() bool {
+	switch e {
+	case Auto:
+		return true
+	case Explicit:
 		return true
 	default:
 		return false
@@ -1086,7 +1107,7 @@ type TopicMessage struct {
 	// Offset Stable position in the node's store.
 	Offset int `json:"offset"`
 
-	// Payload Base64.
+	// Payload Base64 (raw bytes with `Accept: application/octet-stream`).
 	Payload    []byte `json:"payload"`
 	Properties *struct {
 		ContentType     *string `json:"content_type,omitempty"`
@@ -1668,9 +1689,11 @@ type UpdateTopicParams struct {
 type PollTopicMessagesParams struct {
 	// Group The consumer group (required; 400 without it).
 	Group *string `form:"group,omitempty" json:"group,omitempty"`
-	Limit *int    `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Wait Seconds to wait for a message when there is none.
+	// Limit Messages a batch (or an event-stream read); 1 with `application/octet-stream`.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Wait Seconds to wait for a message when there is none; with `text/event-stream`, the heartbeat interval (0: 15).
 	Wait *int `form:"wait,omitempty" json:"wait,omitempty"`
 
 	// Lease Seconds before an unacknowledged message is handed out again.
@@ -1678,10 +1701,16 @@ type PollTopicMessagesParams struct {
 
 	// Start Where a new group starts.
 	Start *PollTopicMessagesParamsStart `form:"start,omitempty" json:"start,omitempty"`
+
+	// Commit With `text/event-stream`: whether the stream commits what it wrote (see above).
+	Commit *PollTopicMessagesParamsCommit `form:"commit,omitempty" json:"commit,omitempty"`
 }
 
 // PollTopicMessagesParamsStart defines parameters for PollTopicMessages.
 type PollTopicMessagesParamsStart string
+
+// PollTopicMessagesParamsCommit defines parameters for PollTopicMessages.
+type PollTopicMessagesParamsCommit string
 
 // AckTopicMessagesJSONBody defines parameters for AckTopicMessages.
 type AckTopicMessagesJSONBody struct {
@@ -2643,7 +2672,7 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/groups (the `ListTopicGroups` operationId).
 	ListTopicGroups(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// PollTopicMessages Read a batch of the topic's messages as a consumer group (long poll).
+	// PollTopicMessages Read the topic's messages as a consumer group (long poll, raw payload or Server-Sent Events).
 	//
 	// Messages are read from the node's store (the topic's queue and the commit log); nothing is
 	// copied per group. Each message handed out is leased to the reader for `lease` seconds;
@@ -2654,6 +2683,22 @@ type ClientInterface interface {
 	// the committed offset when the node restarts: delivery is at least once. A new group starts
 	// at `start` (`earliest`, the default: the oldest message still retained; `latest`: only
 	// messages published after its first poll). QoS 0 messages are not stored and so not read.
+	//
+	// The answer follows `Accept`:
+	// * `application/json` (the default): a batch of up to `limit` messages, payloads in base64.
+	// * `application/octet-stream` (with `limit` 1 or none): one message's raw payload bytes,
+	//   its metadata in the `Aerie-*` headers; `204` when none came within `wait`.
+	// * `text/event-stream`: Server-Sent Events as messages arrive, one event a message
+	//   (`event: message`, `id:` its offset, `data:` the message JSON as in a batch), and a
+	//   comment line (`: heartbeat`) every `wait` seconds (default 15) without messages. Each
+	//   batch is up to `limit` messages. With `commit=auto` (the default) a message is
+	//   committed once it was written and flushed to the stream (with the stream's next read,
+	//   or on its own when the client has gone), so a reconnect with the same group resumes
+	//   after it; a message whose write failed is not committed and comes again after its
+	//   lease. With `commit=explicit` the stream commits nothing: acknowledge through
+	//   `…/messages/ack`. A node error ends the stream with an `event: error` holding a
+	//   problem; errors before the stream starts are answered as problems. The stream ends when
+	//   the client disconnects.
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages (the `PollTopicMessages` operationId).
 	PollTopicMessages(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *PollTopicMessagesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4187,7 +4232,7 @@ func (c *Client) ListTopicGroups(ctx context.Context, orgId OrgID, instanceId In
 	return c.Client.Do(req)
 }
 
-// PollTopicMessages Read a batch of the topic's messages as a consumer group (long poll).
+// PollTopicMessages Read the topic's messages as a consumer group (long poll, raw payload or Server-Sent Events).
 //
 // Messages are read from the node's store (the topic's queue and the commit log); nothing is
 // copied per group. Each message handed out is leased to the reader for `lease` seconds;
@@ -4198,6 +4243,22 @@ func (c *Client) ListTopicGroups(ctx context.Context, orgId OrgID, instanceId In
 // the committed offset when the node restarts: delivery is at least once. A new group starts
 // at `start` (`earliest`, the default: the oldest message still retained; `latest`: only
 // messages published after its first poll). QoS 0 messages are not stored and so not read.
+//
+// The answer follows `Accept`:
+//   - `application/json` (the default): a batch of up to `limit` messages, payloads in base64.
+//   - `application/octet-stream` (with `limit` 1 or none): one message's raw payload bytes,
+//     its metadata in the `Aerie-*` headers; `204` when none came within `wait`.
+//   - `text/event-stream`: Server-Sent Events as messages arrive, one event a message
+//     (`event: message`, `id:` its offset, `data:` the message JSON as in a batch), and a
+//     comment line (`: heartbeat`) every `wait` seconds (default 15) without messages. Each
+//     batch is up to `limit` messages. With `commit=auto` (the default) a message is
+//     committed once it was written and flushed to the stream (with the stream's next read,
+//     or on its own when the client has gone), so a reconnect with the same group resumes
+//     after it; a message whose write failed is not committed and comes again after its
+//     lease. With `commit=explicit` the stream commits nothing: acknowledge through
+//     `…/messages/ack`. A node error ends the stream with an `event: error` holding a
+//     problem; errors before the stream starts are answered as problems. The stream ends when
+//     the client disconnects.
 //
 // Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/messages (the `PollTopicMessages` operationId).
 func (c *Client) PollTopicMessages(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, params *PollTopicMessagesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -8246,6 +8307,18 @@ func NewPollTopicMessagesRequest(server string, orgId OrgID, instanceId Instance
 
 		}
 
+		if params.Commit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "commit", *params.Commit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -9760,7 +9833,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/topics/{topic_id}/groups (the `ListTopicGroups` operationId).
 	ListTopicGroupsWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, topicId string, reqEditors ...RequestEditorFn) (*ListTopicGroupsResponse, error)
 
-	// PollTopicMessagesWithResponse Read a batch of the topic's messages as a consumer group (long poll).
+	// PollTopicMessagesWithResponse Read the topic's messages as a consumer group (long poll, raw payload or Server-Sent Events).
 	//
 	// Messages are read from the node's store (the topic's queue and the commit log); nothing is
 	// copied per group. Each message handed out is leased to the reader for `lease` seconds;
@@ -9771,6 +9844,22 @@ type ClientWithResponsesInterface interface {
 	// the committed offset when the node restarts: delivery is at least once. A new group starts
 	// at `start` (`earliest`, the default: the oldest message still retained; `latest`: only
 	// messages published after its first poll). QoS 0 messages are not stored and so not read.
+	//
+	// The answer follows `Accept`:
+	// * `application/json` (the default): a batch of up to `limit` messages, payloads in base64.
+	// * `application/octet-stream` (with `limit` 1 or none): one message's raw payload bytes,
+	//   its metadata in the `Aerie-*` headers; `204` when none came within `wait`.
+	// * `text/event-stream`: Server-Sent Events as messages arrive, one event a message
+	//   (`event: message`, `id:` its offset, `data:` the message JSON as in a batch), and a
+	//   comment line (`: heartbeat`) every `wait` seconds (default 15) without messages. Each
+	//   batch is up to `limit` messages. With `commit=auto` (the default) a message is
+	//   committed once it was written and flushed to the stream (with the stream's next read,
+	//   or on its own when the client has gone), so a reconnect with the same group resumes
+	//   after it; a message whose write failed is not committed and comes again after its
+	//   lease. With `commit=explicit` the stream commits nothing: acknowledge through
+	//   `…/messages/ack`. A node error ends the stream with an `event: error` holding a
+	//   problem; errors before the stream starts are answered as problems. The stream ends when
+	//   the client disconnects.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -13140,6 +13229,22 @@ func (r ListTopicGroupsResponse) ContentType() string {
 	return ""
 }
 
+// PollTopicMessagesResponse200Headers the declared response headers of an HTTP 200 response for PollTopicMessages
+type PollTopicMessagesResponse200Headers struct {
+	AerieCommitted   *int
+	AerieOffset      *int
+	AeriePublishedAt *time.Time
+	AerieQos         *int
+	AerieRedelivered *bool
+	AerieRetain      *bool
+	AerieTopic       *string
+}
+
+// PollTopicMessagesResponse204Headers the declared response headers of an HTTP 204 response for PollTopicMessages
+type PollTopicMessagesResponse204Headers struct {
+	AerieCommitted *int
+}
+
 type PollTopicMessagesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -13151,6 +13256,10 @@ type PollTopicMessagesResponse struct {
 	}
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PollTopicMessagesResponse200Headers
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *PollTopicMessagesResponse204Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -15221,7 +15330,7 @@ func (c *ClientWithResponses) ListTopicGroupsWithResponse(ctx context.Context, o
 	return ParseListTopicGroupsResponse(rsp)
 }
 
-// PollTopicMessagesWithResponse Read a batch of the topic's messages as a consumer group (long poll).
+// PollTopicMessagesWithResponse Read the topic's messages as a consumer group (long poll, raw payload or Server-Sent Events).
 //
 // Messages are read from the node's store (the topic's queue and the commit log); nothing is
 // copied per group. Each message handed out is leased to the reader for `lease` seconds;
@@ -15232,6 +15341,22 @@ func (c *ClientWithResponses) ListTopicGroupsWithResponse(ctx context.Context, o
 // the committed offset when the node restarts: delivery is at least once. A new group starts
 // at `start` (`earliest`, the default: the oldest message still retained; `latest`: only
 // messages published after its first poll). QoS 0 messages are not stored and so not read.
+//
+// The answer follows `Accept`:
+//   - `application/json` (the default): a batch of up to `limit` messages, payloads in base64.
+//   - `application/octet-stream` (with `limit` 1 or none): one message's raw payload bytes,
+//     its metadata in the `Aerie-*` headers; `204` when none came within `wait`.
+//   - `text/event-stream`: Server-Sent Events as messages arrive, one event a message
+//     (`event: message`, `id:` its offset, `data:` the message JSON as in a batch), and a
+//     comment line (`: heartbeat`) every `wait` seconds (default 15) without messages. Each
+//     batch is up to `limit` messages. With `commit=auto` (the default) a message is
+//     committed once it was written and flushed to the stream (with the stream's next read,
+//     or on its own when the client has gone), so a reconnect with the same group resumes
+//     after it; a message whose write failed is not committed and comes again after its
+//     lease. With `commit=explicit` the stream commits nothing: acknowledge through
+//     `…/messages/ack`. A node error ends the stream with an `event: error` holding a
+//     problem; errors before the stream starts are answered as problems. The stream ends when
+//     the client disconnects.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -18141,6 +18266,9 @@ func ParsePollTopicMessagesResponse(rsp *http.Response) (*PollTopicMessagesRespo
 		}
 		response.JSON200 = &dest
 
+	case rsp.StatusCode == 204:
+		break // No content-type
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18148,6 +18276,74 @@ func ParsePollTopicMessagesResponse(rsp *http.Response) (*PollTopicMessagesRespo
 		}
 		response.ApplicationproblemJSONDefault = &dest
 
+	case rsp.StatusCode == 200:
+		// Content-type (text/event-stream) unsupported
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PollTopicMessagesResponse200Headers
+		if values := rsp.Header.Values("Aerie-Committed"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Committed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieCommitted = &value
+		}
+		if values := rsp.Header.Values("Aerie-Offset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Offset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieOffset = &value
+		}
+		if values := rsp.Header.Values("Aerie-Published-At"); len(values) > 0 {
+			var value time.Time
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Published-At", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			}
+			headers.AeriePublishedAt = &value
+		}
+		if values := rsp.Header.Values("Aerie-Qos"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Qos", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieQos = &value
+		}
+		if values := rsp.Header.Values("Aerie-Redelivered"); len(values) > 0 {
+			var value bool
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Redelivered", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieRedelivered = &value
+		}
+		if values := rsp.Header.Values("Aerie-Retain"); len(values) > 0 {
+			var value bool
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Retain", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieRetain = &value
+		}
+		if values := rsp.Header.Values("Aerie-Topic"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Topic", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieTopic = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 204:
+		var headers PollTopicMessagesResponse204Headers
+		if values := rsp.Header.Values("Aerie-Committed"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Committed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieCommitted = &value
+		}
+		response.Headers204 = &headers
 	}
 
 	return response, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 	"github.com/aeriemq/aerie/nodelink"
 )
 
@@ -35,33 +36,18 @@ const (
 // MaxACLRules bounds the rules of one instance.
 const MaxACLRules = 500
 
-// ValidACLFilter reports whether f is a topic filter a rule may use: MQTT
-// filter syntax ('+' a whole level, '#' the whole last level), no NUL, not
-// under $SYS, at most 512 bytes, and ${username}/${clientid} as the only
-// placeholders.
+// ValidACLFilter reports whether f is a topic filter a rule may use: an
+// MQTT filter (mqtttopic.CheckFilter) of at most 512 bytes, not under the
+// broker's reserved "$SYS" or "$share" (mqtttopic.Reserved), and
+// ${username}/${clientid} as the only placeholders.
 func ValidACLFilter(f string) bool {
-	if f == "" || len(f) > 512 || strings.ContainsRune(f, 0) {
+	if len(f) > 512 || mqtttopic.CheckFilter(f) != nil {
 		return false
 	}
 	rest := strings.NewReplacer("${username}", "", "${clientid}", "").Replace(f)
-	if strings.Contains(rest, "${") {
-		return false
-	}
 	// A filter may start with a placeholder ("${username}/#") or name an
 	// instance's own $-topics ("$app/#"), never the broker's reserved ones.
-	if rest == "$SYS" || strings.HasPrefix(rest, "$SYS/") || strings.HasPrefix(rest, "$share/") || rest == "$share" {
-		return false
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return false
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return false
-		}
-	}
-	return true
+	return !strings.Contains(rest, "${") && !mqtttopic.Reserved(rest)
 }
 
 // checkACLRule returns the field errors of r (field names after prefix).

@@ -59,7 +59,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, a Actor, orgID string, in Ne
 	var scopes []Scope
 	for _, sc := range in.Scopes {
 		if sc.Rank() == 0 {
-			fields = append(fields, FieldError{Field: "scopes", Message: "must be read, write or admin"})
+			fields = append(fields, FieldError{Field: "scopes", Message: "must be consume, read, write or admin"})
 			break
 		}
 		if !slices.Contains(scopes, sc) {

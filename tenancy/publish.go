@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // Errors of HTTP publishing; the API maps each to one HTTP problem.
@@ -50,16 +51,20 @@ type Published struct {
 }
 
 // validTopicName reports why topic cannot be published to ("" if it can):
-// the data plane applies the instance's level quota on top.
+// an MQTT topic name (mqtttopic.CheckTopic) not beginning with "$" (HTTP
+// publish never reaches the broker's or the instance's "$" topics); the
+// data plane applies the device rules and the instance's level quota on
+// top.
 func validTopicName(topic string) string {
+	err := mqtttopic.CheckTopic(topic)
 	switch {
-	case topic == "":
+	case errors.Is(err, mqtttopic.ErrEmpty):
 		return "is required"
-	case len(topic) > 65535:
+	case errors.Is(err, mqtttopic.ErrTooLong):
 		return "must be at most 65,535 bytes"
-	case !utf8.ValidString(topic):
+	case errors.Is(err, mqtttopic.ErrNotUTF8):
 		return "must be UTF-8"
-	case strings.ContainsAny(topic, "+#\x00"):
+	case err != nil: // a wildcard or NUL
 		return "must not contain wildcards (+, #) or NUL"
 	case strings.HasPrefix(topic, "$"):
 		return "must not begin with $ (reserved for the broker)"

@@ -117,25 +117,30 @@ func (r Role) MaxScope() Scope {
 	return ""
 }
 
-// Scope is an API permission level: read < write < admin.
+// Scope is an API permission level: consume < read < write < admin.
+// consume is least privilege for cloud applications: reading a topic's
+// messages as a consumer group and committing them, nothing else.
 type Scope string
 
 // Scopes, lowest to highest.
 const (
-	ScopeRead  Scope = "read"
-	ScopeWrite Scope = "write"
-	ScopeAdmin Scope = "admin"
+	ScopeConsume Scope = "consume"
+	ScopeRead    Scope = "read"
+	ScopeWrite   Scope = "write"
+	ScopeAdmin   Scope = "admin"
 )
 
 // Rank orders scopes (0 for unknown).
 func (s Scope) Rank() int {
 	switch s {
-	case ScopeRead:
+	case ScopeConsume:
 		return 1
-	case ScopeWrite:
+	case ScopeRead:
 		return 2
-	case ScopeAdmin:
+	case ScopeWrite:
 		return 3
+	case ScopeAdmin:
+		return 4
 	}
 	return 0
 }

@@ -43,7 +43,8 @@ const MaxTopics = 10000
 var topicName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 
 // ValidTopicFilter reports whether f is a filter a topic may use: MQTT
-// filter syntax, no placeholders, not under $, at most 512 bytes.
+// filter syntax, no placeholders, not under the broker's reserved "$SYS"
+// or "$share", at most 512 bytes (ValidACLFilter without placeholders).
 func ValidTopicFilter(f string) bool {
 	return ValidACLFilter(f) && !strings.Contains(f, "${")
 }
@@ -177,6 +178,31 @@ type TopicPatch struct {
 	MaxPayloadBytes  *int
 }
 
+// Apply sets the fields of t that p changes.
+func (p TopicPatch) Apply(t *TopicPolicy) {
+	if p.Name != nil {
+		t.Name = *p.Name
+	}
+	if p.Filter != nil {
+		t.Filter = *p.Filter
+	}
+	if p.RetentionSeconds != nil {
+		t.RetentionSeconds = *p.RetentionSeconds
+	}
+	if p.RetentionBytes != nil {
+		t.RetentionBytes = *p.RetentionBytes
+	}
+	if p.MaxQoS != nil {
+		t.MaxQoS = *p.MaxQoS
+	}
+	if p.RetainAllowed != nil {
+		t.RetainAllowed = *p.RetainAllowed
+	}
+	if p.MaxPayloadBytes != nil {
+		t.MaxPayloadBytes = *p.MaxPayloadBytes
+	}
+}
+
 // UpdateTopic changes a topic and pushes it to the node.
 func (s *Service) UpdateTopic(ctx context.Context, a Actor, orgID, instanceID, id string, p TopicPatch) (Topic, error) {
 	var out Topic
@@ -190,27 +216,7 @@ func (s *Service) UpdateTopic(ctx context.Context, a Actor, orgID, instanceID, i
 			return fmt.Errorf("topic %s: %w", id, notFound(err))
 		}
 		t := cur.TopicPolicy
-		if p.Name != nil {
-			t.Name = *p.Name
-		}
-		if p.Filter != nil {
-			t.Filter = *p.Filter
-		}
-		if p.RetentionSeconds != nil {
-			t.RetentionSeconds = *p.RetentionSeconds
-		}
-		if p.RetentionBytes != nil {
-			t.RetentionBytes = *p.RetentionBytes
-		}
-		if p.MaxQoS != nil {
-			t.MaxQoS = *p.MaxQoS
-		}
-		if p.RetainAllowed != nil {
-			t.RetainAllowed = *p.RetainAllowed
-		}
-		if p.MaxPayloadBytes != nil {
-			t.MaxPayloadBytes = *p.MaxPayloadBytes
-		}
+		p.Apply(&t)
 		if err := s.checkTopic(t, maxPayload); err != nil {
 			return err
 		}

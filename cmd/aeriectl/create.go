@@ -50,7 +50,7 @@ func (c *cli) createCmd() *cobra.Command {
 	f.StringVar(&q.filter, "filter", "", "acl-rule: topic filter")
 	f.StringVar(&q.credential, "credential-id", "", "acl-rule: only for this credential")
 	f.IntVar(&q.position, "position", 0, "acl-rule: insert at this position (default last)")
-	f.StringSliceVar(&q.scopes, "scopes", []string{"read"}, "api-key: scopes (read, write, admin)")
+	f.StringSliceVar(&q.scopes, "scopes", []string{"read"}, "api-key: scopes (consume, read, write, admin)")
 	return cmd
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 type aclRulesResource struct{ configured }
@@ -187,8 +189,8 @@ func (r *aclRulesResource) ImportState(ctx context.Context, req resource.ImportS
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("instance_id"), req.ID)...)
 }
 
-// topicFilterValidator checks MQTT topic filter syntax: # only as the last
-// level, + and # only as a whole level.
+// topicFilterValidator checks MQTT topic filter syntax (mqtttopic.CheckFilter)
+// and refuses $-prefixed filters.
 type topicFilterValidator struct{}
 
 func (topicFilterValidator) Description(context.Context) string {
@@ -204,23 +206,18 @@ func (topicFilterValidator) ValidateString(_ context.Context, req validator.Stri
 		return
 	}
 	f := req.ConfigValue.ValueString()
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		bad := ""
-		switch {
-		case strings.Contains(l, "#") && (l != "#" || i != len(levels)-1):
-			bad = "# must be a whole level and the last one"
-		case strings.Contains(l, "+") && l != "+":
-			bad = "+ must be a whole level"
-		case strings.ContainsRune(l, 0):
-			bad = "a filter cannot contain NUL"
-		case i == 0 && strings.HasPrefix(l, "$") && !strings.HasPrefix(l, "${"):
-			bad = "rules cannot cover $-prefixed (system) topics"
+	bad := ""
+	if err := mqtttopic.CheckFilter(f); err != nil {
+		bad = "it " + err.Error()
+		if errors.Is(err, mqtttopic.ErrHash) || errors.Is(err, mqtttopic.ErrPlus) {
+			bad = err.Error()
 		}
-		if bad != "" {
-			resp.Diagnostics.AddAttributeError(req.Path, "Invalid MQTT topic filter",
-				"Attribute "+req.Path.String()+" is not a valid MQTT topic filter ("+`"`+f+`"`+"): "+bad+".")
-			return
-		}
+	} else if strings.HasPrefix(f, "$") && !strings.HasPrefix(f, "${") {
+		// Stricter than the API, which allows an instance's own "$app/…".
+		bad = "rules cannot cover $-prefixed (system) topics"
+	}
+	if bad != "" {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid MQTT topic filter",
+			"Attribute "+req.Path.String()+" is not a valid MQTT topic filter ("+`"`+f+`"`+"): "+bad+".")
 	}
 }

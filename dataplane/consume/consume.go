@@ -19,12 +19,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 	"github.com/aeriemq/aerie/nodelink"
 )
 
@@ -95,11 +95,8 @@ func (s *Service) queueOf(inst, topicID string) (string, error) {
 	if !ok {
 		return "", nodelink.Errorf(http.StatusNotFound, "topic %s is not on this node", topicID)
 	}
-	return mount(inst) + t.Filter, nil
+	return mqtttopic.Mount(mqtttopic.MountOf(inst), t.Filter), nil
 }
-
-// mount is the prefix of an instance's topics in the store.
-func mount(inst string) string { return inst + "/" }
 
 func validGroup(g string) bool {
 	if g == "" || len(g) > 128 {
@@ -139,7 +136,8 @@ func (s *Service) group(inst, queue, name, start string) (*group, error) {
 
 func toMessage(e store.Entry) nodelink.Message {
 	m := e.Message
-	out := nodelink.Message{Offset: e.Offset, Topic: strings.TrimPrefix(m.Topic, mount(m.Instance)), Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, PublishedAt: m.Time.UTC()}
+	topic, _ := mqtttopic.Unmount(mqtttopic.MountOf(m.Instance), m.Topic)
+	out := nodelink.Message{Offset: e.Offset, Topic: topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, PublishedAt: m.Time.UTC()}
 	p := m.Properties
 	if p.HasPayloadFormat() || p.MessageExpiry > 0 || p.ContentType != "" || p.ResponseTopic != "" || len(p.CorrelationData) > 0 || len(p.User) > 0 {
 		pp := &nodelink.Properties{MessageExpiry: p.MessageExpiry, ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, User: linkUser(p.User)}
@@ -307,7 +305,7 @@ func (s *Service) Stats(inst string) ([]nodelink.TopicStat, error) {
 	}
 	out := make([]nodelink.TopicStat, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, nodelink.TopicStat{TopicID: t.ID, Filter: t.Filter, StoredBytes: byFilter[mount(inst)+t.Filter]})
+		out = append(out, nodelink.TopicStat{TopicID: t.ID, Filter: t.Filter, StoredBytes: byFilter[mqtttopic.Mount(mqtttopic.MountOf(inst), t.Filter)]})
 	}
 	return out, nil
 }

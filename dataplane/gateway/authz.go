@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // Authorization for the life of a connection.
@@ -188,13 +188,13 @@ func (h *tenantHook) allowsEverything(c *conn) bool {
 // topic and a filter: the decision is the same, only a refused delivery is
 // counted as a drop.
 func (h *tenantHook) mayRead(c *conn, t string, shared bool) bool {
-	if shared || strings.ContainsAny(t, "+#") {
+	if shared || mqtttopic.HasWildcard(t) {
 		return h.allowed(c, config.ActionSubscribe, t, true)
 	}
 	if h.deliverable(c, t) {
 		return true
 	}
-	if !c.az.isSubscribing(c.mount + t) {
+	if !c.az.isSubscribing(mqtttopic.Mount(c.mount, t)) {
 		h.drop(c.instance, DropACL)
 	}
 	return false
@@ -223,7 +223,7 @@ func (h *tenantHook) mayReceive(cl *mqtt.Client, topic string) bool {
 	if c == nil {
 		return true
 	}
-	t, ok := unmountTopic(c.mount, topic)
+	t, ok := mqtttopic.Unmount(c.mount, topic)
 	if ok && h.deliverable(c, t) {
 		return true
 	}
@@ -268,7 +268,7 @@ func (a *authzHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Pack
 	}
 	var plain []string
 	for _, f := range pk.Filters {
-		if !strings.ContainsAny(f.Filter, "+#") {
+		if !mqtttopic.HasWildcard(f.Filter) {
 			plain = append(plain, f.Filter)
 		}
 	}
@@ -300,7 +300,7 @@ func (a *authzHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if c == nil {
 		return will, nil
 	}
-	t, ok := unmountTopic(c.mount, will.TopicName)
+	t, ok := mqtttopic.Unmount(c.mount, will.TopicName)
 	if !ok || !a.t.allowed(c, config.ActionPublish, t, false) {
 		a.t.drop(c.instance, DropACL)
 		will.Flag = 0

@@ -11,6 +11,7 @@ import (
 	paho "github.com/eclipse/paho.golang/paho"
 
 	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // listener5 is an MQTT 5 subscriber that records what it receives.
@@ -127,7 +128,7 @@ func TestIsolationSuite(t *testing.T) {
 		t.Errorf("instance B's share group received A's jobs: %v", m)
 	}
 	t.Run("publishes that would leave the namespace are refused", func(t *testing.T) {
-		for _, topic := range []string{"$SYS/broker/load", "a/+/b", "a\x00b", strings.Repeat("x", maxLevelLen+1)} {
+		for _, topic := range []string{"$SYS/broker/load", "a/+/b", "a\x00b", strings.Repeat("x", mqtttopic.MaxLevelBytes+1)} {
 			v, _, err := b.v5(t, "esc", "dev@i-aaaa", "pw-dev")
 			if err != nil {
 				t.Fatal(err)
@@ -156,7 +157,7 @@ func TestInvalidTopicCannotReachAnotherInstance(t *testing.T) {
 	victim := b.listen5(t, "victim", "dev@i-bbbb", "pw-b", "#")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, topic := range []string{"i-bbbb/fleet/a/b/c", "i-bbbb/" + strings.Repeat("x", maxLevelLen+1)} {
+	for _, topic := range []string{"i-bbbb/fleet/a/b/c", "i-bbbb/" + strings.Repeat("x", mqtttopic.MaxLevelBytes+1)} {
 		v3, err := b.v3(t, "attacker3", "dev@i-aaaa", "pw-dev", nil)
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // Publish publishes a message a tenant's server sent over HTTP (the node
@@ -54,7 +55,7 @@ func (h *tenantHook) publishHTTP(ctx context.Context, p config.Publish) config.P
 		return fail(config.PublishUnavailable, "instance %s is suspended: the org is over its spend limit", p.InstanceID)
 	}
 	q := effectiveQuotas(inst)
-	if !validTopic(p.Topic, q.MaxTopicLevels) {
+	if !mqtttopic.ValidTopic(p.Topic, q.MaxTopicLevels) {
 		h.drop(p.InstanceID, DropACL)
 		return fail(config.PublishInvalidTopic, "%q is not a topic name devices of this instance may publish to", p.Topic)
 	}
@@ -65,8 +66,8 @@ func (h *tenantHook) publishHTTP(ctx context.Context, p config.Publish) config.P
 		h.drop(p.InstanceID, DropTooLarge)
 		return fail(config.PublishTooLarge, "payload of %d bytes is over the instance's max_payload_bytes (%d)", len(p.Payload), q.MaxPayloadBytes)
 	}
-	mount := p.InstanceID + "/"
-	topic := mountTopic(mount, p.Topic)
+	mount := mqtttopic.MountOf(p.InstanceID)
+	topic := mqtttopic.Mount(mount, p.Topic)
 	if p.Retain && len(p.Payload) > 0 && q.MaxRetainedMessages > 0 {
 		if _, exists := h.srv.Topics.Retained.Get(topic); !exists && h.retainedCount(mount) >= q.MaxRetainedMessages {
 			h.drop(p.InstanceID, DropQuota)
@@ -126,6 +127,6 @@ func (h *tenantHook) httpClient(instance string) *mqtt.Client {
 	cl := h.srv.NewClient(nil, mqtt.LocalListener, instance+"/"+httpClientID, true)
 	cl.Properties.ProtocolVersion = 5
 	h.http[instance] = cl
-	h.conns[cl] = &conn{instance: instance, mount: instance + "/", clientID: httpClientID}
+	h.conns[cl] = &conn{instance: instance, mount: mqtttopic.MountOf(instance), clientID: httpClientID}
 	return cl
 }

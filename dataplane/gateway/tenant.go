@@ -17,6 +17,7 @@ import (
 
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // conn is what the tenant hook knows about one connected device.
@@ -183,7 +184,7 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 	if inst.Limited == config.LimitSuspend { // over the org's spend limit
 		return refuseConnect(h.srv, cl, packets.ErrQuotaExceeded)
 	}
-	c := &conn{instance: instance, mount: instance + "/", username: user, clientID: cl.ID, maxLevels: inst.Quotas.MaxTopicLevels}
+	c := &conn{instance: instance, mount: mqtttopic.MountOf(instance), username: user, clientID: cl.ID, maxLevels: inst.Quotas.MaxTopicLevels}
 	c.az.gen = h.gens.of(instance)
 	switch {
 	case user == "" && !pk.Connect.PasswordFlag:
@@ -209,10 +210,10 @@ func (h *tenantHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 	if cl.Properties.Will.Flag != 0 {
-		if !validTopic(cl.Properties.Will.TopicName, c.maxLevels) || !h.allowed(c, config.ActionPublish, cl.Properties.Will.TopicName, false) {
+		if !mqtttopic.ValidTopic(cl.Properties.Will.TopicName, c.maxLevels) || !h.allowed(c, config.ActionPublish, cl.Properties.Will.TopicName, false) {
 			return refuseConnect(h.srv, cl, packets.ErrTopicNameInvalid)
 		}
-		cl.Properties.Will.TopicName = mountTopic(c.mount, cl.Properties.Will.TopicName)
+		cl.Properties.Will.TopicName = mqtttopic.Mount(c.mount, cl.Properties.Will.TopicName)
 	}
 	if code := h.admitConnection(cl, c, effectiveQuotas(inst)); code != packets.CodeSuccess {
 		return refuseConnect(h.srv, cl, code)
@@ -335,7 +336,7 @@ func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		if pk.TopicName == "" {
 			return pk, nil // alias-only: mochi resolves the alias to an already mounted topic
 		}
-		if !validTopic(pk.TopicName, c.levels()) {
+		if !mqtttopic.ValidTopic(pk.TopicName, c.levels()) {
 			// mochi ignores any other error from this hook and would go on
 			// with the topic unmounted: reject the packet, which ends the
 			// connection (MQTT 5 devices are told why first).
@@ -346,7 +347,7 @@ func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 			}
 			return pk, packets.ErrRejectPacket
 		}
-		pk.TopicName = mountTopic(c.mount, pk.TopicName)
+		pk.TopicName = mqtttopic.Mount(c.mount, pk.TopicName)
 	case packets.Subscribe:
 		h.mountSubscribe(cl, c, &pk)
 	case packets.Unsubscribe:
@@ -358,16 +359,16 @@ func (h *tenantHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 }
 
 func (h *tenantHook) mountFilter(c *conn, f string) string {
-	if group, inner, shared := splitShared(f); shared {
-		if group == "" || !validFilter(inner, c.levels()) {
+	if group, inner, shared := mqtttopic.SplitShared(f); shared {
+		if group == "" || !mqtttopic.ValidFilter(inner, c.levels()) {
 			return deniedMount + f
 		}
-		return "$share/" + group + "/" + mountTopic(c.mount, inner)
+		return "$share/" + group + "/" + mqtttopic.Mount(c.mount, inner)
 	}
-	if !validFilter(f, c.levels()) {
+	if !mqtttopic.ValidFilter(f, c.levels()) {
 		return deniedMount + f
 	}
-	return mountTopic(c.mount, f)
+	return mqtttopic.Mount(c.mount, f)
 }
 
 // mountSubscribe mounts a SUBSCRIBE's filters and refuses those beyond the
@@ -418,7 +419,7 @@ func (h *tenantHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 			return pk
 		}
 		if c := h.get(cl); c != nil {
-			if t, ok := unmountTopic(c.mount, pk.TopicName); ok {
+			if t, ok := mqtttopic.Unmount(c.mount, pk.TopicName); ok {
 				pk.TopicName = t
 			}
 		}
@@ -465,8 +466,8 @@ func (h *tenantHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	if write {
 		return true
 	}
-	_, inner, shared := splitShared(topic)
-	t, ok := unmountTopic(c.mount, inner)
+	_, inner, shared := mqtttopic.SplitShared(topic)
+	t, ok := mqtttopic.Unmount(c.mount, inner)
 	if !ok {
 		return false
 	}
@@ -486,7 +487,7 @@ func (h *tenantHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if c == nil {
 		return pk, packets.ErrRejectPacket
 	}
-	t, ok := unmountTopic(c.mount, pk.TopicName)
+	t, ok := mqtttopic.Unmount(c.mount, pk.TopicName)
 	if !ok || !h.allowed(c, config.ActionPublish, t, false) || !h.topicAllowed(c.instance, t, pk) {
 		h.drop(c.instance, DropACL)
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
@@ -538,7 +539,7 @@ func (h *tenantHook) allowed(c *conn, action, s string, isFilter bool) bool {
 			if !containsString(r.Actions, action) {
 				continue
 			}
-			if f, good := c.expand(r.Filter); good && covers(f, s) {
+			if f, good := c.expand(r.Filter); good && mqtttopic.Covers(f, s) {
 				ok = true
 				break
 			}
@@ -558,12 +559,12 @@ func (h *tenantHook) allowed(c *conn, action, s string, isFilter bool) bool {
 		f, good := c.expand(r.Filter)
 		if r.Effect == config.EffectDeny {
 			// A placeholder that cannot be expanded safely denies everything.
-			if !good || (isFilter && covers(f, s)) || (!isFilter && topicMatch(f, s)) {
+			if !good || (isFilter && mqtttopic.Covers(f, s)) || (!isFilter && mqtttopic.MatchLevels(f, s)) {
 				return false
 			}
 			continue
 		}
-		if good && covers(f, s) {
+		if good && mqtttopic.Covers(f, s) {
 			allow = true
 		}
 	}

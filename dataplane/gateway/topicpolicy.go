@@ -10,6 +10,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // topicAllowed applies the instance's provisioned topics to a device's
@@ -28,7 +29,7 @@ func (h *tenantHook) topicAllowed(instance, t string, pk packets.Packet) bool {
 	matched := false
 	for i := range topics {
 		tp := &topics[i]
-		if !topicMatch(tp.Filter, t) {
+		if !mqtttopic.MatchLevels(tp.Filter, t) {
 			continue
 		}
 		matched = true
@@ -46,7 +47,7 @@ func topicQueues(instance string, ts []config.Topic) []store.TopicQueue {
 	out := make([]store.TopicQueue, 0, len(ts))
 	seen := map[string]int{}
 	for _, t := range ts {
-		q := store.TopicQueue{Filter: instance + "/" + t.Filter, MaxAge: time.Duration(t.RetentionSeconds) * time.Second, MaxBytes: t.RetentionBytes}
+		q := store.TopicQueue{Filter: mqtttopic.Mount(mqtttopic.MountOf(instance), t.Filter), MaxAge: time.Duration(t.RetentionSeconds) * time.Second, MaxBytes: t.RetentionBytes}
 		if i, ok := seen[q.Filter]; ok { // two topics, one filter: the longer policy
 			o := &out[i]
 			if o.MaxAge != 0 && (q.MaxAge == 0 || q.MaxAge > o.MaxAge) {

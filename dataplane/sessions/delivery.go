@@ -1,6 +1,8 @@
 package sessions
 
 import (
+	"github.com/aeriemq/aerie/internal/mqtttopic"
+
 	"context"
 	"errors"
 	"fmt"
@@ -224,7 +226,7 @@ func (s *session) prepareLocked(q string, e store.Entry) (outgoing, error) {
 	owner, subQoS, rap, local := "", byte(0), false, false
 	var ids []int
 	for f, sb := range s.subs {
-		if sb.Since >= e.Offset || !store.Match(f, m.Topic) {
+		if sb.Since >= e.Offset || !mqtttopic.Match(f, m.Topic) {
 			continue
 		}
 		if sb.NoLocal && m.Origin != "" && m.Origin == s.key.id {

@@ -7,51 +7,6 @@ import (
 	"time"
 )
 
-func TestMatch(t *testing.T) {
-	cases := []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"a/b/c", "a/b/c", true},
-		{"a/b/c", "a/b/d", false},
-		{"a/+/c", "a/b/c", true},
-		{"a/+/c", "a/b/d", false},
-		{"a/+/c", "a//c", true},
-		{"a/+", "a/b/c", false},
-		{"a/#", "a", true},
-		{"a/#", "a/b/c", true},
-		{"a/#", "b/c", false},
-		{"#", "a/b", true},
-		{"+/+", "a/b", true},
-		{"+", "a/b", false},
-		{"#", "$SYS/x", false},
-		{"+/x", "$SYS/x", false},
-		{"$SYS/#", "$SYS/x", true},
-		{"fleet/+/telemetry", "fleet/truck1/telemetry", true},
-		{"fleet/+/telemetry", "fleet/truck1/status", false},
-	}
-	for _, c := range cases {
-		if got := Match(c.filter, c.topic); got != c.want {
-			t.Errorf("Match(%q, %q) = %v, want %v", c.filter, c.topic, got, c.want)
-		}
-	}
-}
-
-func TestValidFilter(t *testing.T) {
-	cases := []struct {
-		filter string
-		want   bool
-	}{
-		{"a/b", true}, {"a/+/c", true}, {"a/#", true}, {"#", true}, {"+", true},
-		{"", false}, {"a/#/c", false}, {"a/b#", false}, {"a+/b", false}, {"a\x00b", false},
-	}
-	for _, c := range cases {
-		if got := ValidFilter(c.filter); got != c.want {
-			t.Errorf("ValidFilter(%q) = %v, want %v", c.filter, got, c.want)
-		}
-	}
-}
-
 func TestLqKeyEncoding(t *testing.T) {
 	cases := []struct {
 		inst, queue string
@@ -158,44 +113,5 @@ func TestParseSyncPolicy(t *testing.T) {
 		if c.ok && got.String() != c.want.String() {
 			t.Errorf("String() = %q", got.String())
 		}
-	}
-}
-
-func TestFilterTrieMatchesLikeMatch(t *testing.T) {
-	filters := []string{"a/+/c", "a/#", "#", "+/+", "+", "a/b/c", "$SYS/#", "fleet/+/telemetry", "a/+/#", "+/b/+"}
-	topics := []string{"a/b/c", "a/b/d", "a", "a/b", "b/c", "$SYS/x", "x", "fleet/t/telemetry", "a//c", "a/b/c/d", "z/b/y"}
-	tr := newFilterTrie()
-	for _, f := range filters {
-		tr.add(f)
-	}
-	check := func(live []string) {
-		t.Helper()
-		for _, tp := range topics {
-			got := map[string]int{}
-			for _, f := range tr.match(nil, tp) {
-				got[f]++
-			}
-			for _, f := range live {
-				want := 0
-				if Match(f, tp) {
-					want = 1
-				}
-				if got[f] != want {
-					t.Errorf("trie match %q on %q: %d times, want %d", f, tp, got[f], want)
-				}
-				delete(got, f)
-			}
-			if len(got) != 0 {
-				t.Errorf("trie matched removed filters %v on %q", got, tp)
-			}
-		}
-	}
-	check(filters)
-	for i, f := range filters {
-		empty := tr.remove(f)
-		if empty != (i == len(filters)-1) {
-			t.Fatalf("remove(%q) empty = %v", f, empty)
-		}
-		check(filters[i+1:])
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/linxGnu/grocksdb"
+
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // ErrRetainedQuota is returned by Retain when a new retained topic would
@@ -62,7 +64,7 @@ func (s *Store) Retain(ctx context.Context, m Message) error {
 	if err := checkName("instance", m.Instance); err != nil {
 		return err
 	}
-	if err := checkName("topic", m.Topic); err != nil || IsWildcard(m.Topic) {
+	if err := checkName("topic", m.Topic); err != nil || mqtttopic.HasWildcard(m.Topic) {
 		return fmt.Errorf("%w: topic %q", ErrInvalidName, m.Topic)
 	}
 	if err := s.enter(); err != nil {
@@ -111,7 +113,7 @@ func (s *Store) Retain(ctx context.Context, m Message) error {
 // Retained returns the instance's retained messages whose topics match
 // filter, skipping expired ones.
 func (s *Store) Retained(ctx context.Context, instance, filter string) ([]Message, error) {
-	if !ValidFilter(filter) {
+	if mqtttopic.CheckFilter(filter) != nil {
 		return nil, fmt.Errorf("%w: filter %q", ErrInvalidName, filter)
 	}
 	return s.retained(ctx, instance, filter)
@@ -147,7 +149,7 @@ func (s *Store) retained(ctx context.Context, instance, filter string) ([]Messag
 	start := append(append([]byte(nil), prefix...), lit...)
 	for it.Seek(start); it.ValidForPrefix(start); it.Next() {
 		topic := string(it.Key().Data()[len(prefix):])
-		if filter != "" && !Match(filter, topic) {
+		if filter != "" && !mqtttopic.Match(filter, topic) {
 			continue
 		}
 		m, err := decodeMessage(it.Value().Data())

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/aeriemq/aerie/internal/mqtttopic"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -145,7 +147,7 @@ func (s *Store) loadSessions(ctx context.Context) error {
 		}
 		for f := range rec.Subs {
 			s.ss.addSub(inst, f, client)
-			if IsWildcard(f) {
+			if mqtttopic.HasWildcard(f) {
 				s.addFilterLocked(inst, f)
 			}
 		}

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/aeriemq/aerie/internal/mqtttopic"
+
 	"context"
 	"fmt"
 
@@ -16,10 +18,10 @@ func (s *Store) addFilterLocked(inst, f string) {
 	if m[f]++; m[f] == 1 {
 		t := s.tries[inst]
 		if t == nil {
-			t = newFilterTrie()
+			t = mqtttopic.NewIndex()
 			s.tries[inst] = t
 		}
-		t.add(f)
+		t.Add(f)
 	}
 }
 
@@ -29,7 +31,7 @@ func (s *Store) addFilterLocked(inst, f string) {
 // receives messages published after the call; retained ones come from
 // Retained). It returns the subscription's cursor.
 func (s *Store) Subscribe(ctx context.Context, instance, clientID string, sub Subscription) (uint64, error) {
-	if !ValidFilter(sub.Filter) {
+	if mqtttopic.CheckFilter(sub.Filter) != nil {
 		return 0, fmt.Errorf("%w: filter %q", ErrInvalidName, sub.Filter)
 	}
 	if err := s.enter(); err != nil {
@@ -66,7 +68,7 @@ func (s *Store) Subscribe(ctx context.Context, instance, clientID string, sub Su
 	var boundary uint64
 	if err := s.control(ctx, func() {
 		s.filtersMu.Lock()
-		if IsWildcard(sub.Filter) {
+		if mqtttopic.HasWildcard(sub.Filter) {
 			s.addFilterLocked(instance, sub.Filter)
 		}
 		boundary = s.next.Load() - 1
@@ -155,7 +157,7 @@ func (s *Store) releaseFilters(ctx context.Context, instance string, filters []s
 		defer wb.Destroy()
 		s.filtersMu.Lock()
 		for _, f := range filters {
-			if !IsWildcard(f) {
+			if !mqtttopic.HasWildcard(f) {
 				continue
 			}
 			m := s.filters[instance]
@@ -166,7 +168,7 @@ func (s *Store) releaseFilters(ctx context.Context, instance string, filters []s
 			if len(m) == 0 {
 				delete(s.filters, instance)
 			}
-			if t := s.tries[instance]; t != nil && t.remove(f) {
+			if t := s.tries[instance]; t != nil && t.Remove(f) {
 				delete(s.tries, instance)
 			}
 			p := lqPrefix(instance, f)

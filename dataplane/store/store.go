@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/aeriemq/aerie/internal/mqtttopic"
+
 	"context"
 	"errors"
 	"fmt"
@@ -140,7 +142,7 @@ type Store struct {
 	// and per instance a trie of those filters for matching.
 	filtersMu sync.RWMutex
 	filters   map[string]map[string]int
-	tries     map[string]*filterTrie
+	tries     map[string]*mqtttopic.Index
 
 	countersMu sync.Mutex
 	bytes      map[string]uint64 // stored log bytes per instance
@@ -186,7 +188,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		ctrl:    make(chan func()),
 		quit:    make(chan struct{}),
 		filters: map[string]map[string]int{},
-		tries:   map[string]*filterTrie{},
+		tries:   map[string]*mqtttopic.Index{},
 		bytes:   map[string]uint64{},
 		limits:  map[string]Limits{},
 		topicQs: map[string]map[string]*topicQ{},

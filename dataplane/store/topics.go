@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/linxGnu/grocksdb"
+
+	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
 // Provisioned topics and consumer groups.
@@ -83,7 +85,7 @@ func (s *Store) SetTopics(ctx context.Context, instance string, topics []TopicQu
 		return err
 	}
 	for _, t := range topics {
-		if !ValidFilter(t.Filter) {
+		if mqtttopic.CheckFilter(t.Filter) != nil {
 			return fmt.Errorf("%w: filter %q", ErrInvalidName, t.Filter)
 		}
 	}
@@ -110,7 +112,7 @@ func (s *Store) SetTopics(ctx context.Context, instance string, topics []TopicQu
 			t.Floor = 0
 			next[t.Filter] = &topicQ{TopicQueue: t, bytes: new(atomic.Int64)}
 			added = append(added, t.Filter)
-			if IsWildcard(t.Filter) {
+			if mqtttopic.HasWildcard(t.Filter) {
 				s.addFilterLocked(instance, t.Filter)
 			}
 		}
@@ -139,7 +141,7 @@ func (s *Store) SetTopics(ctx context.Context, instance string, topics []TopicQu
 	}
 	// A concrete topic's queue already held its messages: count them.
 	for _, f := range added {
-		if !IsWildcard(f) {
+		if !mqtttopic.HasWildcard(f) {
 			if err := s.recountTopic(ctx, instance, f); err != nil {
 				return err
 			}
@@ -147,7 +149,7 @@ func (s *Store) SetTopics(ctx context.Context, instance string, topics []TopicQu
 	}
 	var wild []string
 	for _, f := range removed {
-		if IsWildcard(f) {
+		if mqtttopic.HasWildcard(f) {
 			wild = append(wild, f)
 		}
 	}
@@ -286,7 +288,7 @@ func (s *Store) loadTopics(ctx context.Context) error {
 		m := make(map[string]*topicQ, len(list))
 		for _, t := range list {
 			m[t.Filter] = &topicQ{TopicQueue: t, bytes: new(atomic.Int64)}
-			if IsWildcard(t.Filter) {
+			if mqtttopic.HasWildcard(t.Filter) {
 				s.addFilterLocked(inst, t.Filter)
 			}
 		}
@@ -393,7 +395,7 @@ func (s *Store) enforceTopics(ctx context.Context, now time.Time) (map[string]ma
 func topicDead(tq map[string]*topicQ, topic string, off, ms, cutoff uint64, floorOf func(*topicQ) uint64) bool {
 	matched := false
 	for f, t := range tq {
-		if !Match(f, topic) {
+		if !mqtttopic.Match(f, topic) {
 			continue
 		}
 		matched = true

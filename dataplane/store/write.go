@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/aeriemq/aerie/internal/mqtttopic"
+
 	"context"
 	"fmt"
 	"time"
@@ -23,7 +25,7 @@ func (s *Store) Append(ctx context.Context, msgs []Message) ([]uint64, error) {
 		if err := checkName("instance", msgs[i].Instance); err != nil {
 			return nil, err
 		}
-		if err := checkName("topic", msgs[i].Topic); err != nil || IsWildcard(msgs[i].Topic) {
+		if err := checkName("topic", msgs[i].Topic); err != nil || mqtttopic.HasWildcard(msgs[i].Topic) {
 			return nil, fmt.Errorf("%w: topic %q", ErrInvalidName, msgs[i].Topic)
 		}
 	}
@@ -160,7 +162,7 @@ func (w *batchWriter) destroy() { w.log.Destroy(); w.lq.Destroy() }
 func (s *Store) queuesFor(dst []string, instance, topic string) []string {
 	dst = append(dst[:0], topic)
 	if t := s.tries[instance]; t != nil {
-		dst = t.match(dst, topic)
+		dst = t.Match(dst, topic)
 	}
 	return dst
 }

@@ -1,19 +1,21 @@
-package store
+package mqtttopic
 
 import "strings"
 
-// filterTrie indexes an instance's wildcard filters by level so that a
-// publish is matched in time proportional to its topic depth, not to the
-// number of filters.
-type filterTrie struct {
-	children map[string]*filterTrie
+// Index holds a set of filters by level so that a topic is matched in time
+// proportional to its depth, not to the number of filters. It matches like
+// Match (the "$" rule included). An Index is not safe for concurrent use.
+type Index struct {
+	children map[string]*Index
 	filter   string // non-empty when a filter ends here
 	hash     string // filter ending in "#" below this level
 }
 
-func newFilterTrie() *filterTrie { return &filterTrie{children: map[string]*filterTrie{}} }
+// NewIndex returns an empty Index.
+func NewIndex() *Index { return &Index{children: map[string]*Index{}} }
 
-func (t *filterTrie) add(filter string) {
+// Add puts a valid filter in the index.
+func (t *Index) Add(filter string) {
 	n := t
 	for _, l := range strings.Split(filter, "/") {
 		if l == "#" {
@@ -22,7 +24,7 @@ func (t *filterTrie) add(filter string) {
 		}
 		c := n.children[l]
 		if c == nil {
-			c = newFilterTrie()
+			c = NewIndex()
 			n.children[l] = c
 		}
 		n = c
@@ -30,13 +32,13 @@ func (t *filterTrie) add(filter string) {
 	n.filter = filter
 }
 
-// remove deletes filter; it reports whether the trie is now empty.
-func (t *filterTrie) remove(filter string) bool {
+// Remove deletes filter; it reports whether the index is now empty.
+func (t *Index) Remove(filter string) bool {
 	t.removeLevels(strings.Split(filter, "/"))
 	return t.empty()
 }
 
-func (t *filterTrie) removeLevels(levels []string) {
+func (t *Index) removeLevels(levels []string) {
 	if levels[0] == "#" {
 		t.hash = ""
 		return
@@ -55,15 +57,14 @@ func (t *filterTrie) removeLevels(levels []string) {
 	}
 }
 
-func (t *filterTrie) empty() bool { return len(t.children) == 0 && t.filter == "" && t.hash == "" }
+func (t *Index) empty() bool { return len(t.children) == 0 && t.filter == "" && t.hash == "" }
 
-// match appends to dst every filter that matches topic (MQTT rules,
-// including "a/#" matching "a" and '$' topics not matching leading wildcards).
-func (t *filterTrie) match(dst []string, topic string) []string {
+// Match appends to dst every filter of the index that matches topic.
+func (t *Index) Match(dst []string, topic string) []string {
 	return t.matchLevels(dst, topic, true)
 }
 
-func (t *filterTrie) matchLevels(dst []string, rest string, first bool) []string {
+func (t *Index) matchLevels(dst []string, rest string, first bool) []string {
 	dollar := first && strings.HasPrefix(rest, "$")
 	if t.hash != "" && !dollar {
 		dst = append(dst, t.hash)
@@ -78,7 +79,7 @@ func (t *filterTrie) matchLevels(dst []string, rest string, first bool) []string
 	return dst
 }
 
-func (t *filterTrie) next(dst []string, tail string, more bool) []string {
+func (t *Index) next(dst []string, tail string, more bool) []string {
 	if more {
 		return t.matchLevels(dst, tail, false)
 	}
