@@ -11,6 +11,7 @@ import (
 
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/dberr"
+	"github.com/aeriemq/aerie/internal/idempotency"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -35,8 +36,6 @@ var (
 	ErrBodyTooLarge        = errors.New("request body too large")
 	ErrUnsupportedMedia    = errors.New("unsupported media type")
 	ErrPreconditionFailed  = errors.New("precondition failed")
-	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
-	ErrIdempotencyInFlight = errors.New("a request with this idempotency key is in progress")
 	ErrInsufficientScope   = errors.New("insufficient scope")
 	ErrMethodNotAllowed    = errors.New("method not allowed")
 	ErrRouteNotFound       = errors.New("no such route")
@@ -88,8 +87,8 @@ var errorTable = []struct {
 	{ErrUnsupportedMedia, problemKind{http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"}},
 	{ErrPreconditionFailed, problemKind{http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"}},
 	{tenancy.ErrStale, problemKind{http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"}},
-	{ErrIdempotencyMismatch, problemKind{http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"}},
-	{ErrIdempotencyInFlight, problemKind{http.StatusConflict, "idempotency-in-progress", "Request in progress"}},
+	{idempotency.ErrMismatch, problemKind{http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"}},
+	{idempotency.ErrInFlight, problemKind{http.StatusConflict, "idempotency-in-progress", "Request in progress"}},
 	{ErrMethodNotAllowed, problemKind{http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"}},
 	{errRateLimitedSentinel, problemKind{http.StatusTooManyRequests, "rate-limited", "Too many requests"}},
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/nodeapi"
+	"github.com/aeriemq/aerie/internal/idempotency"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -88,7 +89,7 @@ type API struct {
 	feed       *tenancy.Feed
 	meter      *billing.Meter
 	adminToken string
-	idem       *IdempotencyStore
+	idem       *idempotency.Store
 	loginMail  *ratelimit.Keyed
 	loginAddr  *ratelimit.Keyed
 	signups    *ratelimit.Keyed // per client address
@@ -121,7 +122,7 @@ func NewRouter(d Deps) chi.Router {
 		return r
 	}
 	if d.DB != nil {
-		a.idem = NewIdempotencyStore(d.DB)
+		a.idem = idempotency.NewStore(d.DB)
 	}
 	lim := d.LoginLimits
 	if lim == (LoginLimits{}) {
