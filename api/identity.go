@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -61,7 +62,7 @@ func (a *API) signup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, wait := a.signups.Allow(ClientAddr(r), a.now()); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	u, o, err := a.svc.Signup(r.Context(), tenancy.SignupInput{Email: in.Email, Password: in.Password, OrgName: in.OrgName}, ActorOf(r))
@@ -92,11 +93,11 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.now()
 	if ok, wait := a.loginAddr.Allow(ClientAddr(r), now); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	if ok, wait := a.loginMail.Allow(strings.ToLower(strings.TrimSpace(in.Email)), now); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	s, err := a.svc.Login(r.Context(), in.Email, in.Password)
@@ -174,11 +175,11 @@ func (a *API) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, wait := a.resets.Allow(ClientAddr(r), a.now()); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	if ok, wait := a.loginMail.Allow("reset:"+strings.ToLower(strings.TrimSpace(in.Email)), a.now()); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	if err := a.svc.RequestPasswordReset(r.Context(), in.Email); err != nil {
@@ -389,7 +390,7 @@ func (a *API) invite(w http.ResponseWriter, r *http.Request) {
 	}
 	p := PrincipalFrom(r.Context())
 	if ok, wait := a.invites.Allow(p.OrgID, a.now()); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	inv, err := a.svc.Invite(r.Context(), ActorOf(r), p.Role, p.OrgID, in.Email, tenancy.Role(in.Role))

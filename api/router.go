@@ -14,6 +14,7 @@ import (
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/internal/idempotency"
+	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -116,8 +117,8 @@ func NewRouter(d Deps) chi.Router {
 	r.Use(RejectBadInput(a.WriteError))
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrRouteNotFound) })
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrMethodNotAllowed) })
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, problem.ErrRouteNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, problem.ErrMethodNotAllowed) })
 	if d.Tenancy == nil {
 		return r
 	}

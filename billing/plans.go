@@ -10,11 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/aeriemq/aerie/dataplane/config"
+	"github.com/aeriemq/aerie/tenancy"
 )
-
-// ErrNotFound is returned for an unknown plan, subscription or invoice (or
-// one of another org).
-var ErrNotFound = errors.New("not found")
 
 // Metric names of the metered usage.
 const (
@@ -121,7 +118,7 @@ func getPlan(ctx context.Context, q interface {
 }, id string) (Plan, error) {
 	p, err := scanPlan(q.QueryRow(ctx, `SELECT `+planColumns+` FROM plans WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Plan{}, fmt.Errorf("plan %q: %w", id, ErrNotFound)
+		return Plan{}, fmt.Errorf("plan %q: %w", id, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return Plan{}, fmt.Errorf("get plan: %w", err)
@@ -142,7 +139,7 @@ func (s *Plans) Put(ctx context.Context, p Plan) error {
 		return fmt.Errorf("update plan: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("plan %q: %w", p.ID, ErrNotFound)
+		return fmt.Errorf("plan %q: %w", p.ID, tenancy.ErrNotFound)
 	}
 	return nil
 }

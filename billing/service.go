@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/aeriemq/aerie/tenancy"
 )
 
 // ErrInvalid is returned for a request the billing rules refuse.
@@ -80,7 +82,7 @@ func (s *Service) subscription(ctx context.Context, q querier, orgID string, loc
 	var sub Subscription
 	err := q.QueryRow(ctx, sql, orgID).Scan(&sub.OrgID, &sub.PlanID, &sub.PlanSince, &sub.PendingPlanID, &sub.SpendLimitCents, &sub.LimitAction, &sub.Limited)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Subscription{}, fmt.Errorf("org %s: %w", orgID, ErrNotFound)
+		return Subscription{}, fmt.Errorf("org %s: %w", orgID, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return Subscription{}, fmt.Errorf("get subscription: %w", err)
@@ -324,7 +326,7 @@ func (s *Service) Finalize(ctx context.Context, orgID string, p Period, now time
 	}
 	if inv, err := s.invoiceByPeriod(ctx, orgID, p); err == nil {
 		return inv, nil
-	} else if !errors.Is(err, ErrNotFound) {
+	} else if !errors.Is(err, tenancy.ErrNotFound) {
 		return Invoice{}, err
 	}
 	tx, err := s.db.Begin(ctx)
@@ -395,7 +397,7 @@ func (s *Service) invoiceByPeriodTx(ctx context.Context, q querier, orgID string
 	var id string
 	err := q.QueryRow(ctx, `SELECT id FROM invoices WHERE org_id = $1 AND period_start = $2`, orgID, p.Start).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Invoice{}, ErrNotFound
+		return Invoice{}, tenancy.ErrNotFound
 	}
 	if err != nil {
 		return Invoice{}, fmt.Errorf("find invoice: %w", err)
@@ -404,7 +406,7 @@ func (s *Service) invoiceByPeriodTx(ctx context.Context, q querier, orgID string
 }
 
 // Invoice returns one of the org's invoices with its lines; another org's
-// invoice is ErrNotFound.
+// invoice is tenancy.ErrNotFound.
 func (s *Service) Invoice(ctx context.Context, orgID, id string) (Invoice, error) {
 	return s.invoice(ctx, s.db, orgID, id)
 }
@@ -415,7 +417,7 @@ func (s *Service) invoice(ctx context.Context, q querier, orgID, id string) (Inv
 		FROM invoices WHERE org_id = $1 AND id = $2`, orgID, id).Scan(&inv.ID, &inv.OrgID, &inv.Number, &inv.Start, &inv.End,
 		&inv.Currency, &inv.TotalCents, &inv.Status, &inv.FinalizedAt, &inv.DueAt, &inv.PaidAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Invoice{}, fmt.Errorf("invoice %s: %w", id, ErrNotFound)
+		return Invoice{}, fmt.Errorf("invoice %s: %w", id, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return Invoice{}, fmt.Errorf("get invoice: %w", err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/internal/dberr"
+	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -326,30 +327,19 @@ func (c *Console) errorPage(w http.ResponseWriter, r *http.Request, status int, 
 	c.render(w, r, status, ErrorPage(p, status))
 }
 
-// fail shows err: a domain error as its status (403, 404, 409, …) with a
-// readable message, anything else as 500 (logged, details hidden).
+// fail shows err as the one error table (internal/problem) says: its
+// status (403, 404, 409, …) with a readable message, anything unknown as
+// 500 (logged, details hidden).
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
+	kind, _ := problem.For(err)
 	switch {
-	case errors.Is(err, tenancy.ErrForbidden):
-		c.errorPage(w, r, http.StatusForbidden, "Your role in this organisation does not allow this.")
-	case errors.Is(err, tenancy.ErrNotFound), errors.Is(err, billing.ErrNotFound):
-		c.errorPage(w, r, http.StatusNotFound, "This does not exist, or you cannot see it.")
-	case errors.Is(err, tenancy.ErrLastOwner):
-		c.errorPage(w, r, http.StatusConflict, "An organisation must keep at least one owner.")
-	case errors.Is(err, tenancy.ErrConflict):
-		c.errorPage(w, r, http.StatusConflict, err.Error())
-	case errors.Is(err, tenancy.ErrUnauthenticated):
-		c.errorPage(w, r, http.StatusUnauthorized, "This link is invalid, already used or expired.")
-	case errors.Is(err, tenancy.ErrLimitReached):
-		c.errorPage(w, r, http.StatusConflict, err.Error())
-	case dberr.Unavailable(err):
+	case kind == problem.Degraded:
 		c.log.WarnContext(r.Context(), "console: database unreachable", "path", r.URL.Path, "error", err)
-		w.Header().Set("Retry-After", "2")
-		c.errorPage(w, r, http.StatusServiceUnavailable, "The service is degraded for a moment. Try again in a few seconds.")
-	default:
+		w.Header().Set("Retry-After", strconv.Itoa(problem.DegradedRetryAfter))
+	case kind.Status >= 500:
 		c.log.ErrorContext(r.Context(), "console: request failed", "path", r.URL.Path, "error", err)
-		c.errorPage(w, r, http.StatusInternalServerError, "Something went wrong on our side. Try again.")
 	}
+	c.errorPage(w, r, kind.Status, problem.Message(err))
 }
 
 // actor is the audit actor of a console request.
