@@ -26,6 +26,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -100,7 +101,7 @@ const operatorToken = "operator-token-for-tests-0123456789"
 
 var testPasswords = tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}
 
-func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
+func newEnv(t *testing.T, limits ...ratelimit.LoginLimits) *env {
 	t.Helper()
 	return newEnvWith(t, func(d *api.Deps) {
 		if len(limits) > 0 {
@@ -123,8 +124,8 @@ func newEnvWith(t *testing.T, opt func(*api.Deps)) *env {
 	feed := tenancy.NewFeed(svc, log)
 	go feed.Run(ctx)
 	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
-	d.LoginLimits = api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
-	d.AbuseLimits = api.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1,
+	d.LoginLimits = ratelimit.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
+	d.AbuseLimits = ratelimit.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1,
 		ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}
 	opt(&d)
 	r := api.NewRouter(d)

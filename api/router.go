@@ -35,11 +35,12 @@ type Deps struct {
 	// AdminToken authenticates the operator API (/v1/admin); empty
 	// disables it.
 	AdminToken string
-	// LoginLimits throttles POST /v1/auth/login; zero means DefaultLoginLimits.
-	LoginLimits LoginLimits
+	// LoginLimits throttles POST /v1/auth/login; zero means
+	// ratelimit.DefaultLoginLimits.
+	LoginLimits ratelimit.LoginLimits
 	// AbuseLimits throttle sign-ups and invitations; zero means
-	// DefaultAbuseLimits.
-	AbuseLimits AbuseLimits
+	// ratelimit.DefaultAbuseLimits.
+	AbuseLimits ratelimit.AbuseLimits
 	// Metrics receives the HTTP request metrics (route template, method,
 	// code, duration) of everything this router serves; nil counts nothing.
 	Metrics prometheus.Registerer
@@ -47,39 +48,8 @@ type Deps struct {
 	// the node's store); nil answers those routes with 503.
 	NodeAPI nodeapi.Caller
 	// Nodes reads live client state from the data plane; nil answers 503.
-	Nodes NodeInspector
+	Nodes tenancy.NodeInspector
 }
-
-// LoginLimits are token buckets for login attempts: Burst attempts at once,
-// then one per Every, separately per email and per client address.
-type LoginLimits struct {
-	PerEmailBurst int
-	PerEmailEvery time.Duration
-	PerAddrBurst  int
-	PerAddrEvery  time.Duration
-}
-
-// DefaultLoginLimits: 5 attempts per email then one every 30 s; 30 per
-// client address then one every 2 s.
-var DefaultLoginLimits = LoginLimits{PerEmailBurst: 5, PerEmailEvery: 30 * time.Second, PerAddrBurst: 30, PerAddrEvery: 2 * time.Second}
-
-// AbuseLimits are token buckets against mass sign-ups and invitation spam:
-// Burst at once, then one per Every.
-type AbuseLimits struct {
-	SignupsPerAddrBurst int
-	SignupsPerAddrEvery time.Duration
-	InvitesPerOrgBurst  int
-	InvitesPerOrgEvery  time.Duration
-	ResetsPerAddrBurst  int
-	ResetsPerAddrEvery  time.Duration
-}
-
-// DefaultAbuseLimits: 5 sign-ups per client address, then one every 12
-// minutes (5 an hour); 20 invitations per org, then one every 3 minutes;
-// 10 password-reset requests per client address, then one a minute (each
-// email also has its login bucket).
-var DefaultAbuseLimits = AbuseLimits{SignupsPerAddrBurst: 5, SignupsPerAddrEvery: 12 * time.Minute,
-	InvitesPerOrgBurst: 20, InvitesPerOrgEvery: 3 * time.Minute, ResetsPerAddrBurst: 10, ResetsPerAddrEvery: time.Minute}
 
 // API holds the handlers' dependencies; its methods are the /v1 handlers
 // and the middleware later handlers reuse.
@@ -98,7 +68,7 @@ type API struct {
 	resets     *ratelimit.Keyed // per client address
 	now        func() time.Time
 	nodeAPI    nodeapi.Caller
-	nodes      NodeInspector
+	nodes      tenancy.NodeInspector
 }
 
 // NewRouter builds the HTTP handler for the control plane: health endpoints
@@ -125,16 +95,10 @@ func NewRouter(d Deps) chi.Router {
 	if d.DB != nil {
 		a.idem = idempotency.NewStore(d.DB)
 	}
-	lim := d.LoginLimits
-	if lim == (LoginLimits{}) {
-		lim = DefaultLoginLimits
-	}
+	lim := d.LoginLimits.OrDefault()
 	a.loginMail = ratelimit.New(lim.PerEmailEvery, lim.PerEmailBurst)
 	a.loginAddr = ratelimit.New(lim.PerAddrEvery, lim.PerAddrBurst)
-	ab := d.AbuseLimits
-	if ab == (AbuseLimits{}) {
-		ab = DefaultAbuseLimits
-	}
+	ab := d.AbuseLimits.OrDefault()
 	a.signups = ratelimit.New(ab.SignupsPerAddrEvery, ab.SignupsPerAddrBurst)
 	a.invites = ratelimit.New(ab.InvitesPerOrgEvery, ab.InvitesPerOrgBurst)
 	a.resets = ratelimit.New(ab.ResetsPerAddrEvery, ab.ResetsPerAddrBurst)

@@ -17,7 +17,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
-	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/internal/ratelimit"
@@ -41,11 +40,11 @@ type Deps struct {
 	// behind one address); nil picks a random key for this process.
 	CSRFKey []byte
 	// LoginLimits throttles logins and password-reset mails; zero means
-	// api.DefaultLoginLimits (the API's rule).
-	LoginLimits api.LoginLimits
+	// ratelimit.DefaultLoginLimits (the API's rule).
+	LoginLimits ratelimit.LoginLimits
 	// AbuseLimits throttle sign-ups per client address; zero means
-	// api.DefaultAbuseLimits (the API's rule).
-	AbuseLimits api.AbuseLimits
+	// ratelimit.DefaultAbuseLimits (the API's rule).
+	AbuseLimits ratelimit.AbuseLimits
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Sync waits until the data-plane nodes have applied config revisions
@@ -53,7 +52,7 @@ type Deps struct {
 	Sync Syncer
 	// Nodes reads live clients from the data plane (clients page, live
 	// connection counts); nil hides them.
-	Nodes api.NodeInspector
+	Nodes tenancy.NodeInspector
 }
 
 // Syncer waits for config changes to be applied on the data plane.
@@ -79,7 +78,7 @@ type Console struct {
 	refresher *refresher
 	now       func() time.Time
 	sync      Syncer
-	nodes     api.NodeInspector
+	nodes     tenancy.NodeInspector
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /
@@ -96,14 +95,7 @@ func New(d Deps) http.Handler {
 		key = make([]byte, 32)
 		_, _ = rand.Read(key)
 	}
-	lim := d.LoginLimits
-	if lim == (api.LoginLimits{}) {
-		lim = api.DefaultLoginLimits
-	}
-	ab := d.AbuseLimits
-	if ab == (api.AbuseLimits{}) {
-		ab = api.DefaultAbuseLimits
-	}
+	lim, ab := d.LoginLimits.OrDefault(), d.AbuseLimits.OrDefault()
 	c := &Console{
 		svc: d.Tenancy, bill: d.Billing, meter: d.Meter, log: d.Log, secure: d.Secure,
 		csrf:      NewCSRF(key, d.Secure),

@@ -13,10 +13,10 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
-	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -47,7 +47,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
 	e.bill = billing.NewService(db.Pool, nil, log)
 	d := Deps{Tenancy: e.svc, Billing: e.bill, Log: log,
-		AbuseLimits: api.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1, ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}}
+		AbuseLimits: ratelimit.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1, ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}}
 	for _, o := range opts {
 		o(&d)
 	}

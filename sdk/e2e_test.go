@@ -22,6 +22,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/sdk"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -67,7 +68,7 @@ func serveWithMail(t *testing.T) (string, *recorder, *mailer.Outbox) {
 	feed := tenancy.NewFeed(svc, log)
 	go feed.Run(ctx)
 	srv := httptest.NewServer(api.NewRouter(api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken,
-		LoginLimits: api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}))
+		LoginLimits: ratelimit.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}))
 	t.Cleanup(srv.Close)
 	node, _, err := svc.EnsureNode(ctx, "sdk-node", map[string]string{"mqtt": "mqtt://localhost:1883"})
 	if err != nil {

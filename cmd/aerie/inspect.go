@@ -13,7 +13,7 @@ import (
 	"github.com/aeriemq/aerie/tenancy"
 )
 
-// nodeInspector answers live client state (api.NodeInspector) by asking
+// nodeInspector answers live client state (tenancy.NodeInspector) by asking
 // the node serving the instance through the node API: in-process in
 // `aerie serve`, over HTTP from `aerie controlplane` to `aerie dataplane`.
 type nodeInspector struct {
@@ -42,32 +42,32 @@ func (n nodeInspector) call(ctx context.Context, nodeID, instanceID, op string, 
 	return fmt.Errorf("%w: the instance's node %s: %w", tenancy.ErrNodeUnavailable, nodeID, err)
 }
 
-// Clients implements api.NodeInspector.
+// Clients implements tenancy.NodeInspector.
 func (n nodeInspector) Clients(ctx context.Context, nodeID, instanceID string) ([]dpconfig.ClientInfo, error) {
 	var out []dpconfig.ClientInfo
 	return out, n.call(ctx, nodeID, instanceID, gateway.OpClientsList, nil, &out)
 }
 
-// Disconnect implements api.NodeInspector.
+// Disconnect implements tenancy.NodeInspector.
 func (n nodeInspector) Disconnect(ctx context.Context, nodeID, instanceID, clientID string) (bool, error) {
 	var out gateway.Done
 	err := n.call(ctx, nodeID, instanceID, gateway.OpClientDisconnect, gateway.ClientRef{ClientID: clientID}, &out)
 	return out.Done, err
 }
 
-// PendingUsage implements api.NodeInspector.
+// PendingUsage implements tenancy.NodeInspector.
 func (n nodeInspector) PendingUsage(ctx context.Context, nodeID, instanceID string) (dpconfig.InstanceUsage, error) {
 	var out dpconfig.InstanceUsage
 	return out, n.call(ctx, nodeID, instanceID, gateway.OpUsagePending, nil, &out)
 }
 
-// Sessions implements api.NodeInspector.
+// Sessions implements tenancy.NodeInspector.
 func (n nodeInspector) Sessions(ctx context.Context, nodeID, instanceID string) ([]dpconfig.SessionInfo, error) {
 	var out []dpconfig.SessionInfo
 	return out, n.call(ctx, nodeID, instanceID, gateway.OpSessionsList, nil, &out)
 }
 
-// DiscardSession implements api.NodeInspector.
+// DiscardSession implements tenancy.NodeInspector.
 func (n nodeInspector) DiscardSession(ctx context.Context, nodeID, instanceID, clientID string) (bool, error) {
 	var out gateway.Done
 	err := n.call(ctx, nodeID, instanceID, gateway.OpSessionDiscard, gateway.ClientRef{ClientID: clientID}, &out)
