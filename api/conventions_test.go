@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
@@ -227,7 +228,7 @@ func TestAccessTokenRejected(t *testing.T) {
 		}
 		return out
 	}
-	past := tenancy.NewService(e.db.Pool, nil, tenancy.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
+	past := tenancy.NewService(e.db.Pool, nil, tenancy.WithPlans(billing.NewPlans(e.db.Pool)), tenancy.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
 	expired, err := past.IssueAccessToken(context.Background(), s.User.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -118,12 +118,12 @@ func newEnvWith(t *testing.T, opt func(*api.Deps)) *env {
 	db := pgtest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	out := mailer.NewOutbox()
-	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithPasswordParams(testPasswords))
+	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithPasswordParams(testPasswords), tenancy.WithPlans(billing.NewPlans(db.Pool)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	feed := tenancy.NewFeed(svc, log)
 	go feed.Run(ctx)
-	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
+	d := api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, svc, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
 	d.LoginLimits = ratelimit.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
 	d.AbuseLimits = ratelimit.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1,
 		ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}

@@ -25,21 +25,32 @@ type PlanApplier interface {
 	ApplyPlan(ctx context.Context, orgID string, plan Plan) error
 }
 
+// Orgs is what billing knows of the orgs, asked of their owner (the
+// tenancy service implements it): billing reads no table of tenancy's.
+type Orgs interface {
+	// OrgCreatedAt is when the org was created; false when there is none.
+	OrgCreatedAt(ctx context.Context, orgID string) (time.Time, bool, error)
+	// OrgsCreatedBefore lists the IDs of the orgs created before t, in ID
+	// order.
+	OrgsCreatedBefore(ctx context.Context, t time.Time) ([]string, error)
+}
+
 // Service runs subscriptions, usage totals and invoices.
 type Service struct {
 	db      *pgxpool.Pool
 	plans   *Plans
 	applier PlanApplier
+	orgs    Orgs
 	log     *slog.Logger
 }
 
 // NewService returns the billing service. applier may be nil (quotas are
 // then not pushed, as in tests of pricing alone).
-func NewService(db *pgxpool.Pool, applier PlanApplier, log *slog.Logger) *Service {
+func NewService(db *pgxpool.Pool, applier PlanApplier, orgs Orgs, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{db: db, plans: NewPlans(db), applier: applier, log: log}
+	return &Service{db: db, plans: NewPlans(db), applier: applier, orgs: orgs, log: log}
 }
 
 // Plans is the plan catalogue.
@@ -59,6 +70,9 @@ type Subscription struct {
 // Subscription returns the org's subscription, creating the Free one the
 // first time.
 func (s *Service) Subscription(ctx context.Context, orgID string) (Subscription, error) {
+	if err := s.ensureSubscription(ctx, orgID); err != nil {
+		return Subscription{}, err
+	}
 	return s.subscription(ctx, s.db, orgID, false)
 }
 
@@ -69,11 +83,38 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-func (s *Service) subscription(ctx context.Context, q querier, orgID string, lock bool) (Subscription, error) {
-	if _, err := q.Exec(ctx, `INSERT INTO subscriptions (org_id, plan_id, plan_since)
-		SELECT id, 'free', created_at FROM orgs WHERE id = $1 ON CONFLICT (org_id) DO NOTHING`, orgID); err != nil {
-		return Subscription{}, fmt.Errorf("create subscription: %w", err)
+// ensureSubscription gives an org its Free subscription, from the org's
+// creation, the first time; an unknown org is ErrNotFound.
+func (s *Service) ensureSubscription(ctx context.Context, orgID string) error {
+	var exists bool
+	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM subscriptions WHERE org_id = $1)`, orgID).Scan(&exists); err != nil {
+		return fmt.Errorf("get subscription: %w", err)
 	}
+	if exists {
+		return nil
+	}
+	created, ok, err := s.orgs.OrgCreatedAt(ctx, orgID)
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("org %s: %w", orgID, tenancy.ErrNotFound)
+	}
+	_, err = s.db.Exec(ctx, `INSERT INTO subscriptions (org_id, plan_id, plan_since) VALUES ($1, 'free', $2) ON CONFLICT (org_id) DO NOTHING`,
+		orgID, created)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23503" { // the org was deleted meanwhile
+		return fmt.Errorf("org %s: %w", orgID, tenancy.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	return nil
+}
+
+// subscription reads the org's subscription through q (FOR UPDATE when
+// lock); ensureSubscription must have run.
+func (s *Service) subscription(ctx context.Context, q querier, orgID string, lock bool) (Subscription, error) {
 	sql := `SELECT org_id, plan_id, plan_since, coalesce(pending_plan_id, ''), spend_limit_cents, limit_action, limited_since IS NOT NULL
 		FROM subscriptions WHERE org_id = $1`
 	if lock {
@@ -105,6 +146,9 @@ func (s *Service) ChangePlan(ctx context.Context, orgID, planID string, now time
 	next, err := s.plans.Get(ctx, planID)
 	if err != nil {
 		return ChangeResult{}, fmt.Errorf("%w: unknown plan %q", ErrInvalid, planID)
+	}
+	if err := s.ensureSubscription(ctx, orgID); err != nil {
+		return ChangeResult{}, err
 	}
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
@@ -327,6 +371,9 @@ func (s *Service) Finalize(ctx context.Context, orgID string, p Period, now time
 	if inv, err := s.invoiceByPeriod(ctx, orgID, p); err == nil {
 		return inv, nil
 	} else if !errors.Is(err, tenancy.ErrNotFound) {
+		return Invoice{}, err
+	}
+	if err := s.ensureSubscription(ctx, orgID); err != nil {
 		return Invoice{}, err
 	}
 	tx, err := s.db.Begin(ctx)

@@ -38,7 +38,7 @@ func newBilling(t *testing.T) *billingBundle {
 	t.Helper()
 	db := pgtest.New(t)
 	a := &applied{}
-	return &billingBundle{svc: NewService(db.Pool, a, nil), db: db, applied: a}
+	return &billingBundle{svc: NewService(db.Pool, a, tenancy.NewService(db.Pool, nil), nil), db: db, applied: a}
 }
 
 func (b *billingBundle) org(t *testing.T, id string, created time.Time) {

@@ -62,12 +62,12 @@ func serveWithMail(t *testing.T) (string, *recorder, *mailer.Outbox) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	outbox := mailer.NewOutbox()
 	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(outbox),
-		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
+		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}), tenancy.WithPlans(billing.NewPlans(db.Pool)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	feed := tenancy.NewFeed(svc, log)
 	go feed.Run(ctx)
-	srv := httptest.NewServer(api.NewRouter(api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken,
+	srv := httptest.NewServer(api.NewRouter(api.Deps{Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, svc, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken,
 		LoginLimits: ratelimit.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}))
 	t.Cleanup(srv.Close)
 	node, _, err := svc.EnsureNode(ctx, "sdk-node", map[string]string{"mqtt": "mqtt://localhost:1883"})

@@ -300,3 +300,31 @@ func (s *Service) AcceptInvitation(ctx context.Context, a Actor, token string) (
 	o.Role, err = s.MemberRole(ctx, orgID, a.UserID)
 	return o, err
 }
+
+// OrgCreatedAt is when the org was created; false when there is none (for
+// billing, which starts a subscription then).
+func (s *Service) OrgCreatedAt(ctx context.Context, orgID string) (time.Time, bool, error) {
+	var created time.Time
+	err := s.db.QueryRow(ctx, `SELECT created_at FROM orgs WHERE id = $1`, orgID).Scan(&created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("org created: %w", err)
+	}
+	return created, true, nil
+}
+
+// OrgsCreatedBefore lists the IDs of the orgs created before t, in ID order
+// (for billing, which invoices each at the end of a period).
+func (s *Service) OrgsCreatedBefore(ctx context.Context, t time.Time) ([]string, error) {
+	rows, err := s.db.Query(ctx, `SELECT id FROM orgs WHERE created_at < $1 ORDER BY id`, t)
+	if err != nil {
+		return nil, fmt.Errorf("orgs created before: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("orgs created before: %w", err)
+	}
+	return ids, nil
+}

@@ -177,6 +177,7 @@ type Service struct {
 	baseURL    string
 	liveWindow time.Duration      // 0: nodeLiveWindow
 	secrets    *secretbox.Keyring // seals private keys at rest; nil stores them plain (tests)
+	plans      PlanSource         // billing's plans; nil: no plan lookups
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 

@@ -228,7 +228,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			return err
 		}
 		deps.DB = pool
-		deps.Tenancy = tenancy.NewService(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)), tenancy.WithBaseURL(public.String()),
+		deps.Tenancy, deps.Billing = newDomain(pool, log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, log)), tenancy.WithBaseURL(public.String()),
 			tenancy.WithSecretKeys(keys))
 		// Seal what an older binary stored in plain and what an older key
 		// sealed: this completes a key rotation.
@@ -237,7 +237,6 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		} else if n > 0 {
 			log.Info("sealed secrets with the current key-encryption key", "count", n)
 		}
-		deps.Billing = billing.NewService(pool, planApplier{deps.Tenancy}, log)
 		deps.Meter = billing.NewMeter(pool, deps.Tenancy, log)
 		deps.Feed = tenancy.NewFeed(deps.Tenancy, log.With("component", "configfeed"))
 		go deps.Feed.Run(ctx)
