@@ -115,98 +115,108 @@ func NewRouter(d Deps) chi.Router {
 }
 
 // Routes registers every /v1 route on r. A new org-scoped resource goes in
-// the /orgs/{org_id} group with RequireScope on each route (see doc.go).
+// orgRoutes (or instanceRoutes) with RequireScope on each route (see doc.go).
 func (a *API) Routes(r chi.Router) {
-	// Public.
-	r.Group(func(r chi.Router) {
-		r.Use(a.Idempotency)
-		r.Post("/signup", a.signup)
-		r.Post("/auth/login", a.login)
-		r.Post("/auth/refresh", a.refresh)
-		r.Post("/auth/logout", a.logout)
-		r.Post("/auth/verify-email", a.verifyEmail)
-		r.Post("/auth/password-reset", a.requestPasswordReset)
-		r.Post("/auth/password-reset/confirm", a.confirmPasswordReset)
-		r.Get("/plans", a.listPlans)
-	})
+	r.Group(a.publicRoutes)
 	// Authenticated.
 	r.Group(func(r chi.Router) {
 		r.Use(a.Authenticate, a.Idempotency, a.ReadYourWrites)
 		r.Get("/me", a.me)
 		r.Get("/orgs", a.listOrgs)
 		r.With(a.RequireUser).Post("/invitations/accept", a.acceptInvitation)
-		r.Route("/orgs/{org_id}", func(r chi.Router) {
-			r.Use(a.OrgScope)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getOrg)
-			r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchOrg)
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members", a.listMembers)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members/{user_id}", a.getMember)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Patch("/members/{user_id}", a.patchMember)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/members/{user_id}", a.deleteMember)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/invitations", a.invite)
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys", a.listAPIKeys)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/api-keys", a.createAPIKey)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys/{key_id}", a.getAPIKey)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/api-keys/{key_id}", a.deleteAPIKey)
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/audit-events", a.listAuditEvents)
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/instances", a.listInstances)
-			r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/instances", a.createInstance)
-			r.Route("/instances/{instance_id}", func(r chi.Router) {
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getInstance)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchInstance)
-				r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/", a.deleteInstance)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials", a.listCredentials)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials", a.createCredentials)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials/{credential_id}", a.getCredential)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/credentials/{credential_id}", a.patchCredential)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials/{credential_id}/rotate", a.rotateCredential)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/credentials/{credential_id}", a.deleteCredential)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules", a.listACLRules)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/acl-rules", a.createACLRule)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/acl-rules", a.putACLRules)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules/{rule_id}", a.getACLRule)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/acl-rules/{rule_id}", a.patchACLRule)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics", a.listTopics)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/topics", a.createTopic)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}", a.getTopic)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/topics/{topic_id}", a.patchTopic)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/topics/{topic_id}", a.deleteTopic)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/messages", a.pollTopic)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Post("/topics/{topic_id}/messages/ack", a.ackTopic)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/storage", a.topicStorage)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topic-settings", a.getTopicSettings)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/topic-settings", a.putTopicSettings)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/publish", a.publish)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/quotas", a.getQuotas)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/quotas", a.putQuotas)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/tokens", a.listDeviceTokens)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens", a.issueDeviceToken)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens/revoke", a.revokeDeviceToken)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/clients", a.listClients)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/clients/{client_id}", a.disconnectClient)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/sessions", a.listSessions)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/sessions/{client_id}", a.discardSession)
-			})
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Put("/subscription", a.putSubscription)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/usage", a.getUsage)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices", a.listInvoices)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/upcoming", a.upcomingInvoice)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}", a.getInvoice)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}/print", a.printInvoice)
-		})
+		r.Route("/orgs/{org_id}", a.orgRoutes)
 	})
+}
+
+// publicRoutes are the routes that need no credentials.
+func (a *API) publicRoutes(r chi.Router) {
+	r.Use(a.Idempotency)
+	r.Post("/signup", a.signup)
+	r.Post("/auth/login", a.login)
+	r.Post("/auth/refresh", a.refresh)
+	r.Post("/auth/logout", a.logout)
+	r.Post("/auth/verify-email", a.verifyEmail)
+	r.Post("/auth/password-reset", a.requestPasswordReset)
+	r.Post("/auth/password-reset/confirm", a.confirmPasswordReset)
+	r.Get("/plans", a.listPlans)
+}
+
+// orgRoutes are the routes under /orgs/{org_id}: OrgScope answers 404 for
+// an org the caller cannot see.
+func (a *API) orgRoutes(r chi.Router) {
+	r.Use(a.OrgScope)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getOrg)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchOrg)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members", a.listMembers)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members/{user_id}", a.getMember)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Patch("/members/{user_id}", a.patchMember)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/members/{user_id}", a.deleteMember)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/invitations", a.invite)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys", a.listAPIKeys)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/api-keys", a.createAPIKey)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys/{key_id}", a.getAPIKey)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/api-keys/{key_id}", a.deleteAPIKey)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/audit-events", a.listAuditEvents)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/instances", a.listInstances)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/instances", a.createInstance)
+	r.Route("/instances/{instance_id}", a.instanceRoutes)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Put("/subscription", a.putSubscription)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/usage", a.getUsage)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices", a.listInvoices)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/upcoming", a.upcomingInvoice)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}", a.getInvoice)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}/print", a.printInvoice)
+}
+
+// instanceRoutes are the routes of one instance, under
+// /orgs/{org_id}/instances/{instance_id}.
+func (a *API) instanceRoutes(r chi.Router) {
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getInstance)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchInstance)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/", a.deleteInstance)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials", a.listCredentials)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials", a.createCredentials)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials/{credential_id}", a.getCredential)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/credentials/{credential_id}", a.patchCredential)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials/{credential_id}/rotate", a.rotateCredential)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/credentials/{credential_id}", a.deleteCredential)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules", a.listACLRules)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/acl-rules", a.createACLRule)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/acl-rules", a.putACLRules)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules/{rule_id}", a.getACLRule)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/acl-rules/{rule_id}", a.patchACLRule)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics", a.listTopics)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/topics", a.createTopic)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}", a.getTopic)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/topics/{topic_id}", a.patchTopic)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/topics/{topic_id}", a.deleteTopic)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/messages", a.pollTopic)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Post("/topics/{topic_id}/messages/ack", a.ackTopic)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/storage", a.topicStorage)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topic-settings", a.getTopicSettings)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/topic-settings", a.putTopicSettings)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/publish", a.publish)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/quotas", a.getQuotas)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/quotas", a.putQuotas)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/tokens", a.listDeviceTokens)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens", a.issueDeviceToken)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens/revoke", a.revokeDeviceToken)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/clients", a.listClients)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/clients/{client_id}", a.disconnectClient)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/sessions", a.listSessions)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/sessions/{client_id}", a.discardSession)
 }
