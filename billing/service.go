@@ -112,6 +112,39 @@ func (s *Service) ensureSubscription(ctx context.Context, orgID string) error {
 	return nil
 }
 
+// beginLocked starts a transaction holding the org's subscription row
+// (FOR UPDATE), creating the subscription first when needed; the caller
+// commits or rolls back tx.
+func (s *Service) beginLocked(ctx context.Context, orgID string) (pgx.Tx, Subscription, error) {
+	if err := s.ensureSubscription(ctx, orgID); err != nil {
+		return nil, Subscription{}, err
+	}
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return nil, Subscription{}, fmt.Errorf("begin subscription change: %w", err)
+	}
+	sub, err := s.subscription(ctx, tx, orgID, true)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, Subscription{}, err
+	}
+	return tx, sub, nil
+}
+
+// switchPlan moves the org from plan from to plan to as of at, recording
+// the change (and clearing a pending downgrade).
+func switchPlan(ctx context.Context, tx pgx.Tx, orgID, from, to string, at time.Time) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO subscription_changes (org_id, from_plan, to_plan, effective) VALUES ($1, $2, $3, $4)`,
+		orgID, from, to, at); err != nil {
+		return fmt.Errorf("record plan change: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE subscriptions SET plan_id = $2, plan_since = $3, pending_plan_id = NULL, updated_at = now() WHERE org_id = $1`,
+		orgID, to, at); err != nil {
+		return fmt.Errorf("change plan: %w", err)
+	}
+	return nil
+}
+
 // subscription reads the org's subscription through q (FOR UPDATE when
 // lock); ensureSubscription must have run.
 func (s *Service) subscription(ctx context.Context, q querier, orgID string, lock bool) (Subscription, error) {
@@ -147,18 +180,11 @@ func (s *Service) ChangePlan(ctx context.Context, orgID, planID string, now time
 	if err != nil {
 		return ChangeResult{}, fmt.Errorf("%w: unknown plan %q", ErrInvalid, planID)
 	}
-	if err := s.ensureSubscription(ctx, orgID); err != nil {
-		return ChangeResult{}, err
-	}
-	tx, err := s.db.Begin(ctx)
+	tx, sub, err := s.beginLocked(ctx, orgID)
 	if err != nil {
-		return ChangeResult{}, fmt.Errorf("change plan: %w", err)
+		return ChangeResult{}, err
 	}
 	defer tx.Rollback(ctx)
-	sub, err := s.subscription(ctx, tx, orgID, true)
-	if err != nil {
-		return ChangeResult{}, err
-	}
 	cur, err := getPlan(ctx, tx, sub.PlanID)
 	if err != nil {
 		return ChangeResult{}, err
@@ -172,13 +198,8 @@ func (s *Service) ChangePlan(ctx context.Context, orgID, planID string, now time
 		}
 		res.Applied = true
 	case next.Position > cur.Position || s.fits(ctx, tx, orgID, next, now):
-		if _, err := tx.Exec(ctx, `INSERT INTO subscription_changes (org_id, from_plan, to_plan, effective) VALUES ($1, $2, $3, $4)`,
-			orgID, cur.ID, next.ID, now.UTC()); err != nil {
-			return ChangeResult{}, fmt.Errorf("record plan change: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE subscriptions SET plan_id = $2, plan_since = $3, pending_plan_id = NULL, updated_at = now() WHERE org_id = $1`,
-			orgID, next.ID, now.UTC()); err != nil {
-			return ChangeResult{}, fmt.Errorf("change plan: %w", err)
+		if err := switchPlan(ctx, tx, orgID, cur.ID, next.ID, now.UTC()); err != nil {
+			return ChangeResult{}, err
 		}
 		res.Applied = true
 	default:
@@ -373,18 +394,11 @@ func (s *Service) Finalize(ctx context.Context, orgID string, p Period, now time
 	} else if !errors.Is(err, tenancy.ErrNotFound) {
 		return Invoice{}, err
 	}
-	if err := s.ensureSubscription(ctx, orgID); err != nil {
-		return Invoice{}, err
-	}
-	tx, err := s.db.Begin(ctx)
+	tx, sub, err := s.beginLocked(ctx, orgID) // serialises finalisation per org
 	if err != nil {
-		return Invoice{}, fmt.Errorf("finalize: %w", err)
+		return Invoice{}, err
 	}
 	defer tx.Rollback(ctx)
-	sub, err := s.subscription(ctx, tx, orgID, true) // serialises finalisation per org
-	if err != nil {
-		return Invoice{}, err
-	}
 	if inv, err := s.invoiceByPeriodTx(ctx, tx, orgID, p); err == nil {
 		return inv, nil
 	}
@@ -415,12 +429,7 @@ func (s *Service) Finalize(ctx context.Context, orgID string, p Period, now time
 		if err != nil {
 			return Invoice{}, err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO subscription_changes (org_id, from_plan, to_plan, effective) VALUES ($1, $2, $3, $4)`,
-			orgID, sub.PlanID, pl.ID, p.End); err != nil {
-			return Invoice{}, fmt.Errorf("apply downgrade: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE subscriptions SET plan_id = $2, plan_since = $3, pending_plan_id = NULL, updated_at = now() WHERE org_id = $1`,
-			orgID, pl.ID, p.End); err != nil {
+		if err := switchPlan(ctx, tx, orgID, sub.PlanID, pl.ID, p.End); err != nil {
 			return Invoice{}, fmt.Errorf("apply downgrade: %w", err)
 		}
 		applied = &pl

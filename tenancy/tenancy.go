@@ -91,14 +91,14 @@ const (
 )
 
 // Rank orders roles (0 for unknown).
-func (r Role) Rank() int {
-	switch r {
-	case RoleViewer:
-		return 1
-	case RoleAdmin:
-		return 2
-	case RoleOwner:
-		return 3
+func (r Role) Rank() int { return rank(r, RoleViewer, RoleAdmin, RoleOwner) }
+
+// rank is v's place (from 1) in lowestFirst; 0 when it is not there.
+func rank[T comparable](v T, lowestFirst ...T) int {
+	for i, x := range lowestFirst {
+		if x == v {
+			return i + 1
+		}
 	}
 	return 0
 }
@@ -128,17 +128,7 @@ const (
 )
 
 // Rank orders scopes (0 for unknown).
-func (s Scope) Rank() int {
-	switch s {
-	case ScopeRead:
-		return 1
-	case ScopeWrite:
-		return 2
-	case ScopeAdmin:
-		return 3
-	}
-	return 0
-}
+func (s Scope) Rank() int { return rank(s, ScopeRead, ScopeWrite, ScopeAdmin) }
 
 // Actor is who makes a mutating call, for the audit log: a user, or an API
 // key (with the user who created it), plus where the call came from.
