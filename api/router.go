@@ -1,4 +1,3 @@
-// Package api serves Aerie's REST API (/v1) and the health endpoints on chi.
 package api
 
 import (

@@ -1,10 +1,25 @@
-// Package tenancy is Aerie's identity and tenant domain: users, orgs and
-// their members, invitations, API keys, sessions (access JWTs and refresh
-// tokens) and the audit log, with their Postgres store. It knows nothing of
-// HTTP: the api and console packages call the same Service.
+// Package tenancy is the control plane's tenant domain over Postgres: who
+// the tenants are and what they have provisioned for their devices.
 //
-// Tenant scope is enforced here: every org-scoped method takes the org ID and
-// every query it runs filters on it, so an ID of another org is ErrNotFound.
+//   - Identity: users, passwords, email verification and resets, sessions
+//     (access JWTs and refresh tokens), orgs and their members,
+//     invitations, API keys, and the audit log.
+//   - Instances and what their devices use: device credentials, device
+//     tokens and their signing keys (sealed at rest), ACL rules, topics,
+//     quotas (bounded by the org's plan, which billing provides through
+//     PlanSource) and the plan's limits on what an org holds, billing
+//     limits (throttle, suspend).
+//   - Placement and the node link: data-plane nodes and their liveness,
+//     the config outbox every change is written to in its own transaction,
+//     the feed that streams it to nodes in revision order and waits until
+//     they applied it, HTTP publish through a node, and NodeInspector, the
+//     port that reads live clients and sessions from a node.
+//
+// It knows nothing of HTTP: the api and console packages call the same
+// Service. Tenant scope is enforced here: every org-scoped method takes the
+// org ID and every query it runs filters on it, so an ID of another org is
+// ErrNotFound. Its errors (ErrNotFound, ErrConflict, …) are the domain's
+// vocabulary; internal/problem maps them to what callers are told.
 package tenancy
 
 import (
