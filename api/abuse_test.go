@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 )
 
 // TestSignupsPerAddressLimited: with the default limits, the 6th sign-up
 // from one client address within the window is 429 with Retry-After.
 func TestSignupsPerAddressLimited(t *testing.T) {
-	e := newEnvWith(t, func(d *api.Deps) { d.AbuseLimits = api.AbuseLimits{} }) // the defaults
+	e := newEnvWith(t, func(d *api.Deps) { d.AbuseLimits = ratelimit.AbuseLimits{} }) // the defaults
 	for i := 1; i <= 5; i++ {
 		e.signup(t, fmt.Sprintf("bulk%d@example.com", i), "Bulk")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -131,7 +132,7 @@ func (a *API) RequireScope(s tenancy.Scope) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p := PrincipalFrom(r.Context())
 			if p == nil || p.Scope.Rank() < s.Rank() {
-				a.WriteError(w, r, fmt.Errorf("%w: this call needs scope %q", ErrInsufficientScope, s))
+				a.WriteError(w, r, fmt.Errorf("%w: this call needs scope %q", problem.ErrInsufficientScope, s))
 				return
 			}
 			next.ServeHTTP(w, r)

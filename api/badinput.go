@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"unicode/utf8"
+
+	"github.com/aeriemq/aerie/internal/problem"
 )
 
 // Input bounds checked by RejectBadInput before any handler runs.
@@ -34,25 +36,25 @@ func RejectBadInput(write func(http.ResponseWriter, *http.Request, error)) func(
 
 func checkRequestInput(r *http.Request) error {
 	if len(r.URL.Path) > MaxPathBytes {
-		return fmt.Errorf("%w: the path is longer than %d bytes", ErrMalformed, MaxPathBytes)
+		return fmt.Errorf("%w: the path is longer than %d bytes", problem.ErrMalformed, MaxPathBytes)
 	}
 	if err := checkText("the path", r.URL.Path, false); err != nil {
 		return err
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return fmt.Errorf("%w: the query string is not valid URL encoding", ErrMalformed)
+		return fmt.Errorf("%w: the query string is not valid URL encoding", problem.ErrMalformed)
 	}
 	for k, vs := range q {
 		if len(k) > MaxQueryValueBytes {
-			return fmt.Errorf("%w: a query parameter name is longer than %d bytes", ErrMalformed, MaxQueryValueBytes)
+			return fmt.Errorf("%w: a query parameter name is longer than %d bytes", problem.ErrMalformed, MaxQueryValueBytes)
 		}
 		if err := checkText("a query parameter name", k, false); err != nil {
 			return err
 		}
 		for _, v := range vs {
 			if len(v) > MaxQueryValueBytes {
-				return fmt.Errorf("%w: query parameter %q is longer than %d bytes", ErrMalformed, safeName(k), MaxQueryValueBytes)
+				return fmt.Errorf("%w: query parameter %q is longer than %d bytes", problem.ErrMalformed, safeName(k), MaxQueryValueBytes)
 			}
 			if err := checkText(fmt.Sprintf("query parameter %q", safeName(k)), v, false); err != nil {
 				return err
@@ -62,7 +64,7 @@ func checkRequestInput(r *http.Request) error {
 	for k, vs := range r.Header {
 		for _, v := range vs {
 			if len(v) > MaxHeaderValueBytes {
-				return fmt.Errorf("%w: header %s is longer than %d bytes", ErrMalformed, k, MaxHeaderValueBytes)
+				return fmt.Errorf("%w: header %s is longer than %d bytes", problem.ErrMalformed, k, MaxHeaderValueBytes)
 			}
 			if err := checkText("header "+k, v, true); err != nil {
 				return err
@@ -76,11 +78,11 @@ func checkRequestInput(r *http.Request) error {
 // headers, where HTTP allows it).
 func checkText(what, s string, tabOK bool) error {
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("%w: %s is not valid UTF-8", ErrMalformed, what)
+		return fmt.Errorf("%w: %s is not valid UTF-8", problem.ErrMalformed, what)
 	}
 	for _, c := range s {
 		if c < 0x20 && !(tabOK && c == '\t') || c == 0x7f {
-			return fmt.Errorf("%w: %s holds a control character (U+%04X)", ErrMalformed, what, c)
+			return fmt.Errorf("%w: %s holds a control character (U+%04X)", problem.ErrMalformed, what, c)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/tenancy"
 )
 
 // planJSON is a plan as the API shows it.
@@ -20,7 +21,7 @@ type planJSON struct {
 	Included  billing.Included         `json:"included"`
 	Overage   map[string]billing.Price `json:"overage"`
 	Quotas    any                      `json:"quotas"`
-	Limits    billing.PlanLimits       `json:"limits"`
+	Limits    tenancy.PlanLimits       `json:"limits"`
 }
 
 func toPlan(p billing.Plan) planJSON {

@@ -90,7 +90,7 @@ func TestBillingAPI(t *testing.T) {
 	})
 
 	t.Run("finalised invoices are listed, readable and printable", func(t *testing.T) {
-		bsvc := billing.NewService(e.db.Pool, nil, nil)
+		bsvc := billing.NewService(e.db.Pool, nil, e.svc, nil)
 		last := billing.PeriodOf(time.Now().UTC().AddDate(0, -1, 0))
 		inv, err := bsvc.Finalize(context.Background(), a.Org.ID, last, time.Now())
 		if err != nil {

@@ -15,7 +15,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/aeriemq/aerie/api"
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -226,7 +228,7 @@ func TestAccessTokenRejected(t *testing.T) {
 		}
 		return out
 	}
-	past := tenancy.NewService(e.db.Pool, nil, tenancy.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
+	past := tenancy.NewService(e.db.Pool, nil, tenancy.WithPlans(billing.NewPlans(e.db.Pool)), tenancy.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
 	expired, err := past.IssueAccessToken(context.Background(), s.User.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -622,7 +624,7 @@ func TestProblemShapes(t *testing.T) {
 // TestLoginThrottle: a brute-force loop on one email is throttled (429 +
 // Retry-After) and a different email from the same client still logs in.
 func TestLoginThrottle(t *testing.T) {
-	e := newEnv(t, api.LoginLimits{PerEmailBurst: 5, PerEmailEvery: time.Hour, PerAddrBurst: 40, PerAddrEvery: time.Hour})
+	e := newEnv(t, ratelimit.LoginLimits{PerEmailBurst: 5, PerEmailEvery: time.Hour, PerAddrBurst: 40, PerAddrEvery: time.Hour})
 	e.signup(t, "victim@example.com", "V")
 	e.signup(t, "other@example.com", "W")
 	var unauthorized, limited int
@@ -651,7 +653,7 @@ func TestLoginThrottle(t *testing.T) {
 	e.do(t, req{method: "POST", path: "/v1/auth/login", body: map[string]string{"email": "other@example.com", "password": password}}).expect(t, http.StatusOK)
 
 	t.Run("per client address", func(t *testing.T) {
-		e := newEnv(t, api.LoginLimits{PerEmailBurst: 100, PerEmailEvery: time.Hour, PerAddrBurst: 3, PerAddrEvery: time.Hour})
+		e := newEnv(t, ratelimit.LoginLimits{PerEmailBurst: 100, PerEmailEvery: time.Hour, PerAddrBurst: 3, PerAddrEvery: time.Hour})
 		for i := range 3 {
 			e.do(t, req{method: "POST", path: "/v1/auth/login", body: map[string]string{"email": fmt.Sprintf("u%d@example.com", i), "password": password}}).
 				problem(t, http.StatusUnauthorized, "unauthenticated")

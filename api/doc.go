@@ -1,13 +1,18 @@
 /*
 Package api serves Aerie's REST API under /v1 (contract: openapi.yaml at the
-repository root) and the /healthz and /readyz endpoints.
+repository root) on chi, the operator API (/v1/admin), the data-plane nodes'
+API (/internal/v1) and the /healthz and /readyz endpoints: routing,
+authentication (access JWTs, API keys, the operator token), scopes,
+problem+json errors, pagination, ETags, idempotent POSTs, rate limits and
+HTTP metrics, over the tenancy and billing services.
 
 # Adding an org-scoped resource
 
-Register routes in (*API).Routes inside the "/orgs/{org_id}" group. That group
-already runs Authenticate (Bearer access JWT or API key), Idempotency (POST)
-and OrgScope (404 for any org the caller cannot see), so a handler only adds
-its scope and calls the domain service with the org from the Principal:
+Register routes in (*API).orgRoutes (or instanceRoutes, for what belongs to
+one instance): the "/orgs/{org_id}" group already runs Authenticate (Bearer
+access JWT or API key), Idempotency (POST) and OrgScope (404 for any org the
+caller cannot see), so a handler only adds its scope and calls the domain
+service with the org from the Principal:
 
 	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/instances", a.listInstances)
 	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/instances", a.createInstance)
@@ -37,17 +42,20 @@ the spec.
 # Conventions and helpers
 
   - Errors: return domain errors (tenancy.ErrNotFound, ErrConflict, ErrForbidden,
-    *tenancy.ValidationError, …) and call (*API).WriteError. The mapping to HTTP
-    status and problem `type` (ProblemTypeBase + slug) lives in one table,
-    errorTable in problem.go; add a row for a new domain error there.
+    *tenancy.ValidationError, …) or the HTTP layer's (problem.ErrMalformed, …)
+    and call (*API).WriteError. The mapping to HTTP status and problem `type`
+    (ProblemTypeBase + slug) lives in one table shared with the console,
+    internal/problem; add a row for a new domain error there.
   - Bodies: DecodeJSON (strict, MaxBodyBytes = 1 MiB); WriteJSON.
   - Lists: ParsePage(r) → tenancy.Page{After, Limit}; the store returns items
     and the key after the last one; respond with NewList(items, next, conv),
     whose next_cursor is null on the last page (NextCursor encodes it).
+    listPage (handlers.go) does all of it for an org's or instance's list;
+    writeRead and writeDone answer a read and a 204.
   - ETags: WriteJSONWithETag on every read and on update responses;
     CheckIfMatch(r, currentRepresentation) before applying a PATCH/PUT (412).
-  - Idempotency-Key on POST is automatic (Idempotency middleware, Postgres
-    table idempotency_keys, 24 h, encrypted with a key derived from the
+  - Idempotency-Key on POST is automatic (Idempotency middleware over
+    internal/idempotency's store, 24 h, encrypted with a key derived from the
     client's Idempotency-Key so stored one-time secrets do not leak).
   - Auth: Authenticate, OrgScope, RequireScope(tenancy.Scope), RequireUser;
     PrincipalFrom(ctx) for the caller; ActorOf(r) for the audit actor.

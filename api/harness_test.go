@@ -26,6 +26,7 @@ import (
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
 	"github.com/aeriemq/aerie/nodelink"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -107,7 +108,7 @@ const operatorToken = "operator-token-for-tests-0123456789"
 
 var testPasswords = tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}
 
-func newEnv(t *testing.T, limits ...api.LoginLimits) *env {
+func newEnv(t *testing.T, limits ...ratelimit.LoginLimits) *env {
 	t.Helper()
 	return newEnvWith(t, func(d *api.Deps) {
 		if len(limits) > 0 {
@@ -124,7 +125,7 @@ func newEnvWith(t *testing.T, opt func(*api.Deps)) *env {
 	db := pgtest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	out := mailer.NewOutbox()
-	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithPasswordParams(testPasswords))
+	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithPasswordParams(testPasswords), tenancy.WithPlans(billing.NewPlans(db.Pool)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	feed := nodelink.NewFeed(svc, log)
@@ -134,9 +135,9 @@ func newEnvWith(t *testing.T, opt func(*api.Deps)) *env {
 	nodeSrv := nodelink.NewServer()
 	pubs.serve(nodeSrv)
 	local := &nodelink.Local{Server: nodeSrv}
-	d := api.Deps{NodeAPI: local, Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
-	d.LoginLimits = api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
-	d.AbuseLimits = api.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1,
+	d := api.Deps{NodeAPI: local, Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, svc, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken}
+	d.LoginLimits = ratelimit.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}
+	d.AbuseLimits = ratelimit.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1,
 		ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}
 	opt(&d)
 	r := api.NewRouter(d)

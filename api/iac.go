@@ -20,11 +20,7 @@ func nameFilter(r *http.Request) (string, error) {
 
 func (a *API) getACLRule(w http.ResponseWriter, r *http.Request) {
 	rule, err := a.svc.ACLRuleByID(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "rule_id"))
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toACLRule(rule))
+	writeRead(a, w, r, rule, err, toACLRule)
 }
 
 func (a *API) patchACLRule(w http.ResponseWriter, r *http.Request) {
@@ -58,11 +54,7 @@ func (a *API) patchACLRule(w http.ResponseWriter, r *http.Request) {
 		p.CredentialID = &c
 	}
 	out, err := a.svc.UpdateACLRule(ctx, ActorOf(r), org, inst, id, p)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toACLRule(out))
+	writeRead(a, w, r, out, err, toACLRule)
 }
 
 // putACLRules replaces the instance's whole ordered rule list (one config
@@ -105,11 +97,7 @@ func (a *API) putACLRules(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out, err := a.svc.ReplaceACLRules(ctx, ActorOf(r), org, inst, rules)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, aclRulesJSON(out))
+	writeRead(a, w, r, out, err, aclRulesJSON)
 }
 
 func aclRulesJSON(rules []tenancy.ACLRule) map[string]any {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -61,7 +63,7 @@ func (a *API) signup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, wait := a.signups.Allow(ClientAddr(r), a.now()); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	u, o, err := a.svc.Signup(r.Context(), tenancy.SignupInput{Email: in.Email, Password: in.Password, OrgName: in.OrgName}, ActorOf(r))
@@ -92,11 +94,11 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.now()
 	if ok, wait := a.loginAddr.Allow(ClientAddr(r), now); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	if ok, wait := a.loginMail.Allow(strings.ToLower(strings.TrimSpace(in.Email)), now); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	s, err := a.svc.Login(r.Context(), in.Email, in.Password)
@@ -143,11 +145,7 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "refresh_token", Message: "is not a refresh token"}}})
 		return
 	}
-	if err := a.svc.Logout(r.Context(), in.RefreshToken); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.writeDone(w, r, a.svc.Logout(r.Context(), in.RefreshToken))
 }
 
 func (a *API) verifyEmail(w http.ResponseWriter, r *http.Request) {
@@ -158,11 +156,7 @@ func (a *API) verifyEmail(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
-	if err := a.svc.VerifyEmail(r.Context(), in.Token); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.writeDone(w, r, a.svc.VerifyEmail(r.Context(), in.Token))
 }
 
 func (a *API) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
@@ -174,11 +168,11 @@ func (a *API) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, wait := a.resets.Allow(ClientAddr(r), a.now()); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	if ok, wait := a.loginMail.Allow("reset:"+strings.ToLower(strings.TrimSpace(in.Email)), a.now()); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	if err := a.svc.RequestPasswordReset(r.Context(), in.Email); err != nil {
@@ -197,21 +191,13 @@ func (a *API) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
-	if err := a.svc.ResetPassword(r.Context(), in.Token, in.Password); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.writeDone(w, r, a.svc.ResetPassword(r.Context(), in.Token, in.Password))
 }
 
 func (a *API) me(w http.ResponseWriter, r *http.Request) {
 	p := PrincipalFrom(r.Context())
 	u, err := a.svc.User(r.Context(), p.UserID)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toUser(u))
+	writeRead(a, w, r, u, err, toUser)
 }
 
 func (a *API) listOrgs(w http.ResponseWriter, r *http.Request) {
@@ -307,26 +293,12 @@ func toMember(m tenancy.Member) memberJSON {
 }
 
 func (a *API) listMembers(w http.ResponseWriter, r *http.Request) {
-	page, err := ParsePage(r)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	ms, next, err := a.svc.ListMembers(r.Context(), PrincipalFrom(r.Context()).OrgID, page)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, NewList(ms, next, toMember))
+	listPage(a, w, r, false, a.svc.ListMembers, toMember)
 }
 
 func (a *API) getMember(w http.ResponseWriter, r *http.Request) {
 	m, err := a.svc.Member(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "user_id"))
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toMember(m))
+	writeRead(a, w, r, m, err, toMember)
 }
 
 func (a *API) patchMember(w http.ResponseWriter, r *http.Request) {
@@ -353,20 +325,12 @@ func (a *API) patchMember(w http.ResponseWriter, r *http.Request) {
 		expect = cur.Role
 	}
 	m, err := a.svc.ChangeRole(r.Context(), ActorOf(r), p.Role, p.OrgID, uid, tenancy.Role(in.Role), expect)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toMember(m))
+	writeRead(a, w, r, m, err, toMember)
 }
 
 func (a *API) deleteMember(w http.ResponseWriter, r *http.Request) {
 	p := PrincipalFrom(r.Context())
-	if err := a.svc.RemoveMember(r.Context(), ActorOf(r), p.Role, p.OrgID, chi.URLParam(r, "user_id")); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.writeDone(w, r, a.svc.RemoveMember(r.Context(), ActorOf(r), p.Role, p.OrgID, chi.URLParam(r, "user_id")))
 }
 
 type invitationJSON struct {
@@ -389,7 +353,7 @@ func (a *API) invite(w http.ResponseWriter, r *http.Request) {
 	}
 	p := PrincipalFrom(r.Context())
 	if ok, wait := a.invites.Allow(p.OrgID, a.now()); !ok {
-		a.WriteError(w, r, &RateLimitedError{RetryAfter: wait})
+		a.WriteError(w, r, &problem.RateLimitedError{RetryAfter: wait})
 		return
 	}
 	inv, err := a.svc.Invite(r.Context(), ActorOf(r), p.Role, p.OrgID, in.Email, tenancy.Role(in.Role))
@@ -474,38 +438,16 @@ func (a *API) createAPIKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listAPIKeys(w http.ResponseWriter, r *http.Request) {
-	page, err := ParsePage(r)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	if page.Name, err = nameFilter(r); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	keys, next, err := a.svc.ListAPIKeys(r.Context(), PrincipalFrom(r.Context()).OrgID, page)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, NewList(keys, next, toAPIKey))
+	listPage(a, w, r, true, a.svc.ListAPIKeys, toAPIKey)
 }
 
 func (a *API) getAPIKey(w http.ResponseWriter, r *http.Request) {
 	k, err := a.svc.APIKey(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "key_id"))
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toAPIKey(k))
+	writeRead(a, w, r, k, err, toAPIKey)
 }
 
 func (a *API) deleteAPIKey(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.RevokeAPIKey(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "key_id")); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.writeDone(w, r, a.svc.RevokeAPIKey(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "key_id")))
 }
 
 type auditEventJSON struct {
@@ -520,19 +462,11 @@ type auditEventJSON struct {
 }
 
 func (a *API) listAuditEvents(w http.ResponseWriter, r *http.Request) {
-	page, err := ParsePage(r)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
 	f := tenancy.AuditFilter{Action: r.URL.Query().Get("action"), ActorID: r.URL.Query().Get("actor_id")}
-	evs, next, err := a.svc.ListAuditEvents(r.Context(), PrincipalFrom(r.Context()).OrgID, f, page)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, NewList(evs, next, func(e tenancy.AuditEvent) auditEventJSON {
+	listPage(a, w, r, false, func(ctx context.Context, orgID string, p tenancy.Page) ([]tenancy.AuditEvent, string, error) {
+		return a.svc.ListAuditEvents(ctx, orgID, f, p)
+	}, func(e tenancy.AuditEvent) auditEventJSON {
 		return auditEventJSON{ID: e.ID, ActorType: e.ActorType, ActorID: e.ActorID, Action: e.Action, Target: e.Target,
 			ClientAddr: e.ClientAddr, RequestID: e.RequestID, CreatedAt: e.CreatedAt.UTC()}
-	}))
+	})
 }

@@ -82,30 +82,12 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
-	page, err := ParsePage(r)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	if page.Name, err = nameFilter(r); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	list, next, err := a.svc.ListInstances(r.Context(), PrincipalFrom(r.Context()).OrgID, page)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, NewList(list, next, toInstance))
+	listPage(a, w, r, true, a.svc.ListInstances, toInstance)
 }
 
 func (a *API) getInstance(w http.ResponseWriter, r *http.Request) {
 	inst, err := a.svc.Instance(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"))
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toInstance(inst))
+	writeRead(a, w, r, inst, err, toInstance)
 }
 
 func (a *API) patchInstance(w http.ResponseWriter, r *http.Request) {
@@ -139,11 +121,7 @@ func (a *API) patchInstance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteInstance(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.DeleteInstance(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id")); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.writeDone(w, r, a.svc.DeleteInstance(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id")))
 }
 
 // credentialJSON is a device credential; Password only in the answers to
@@ -227,30 +205,12 @@ func (a *API) createCredentials(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
-	page, err := ParsePage(r)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	if page.Name, err = nameFilter(r); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	list, next, err := a.svc.ListCredentials(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), page)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, NewList(list, next, toCredential))
+	listPage(a, w, r, true, inInstance(r, a.svc.ListCredentials), toCredential)
 }
 
 func (a *API) getCredential(w http.ResponseWriter, r *http.Request) {
 	c, err := a.svc.Credential(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id"))
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toCredential(c))
+	writeRead(a, w, r, c, err, toCredential)
 }
 
 func (a *API) patchCredential(w http.ResponseWriter, r *http.Request) {
@@ -276,11 +236,7 @@ func (a *API) patchCredential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := a.svc.SetCredentialEnabled(ctx, ActorOf(r), org, inst, id, *in.Enabled)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, toCredential(c))
+	writeRead(a, w, r, c, err, toCredential)
 }
 
 func (a *API) rotateCredential(w http.ResponseWriter, r *http.Request) {
@@ -313,11 +269,7 @@ func (a *API) rotateCredential(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteCredential(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.DeleteCredential(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id")); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.writeDone(w, r, a.svc.DeleteCredential(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "credential_id")))
 }
 
 type aclRuleJSON struct {
@@ -364,25 +316,11 @@ func (a *API) createACLRule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listACLRules(w http.ResponseWriter, r *http.Request) {
-	page, err := ParsePage(r)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	list, next, err := a.svc.ListACLRules(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), page)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, NewList(list, next, toACLRule))
+	listPage(a, w, r, false, inInstance(r, a.svc.ListACLRules), toACLRule)
 }
 
 func (a *API) deleteACLRule(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.DeleteACLRule(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "rule_id")); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.writeDone(w, r, a.svc.DeleteACLRule(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "rule_id")))
 }
 
 func (a *API) getQuotas(w http.ResponseWriter, r *http.Request) {
@@ -466,17 +404,7 @@ func (a *API) issueDeviceToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listDeviceTokens(w http.ResponseWriter, r *http.Request) {
-	page, err := ParsePage(r)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	list, next, err := a.svc.ListDeviceTokens(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), page)
-	if err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSONWithETag(w, http.StatusOK, NewList(list, next, toDeviceToken))
+	listPage(a, w, r, false, inInstance(r, a.svc.ListDeviceTokens), toDeviceToken)
 }
 
 func (a *API) revokeDeviceToken(w http.ResponseWriter, r *http.Request) {

@@ -524,7 +524,7 @@ func TestInstanceMetrics(t *testing.T) {
 func TestAdminMarkInvoicePaid(t *testing.T) {
 	e := newEnv(t)
 	s := e.signup(t, "payer@example.com", "Payer")
-	bill := billing.NewService(e.db.Pool, nil, nil)
+	bill := billing.NewService(e.db.Pool, nil, e.svc, nil)
 	now := time.Now().UTC()
 	prev := billing.PeriodOf(billing.PeriodOf(now).Start.Add(-time.Second))
 	inv, err := bill.Finalize(t.Context(), s.Org.ID, prev, now)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -29,10 +30,10 @@ const MaxBodyBytes = 1 << 20
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return fmt.Errorf("%w: send Content-Type: application/json", ErrUnsupportedMedia)
+		return fmt.Errorf("%w: send Content-Type: application/json", problem.ErrUnsupportedMedia)
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return fmt.Errorf("%w: JSON must be UTF-8 (charset=%s sent)", ErrUnsupportedMedia, safeName(cs))
+		return fmt.Errorf("%w: JSON must be UTF-8 (charset=%s sent)", problem.ErrUnsupportedMedia, safeName(cs))
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -50,7 +51,7 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		if err != nil {
 			return decodeError(err)
 		}
-		return fmt.Errorf("%w: body must hold a single JSON value", ErrMalformed)
+		return fmt.Errorf("%w: body must hold a single JSON value", problem.ErrMalformed)
 	}
 	if f := nulField(reflect.ValueOf(dst), ""); f != "" {
 		return &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: f, Message: "must not contain NUL characters (use base64 for binary data)"}}}
@@ -63,10 +64,10 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 // and numbers out of float64 range.
 func checkJSONText(body []byte) error {
 	if !utf8.Valid(body) {
-		return fmt.Errorf("%w: the body is not valid UTF-8", ErrMalformed)
+		return fmt.Errorf("%w: the body is not valid UTF-8", problem.ErrMalformed)
 	}
 	if loneSurrogate(body) {
-		return fmt.Errorf("%w: the body holds a lone UTF-16 surrogate escape", ErrMalformed)
+		return fmt.Errorf("%w: the body holds a lone UTF-16 surrogate escape", problem.ErrMalformed)
 	}
 	type frame struct {
 		obj     bool
@@ -95,10 +96,10 @@ func checkJSONText(body []byte) error {
 		if top != nil && top.obj && top.wantKey {
 			key, _ := tok.(string)
 			if _, dup := top.keys[key]; dup {
-				return fmt.Errorf("%w: duplicate key %q in a JSON object", ErrMalformed, safeName(key))
+				return fmt.Errorf("%w: duplicate key %q in a JSON object", problem.ErrMalformed, safeName(key))
 			}
 			if strings.ContainsRune(key, 0) {
-				return fmt.Errorf("%w: a JSON key holds a NUL character", ErrMalformed)
+				return fmt.Errorf("%w: a JSON key holds a NUL character", problem.ErrMalformed)
 			}
 			top.keys[key] = struct{}{}
 			top.wantKey = false
@@ -227,16 +228,16 @@ func decodeError(err error) error {
 	var ute *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &mbe):
-		return fmt.Errorf("%w: at most %d bytes", ErrBodyTooLarge, MaxBodyBytes)
+		return fmt.Errorf("%w: at most %d bytes", problem.ErrBodyTooLarge, MaxBodyBytes)
 	case errors.As(err, &ute):
 		return &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: ute.Field, Message: "must be " + ute.Type.String()}}}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: f, Message: "unknown field"}}}
 	case errors.Is(err, io.EOF):
-		return fmt.Errorf("%w: empty body", ErrMalformed)
+		return fmt.Errorf("%w: empty body", problem.ErrMalformed)
 	}
-	return fmt.Errorf("%w: %v", ErrMalformed, err)
+	return fmt.Errorf("%w: %v", problem.ErrMalformed, err)
 }
 
 // WriteJSON writes v as JSON with status.
@@ -265,7 +266,7 @@ func WriteJSONWithETag(w http.ResponseWriter, status int, v any) {
 
 // CheckIfMatch compares If-Match with the current representation's ETag:
 // nil when the header is absent, "*", or lists the current tag; otherwise
-// ErrPreconditionFailed (412).
+// problem.ErrPreconditionFailed (412).
 func CheckIfMatch(r *http.Request, current any) error {
 	h := r.Header.Get("If-Match")
 	if h == "" {
@@ -278,7 +279,7 @@ func CheckIfMatch(r *http.Request, current any) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: If-Match does not match the current ETag %s", ErrPreconditionFailed, tag)
+	return fmt.Errorf("%w: If-Match does not match the current ETag %s", problem.ErrPreconditionFailed, tag)
 }
 
 // List is the envelope of every paginated response.

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/aeriemq/aerie/internal/problem"
+
 	"context"
 	"errors"
 	"fmt"
@@ -88,7 +90,7 @@ func (a *API) writeLinkError(w http.ResponseWriter, r *http.Request, err error) 
 		err = &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: fe.Field, Message: fe.Message}}}
 	}
 	if errors.Is(err, nodelink.ErrUnknownEndpoint) {
-		err = ErrRouteNotFound
+		err = problem.ErrRouteNotFound
 	}
 	a.WriteError(w, r, err)
 }
@@ -118,7 +120,7 @@ func nodeError(err error, nodeID, what string) error {
 
 // NewNodeInspector reads live client state through the node link (in
 // process in `aerie serve`, over HTTP from `aerie controlplane`).
-func NewNodeInspector(c nodelink.Caller) NodeInspector {
+func NewNodeInspector(c nodelink.Caller) tenancy.NodeInspector {
 	return nodeInspector{nodelink.Nodes{Caller: c}}
 }
 

@@ -1,4 +1,3 @@
-// Package api serves Aerie's REST API (/v1) and the health endpoints on chi.
 package api
 
 import (
@@ -12,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/internal/idempotency"
+	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
@@ -33,11 +34,12 @@ type Deps struct {
 	// AdminToken authenticates the operator API (/v1/admin); empty
 	// disables it.
 	AdminToken string
-	// LoginLimits throttles POST /v1/auth/login; zero means DefaultLoginLimits.
-	LoginLimits LoginLimits
+	// LoginLimits throttles POST /v1/auth/login; zero means
+	// ratelimit.DefaultLoginLimits.
+	LoginLimits ratelimit.LoginLimits
 	// AbuseLimits throttle sign-ups and invitations; zero means
-	// DefaultAbuseLimits.
-	AbuseLimits AbuseLimits
+	// ratelimit.DefaultAbuseLimits.
+	AbuseLimits ratelimit.AbuseLimits
 	// Metrics receives the HTTP request metrics (route template, method,
 	// code, duration) of everything this router serves; nil counts nothing.
 	Metrics prometheus.Registerer
@@ -46,39 +48,8 @@ type Deps struct {
 	NodeAPI nodelink.Caller
 	// Nodes reads live client state from the data plane; nil means through
 	// NodeAPI.
-	Nodes NodeInspector
+	Nodes tenancy.NodeInspector
 }
-
-// LoginLimits are token buckets for login attempts: Burst attempts at once,
-// then one per Every, separately per email and per client address.
-type LoginLimits struct {
-	PerEmailBurst int
-	PerEmailEvery time.Duration
-	PerAddrBurst  int
-	PerAddrEvery  time.Duration
-}
-
-// DefaultLoginLimits: 5 attempts per email then one every 30 s; 30 per
-// client address then one every 2 s.
-var DefaultLoginLimits = LoginLimits{PerEmailBurst: 5, PerEmailEvery: 30 * time.Second, PerAddrBurst: 30, PerAddrEvery: 2 * time.Second}
-
-// AbuseLimits are token buckets against mass sign-ups and invitation spam:
-// Burst at once, then one per Every.
-type AbuseLimits struct {
-	SignupsPerAddrBurst int
-	SignupsPerAddrEvery time.Duration
-	InvitesPerOrgBurst  int
-	InvitesPerOrgEvery  time.Duration
-	ResetsPerAddrBurst  int
-	ResetsPerAddrEvery  time.Duration
-}
-
-// DefaultAbuseLimits: 5 sign-ups per client address, then one every 12
-// minutes (5 an hour); 20 invitations per org, then one every 3 minutes;
-// 10 password-reset requests per client address, then one a minute (each
-// email also has its login bucket).
-var DefaultAbuseLimits = AbuseLimits{SignupsPerAddrBurst: 5, SignupsPerAddrEvery: 12 * time.Minute,
-	InvitesPerOrgBurst: 20, InvitesPerOrgEvery: 3 * time.Minute, ResetsPerAddrBurst: 10, ResetsPerAddrEvery: time.Minute}
 
 // API holds the handlers' dependencies; its methods are the /v1 handlers
 // and the middleware later handlers reuse.
@@ -89,7 +60,7 @@ type API struct {
 	feed       *nodelink.Feed
 	meter      *billing.Meter
 	adminToken string
-	idem       *IdempotencyStore
+	idem       *idempotency.Store
 	loginMail  *ratelimit.Keyed
 	loginAddr  *ratelimit.Keyed
 	signups    *ratelimit.Keyed // per client address
@@ -97,7 +68,7 @@ type API struct {
 	resets     *ratelimit.Keyed // per client address
 	now        func() time.Time
 	node       nodelink.Nodes
-	nodes      NodeInspector
+	nodes      tenancy.NodeInspector
 }
 
 // NewRouter builds the HTTP handler for the control plane: health endpoints
@@ -122,24 +93,18 @@ func NewRouter(d Deps) chi.Router {
 	r.Use(RejectBadInput(a.WriteError))
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(d.Ready))
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrRouteNotFound) })
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, ErrMethodNotAllowed) })
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, problem.ErrRouteNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { a.WriteError(w, r, problem.ErrMethodNotAllowed) })
 	if d.Tenancy == nil {
 		return r
 	}
 	if d.DB != nil {
-		a.idem = NewIdempotencyStore(d.DB)
+		a.idem = idempotency.NewStore(d.DB)
 	}
-	lim := d.LoginLimits
-	if lim == (LoginLimits{}) {
-		lim = DefaultLoginLimits
-	}
+	lim := d.LoginLimits.OrDefault()
 	a.loginMail = ratelimit.New(lim.PerEmailEvery, lim.PerEmailBurst)
 	a.loginAddr = ratelimit.New(lim.PerAddrEvery, lim.PerAddrBurst)
-	ab := d.AbuseLimits
-	if ab == (AbuseLimits{}) {
-		ab = DefaultAbuseLimits
-	}
+	ab := d.AbuseLimits.OrDefault()
 	a.signups = ratelimit.New(ab.SignupsPerAddrEvery, ab.SignupsPerAddrBurst)
 	a.invites = ratelimit.New(ab.InvitesPerOrgEvery, ab.InvitesPerOrgBurst)
 	a.resets = ratelimit.New(ab.ResetsPerAddrEvery, ab.ResetsPerAddrBurst)
@@ -156,99 +121,109 @@ func NewRouter(d Deps) chi.Router {
 }
 
 // Routes registers every /v1 route on r. A new org-scoped resource goes in
-// the /orgs/{org_id} group with RequireScope on each route (see doc.go).
+// orgRoutes (or instanceRoutes) with RequireScope on each route (see doc.go).
 func (a *API) Routes(r chi.Router) {
-	// Public.
-	r.Group(func(r chi.Router) {
-		r.Use(a.Idempotency)
-		r.Post("/signup", a.signup)
-		r.Post("/auth/login", a.login)
-		r.Post("/auth/refresh", a.refresh)
-		r.Post("/auth/logout", a.logout)
-		r.Post("/auth/verify-email", a.verifyEmail)
-		r.Post("/auth/password-reset", a.requestPasswordReset)
-		r.Post("/auth/password-reset/confirm", a.confirmPasswordReset)
-		r.Get("/plans", a.listPlans)
-	})
+	r.Group(a.publicRoutes)
 	// Authenticated.
 	r.Group(func(r chi.Router) {
 		r.Use(a.Authenticate, a.Idempotency, a.ReadYourWrites)
 		r.Get("/me", a.me)
 		r.Get("/orgs", a.listOrgs)
 		r.With(a.RequireUser).Post("/invitations/accept", a.acceptInvitation)
-		r.Route("/orgs/{org_id}", func(r chi.Router) {
-			r.Use(a.OrgScope)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getOrg)
-			r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchOrg)
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members", a.listMembers)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members/{user_id}", a.getMember)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Patch("/members/{user_id}", a.patchMember)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/members/{user_id}", a.deleteMember)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/invitations", a.invite)
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys", a.listAPIKeys)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/api-keys", a.createAPIKey)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys/{key_id}", a.getAPIKey)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/api-keys/{key_id}", a.deleteAPIKey)
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/audit-events", a.listAuditEvents)
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/instances", a.listInstances)
-			r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/instances", a.createInstance)
-			r.Route("/instances/{instance_id}", func(r chi.Router) {
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getInstance)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchInstance)
-				r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/", a.deleteInstance)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials", a.listCredentials)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials", a.createCredentials)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials/{credential_id}", a.getCredential)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/credentials/{credential_id}", a.patchCredential)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials/{credential_id}/rotate", a.rotateCredential)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/credentials/{credential_id}", a.deleteCredential)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules", a.listACLRules)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/acl-rules", a.createACLRule)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/acl-rules", a.putACLRules)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules/{rule_id}", a.getACLRule)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/acl-rules/{rule_id}", a.patchACLRule)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics", a.listTopics)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/topics", a.createTopic)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}", a.getTopic)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/topics/{topic_id}", a.patchTopic)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/topics/{topic_id}", a.deleteTopic)
-				r.With(a.RequireScope(tenancy.ScopeConsume)).Get("/topics/{topic_id}/messages", a.pollTopic)
-				r.With(a.RequireScope(tenancy.ScopeConsume)).Post("/topics/{topic_id}/messages/ack", a.ackTopic)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/storage", a.topicStorage)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/groups", a.topicGroups)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topic-settings", a.getTopicSettings)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/topic-settings", a.putTopicSettings)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/publish", a.publish)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/quotas", a.getQuotas)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/quotas", a.putQuotas)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/tokens", a.listDeviceTokens)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens", a.issueDeviceToken)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens/revoke", a.revokeDeviceToken)
-
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/clients", a.listClients)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/clients/{client_id}", a.disconnectClient)
-				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/sessions", a.listSessions)
-				r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/sessions/{client_id}", a.discardSession)
-			})
-
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)
-			r.With(a.RequireScope(tenancy.ScopeAdmin)).Put("/subscription", a.putSubscription)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/usage", a.getUsage)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices", a.listInvoices)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/upcoming", a.upcomingInvoice)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}", a.getInvoice)
-			r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}/print", a.printInvoice)
-		})
+		r.Route("/orgs/{org_id}", a.orgRoutes)
 	})
+}
+
+// publicRoutes are the routes that need no credentials.
+func (a *API) publicRoutes(r chi.Router) {
+	r.Use(a.Idempotency)
+	r.Post("/signup", a.signup)
+	r.Post("/auth/login", a.login)
+	r.Post("/auth/refresh", a.refresh)
+	r.Post("/auth/logout", a.logout)
+	r.Post("/auth/verify-email", a.verifyEmail)
+	r.Post("/auth/password-reset", a.requestPasswordReset)
+	r.Post("/auth/password-reset/confirm", a.confirmPasswordReset)
+	r.Get("/plans", a.listPlans)
+}
+
+// orgRoutes are the routes under /orgs/{org_id}: OrgScope answers 404 for
+// an org the caller cannot see.
+func (a *API) orgRoutes(r chi.Router) {
+	r.Use(a.OrgScope)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getOrg)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchOrg)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members", a.listMembers)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/members/{user_id}", a.getMember)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Patch("/members/{user_id}", a.patchMember)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/members/{user_id}", a.deleteMember)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/invitations", a.invite)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys", a.listAPIKeys)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Post("/api-keys", a.createAPIKey)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/api-keys/{key_id}", a.getAPIKey)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/api-keys/{key_id}", a.deleteAPIKey)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/audit-events", a.listAuditEvents)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/instances", a.listInstances)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/instances", a.createInstance)
+	r.Route("/instances/{instance_id}", a.instanceRoutes)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/subscription", a.getSubscription)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Put("/subscription", a.putSubscription)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/usage", a.getUsage)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices", a.listInvoices)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/upcoming", a.upcomingInvoice)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}", a.getInvoice)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/invoices/{invoice_id}/print", a.printInvoice)
+}
+
+// instanceRoutes are the routes of one instance, under
+// /orgs/{org_id}/instances/{instance_id}.
+func (a *API) instanceRoutes(r chi.Router) {
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/", a.getInstance)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/", a.patchInstance)
+	r.With(a.RequireScope(tenancy.ScopeAdmin)).Delete("/", a.deleteInstance)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials", a.listCredentials)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials", a.createCredentials)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/credentials/{credential_id}", a.getCredential)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/credentials/{credential_id}", a.patchCredential)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/credentials/{credential_id}/rotate", a.rotateCredential)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/credentials/{credential_id}", a.deleteCredential)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules", a.listACLRules)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/acl-rules", a.createACLRule)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/acl-rules", a.putACLRules)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/acl-rules/{rule_id}", a.getACLRule)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/acl-rules/{rule_id}", a.patchACLRule)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/acl-rules/{rule_id}", a.deleteACLRule)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics", a.listTopics)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/topics", a.createTopic)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}", a.getTopic)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Patch("/topics/{topic_id}", a.patchTopic)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/topics/{topic_id}", a.deleteTopic)
+	r.With(a.RequireScope(tenancy.ScopeConsume)).Get("/topics/{topic_id}/messages", a.pollTopic)
+	r.With(a.RequireScope(tenancy.ScopeConsume)).Post("/topics/{topic_id}/messages/ack", a.ackTopic)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/storage", a.topicStorage)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topics/{topic_id}/groups", a.topicGroups)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topic-settings", a.getTopicSettings)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/topic-settings", a.putTopicSettings)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/publish", a.publish)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/quotas", a.getQuotas)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/quotas", a.putQuotas)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/tokens", a.listDeviceTokens)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens", a.issueDeviceToken)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/tokens/revoke", a.revokeDeviceToken)
+
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/clients", a.listClients)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/clients/{client_id}", a.disconnectClient)
+	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/sessions", a.listSessions)
+	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/sessions/{client_id}", a.discardSession)
 }

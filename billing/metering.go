@@ -1,5 +1,3 @@
-// Package billing owns usage metering (the data plane's usage reports rolled
-// up into per-instance time buckets), plans, subscriptions and invoices.
 package billing
 
 import (

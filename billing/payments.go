@@ -34,13 +34,7 @@ func (Manual) Collect(context.Context, Invoice) error { return nil }
 // returns the invoices it finalised.
 func (s *Service) ClosePeriods(ctx context.Context, pay Payments, now time.Time) ([]Invoice, error) {
 	prev := PeriodOf(PeriodOf(now).Start.Add(-time.Second))
-	rows, err := s.db.Query(ctx, `SELECT o.id FROM orgs o
-		WHERE o.created_at < $2 AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.org_id = o.id AND i.period_start = $1)
-		ORDER BY o.id`, prev.Start, prev.End)
-	if err != nil {
-		return nil, fmt.Errorf("close periods: %w", err)
-	}
-	orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	orgs, err := s.uninvoiced(ctx, prev)
 	if err != nil {
 		return nil, fmt.Errorf("close periods: %w", err)
 	}
@@ -59,6 +53,34 @@ func (s *Service) ClosePeriods(ctx context.Context, pay Payments, now time.Time)
 	}
 	if _, err := s.db.Exec(ctx, `UPDATE invoices SET status = 'overdue' WHERE status = 'open' AND due_at < $1`, now.UTC()); err != nil {
 		return out, fmt.Errorf("overdue invoices: %w", err)
+	}
+	return out, nil
+}
+
+// uninvoiced lists the orgs that existed before the end of period p and
+// have no invoice for it, in ID order.
+func (s *Service) uninvoiced(ctx context.Context, p Period) ([]string, error) {
+	orgs, err := s.orgs.OrgsCreatedBefore(ctx, p.End)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `SELECT org_id FROM invoices WHERE period_start = $1`, p.Start)
+	if err != nil {
+		return nil, err
+	}
+	invoiced, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	done := make(map[string]bool, len(invoiced))
+	for _, o := range invoiced {
+		done[o] = true
+	}
+	out := orgs[:0]
+	for _, o := range orgs {
+		if !done[o] {
+			out = append(out, o)
+		}
 	}
 	return out, nil
 }

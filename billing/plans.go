@@ -8,11 +8,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-)
 
-// ErrNotFound is returned for an unknown plan, subscription or invoice (or
-// one of another org).
-var ErrNotFound = errors.New("not found")
+	"github.com/aeriemq/aerie/tenancy"
+)
 
 // Metric names of the metered usage.
 const (
@@ -48,7 +46,7 @@ type Plan struct {
 	Quotas    Quotas           `json:"quotas"`
 	// Limits bound what an org holds on the plan (enforced by the tenancy
 	// service; Put leaves them as they are).
-	Limits PlanLimits `json:"limits"`
+	Limits tenancy.PlanLimits `json:"limits"`
 }
 
 // Quotas are the quota set a plan grants each instance (0: the data
@@ -68,16 +66,6 @@ type Quotas struct {
 	MaxInflight                  int   `json:"max_inflight"`
 	MaxBacklogSeconds            int   `json:"max_backlog_seconds"`
 	MaxThrottleSeconds           int   `json:"max_throttle_seconds"`
-}
-
-// PlanLimits bound what an org holds (0 = unlimited); Unverified applies
-// instead while no owner of the org has verified an email address.
-type PlanLimits struct {
-	MaxInstances              int64       `json:"max_instances"`
-	MaxCredentialsPerInstance int64       `json:"max_credentials_per_instance"`
-	MaxAPIKeys                int64       `json:"max_api_keys"`
-	MaxACLRulesPerInstance    int64       `json:"max_acl_rules_per_instance"`
-	Unverified                *PlanLimits `json:"unverified,omitempty"`
 }
 
 // Plans reads and edits the plan catalogue.
@@ -128,17 +116,40 @@ func (s *Plans) List(ctx context.Context) ([]Plan, error) {
 	return out, rows.Err()
 }
 
+// OrgGrant implements tenancy.PlanSource: the org's current plan (Free
+// while it has no subscription), read through q.
+func (s *Plans) OrgGrant(ctx context.Context, q tenancy.Querier, orgID string) (tenancy.PlanGrant, error) {
+	p, err := scanPlan(q.QueryRow(ctx, `SELECT `+planColumns+` FROM plans
+		WHERE id = coalesce((SELECT plan_id FROM subscriptions WHERE org_id = $1), 'free')`, orgID))
+	if err != nil {
+		return tenancy.PlanGrant{}, fmt.Errorf("org plan: %w", err)
+	}
+	return p.grant(), nil
+}
+
+// Grant implements tenancy.PlanSource: plan id, read through q.
+func (s *Plans) Grant(ctx context.Context, q tenancy.Querier, id string) (tenancy.PlanGrant, error) {
+	p, err := getPlan(ctx, q, id)
+	if err != nil {
+		return tenancy.PlanGrant{}, err
+	}
+	return p.grant(), nil
+}
+
+// grant is what p grants an org and its instances.
+func (p Plan) grant() tenancy.PlanGrant {
+	return tenancy.PlanGrant{ID: p.ID, Quotas: tenancy.Quotas(p.Quotas), Limits: p.Limits}
+}
+
 // Get returns one plan.
 func (s *Plans) Get(ctx context.Context, id string) (Plan, error) {
 	return getPlan(ctx, s.db, id)
 }
 
-func getPlan(ctx context.Context, q interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}, id string) (Plan, error) {
+func getPlan(ctx context.Context, q tenancy.Querier, id string) (Plan, error) {
 	p, err := scanPlan(q.QueryRow(ctx, `SELECT `+planColumns+` FROM plans WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Plan{}, fmt.Errorf("plan %q: %w", id, ErrNotFound)
+		return Plan{}, fmt.Errorf("plan %q: %w", id, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return Plan{}, fmt.Errorf("get plan: %w", err)
@@ -159,7 +170,7 @@ func (s *Plans) Put(ctx context.Context, p Plan) error {
 		return fmt.Errorf("update plan: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("plan %q: %w", p.ID, ErrNotFound)
+		return fmt.Errorf("plan %q: %w", p.ID, tenancy.ErrNotFound)
 	}
 	return nil
 }

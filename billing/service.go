@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/aeriemq/aerie/tenancy"
 )
 
 // ErrInvalid is returned for a request the billing rules refuse.
@@ -23,21 +25,32 @@ type PlanApplier interface {
 	ApplyPlan(ctx context.Context, orgID string, plan Plan) error
 }
 
+// Orgs is what billing knows of the orgs, asked of their owner (the
+// tenancy service implements it): billing reads no table of tenancy's.
+type Orgs interface {
+	// OrgCreatedAt is when the org was created; false when there is none.
+	OrgCreatedAt(ctx context.Context, orgID string) (time.Time, bool, error)
+	// OrgsCreatedBefore lists the IDs of the orgs created before t, in ID
+	// order.
+	OrgsCreatedBefore(ctx context.Context, t time.Time) ([]string, error)
+}
+
 // Service runs subscriptions, usage totals and invoices.
 type Service struct {
 	db      *pgxpool.Pool
 	plans   *Plans
 	applier PlanApplier
+	orgs    Orgs
 	log     *slog.Logger
 }
 
 // NewService returns the billing service. applier may be nil (quotas are
 // then not pushed, as in tests of pricing alone).
-func NewService(db *pgxpool.Pool, applier PlanApplier, log *slog.Logger) *Service {
+func NewService(db *pgxpool.Pool, applier PlanApplier, orgs Orgs, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{db: db, plans: NewPlans(db), applier: applier, log: log}
+	return &Service{db: db, plans: NewPlans(db), applier: applier, orgs: orgs, log: log}
 }
 
 // Plans is the plan catalogue.
@@ -57,6 +70,9 @@ type Subscription struct {
 // Subscription returns the org's subscription, creating the Free one the
 // first time.
 func (s *Service) Subscription(ctx context.Context, orgID string) (Subscription, error) {
+	if err := s.ensureSubscription(ctx, orgID); err != nil {
+		return Subscription{}, err
+	}
 	return s.subscription(ctx, s.db, orgID, false)
 }
 
@@ -67,11 +83,71 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-func (s *Service) subscription(ctx context.Context, q querier, orgID string, lock bool) (Subscription, error) {
-	if _, err := q.Exec(ctx, `INSERT INTO subscriptions (org_id, plan_id, plan_since)
-		SELECT id, 'free', created_at FROM orgs WHERE id = $1 ON CONFLICT (org_id) DO NOTHING`, orgID); err != nil {
-		return Subscription{}, fmt.Errorf("create subscription: %w", err)
+// ensureSubscription gives an org its Free subscription, from the org's
+// creation, the first time; an unknown org is ErrNotFound.
+func (s *Service) ensureSubscription(ctx context.Context, orgID string) error {
+	var exists bool
+	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM subscriptions WHERE org_id = $1)`, orgID).Scan(&exists); err != nil {
+		return fmt.Errorf("get subscription: %w", err)
 	}
+	if exists {
+		return nil
+	}
+	created, ok, err := s.orgs.OrgCreatedAt(ctx, orgID)
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("org %s: %w", orgID, tenancy.ErrNotFound)
+	}
+	_, err = s.db.Exec(ctx, `INSERT INTO subscriptions (org_id, plan_id, plan_since) VALUES ($1, 'free', $2) ON CONFLICT (org_id) DO NOTHING`,
+		orgID, created)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23503" { // the org was deleted meanwhile
+		return fmt.Errorf("org %s: %w", orgID, tenancy.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	return nil
+}
+
+// beginLocked starts a transaction holding the org's subscription row
+// (FOR UPDATE), creating the subscription first when needed; the caller
+// commits or rolls back tx.
+func (s *Service) beginLocked(ctx context.Context, orgID string) (pgx.Tx, Subscription, error) {
+	if err := s.ensureSubscription(ctx, orgID); err != nil {
+		return nil, Subscription{}, err
+	}
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return nil, Subscription{}, fmt.Errorf("begin subscription change: %w", err)
+	}
+	sub, err := s.subscription(ctx, tx, orgID, true)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, Subscription{}, err
+	}
+	return tx, sub, nil
+}
+
+// switchPlan moves the org from plan from to plan to as of at, recording
+// the change (and clearing a pending downgrade).
+func switchPlan(ctx context.Context, tx pgx.Tx, orgID, from, to string, at time.Time) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO subscription_changes (org_id, from_plan, to_plan, effective) VALUES ($1, $2, $3, $4)`,
+		orgID, from, to, at); err != nil {
+		return fmt.Errorf("record plan change: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE subscriptions SET plan_id = $2, plan_since = $3, pending_plan_id = NULL, updated_at = now() WHERE org_id = $1`,
+		orgID, to, at); err != nil {
+		return fmt.Errorf("change plan: %w", err)
+	}
+	return nil
+}
+
+// subscription reads the org's subscription through q (FOR UPDATE when
+// lock); ensureSubscription must have run.
+func (s *Service) subscription(ctx context.Context, q querier, orgID string, lock bool) (Subscription, error) {
 	sql := `SELECT org_id, plan_id, plan_since, coalesce(pending_plan_id, ''), spend_limit_cents, limit_action, limited_since IS NOT NULL
 		FROM subscriptions WHERE org_id = $1`
 	if lock {
@@ -80,7 +156,7 @@ func (s *Service) subscription(ctx context.Context, q querier, orgID string, loc
 	var sub Subscription
 	err := q.QueryRow(ctx, sql, orgID).Scan(&sub.OrgID, &sub.PlanID, &sub.PlanSince, &sub.PendingPlanID, &sub.SpendLimitCents, &sub.LimitAction, &sub.Limited)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Subscription{}, fmt.Errorf("org %s: %w", orgID, ErrNotFound)
+		return Subscription{}, fmt.Errorf("org %s: %w", orgID, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return Subscription{}, fmt.Errorf("get subscription: %w", err)
@@ -104,15 +180,11 @@ func (s *Service) ChangePlan(ctx context.Context, orgID, planID string, now time
 	if err != nil {
 		return ChangeResult{}, fmt.Errorf("%w: unknown plan %q", ErrInvalid, planID)
 	}
-	tx, err := s.db.Begin(ctx)
-	if err != nil {
-		return ChangeResult{}, fmt.Errorf("change plan: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	sub, err := s.subscription(ctx, tx, orgID, true)
+	tx, sub, err := s.beginLocked(ctx, orgID)
 	if err != nil {
 		return ChangeResult{}, err
 	}
+	defer tx.Rollback(ctx)
 	cur, err := getPlan(ctx, tx, sub.PlanID)
 	if err != nil {
 		return ChangeResult{}, err
@@ -126,13 +198,8 @@ func (s *Service) ChangePlan(ctx context.Context, orgID, planID string, now time
 		}
 		res.Applied = true
 	case next.Position > cur.Position || s.fits(ctx, tx, orgID, next, now):
-		if _, err := tx.Exec(ctx, `INSERT INTO subscription_changes (org_id, from_plan, to_plan, effective) VALUES ($1, $2, $3, $4)`,
-			orgID, cur.ID, next.ID, now.UTC()); err != nil {
-			return ChangeResult{}, fmt.Errorf("record plan change: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE subscriptions SET plan_id = $2, plan_since = $3, pending_plan_id = NULL, updated_at = now() WHERE org_id = $1`,
-			orgID, next.ID, now.UTC()); err != nil {
-			return ChangeResult{}, fmt.Errorf("change plan: %w", err)
+		if err := switchPlan(ctx, tx, orgID, cur.ID, next.ID, now.UTC()); err != nil {
+			return ChangeResult{}, err
 		}
 		res.Applied = true
 	default:
@@ -324,18 +391,14 @@ func (s *Service) Finalize(ctx context.Context, orgID string, p Period, now time
 	}
 	if inv, err := s.invoiceByPeriod(ctx, orgID, p); err == nil {
 		return inv, nil
-	} else if !errors.Is(err, ErrNotFound) {
+	} else if !errors.Is(err, tenancy.ErrNotFound) {
 		return Invoice{}, err
 	}
-	tx, err := s.db.Begin(ctx)
+	tx, sub, err := s.beginLocked(ctx, orgID) // serialises finalisation per org
 	if err != nil {
-		return Invoice{}, fmt.Errorf("finalize: %w", err)
+		return Invoice{}, err
 	}
 	defer tx.Rollback(ctx)
-	sub, err := s.subscription(ctx, tx, orgID, true) // serialises finalisation per org
-	if err != nil {
-		return Invoice{}, err
-	}
 	if inv, err := s.invoiceByPeriodTx(ctx, tx, orgID, p); err == nil {
 		return inv, nil
 	}
@@ -366,12 +429,7 @@ func (s *Service) Finalize(ctx context.Context, orgID string, p Period, now time
 		if err != nil {
 			return Invoice{}, err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO subscription_changes (org_id, from_plan, to_plan, effective) VALUES ($1, $2, $3, $4)`,
-			orgID, sub.PlanID, pl.ID, p.End); err != nil {
-			return Invoice{}, fmt.Errorf("apply downgrade: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE subscriptions SET plan_id = $2, plan_since = $3, pending_plan_id = NULL, updated_at = now() WHERE org_id = $1`,
-			orgID, pl.ID, p.End); err != nil {
+		if err := switchPlan(ctx, tx, orgID, sub.PlanID, pl.ID, p.End); err != nil {
 			return Invoice{}, fmt.Errorf("apply downgrade: %w", err)
 		}
 		applied = &pl
@@ -395,7 +453,7 @@ func (s *Service) invoiceByPeriodTx(ctx context.Context, q querier, orgID string
 	var id string
 	err := q.QueryRow(ctx, `SELECT id FROM invoices WHERE org_id = $1 AND period_start = $2`, orgID, p.Start).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Invoice{}, ErrNotFound
+		return Invoice{}, tenancy.ErrNotFound
 	}
 	if err != nil {
 		return Invoice{}, fmt.Errorf("find invoice: %w", err)
@@ -404,7 +462,7 @@ func (s *Service) invoiceByPeriodTx(ctx context.Context, q querier, orgID string
 }
 
 // Invoice returns one of the org's invoices with its lines; another org's
-// invoice is ErrNotFound.
+// invoice is tenancy.ErrNotFound.
 func (s *Service) Invoice(ctx context.Context, orgID, id string) (Invoice, error) {
 	return s.invoice(ctx, s.db, orgID, id)
 }
@@ -415,7 +473,7 @@ func (s *Service) invoice(ctx context.Context, q querier, orgID, id string) (Inv
 		FROM invoices WHERE org_id = $1 AND id = $2`, orgID, id).Scan(&inv.ID, &inv.OrgID, &inv.Number, &inv.Start, &inv.End,
 		&inv.Currency, &inv.TotalCents, &inv.Status, &inv.FinalizedAt, &inv.DueAt, &inv.PaidAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Invoice{}, fmt.Errorf("invoice %s: %w", id, ErrNotFound)
+		return Invoice{}, fmt.Errorf("invoice %s: %w", id, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return Invoice{}, fmt.Errorf("get invoice: %w", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/tenancy"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -37,7 +38,7 @@ func newBilling(t *testing.T) *billingBundle {
 	t.Helper()
 	db := pgtest.New(t)
 	a := &applied{}
-	return &billingBundle{svc: NewService(db.Pool, a, nil), db: db, applied: a}
+	return &billingBundle{svc: NewService(db.Pool, a, tenancy.NewService(db.Pool, nil), nil), db: db, applied: a}
 }
 
 func (b *billingBundle) org(t *testing.T, id string, created time.Time) {
@@ -78,7 +79,7 @@ func TestPlansCatalogue(t *testing.T) {
 	if ps[0].BaseCents != 0 || len(ps[0].Overage) != 0 {
 		t.Errorf("free plan costs money: %+v", ps[0])
 	}
-	if _, err := b.svc.Plans().Get(context.Background(), "gold"); !errors.Is(err, ErrNotFound) {
+	if _, err := b.svc.Plans().Get(context.Background(), "gold"); !errors.Is(err, tenancy.ErrNotFound) {
 		t.Errorf("unknown plan: %v", err)
 	}
 }
@@ -95,7 +96,7 @@ func TestSubscriptions(t *testing.T) {
 		if err != nil || sub.PlanID != "free" {
 			t.Fatalf("%+v %v", sub, err)
 		}
-		if _, err := b.svc.Subscription(ctx, "o-missing"); !errors.Is(err, ErrNotFound) {
+		if _, err := b.svc.Subscription(ctx, "o-missing"); !errors.Is(err, tenancy.ErrNotFound) {
 			t.Errorf("unknown org: %v", err)
 		}
 	})
@@ -289,10 +290,10 @@ func TestInvoices(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.svc.Invoice(ctx, "o-b", inv.ID); !errors.Is(err, ErrNotFound) {
+		if _, err := b.svc.Invoice(ctx, "o-b", inv.ID); !errors.Is(err, tenancy.ErrNotFound) {
 			t.Errorf("org B reads org A's invoice: %v", err)
 		}
-		if _, err := b.svc.MarkPaid(ctx, "o-b", inv.ID, time.Now()); !errors.Is(err, ErrNotFound) {
+		if _, err := b.svc.MarkPaid(ctx, "o-b", inv.ID, time.Now()); !errors.Is(err, tenancy.ErrNotFound) {
 			t.Errorf("org B pays org A's invoice: %v", err)
 		}
 		list, err := b.svc.Invoices(ctx, "o-b")

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -54,9 +53,9 @@ func (c *Console) clientsView(r *http.Request, in tenancy.Instance) ClientsView 
 		v.Err = "The live client list is unavailable right now: " + err.Error()
 		return v
 	}
-	v.Clients, v.Next = api.FilterClients(all, v.Query, v.After, clientsPageSize)
+	v.Clients, v.Next = tenancy.FilterClients(all, v.Query, v.After, clientsPageSize)
 	if sess, err := c.nodes.Sessions(r.Context(), in.NodeID, in.ID); err == nil {
-		v.Sessions, _ = api.FilterSessions(sess, v.Query, "", clientsPageSize)
+		v.Sessions, _ = tenancy.FilterSessions(sess, v.Query, "", clientsPageSize)
 	}
 	return v
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,9 +17,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
-	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
-	"github.com/aeriemq/aerie/internal/dberr"
+	"github.com/aeriemq/aerie/internal/problem"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
@@ -41,11 +41,11 @@ type Deps struct {
 	// behind one address); nil picks a random key for this process.
 	CSRFKey []byte
 	// LoginLimits throttles logins and password-reset mails; zero means
-	// api.DefaultLoginLimits (the API's rule).
-	LoginLimits api.LoginLimits
+	// ratelimit.DefaultLoginLimits (the API's rule).
+	LoginLimits ratelimit.LoginLimits
 	// AbuseLimits throttle sign-ups per client address; zero means
-	// api.DefaultAbuseLimits (the API's rule).
-	AbuseLimits api.AbuseLimits
+	// ratelimit.DefaultAbuseLimits (the API's rule).
+	AbuseLimits ratelimit.AbuseLimits
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Sync waits until the data-plane nodes have applied config revisions
@@ -53,7 +53,7 @@ type Deps struct {
 	Sync Syncer
 	// Nodes reads live clients from the data plane (clients page, live
 	// connection counts); nil hides them.
-	Nodes api.NodeInspector
+	Nodes tenancy.NodeInspector
 	// NodeAPI reaches the node serving an instance for its topics' storage
 	// and consumer groups (as the API does); nil shows them as unknown.
 	NodeAPI nodelink.Caller
@@ -82,7 +82,7 @@ type Console struct {
 	refresher *refresher
 	now       func() time.Time
 	sync      Syncer
-	nodes     api.NodeInspector
+	nodes     tenancy.NodeInspector
 	nodeAPI   nodelink.Caller
 }
 
@@ -100,14 +100,7 @@ func New(d Deps) http.Handler {
 		key = make([]byte, 32)
 		_, _ = rand.Read(key)
 	}
-	lim := d.LoginLimits
-	if lim == (api.LoginLimits{}) {
-		lim = api.DefaultLoginLimits
-	}
-	ab := d.AbuseLimits
-	if ab == (api.AbuseLimits{}) {
-		ab = api.DefaultAbuseLimits
-	}
+	lim, ab := d.LoginLimits.OrDefault(), d.AbuseLimits.OrDefault()
 	c := &Console{
 		svc: d.Tenancy, bill: d.Billing, meter: d.Meter, log: d.Log, secure: d.Secure,
 		csrf:      NewCSRF(key, d.Secure),
@@ -341,30 +334,19 @@ func (c *Console) errorPage(w http.ResponseWriter, r *http.Request, status int, 
 	c.render(w, r, status, ErrorPage(p, status))
 }
 
-// fail shows err: a domain error as its status (403, 404, 409, …) with a
-// readable message, anything else as 500 (logged, details hidden).
+// fail shows err as the one error table (internal/problem) says: its
+// status (403, 404, 409, …) with a readable message, anything unknown as
+// 500 (logged, details hidden).
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
+	kind, _ := problem.For(err)
 	switch {
-	case errors.Is(err, tenancy.ErrForbidden):
-		c.errorPage(w, r, http.StatusForbidden, "Your role in this organisation does not allow this.")
-	case errors.Is(err, tenancy.ErrNotFound), errors.Is(err, billing.ErrNotFound):
-		c.errorPage(w, r, http.StatusNotFound, "This does not exist, or you cannot see it.")
-	case errors.Is(err, tenancy.ErrLastOwner):
-		c.errorPage(w, r, http.StatusConflict, "An organisation must keep at least one owner.")
-	case errors.Is(err, tenancy.ErrConflict):
-		c.errorPage(w, r, http.StatusConflict, err.Error())
-	case errors.Is(err, tenancy.ErrUnauthenticated):
-		c.errorPage(w, r, http.StatusUnauthorized, "This link is invalid, already used or expired.")
-	case errors.Is(err, tenancy.ErrLimitReached):
-		c.errorPage(w, r, http.StatusConflict, err.Error())
-	case dberr.Unavailable(err):
+	case kind == problem.Degraded:
 		c.log.WarnContext(r.Context(), "console: database unreachable", "path", r.URL.Path, "error", err)
-		w.Header().Set("Retry-After", "2")
-		c.errorPage(w, r, http.StatusServiceUnavailable, "The service is degraded for a moment. Try again in a few seconds.")
-	default:
+		w.Header().Set("Retry-After", strconv.Itoa(problem.DegradedRetryAfter))
+	case kind.Status >= 500:
 		c.log.ErrorContext(r.Context(), "console: request failed", "path", r.URL.Path, "error", err)
-		c.errorPage(w, r, http.StatusInternalServerError, "Something went wrong on our side. Try again.")
 	}
+	c.errorPage(w, r, kind.Status, problem.Message(err))
 }
 
 // actor is the audit actor of a console request.

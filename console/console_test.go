@@ -16,6 +16,7 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -540,7 +541,7 @@ func TestVerifyEmailAndPasswordReset(t *testing.T) {
 
 func TestLoginRateLimited(t *testing.T) {
 	e := newEnv(t, func(d *Deps) {
-		d.LoginLimits = api.LoginLimits{PerEmailBurst: 2, PerEmailEvery: time.Hour, PerAddrBurst: 100, PerAddrEvery: time.Second}
+		d.LoginLimits = ratelimit.LoginLimits{PerEmailBurst: 2, PerEmailEvery: time.Hour, PerAddrBurst: 100, PerAddrEvery: time.Second}
 	})
 	c := e.client(t)
 	c.signup("l@example.com", "L")

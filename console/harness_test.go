@@ -13,10 +13,10 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
-	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -44,10 +44,10 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	e.svc = tenancy.NewService(db.Pool, log, tenancy.WithMailer(out), tenancy.WithBaseURL(e.srv.URL),
-		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
-	e.bill = billing.NewService(db.Pool, nil, log)
+		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}), tenancy.WithPlans(billing.NewPlans(db.Pool)))
+	e.bill = billing.NewService(db.Pool, nil, e.svc, log)
 	d := Deps{Tenancy: e.svc, Billing: e.bill, Log: log,
-		AbuseLimits: api.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1, ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}}
+		AbuseLimits: ratelimit.AbuseLimits{SignupsPerAddrBurst: 1000, SignupsPerAddrEvery: 1, InvitesPerOrgBurst: 1000, InvitesPerOrgEvery: 1, ResetsPerAddrBurst: 1000, ResetsPerAddrEvery: 1}}
 	for _, o := range opts {
 		o(&d)
 	}

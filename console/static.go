@@ -1,6 +1,10 @@
 // Package console is Aerie's web console: templ pages served at / by the same
 // HTTP server as the API, calling the same services (never a second code
-// path with its own rules).
+// path with its own rules): sign-up, login and password reset, orgs and
+// members, instances with their credentials, ACL rules, quotas, live
+// clients, dashboards and a browser MQTT client, plans, usage and invoices.
+// It keeps its own session cookie and CSRF tokens, shows errors through the
+// shared table (internal/problem) and embeds its static assets.
 package console
 
 import (

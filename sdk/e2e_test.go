@@ -23,6 +23,7 @@ import (
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
 	"github.com/aeriemq/aerie/nodelink"
+	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/sdk"
 	"github.com/aeriemq/aerie/tenancy"
 )
@@ -62,7 +63,7 @@ func serveWithMail(t *testing.T) (string, *recorder, *mailer.Outbox) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	outbox := mailer.NewOutbox()
 	svc := tenancy.NewService(db.Pool, log, tenancy.WithMailer(outbox),
-		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
+		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}), tenancy.WithPlans(billing.NewPlans(db.Pool)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	feed := nodelink.NewFeed(svc, log)
@@ -75,8 +76,8 @@ func serveWithMail(t *testing.T) (string, *recorder, *mailer.Outbox) {
 		return nodelink.PublishResult{ID: p.ID}, err
 	})
 	local := &nodelink.Local{Server: nodeSrv}
-	deps := api.Deps{NodeAPI: local, Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken,
-		LoginLimits: api.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}
+	deps := api.Deps{NodeAPI: local, Log: log, Tenancy: svc, DB: db.Pool, Billing: billing.NewService(db.Pool, nil, svc, log), Meter: billing.NewMeter(db.Pool, svc, log), Feed: feed, AdminToken: operatorToken,
+		LoginLimits: ratelimit.LoginLimits{PerEmailBurst: 1000, PerEmailEvery: 1, PerAddrBurst: 1000, PerAddrEvery: 1}}
 	srv := httptest.NewServer(api.NewRouter(deps))
 	t.Cleanup(srv.Close)
 	node, _, err := svc.EnsureNode(ctx, "sdk-node", map[string]string{"mqtt": "mqtt://localhost:1883"})

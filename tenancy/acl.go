@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -373,18 +374,8 @@ func (s *Service) ReplaceACLRules(ctx context.Context, a Actor, orgID, instanceI
 		if _, err := tx.Exec(ctx, `DELETE FROM acl_rules WHERE instance_id = $1`, instanceID); err != nil {
 			return fmt.Errorf("replace rules: %w", err)
 		}
-		now := s.nowUTC()
-		batch := &pgx.Batch{}
-		for _, r := range out {
-			var cred *string
-			if r.CredentialID != "" {
-				cred = &r.CredentialID
-			}
-			batch.Queue(`INSERT INTO acl_rules (id, instance_id, effect, action, filter, credential_id, position, created_at)
-				VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, r.ID, instanceID, r.Effect, r.Action, r.Filter, cred, r.Position, now)
-		}
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return fmt.Errorf("replace rules: %w", err)
+		if err := insertRules(ctx, tx, instanceID, out, s.nowUTC()); err != nil {
+			return err
 		}
 		acl := append([]ACLRule{}, out...)
 		if _, err := emit(ctx, tx, node, instanceID, nodelink.Event{Kind: nodelink.KindACLReplace, InstanceID: instanceID, ACL: linkACL(acl)}); err != nil {
@@ -396,6 +387,23 @@ func (s *Service) ReplaceACLRules(ctx context.Context, a Actor, orgID, instanceI
 		return nil, err
 	}
 	return out, nil
+}
+
+// insertRules stores rules (IDs and positions set) in one batch.
+func insertRules(ctx context.Context, tx pgx.Tx, instanceID string, rules []ACLRule, now time.Time) error {
+	batch := &pgx.Batch{}
+	for _, r := range rules {
+		var cred *string
+		if r.CredentialID != "" {
+			cred = &r.CredentialID
+		}
+		batch.Queue(`INSERT INTO acl_rules (id, instance_id, effect, action, filter, credential_id, position, created_at)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, r.ID, instanceID, r.Effect, r.Action, r.Filter, cred, r.Position, now)
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("replace rules: %w", err)
+	}
+	return nil
 }
 
 // DeleteACLRule removes a rule; the rules after it move up one place.

@@ -152,6 +152,20 @@ func (s *Service) checkCredential(prefix string, c NewCredential) []FieldError {
 
 // lockInstance locks the org's instance for a child change and returns its
 // node (ErrNotFound for another org's instance).
+// lockCredential locks the instance (as lockInstance) and then the
+// credential, returning the instance's node and the credential.
+func (s *Service) lockCredential(ctx context.Context, tx pgx.Tx, orgID, instanceID, id string) (string, Credential, error) {
+	node, err := s.lockInstance(ctx, tx, orgID, instanceID)
+	if err != nil {
+		return "", Credential{}, err
+	}
+	c, err := s.credential(ctx, tx, orgID, instanceID, id, true)
+	if err != nil {
+		return "", Credential{}, err
+	}
+	return node, c, nil
+}
+
 func (s *Service) lockInstance(ctx context.Context, tx pgx.Tx, orgID, instanceID string) (string, error) {
 	var node string
 	err := tx.QueryRow(ctx, `SELECT node_id FROM instances WHERE org_id = $1 AND id = $2 FOR NO KEY UPDATE`, orgID, instanceID).Scan(&node)
@@ -300,11 +314,7 @@ func (s *Service) credential(ctx context.Context, q querier, orgID, instanceID, 
 func (s *Service) SetCredentialEnabled(ctx context.Context, a Actor, orgID, instanceID, id string, enabled bool) (Credential, error) {
 	var out Credential
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		node, err := s.lockInstance(ctx, tx, orgID, instanceID)
-		if err != nil {
-			return err
-		}
-		c, err := s.credential(ctx, tx, orgID, instanceID, id, true)
+		node, c, err := s.lockCredential(ctx, tx, orgID, instanceID, id)
 		if err != nil {
 			return err
 		}
@@ -360,11 +370,7 @@ func (s *Service) rotateCredential(ctx context.Context, a Actor, orgID, instance
 		sec.phc = &h
 	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		node, err := s.lockInstance(ctx, tx, orgID, instanceID)
-		if err != nil {
-			return err
-		}
-		c, err := s.credential(ctx, tx, orgID, instanceID, id, true)
+		node, c, err := s.lockCredential(ctx, tx, orgID, instanceID, id)
 		if err != nil {
 			return err
 		}

@@ -100,23 +100,6 @@ func checkInstanceName(name string) (string, error) {
 	return name, nil
 }
 
-// orgPlan returns the org's current plan and its quotas (an org without a
-// subscription row is on Free).
-func orgPlan(ctx context.Context, q querier, orgID string) (string, Quotas, error) {
-	var id string
-	var raw []byte
-	err := q.QueryRow(ctx, `SELECT p.id, p.quotas FROM plans p
-		WHERE p.id = coalesce((SELECT plan_id FROM subscriptions WHERE org_id = $1), 'free')`, orgID).Scan(&id, &raw)
-	if err != nil {
-		return "", Quotas{}, fmt.Errorf("org plan: %w", err)
-	}
-	var qs Quotas
-	if err := json.Unmarshal(raw, &qs); err != nil {
-		return "", Quotas{}, fmt.Errorf("plan %s quotas: %w", id, err)
-	}
-	return id, qs, nil
-}
-
 // CreateInstance creates an instance on the least-loaded live node, with
 // the plan's quotas, a token-signing key and one rule allowing everything
 // (so the first device works; the console says so). Its config is pushed
@@ -136,10 +119,11 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		if err := s.checkOrgLimit(ctx, tx, orgID, limitInstances, "", 1); err != nil {
 			return err
 		}
-		plan, quotas, err := orgPlan(ctx, tx, orgID)
+		grant, err := s.orgPlan(ctx, tx, orgID)
 		if err != nil {
 			return err
 		}
+		plan, quotas := grant.ID, grant.Quotas
 		node, err := s.pickNode(ctx, tx)
 		if err != nil {
 			return err
@@ -406,11 +390,11 @@ func (s *Service) InstanceQuotas(ctx context.Context, orgID, id string) (Quotas,
 	if err != nil {
 		return Quotas{}, Quotas{}, err
 	}
-	_, plan, err := orgPlan(ctx, s.db, orgID)
+	plan, err := s.orgPlan(ctx, s.db, orgID)
 	if err != nil {
 		return Quotas{}, Quotas{}, err
 	}
-	return in.Quotas, plan, nil
+	return in.Quotas, plan.Quotas, nil
 }
 
 // quotaValues returns the quotas as (json name → value).
@@ -441,11 +425,11 @@ func (s *Service) SetInstanceQuotas(ctx context.Context, a Actor, orgID, id stri
 		if err != nil {
 			return err
 		}
-		_, plan, err := orgPlan(ctx, tx, orgID)
+		plan, err := s.orgPlan(ctx, tx, orgID)
 		if err != nil {
 			return err
 		}
-		want, ceil := quotaValues(q), quotaValues(plan)
+		want, ceil := quotaValues(q), quotaValues(plan.Quotas)
 		var fields []FieldError
 		for name, v := range want {
 			if v == 0 { // not given: the plan's value
@@ -490,8 +474,7 @@ func (s *Service) putQuotas(ctx context.Context, tx pgx.Tx, a Actor, in Instance
 // plan still allows it; everything else takes the new plan's value.
 func (s *Service) ApplyPlanQuotas(ctx context.Context, orgID, planID string, plan Quotas) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT i.id, i.plan_id, p.quotas FROM instances i JOIN plans p ON p.id = i.plan_id
-			WHERE i.org_id = $1 ORDER BY i.id FOR UPDATE OF i`, orgID)
+		rows, err := tx.Query(ctx, `SELECT id, plan_id FROM instances WHERE org_id = $1 ORDER BY id FOR UPDATE`, orgID)
 		if err != nil {
 			return fmt.Errorf("plan instances: %w", err)
 		}
@@ -500,18 +483,31 @@ func (s *Service) ApplyPlanQuotas(ctx context.Context, orgID, planID string, pla
 			oldPlan Quotas
 		}
 		var list []row
+		var planIDs []string
 		for rows.Next() {
 			var r row
 			var pid string
-			var raw []byte
-			if err := rows.Scan(&r.id, &pid, &raw); err != nil {
+			if err := rows.Scan(&r.id, &pid); err != nil {
 				rows.Close()
 				return fmt.Errorf("plan instances: %w", err)
 			}
-			_ = json.Unmarshal(raw, &r.oldPlan)
-			list = append(list, r)
+			list, planIDs = append(list, r), append(planIDs, pid)
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("plan instances: %w", err)
+		}
+		granted := map[string]Quotas{} // by plan ID
+		for i, pid := range planIDs {
+			if _, ok := granted[pid]; !ok {
+				g, err := s.plan(ctx, tx, pid)
+				if err != nil {
+					return err
+				}
+				granted[pid] = g.Quotas
+			}
+			list[i].oldPlan = granted[pid]
+		}
 		for _, r := range list {
 			cur, err := s.instance(ctx, tx, orgID, r.id, false)
 			if err != nil {

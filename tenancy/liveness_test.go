@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/pgtest"
 	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
@@ -25,7 +26,7 @@ func TestPlacementSkipsDeadNodes(t *testing.T) {
 	clock := time.Now()
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
-	svc := tenancy.NewService(db.Pool, slog.New(slog.NewTextHandler(io.Discard, nil)), tenancy.WithClock(now),
+	svc := tenancy.NewService(db.Pool, slog.New(slog.NewTextHandler(io.Discard, nil)), tenancy.WithClock(now), tenancy.WithPlans(billing.NewPlans(db.Pool)),
 		tenancy.WithNodeLiveWindow(30*time.Second),
 		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
 	ctx := context.Background()

@@ -2,7 +2,6 @@ package tenancy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -38,18 +37,16 @@ const (
 // a lock serializing such additions (the org row for instances and API
 // keys, the instance row for credentials and rules).
 func (s *Service) checkOrgLimit(ctx context.Context, tx pgx.Tx, orgID, kind, instanceID string, adding int) error {
-	var plan string
-	var raw []byte
-	var verified bool
-	err := tx.QueryRow(ctx, `SELECT p.id, p.limits, EXISTS (SELECT 1 FROM org_members m JOIN users u ON u.id = m.user_id
-			WHERE m.org_id = $1 AND m.role = 'owner' AND u.email_verified_at IS NOT NULL)
-		FROM plans p WHERE p.id = coalesce((SELECT plan_id FROM subscriptions WHERE org_id = $1), 'free')`, orgID).Scan(&plan, &raw, &verified)
+	grant, err := s.orgPlan(ctx, tx, orgID)
 	if err != nil {
 		return fmt.Errorf("plan limits: %w", err)
 	}
-	var lim PlanLimits
-	if err := json.Unmarshal(raw, &lim); err != nil {
-		return fmt.Errorf("plan %s limits: %w", plan, err)
+	plan, lim := grant.ID, grant.Limits
+	var verified bool
+	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM org_members m JOIN users u ON u.id = m.user_id
+		WHERE m.org_id = $1 AND m.role = 'owner' AND u.email_verified_at IS NOT NULL)`, orgID).Scan(&verified)
+	if err != nil {
+		return fmt.Errorf("plan limits: %w", err)
 	}
 	pick := func(l PlanLimits) int64 {
 		switch kind {

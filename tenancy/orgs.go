@@ -136,6 +136,20 @@ func (s *Service) Member(ctx context.Context, orgID, userID string) (Member, err
 }
 
 // lockOwners locks the org's member rows and counts its owners.
+// lockMember locks the org's members (as lockOwners) and returns how many
+// owners it has and the member's role (ErrNotFound for a non-member).
+func lockMember(ctx context.Context, tx pgx.Tx, orgID, userID string) (int, Role, error) {
+	owners, err := lockOwners(ctx, tx, orgID)
+	if err != nil {
+		return 0, "", fmt.Errorf("lock members: %w", err)
+	}
+	var cur Role
+	if err := tx.QueryRow(ctx, `SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2`, orgID, userID).Scan(&cur); err != nil {
+		return 0, "", notFound(err)
+	}
+	return owners, cur, nil
+}
+
 func lockOwners(ctx context.Context, tx pgx.Tx, orgID string) (int, error) {
 	rows, err := tx.Query(ctx, `SELECT role FROM org_members WHERE org_id = $1 FOR UPDATE`, orgID)
 	if err != nil {
@@ -163,13 +177,9 @@ func (s *Service) ChangeRole(ctx context.Context, a Actor, actorRole Role, orgID
 		return Member{}, invalid("role", "must be owner, admin or viewer")
 	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		owners, err := lockOwners(ctx, tx, orgID)
+		owners, cur, err := lockMember(ctx, tx, orgID, userID)
 		if err != nil {
-			return fmt.Errorf("lock members: %w", err)
-		}
-		var cur Role
-		if err := tx.QueryRow(ctx, `SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2`, orgID, userID).Scan(&cur); err != nil {
-			return notFound(err)
+			return err
 		}
 		if expectRole != "" && cur != expectRole {
 			return fmt.Errorf("%w: the member's role changed meanwhile", ErrStale)
@@ -195,13 +205,9 @@ func (s *Service) ChangeRole(ctx context.Context, a Actor, actorRole Role, orgID
 // only an owner removes an owner.
 func (s *Service) RemoveMember(ctx context.Context, a Actor, actorRole Role, orgID, userID string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		owners, err := lockOwners(ctx, tx, orgID)
+		owners, cur, err := lockMember(ctx, tx, orgID, userID)
 		if err != nil {
-			return fmt.Errorf("lock members: %w", err)
-		}
-		var cur Role
-		if err := tx.QueryRow(ctx, `SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2`, orgID, userID).Scan(&cur); err != nil {
-			return notFound(err)
+			return err
 		}
 		if cur.Rank() > actorRole.Rank() {
 			return fmt.Errorf("%w: cannot remove a member above your own role", ErrForbidden)
@@ -299,4 +305,32 @@ func (s *Service) AcceptInvitation(ctx context.Context, a Actor, token string) (
 	}
 	o.Role, err = s.MemberRole(ctx, orgID, a.UserID)
 	return o, err
+}
+
+// OrgCreatedAt is when the org was created; false when there is none (for
+// billing, which starts a subscription then).
+func (s *Service) OrgCreatedAt(ctx context.Context, orgID string) (time.Time, bool, error) {
+	var created time.Time
+	err := s.db.QueryRow(ctx, `SELECT created_at FROM orgs WHERE id = $1`, orgID).Scan(&created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("org created: %w", err)
+	}
+	return created, true, nil
+}
+
+// OrgsCreatedBefore lists the IDs of the orgs created before t, in ID order
+// (for billing, which invoices each at the end of a period).
+func (s *Service) OrgsCreatedBefore(ctx context.Context, t time.Time) ([]string, error) {
+	rows, err := s.db.Query(ctx, `SELECT id FROM orgs WHERE created_at < $1 ORDER BY id`, t)
+	if err != nil {
+		return nil, fmt.Errorf("orgs created before: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("orgs created before: %w", err)
+	}
+	return ids, nil
 }

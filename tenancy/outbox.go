@@ -181,84 +181,64 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (nodelink.S
 // fillChildren loads credentials, ACL rules, token keys and live
 // revocations of the instances matching where (on alias i) into list.
 func fillChildren(ctx context.Context, tx pgx.Tx, now time.Time, where string, arg any, list []nodelink.Instance, byID map[string]int) error {
-	rows, err := tx.Query(ctx, `SELECT c.instance_id, c.id, c.username, c.secret_sha256, coalesce(c.password_hash, ''), c.client_id_pattern, c.enabled, c.expires_at
+	err := fillEach(ctx, tx, "credentials", list, byID, func(in *nodelink.Instance) *[]nodelink.Credential { return &in.Credentials },
+		func(rows pgx.Rows, iid *string, c *nodelink.Credential) error {
+			return rows.Scan(iid, &c.ID, &c.Username, &c.SecretSHA256, &c.PasswordHash, &c.ClientIDPattern, &c.Enabled, &c.ExpiresAt)
+		},
+		`SELECT c.instance_id, c.id, c.username, c.secret_sha256, coalesce(c.password_hash, ''), c.client_id_pattern, c.enabled, c.expires_at
 		FROM device_credentials c JOIN instances i ON i.id = c.instance_id WHERE `+where, arg)
 	if err != nil {
-		return fmt.Errorf("snapshot credentials: %w", err)
+		return err
 	}
-	for rows.Next() {
-		var iid string
-		var c nodelink.Credential
-		if err := rows.Scan(&iid, &c.ID, &c.Username, &c.SecretSHA256, &c.PasswordHash, &c.ClientIDPattern, &c.Enabled, &c.ExpiresAt); err != nil {
-			rows.Close()
-			return fmt.Errorf("snapshot credentials: %w", err)
-		}
-		if k, ok := byID[iid]; ok {
-			list[k].Credentials = append(list[k].Credentials, c)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("snapshot credentials: %w", err)
-	}
-	rows, err = tx.Query(ctx, `SELECT r.instance_id, r.id, r.effect, r.action, r.filter, coalesce(r.credential_id, ''), r.position
+	err = fillEach(ctx, tx, "acl", list, byID, func(in *nodelink.Instance) *[]nodelink.ACLRule { return &in.ACL },
+		func(rows pgx.Rows, iid *string, r *nodelink.ACLRule) error {
+			return rows.Scan(iid, &r.ID, &r.Effect, &r.Action, &r.Filter, &r.CredentialID, &r.Position)
+		},
+		`SELECT r.instance_id, r.id, r.effect, r.action, r.filter, coalesce(r.credential_id, ''), r.position
 		FROM acl_rules r JOIN instances i ON i.id = r.instance_id WHERE `+where+` ORDER BY r.instance_id, r.position, r.id`, arg)
 	if err != nil {
-		return fmt.Errorf("snapshot acl: %w", err)
+		return err
 	}
+	err = fillEach(ctx, tx, "token keys", list, byID, func(in *nodelink.Instance) *[]nodelink.TokenKey { return &in.TokenKeys },
+		func(rows pgx.Rows, iid *string, k *nodelink.TokenKey) error {
+			k.Algorithm = "EdDSA"
+			return rows.Scan(iid, &k.KID, &k.PublicKey)
+		},
+		`SELECT k.instance_id, k.kid, k.public_key FROM instance_token_keys k JOIN instances i ON i.id = k.instance_id WHERE `+where, arg)
+	if err != nil {
+		return err
+	}
+	return fillEach(ctx, tx, "revoked tokens", list, byID, func(in *nodelink.Instance) *[]nodelink.RevokedToken { return &in.RevokedTokens },
+		func(rows pgx.Rows, iid *string, r *nodelink.RevokedToken) error {
+			return rows.Scan(iid, &r.JTI, &r.ExpiresAt)
+		},
+		`SELECT t.instance_id, t.jti, t.expires_at FROM device_tokens t JOIN instances i ON i.id = t.instance_id
+		WHERE t.revoked_at IS NOT NULL AND t.expires_at > $2 AND `+where, arg, now)
+}
+
+// fillEach runs query (whose first column is an instance ID) and appends
+// each row, read by scan, to the slice field picks of that instance in list
+// (rows of instances not in byID are skipped).
+func fillEach[T any](ctx context.Context, tx pgx.Tx, what string, list []nodelink.Instance, byID map[string]int,
+	field func(*nodelink.Instance) *[]T, scan func(rows pgx.Rows, iid *string, v *T) error, query string, args ...any) error {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", what, err)
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var iid string
-		var r nodelink.ACLRule
-		if err := rows.Scan(&iid, &r.ID, &r.Effect, &r.Action, &r.Filter, &r.CredentialID, &r.Position); err != nil {
-			rows.Close()
-			return fmt.Errorf("snapshot acl: %w", err)
+		var v T
+		if err := scan(rows, &iid, &v); err != nil {
+			return fmt.Errorf("snapshot %s: %w", what, err)
 		}
 		if k, ok := byID[iid]; ok {
-			list[k].ACL = append(list[k].ACL, r)
+			f := field(&list[k])
+			*f = append(*f, v)
 		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("snapshot acl: %w", err)
-	}
-	rows, err = tx.Query(ctx, `SELECT k.instance_id, k.kid, k.public_key FROM instance_token_keys k JOIN instances i ON i.id = k.instance_id WHERE `+where, arg)
-	if err != nil {
-		return fmt.Errorf("snapshot token keys: %w", err)
-	}
-	for rows.Next() {
-		var iid string
-		k := nodelink.TokenKey{Algorithm: "EdDSA"}
-		if err := rows.Scan(&iid, &k.KID, &k.PublicKey); err != nil {
-			rows.Close()
-			return fmt.Errorf("snapshot token keys: %w", err)
-		}
-		if n, ok := byID[iid]; ok {
-			list[n].TokenKeys = append(list[n].TokenKeys, k)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("snapshot token keys: %w", err)
-	}
-	rows, err = tx.Query(ctx, `SELECT t.instance_id, t.jti, t.expires_at FROM device_tokens t JOIN instances i ON i.id = t.instance_id
-		WHERE t.revoked_at IS NOT NULL AND t.expires_at > $2 AND `+where, arg, now)
-	if err != nil {
-		return fmt.Errorf("snapshot revoked tokens: %w", err)
-	}
-	for rows.Next() {
-		var iid string
-		var r nodelink.RevokedToken
-		if err := rows.Scan(&iid, &r.JTI, &r.ExpiresAt); err != nil {
-			rows.Close()
-			return fmt.Errorf("snapshot revoked tokens: %w", err)
-		}
-		if n, ok := byID[iid]; ok {
-			list[n].RevokedTokens = append(list[n].RevokedTokens, r)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("snapshot revoked tokens: %w", err)
+		return fmt.Errorf("snapshot %s: %w", what, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
 	"github.com/aeriemq/aerie/tenancy"
@@ -29,7 +30,7 @@ func setup(t *testing.T) *bundle {
 	t.Helper()
 	db := pgtest.New(t)
 	out := mailer.NewOutbox()
-	svc := tenancy.NewService(db.Pool, slog.New(slog.NewTextHandler(io.Discard, nil)), tenancy.WithMailer(out),
+	svc := tenancy.NewService(db.Pool, slog.New(slog.NewTextHandler(io.Discard, nil)), tenancy.WithMailer(out), tenancy.WithPlans(billing.NewPlans(db.Pool)),
 		tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
 	ctx := context.Background()
 	b := &bundle{svc: svc, db: db, out: out}
@@ -142,7 +143,7 @@ func TestService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		later := tenancy.NewService(b.db.Pool, nil, tenancy.WithClock(func() time.Time { return time.Now().Add(31 * 24 * time.Hour) }))
+		later := tenancy.NewService(b.db.Pool, nil, tenancy.WithPlans(billing.NewPlans(b.db.Pool)), tenancy.WithClock(func() time.Time { return time.Now().Add(31 * 24 * time.Hour) }))
 		if _, err := later.Refresh(ctx, s.RefreshToken); !errors.Is(err, tenancy.ErrUnauthenticated) {
 			t.Fatalf("refresh after 31 days: %v", err)
 		}
@@ -193,11 +194,11 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatalf("token of a just-retired key: %q, %v", uid, err)
 	}
 	// A rotation long after the retirement drops the old key.
-	later := tenancy.NewService(b.db.Pool, nil, tenancy.WithClock(func() time.Time { return time.Now().Add(time.Hour) }))
+	later := tenancy.NewService(b.db.Pool, nil, tenancy.WithPlans(billing.NewPlans(b.db.Pool)), tenancy.WithClock(func() time.Time { return time.Now().Add(time.Hour) }))
 	if _, err := later.RotateSigningKey(ctx); err != nil {
 		t.Fatal(err)
 	}
-	fresh := tenancy.NewService(b.db.Pool, nil)
+	fresh := tenancy.NewService(b.db.Pool, nil, tenancy.WithPlans(billing.NewPlans(b.db.Pool)))
 	if _, err := fresh.VerifyAccessToken(ctx, tok); !errors.Is(err, tenancy.ErrUnauthenticated) {
 		t.Fatalf("token of a dropped key: %v", err)
 	}

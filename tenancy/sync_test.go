@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/aeriemq/aerie/nodelink"
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/tenancy"
 )
 
@@ -27,7 +28,7 @@ func TestWaitAppliedAcrossReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool2.Close)
-	svc2 := tenancy.NewService(pool2, log)
+	svc2 := tenancy.NewService(pool2, log, tenancy.WithPlans(billing.NewPlans(pool2)))
 	feed2 := nodelink.NewFeed(svc2, log)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()

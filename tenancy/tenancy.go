@@ -1,10 +1,25 @@
-// Package tenancy is Aerie's identity and tenant domain: users, orgs and
-// their members, invitations, API keys, sessions (access JWTs and refresh
-// tokens) and the audit log, with their Postgres store. It knows nothing of
-// HTTP: the api and console packages call the same Service.
+// Package tenancy is the control plane's tenant domain over Postgres: who
+// the tenants are and what they have provisioned for their devices.
 //
-// Tenant scope is enforced here: every org-scoped method takes the org ID and
-// every query it runs filters on it, so an ID of another org is ErrNotFound.
+//   - Identity: users, passwords, email verification and resets, sessions
+//     (access JWTs and refresh tokens), orgs and their members,
+//     invitations, API keys, and the audit log.
+//   - Instances and what their devices use: device credentials, device
+//     tokens and their signing keys (sealed at rest), ACL rules, topics,
+//     quotas (bounded by the org's plan, which billing provides through
+//     PlanSource) and the plan's limits on what an org holds, billing
+//     limits (throttle, suspend).
+//   - Placement and the node link: data-plane nodes and their liveness,
+//     the config outbox every change is written to in its own transaction,
+//     the feed that streams it to nodes in revision order and waits until
+//     they applied it, HTTP publish through a node, and NodeInspector, the
+//     port that reads live clients and sessions from a node.
+//
+// It knows nothing of HTTP: the api and console packages call the same
+// Service. Tenant scope is enforced here: every org-scoped method takes the
+// org ID and every query it runs filters on it, so an ID of another org is
+// ErrNotFound. Its errors (ErrNotFound, ErrConflict, …) are the domain's
+// vocabulary; internal/problem maps them to what callers are told.
 package tenancy
 
 import (
@@ -91,14 +106,14 @@ const (
 )
 
 // Rank orders roles (0 for unknown).
-func (r Role) Rank() int {
-	switch r {
-	case RoleViewer:
-		return 1
-	case RoleAdmin:
-		return 2
-	case RoleOwner:
-		return 3
+func (r Role) Rank() int { return rank(r, RoleViewer, RoleAdmin, RoleOwner) }
+
+// rank is v's place (from 1) in lowestFirst; 0 when it is not there.
+func rank[T comparable](v T, lowestFirst ...T) int {
+	for i, x := range lowestFirst {
+		if x == v {
+			return i + 1
+		}
 	}
 	return 0
 }
@@ -131,19 +146,7 @@ const (
 )
 
 // Rank orders scopes (0 for unknown).
-func (s Scope) Rank() int {
-	switch s {
-	case ScopeConsume:
-		return 1
-	case ScopeRead:
-		return 2
-	case ScopeWrite:
-		return 3
-	case ScopeAdmin:
-		return 4
-	}
-	return 0
-}
+func (s Scope) Rank() int { return rank(s, ScopeConsume, ScopeRead, ScopeWrite, ScopeAdmin) }
 
 // Actor is who makes a mutating call, for the audit log: a user, or an API
 // key (with the user who created it), plus where the call came from.
@@ -182,6 +185,7 @@ type Service struct {
 	baseURL    string
 	liveWindow time.Duration      // 0: nodeLiveWindow
 	secrets    *secretbox.Keyring // seals private keys at rest; nil stores them plain (tests)
+	plans      PlanSource         // billing's plans; nil: no plan lookups
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 

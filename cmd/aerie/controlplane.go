@@ -50,7 +50,7 @@ func openControlPlane(ctx context.Context, s *server) (*controlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp.svc = tenancy.NewService(pool, s.log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, s.log)), tenancy.WithBaseURL(s.public.String()),
+	cp.svc, cp.billing = newDomain(pool, s.log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, s.log)), tenancy.WithBaseURL(s.public.String()),
 		tenancy.WithSecretKeys(keys))
 	// Seal what an older binary stored in plain and what an older key
 	// sealed: this completes a key rotation.
@@ -59,7 +59,6 @@ func openControlPlane(ctx context.Context, s *server) (*controlPlane, error) {
 	} else if n > 0 {
 		s.log.Info("sealed secrets with the current key-encryption key", "count", n)
 	}
-	cp.billing = billing.NewService(pool, planApplier{cp.svc}, s.log)
 	cp.meter = billing.NewMeter(pool, cp.svc, s.log)
 	cp.feed = nodelink.NewFeed(cp.svc, s.log.With("component", "configfeed"))
 	cp.hub = api.NewHub(api.Deps{Log: s.log, Tenancy: cp.svc, Feed: cp.feed, Meter: cp.meter})

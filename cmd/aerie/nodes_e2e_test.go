@@ -14,6 +14,7 @@ import (
 
 	paho "github.com/eclipse/paho.golang/paho"
 
+	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/internal/pgtest"
 	"github.com/aeriemq/aerie/tenancy"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -200,7 +201,7 @@ func TestTwoNodesAndSnapshotRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer pool.Close()
-		svc := tenancy.NewService(pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		svc := tenancy.NewService(pool, slog.New(slog.NewTextHandler(io.Discard, nil)), tenancy.WithPlans(billing.NewPlans(pool)))
 		if _, err := svc.SetCredentialEnabled(ctx, tenancy.Actor{UserID: me.ID}, org, insts[0].ID, creds[0].ID, false); err != nil {
 			t.Fatalf("disable while the control plane is down: %v", err)
 		}

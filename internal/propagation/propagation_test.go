@@ -41,10 +41,11 @@ func setup(tb testing.TB) *rig {
 	db := pgtest.New(tb)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	svc := tenancy.NewService(db.Pool, log, tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
+	svc := tenancy.NewService(db.Pool, log, tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}),
+		tenancy.WithPlans(billing.NewPlans(db.Pool)))
 	feed := nodelink.NewFeed(svc, log)
 	go feed.Run(ctx)
-	router := api.NewRouter(api.Deps{Log: log, Tenancy: svc, Billing: billing.NewService(db.Pool, nil, log), DB: db.Pool, Feed: feed})
+	router := api.NewRouter(api.Deps{Log: log, Tenancy: svc, Billing: billing.NewService(db.Pool, nil, svc, log), DB: db.Pool, Feed: feed})
 	srv := httptest.NewServer(router)
 	tb.Cleanup(srv.Close)
 	// Cleanups run last-first: stop the node's watch before closing the server.

@@ -1,5 +1,7 @@
 // Package ratelimit keeps one token bucket (golang.org/x/time/rate) per key,
-// for throttles such as login attempts per email and per client address.
+// for throttles such as login attempts per email and per client address,
+// and holds the API's and the console's shared throttle rules (LoginLimits,
+// AbuseLimits).
 package ratelimit
 
 import (
