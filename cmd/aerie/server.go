@@ -139,7 +139,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		cleanups = append(cleanups, func() { st.Close() })
 		state = configsync.NewState()
 		gwOpts := gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, Log: log, Config: state,
-			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st, RetentionInterval: retentionEvery}
+			DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain, Store: st}
 		if gwOpts.MaxConnectBytes, err = strconv.Atoi(cfg.MaxConnectBytes); err != nil || gwOpts.MaxConnectBytes < 128 {
 			return fmt.Errorf("%w: --max-connect-bytes %q: a number of bytes, at least 128", errUsage, cfg.MaxConnectBytes)
 		}
