@@ -573,13 +573,38 @@ func TestQuotaRetained(t *testing.T) {
 			t.Fatal("x/3 not retained")
 		}
 	})
+	t.Run("a retained message mochi expires leaves the count at once", func(t *testing.T) {
+		v, _, err := b.v5(t, "ret-exp", "dev@i-bbbb", "pw-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pr, err := v.c.Publish(ctx, &paho.Publish{Topic: "x/3", QoS: 1, Retain: true}); pr == nil || pr.ReasonCode != 0 {
+			t.Fatalf("clearing x/3: %+v %v", pr, err)
+		}
+		one := uint32(1)
+		pr, err := v.c.Publish(ctx, &paho.Publish{Topic: "exp/1", QoS: 1, Retain: true, Payload: []byte("v"),
+			Properties: &paho.PublishProperties{MessageExpiry: &one}})
+		if pr == nil || pr.ReasonCode != 0 {
+			t.Fatalf("expiring retained: %+v %v", pr, err)
+		}
+		if n := b.gw.store.Stats("i-bbbb").RetainedMessages; n != 4 {
+			t.Fatalf("%d retained, want 4 (the quota)", n)
+		}
+		// mochi drops it within a couple of seconds; the store follows.
+		if !waitFor(t, 5*time.Second, func() bool { return b.gw.store.Stats("i-bbbb").RetainedMessages == 3 }) {
+			t.Fatalf("%d retained after the message expired, want 3", b.gw.store.Stats("i-bbbb").RetainedMessages)
+		}
+		if pr, _ := v.c.Publish(ctx, &paho.Publish{Topic: "x/5", QoS: 1, Retain: true, Payload: []byte("v")}); pr == nil || pr.ReasonCode != 0 {
+			t.Fatalf("x/5 in the expired message's place: %+v", pr)
+		}
+	})
 	t.Run("a deleted instance's retained messages go", func(t *testing.T) {
 		b.apply(t, config.Event{Kind: config.KindInstanceDelete, InstanceID: "i-bbbb"})
 		if n := b.gw.store.Stats("i-bbbb").RetainedMessages; n != 0 {
 			t.Fatalf("%d retained after the instance was deleted", n)
 		}
-		if _, ok := b.gw.srv.Topics.Retained.Get("i-bbbb/x/3"); ok {
-			t.Fatal("x/3 still in mochi's retained index")
+		if _, ok := b.gw.srv.Topics.Retained.Get("i-bbbb/x/5"); ok {
+			t.Fatal("x/5 still in mochi's retained index")
 		}
 	})
 }
