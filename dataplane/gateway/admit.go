@@ -62,10 +62,9 @@ type publish struct {
 	retain   bool
 	size     int // payload bytes
 
-	// A device: its client, connection and packet.
+	// A device: its client and connection.
 	cl *mqtt.Client
 	c  *conn
-	pk *packets.Packet
 	// The instance's server: its request.
 	ctx context.Context
 
@@ -79,7 +78,7 @@ type publish struct {
 // devicePublish is a device's PUBLISH as admit sees it.
 func devicePublish(cl *mqtt.Client, c *conn, pk *packets.Packet) publish {
 	return publish{instance: c.instance, mounted: pk.TopicName, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain,
-		size: len(pk.Payload), cl: cl, c: c, pk: pk}
+		size: len(pk.Payload), cl: cl, c: c}
 }
 
 // serverPublish is an HTTP publish of the instance's server.
@@ -159,7 +158,7 @@ func (h *tenantHook) admitTopic(p *publish) refusal {
 		return admitted
 	}
 	t, ok := unmountTopic(p.c.mount, p.mounted)
-	if !ok || !h.allowed(p.c, config.ActionPublish, t, false) || !h.topicAllowed(p.instance, t, *p.pk) {
+	if !ok || !h.allowed(p.c, config.ActionPublish, t, false) || !h.topicAllowed(p.instance, t, p.qos, p.retain, p.size) {
 		h.drop(p.instance, DropACL)
 		return refusedACL
 	}

@@ -16,7 +16,13 @@ import (
 // Quota enforcement. Each instance's quotas come from the pushed config and
 // apply on this node; a change applies at once to live connections (the
 // limiters are adjusted in place, nobody reconnects). A zero quota means
-// unlimited.
+// unlimited. Each quota has one owner: the connection quotas are applied
+// here at CONNECT (admitConnection); the publish quotas by the admission
+// of every publish (admit.go), the retained-message count being the
+// store's (store.RetainedFull, told of changes by retention.go); the
+// packet size by packetsize.go; the subscription and topic-level quotas
+// when a SUBSCRIBE is read (mount.go); the backlog quota by the sessions
+// hook (dataplane/sessions), which reads it at each check.
 //
 // Reason codes (MQTT 5 / 3.1.1):
 //   - max_connections: CONNACK 0x97 / 0x03
@@ -34,7 +40,10 @@ import (
 //   - max_topic_levels: DISCONNECT 0x90 topic name invalid (publish), SUBACK 0x87 / 0x80 (filter)
 //   - max_retained_messages: a new retained topic beyond it: MQTT 5 QoS≥1
 //     PUBACK 0x97 (refused: not stored, counted quota); QoS 0 and v3.1.1
-//     (which cannot be told) are published but not retained
+//     (which cannot be told) are published but not retained. The count is
+//     the store's, exact after every set, clear, expiry and instance delete
+//   - max_backlog_seconds: a connected client behind for longer gets
+//     DISCONNECT 0x97 (the sessions hook)
 //   - max_session_expiry_seconds: the session expiry is capped (announced in the v5 CONNACK)
 //   - max_inflight: caps how many QoS≥1 messages are in flight to a client
 
