@@ -80,7 +80,7 @@ var allFlags = []flagSpec{
 	{"public-ws-port", "AERIE_PUBLIC_WS_PORT", "", "WebSocket port devices reach this node on, when it differs from --ws-addr's", false, func(c *config) *string { return &c.PublicWSPort }},
 	{"admin-token", "AERIE_ADMIN_TOKEN", "", "operator token for /v1/admin (serve: generated into <data-dir>/admin-token when empty)", true, func(c *config) *string { return &c.AdminToken }},
 	{"default-instance", "AERIE_DEFAULT_INSTANCE", "", "instance for devices that name none (no @<instance> in the username, no host name)", false, func(c *config) *string { return &c.DefaultInstance }},
-	{"retention-interval", "AERIE_RETENTION_INTERVAL", "1m", "how often a node applies storage limits and topic retention to its message store", false, func(c *config) *string { return &c.RetentionEvery }},
+	{"retention-interval", "AERIE_RETENTION_INTERVAL", "1m", "how often a node applies retention (message age and size, topic retention) to its message store", false, func(c *config) *string { return &c.RetentionEvery }},
 	{"node-api-url", "AERIE_NODE_API_URL", "", "URL the control plane reaches this node's API at (consumer groups); default http://<public-host>:<http port>", false, func(c *config) *string { return &c.NodeAPIURL }},
 	{"sync-ready-bound", "AERIE_SYNC_READY_BOUND", "10s", "a node's /readyz fails once it has been out of sync with the control plane (watch stream down) for longer than this", false, func(c *config) *string { return &c.SyncReadyBound }},
 	{"public-url", "AERIE_PUBLIC_URL", "", "URL users reach the console and API at, used in every emailed link; https makes console cookies Secure (default http://localhost:<http port>)", false, func(c *config) *string { return &c.PublicURL }},

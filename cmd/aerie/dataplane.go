@@ -67,7 +67,11 @@ func openNode(ctx context.Context, s *server) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: gwOpts.RetentionInterval})
+	retention, err := time.ParseDuration(cfg.RetentionEvery)
+	if err != nil || retention <= 0 {
+		return nil, fmt.Errorf("%w: --retention-interval %q is not a positive duration (e.g. 1m)", errUsage, cfg.RetentionEvery)
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: retention})
 	if err != nil {
 		return nil, fmt.Errorf("message store: %w", err)
 	}
@@ -93,9 +97,6 @@ func openNode(ctx context.Context, s *server) (*node, error) {
 func gatewayOptions(cfg *config) (gateway.Options, error) {
 	o := gateway.Options{MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, DefaultInstance: cfg.DefaultInstance, BaseDomain: cfg.BaseDomain}
 	var err error
-	if o.RetentionInterval, err = time.ParseDuration(cfg.RetentionEvery); err != nil || o.RetentionInterval <= 0 {
-		return o, fmt.Errorf("%w: --retention-interval %q is not a positive duration (e.g. 1m)", errUsage, cfg.RetentionEvery)
-	}
 	if o.MaxConnectBytes, err = strconv.Atoi(cfg.MaxConnectBytes); err != nil || o.MaxConnectBytes < 128 {
 		return o, fmt.Errorf("%w: --max-connect-bytes %q: a number of bytes, at least 128", errUsage, cfg.MaxConnectBytes)
 	}

@@ -150,34 +150,7 @@ func (h *tenantHook) deliverable(c *conn, t string) bool {
 // s: an allow rule "#" applies to the connection, no deny rule does, and a
 // device token (if any) grants subscribe on "#".
 func (h *tenantHook) allowsEverything(c *conn) bool {
-	if c.resources != nil {
-		ok := false
-		for _, r := range c.resources {
-			if f, good := c.expand(r.Filter); good && f == "#" && containsString(r.Actions, config.ActionSubscribe) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	allow := false
-	for _, r := range h.state.ACL(c.instance) {
-		if r.CredentialID != "" && r.CredentialID != c.credID {
-			continue
-		}
-		if r.Action != config.ActionAll && r.Action != config.ActionSubscribe {
-			continue
-		}
-		if r.Effect == config.EffectDeny {
-			return false
-		}
-		if f, good := c.expand(r.Filter); good && f == "#" {
-			allow = true
-		}
-	}
-	return allow
+	return h.decide(c, config.ActionSubscribe, aclQuery{everything: true})
 }
 
 // mayRead is OnACLCheck's answer for a subscription (filter) or a

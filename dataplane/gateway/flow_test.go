@@ -354,13 +354,13 @@ func TestRetentionFollowsQuotas(t *testing.T) {
 		t.Fatalf("usage reports %d stored bytes, the store holds %d", reported, stored)
 	}
 	ctx := context.Background()
-	if err := gw.EnforceRetention(ctx, time.Now().Add(30*time.Second)); err != nil {
+	if err := gw.store.EnforceRetention(ctx, time.Now().Add(30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if got := gw.store.Stats("i-flow").LogBytes; got != stored {
 		t.Fatalf("within the 60 s cap: %d bytes left of %d", got, stored)
 	}
-	if err := gw.EnforceRetention(ctx, time.Now().Add(2*time.Minute)); err != nil {
+	if err := gw.store.EnforceRetention(ctx, time.Now().Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if got := gw.store.Stats("i-flow").LogBytes; got != 0 {

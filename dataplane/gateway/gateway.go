@@ -1,5 +1,12 @@
 // Package gateway is the data plane's MQTT front end: mochi-mqtt with
-// Aerie's hooks and listeners (TCP and WebSocket at /mqtt).
+// Aerie's hooks and listeners (TCP and WebSocket at /mqtt, with TLS).
+//
+// Where things are: the tenant hook (tenant.go) with device connect and
+// authentication (connect.go), topic namespacing (mount.go), access
+// control (acl.go, and authz.go for live connections); publish admission
+// for every publish path (admit.go; HTTP publish in publish.go); quotas
+// (quotas.go, packetsize.go); what the store is told (retention.go,
+// topicpolicy.go); metrics and usage (metrics.go).
 package gateway
 
 import (
@@ -62,12 +69,12 @@ type Options struct {
 	// and, on the WebSocket listeners, the HTTP upgrade request and each
 	// WebSocket message. Default DefaultMaxConnectBytes (64 KiB).
 	MaxConnectBytes int
-	// RetentionInterval is how often storage limits and topic retention
-	// are applied; 0 means RetentionInterval (a minute).
-	RetentionInterval time.Duration
 	// Store, when set, keeps QoS≥1 messages, retained messages and
-	// persistent sessions (see dataplane/sessions); the caller closes it
-	// after Close.
+	// persistent sessions (see dataplane/sessions), applies retention (its
+	// own Options.RetentionInterval) and owns the retained-message quota;
+	// the gateway tells it of quota changes. The caller closes it after
+	// Close. Without a Store (tests), retained messages live in mochi's
+	// memory only and max_retained_messages is not counted.
 	Store *store.Store
 }
 
@@ -83,14 +90,39 @@ type Gateway struct {
 	wss     *wsListener
 	ready   atomic.Bool
 	store   *store.Store
-	stop    context.CancelFunc // ends the retention loop
 
-	retentionEvery time.Duration
-	topicsMu       sync.Mutex // serialises syncTopics
+	topicsMu sync.Mutex // serialises syncTopics
 }
 
 // New binds the listeners (so a port in use fails here) without serving.
 func New(o Options) (*Gateway, error) {
+	o = withDefaults(o)
+	srv := newServer(o)
+	g := &Gateway{srv: srv, log: o.Log}
+	g.tenant = newTenantHook(srv, o.Config, o.DefaultInstance, o.BaseDomain, o.Log)
+	g.tenant.minKeepalive, g.tenant.maxKeepalive = uint16(min(o.MinKeepalive/time.Second, 65535)), uint16(min(o.MaxKeepalive/time.Second, 65535))
+	g.metrics = newMetrics(g.retainedByInstance)
+	g.tenant.metrics = g.metrics
+	if o.Config != nil {
+		g.metrics.placed = placedInstances(o.Config)
+	}
+	if err := g.addHooks(); err != nil {
+		return nil, err
+	}
+	if o.Store != nil {
+		if err := g.addStore(o); err != nil {
+			return nil, err
+		}
+	}
+	if err := g.addListeners(o); err != nil {
+		g.closeListeners()
+		return nil, err
+	}
+	return g, nil
+}
+
+// withDefaults fills in the documented defaults and wraps the log.
+func withDefaults(o Options) Options {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
@@ -104,6 +136,11 @@ func New(o Options) (*Gateway, error) {
 		o.Log = slog.Default()
 	}
 	o.Log = slog.New(nodeLogHandler(o.Log.Handler(), o.LogLimit))
+	return o
+}
+
+// newServer is mochi with the node's capabilities and buffer sizes.
+func newServer(o Options) *mqtt.Server {
 	caps := mqtt.NewDefaultServerCapabilities()
 	// mochi's default (8192 pending writes per client) costs ~90 KiB per idle
 	// connection; 128 is ample for a client within its receive maximum.
@@ -117,114 +154,126 @@ func New(o Options) (*Gateway, error) {
 	// Topic aliases a client may set (announced in CONNACK): each holds a
 	// topic in memory for the connection's life, so the number is bounded.
 	caps.TopicAliasMaximum = 64
-	srv := mqtt.New(&mqtt.Options{
+	return mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: 2048,
 		ClientNetReadBufferSize:  1024, // per idle connection; larger payloads are read straight through
 		Logger:                   slog.New(quietMochi{o.Log.Handler()}).With("component", "mqtt"),
 	})
-	g := &Gateway{srv: srv, log: o.Log}
-	g.tenant = newTenantHook(srv, o.Config, o.DefaultInstance, o.BaseDomain, o.Log)
-	g.tenant.minKeepalive, g.tenant.maxKeepalive = uint16(min(o.MinKeepalive/time.Second, 65535)), uint16(min(o.MaxKeepalive/time.Second, 65535))
-	g.metrics = newMetrics(g.retainedByInstance)
-	g.tenant.metrics = g.metrics
-	if o.Config != nil {
-		g.metrics.placed = func() map[string]string {
-			out := map[string]string{}
-			for _, id := range o.Config.InstanceIDs() {
-				if in, ok := o.Config.Instance(id); ok {
-					out[id] = in.OrgID
-				}
+}
+
+// placedInstances lists the instances of the pushed config with their org
+// (the metrics keep only their series).
+func placedInstances(st *configsync.State) func() map[string]string {
+	return func() map[string]string {
+		out := map[string]string{}
+		for _, id := range st.InstanceIDs() {
+			if in, ok := st.Instance(id); ok {
+				out[id] = in.OrgID
 			}
-			return out
+		}
+		return out
+	}
+}
+
+// addHooks registers the node's own hooks, in the order mochi runs them.
+func (g *Gateway) addHooks() error {
+	hooks := []struct {
+		name string
+		hook mqtt.Hook
+	}{
+		{"tenant", g.tenant},
+		{"authz", newAuthzHook(g.tenant)},
+		{"packet size", newPacketSizeHook(g.tenant)},
+		{"metrics", &metricsHook{m: g.metrics, tenant: g.tenant}},
+		{"refusal log", &refusalLog{tenant: g.tenant, log: g.log}},
+	}
+	for _, h := range hooks {
+		if err := g.srv.AddHook(h.hook, nil); err != nil {
+			return fmt.Errorf("add %s hook: %w", h.name, err)
 		}
 	}
-	if err := srv.AddHook(g.tenant, nil); err != nil {
-		return nil, fmt.Errorf("add tenant hook: %w", err)
+	return nil
+}
+
+// addStore wires the message store: the sessions hook (durable QoS ≥ 1,
+// persistent sessions, retained messages), the store's limits and topic
+// queues kept in step with the config, and its metrics.
+func (g *Gateway) addStore(o Options) error {
+	st := o.Store
+	g.store, g.tenant.store = st, st
+	g.metrics.reg.MustRegister(newTopicStorage(g))
+	if g.tenant.state != nil {
+		g.storeLimits("")
+		g.tenant.state.OnChange(g.onStoreChange)
+		g.tenant.state.OnChange(g.onTopicChange)
 	}
-	if err := srv.AddHook(newAuthzHook(g.tenant), nil); err != nil {
-		return nil, fmt.Errorf("add authz hook: %w", err)
+	g.metrics.stored = func(id string) int64 { return st.Stats(id).StoredBytes() }
+	h := sessions.New(st, g.srv, sessions.Options{InstanceOf: g.tenant.InstanceOf, Logger: o.Log,
+		OnDrop: func(cl *mqtt.Client) {
+			if c := g.tenant.get(cl); c != nil {
+				g.metrics.dropped(c.instance, DropQueueFull)
+			}
+		},
+		// A client's QoS≥1 publishes count as in once stored: their
+		// replay (PUBACK, fan-out) may find the client gone, yet they
+		// are delivered from the store.
+		// The topic carries the instance's mount: the client may have
+		// been forgotten already.
+		OnStored: func(_ *mqtt.Client, pk packets.Packet) {
+			if inst, _, ok := strings.Cut(pk.TopicName, "/"); ok {
+				g.metrics.in(inst, len(pk.Payload))
+			}
+		},
+		// The backlog quota's owner is the sessions hook; it reads the
+		// quota in force at each check.
+		BacklogLimit: func(cl *mqtt.Client) time.Duration {
+			if c := g.tenant.get(cl); c != nil && c.lim != nil {
+				return time.Duration(c.lim.quotas().MaxBacklogSeconds) * time.Second
+			}
+			return 0
+		},
+		MayReceive: g.tenant.mayReceive})
+	g.tenant.replayed = h.Replayed
+	if err := g.srv.AddHook(&retainedExpiry{g: g}, nil); err != nil {
+		return fmt.Errorf("add retained expiry hook: %w", err)
 	}
-	if err := srv.AddHook(newPacketSizeHook(g.tenant), nil); err != nil {
-		return nil, fmt.Errorf("add packet size hook: %w", err)
+	if err := g.srv.AddHook(h, nil); err != nil {
+		return fmt.Errorf("add sessions hook: %w", err)
 	}
-	if err := srv.AddHook(&metricsHook{m: g.metrics, tenant: g.tenant}, nil); err != nil {
-		return nil, fmt.Errorf("add metrics hook: %w", err)
-	}
-	if err := srv.AddHook(&refusalLog{tenant: g.tenant, log: o.Log}, nil); err != nil {
-		return nil, fmt.Errorf("add refusal log hook: %w", err)
-	}
-	if o.Store != nil {
-		g.store = o.Store
-		g.retentionEvery = o.RetentionInterval
-		g.metrics.reg.MustRegister(newTopicStorage(g))
-		if g.tenant.state != nil {
-			g.tenant.state.OnChange(g.onTopicChange)
-		}
-		g.metrics.stored = func(id string) int64 {
-			st := o.Store.Stats(id)
-			return st.LogBytes + st.RetainedBytes
-		}
-		h := sessions.New(o.Store, srv, sessions.Options{InstanceOf: g.tenant.InstanceOf, Logger: o.Log,
-			OnDrop: func(cl *mqtt.Client) {
-				if c := g.tenant.get(cl); c != nil {
-					g.metrics.dropped(c.instance, DropQueueFull)
-				}
-			},
-			// A client's QoS≥1 publishes count as in once stored: their
-			// replay (PUBACK, fan-out) may find the client gone, yet they
-			// are delivered from the store.
-			// The topic carries the instance's mount: the client may have
-			// been forgotten already.
-			OnStored: func(_ *mqtt.Client, pk packets.Packet) {
-				if inst, _, ok := strings.Cut(pk.TopicName, "/"); ok {
-					g.metrics.in(inst, len(pk.Payload))
-				}
-			},
-			BacklogLimit: func(cl *mqtt.Client) time.Duration {
-				if c := g.tenant.get(cl); c != nil && c.lim != nil {
-					return time.Duration(c.lim.quotas().MaxBacklogSeconds) * time.Second
-				}
-				return 0
-			},
-			MayReceive: g.tenant.mayReceive})
-		g.tenant.replayed = h.Replayed
-		if err := srv.AddHook(h, nil); err != nil {
-			return nil, fmt.Errorf("add sessions hook: %w", err)
-		}
+	return nil
+}
+
+// addListeners binds the configured listeners.
+func (g *Gateway) addListeners(o Options) error {
+	if (o.TLSAddr != "" || o.WSSAddr != "") && o.TLS == nil {
+		return errors.New("TLS listeners need a TLS configuration")
 	}
 	if o.MQTTAddr != "" {
 		g.tcp = &tcpListener{id: "tcp", addr: o.MQTTAddr, preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["mqtt"]}
-		if err := srv.AddListener(g.tcp); err != nil {
-			return nil, fmt.Errorf("mqtt listener on %s: %w", o.MQTTAddr, err)
+		if err := g.srv.AddListener(g.tcp); err != nil {
+			return fmt.Errorf("mqtt listener on %s: %w", o.MQTTAddr, err)
 		}
 	}
 	if o.WSAddr != "" {
 		g.ws = &wsListener{id: "ws", addr: o.WSAddr, path: "/mqtt", preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["ws"], maxPreAuth: maxConnectBytes(o)}
-		if err := srv.AddListener(g.ws); err != nil {
-			g.closeListeners()
-			return nil, fmt.Errorf("websocket listener on %s: %w", o.WSAddr, err)
+		if err := g.srv.AddListener(g.ws); err != nil {
+			return fmt.Errorf("websocket listener on %s: %w", o.WSAddr, err)
 		}
-	}
-	if (o.TLSAddr != "" || o.WSSAddr != "") && o.TLS == nil {
-		g.closeListeners()
-		return nil, errors.New("TLS listeners need a TLS configuration")
 	}
 	if o.TLSAddr != "" {
 		g.tls = &tcpListener{id: "tls", addr: o.TLSAddr, tlsConfig: o.TLS, preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["mqtts"]}
-		if err := srv.AddListener(g.tls); err != nil {
-			g.closeListeners()
-			return nil, fmt.Errorf("mqtt tls listener on %s: %w", o.TLSAddr, err)
+		if err := g.srv.AddListener(g.tls); err != nil {
+			return fmt.Errorf("mqtt tls listener on %s: %w", o.TLSAddr, err)
 		}
 	}
 	if o.WSSAddr != "" {
 		g.wss = &wsListener{id: "wss", addr: o.WSSAddr, path: "/mqtt", tlsConfig: o.TLS, preConnect: o.ConnectTimeout, proxy: o.ProxyProtocol["wss"], maxPreAuth: maxConnectBytes(o)}
-		if err := srv.AddListener(g.wss); err != nil {
-			g.closeListeners()
-			return nil, fmt.Errorf("secure websocket listener on %s: %w", o.WSSAddr, err)
+		if err := g.srv.AddListener(g.wss); err != nil {
+			return fmt.Errorf("secure websocket listener on %s: %w", o.WSSAddr, err)
 		}
 	}
-	return g, nil
+	return nil
 }
 
 func (g *Gateway) closeListeners() {
@@ -246,11 +295,7 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("start mqtt server: %w", err)
 	}
 	g.ready.Store(true)
-	if g.store != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		g.stop = cancel
-		go g.retentionLoop(ctx)
-	}
+	g.syncTopics(context.Background())
 	return nil
 }
 
@@ -297,9 +342,6 @@ func (g *Gateway) WSSAddr() string {
 // Close stops accepting, disconnects every client and stops the server.
 func (g *Gateway) Close() error {
 	g.ready.Store(false)
-	if g.stop != nil {
-		g.stop()
-	}
 	return g.srv.Close()
 }
 
@@ -307,9 +349,16 @@ func (g *Gateway) Close() error {
 // /metrics, DrainUsage feeds the usage reports.
 func (g *Gateway) Metrics() *Metrics { return g.metrics }
 
-// retainedByInstance counts retained messages by instance mount.
+// retainedByInstance counts retained messages by instance: the store's
+// count when there is a store, else mochi's retained index by mount.
 func (g *Gateway) retainedByInstance() map[string]int64 {
 	out := map[string]int64{}
+	if g.store != nil {
+		for _, id := range g.store.RetainedInstances() {
+			out[id] = int64(g.store.Stats(id).RetainedMessages)
+		}
+		return out
+	}
 	for topic := range g.srv.Topics.Retained.GetAll() {
 		if inst, _, ok := strings.Cut(topic, "/"); ok && !strings.HasPrefix(inst, "$") {
 			out[inst]++

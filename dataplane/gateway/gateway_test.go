@@ -20,6 +20,7 @@ import (
 
 	"github.com/aeriemq/aerie/dataplane/config"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/dataplane/store"
 )
 
 // bundle is a gateway on loopback fed a real configsync.State.
@@ -32,7 +33,21 @@ type bundle struct {
 
 func sum(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 
-func newBundle(t *testing.T) *bundle {
+func newBundle(t *testing.T) *bundle { t.Helper(); return newBundleOn(t, nil) }
+
+// newStoreBundle is newBundle on a node with its message store (as every
+// node runs).
+func newStoreBundle(t *testing.T) *bundle {
+	t.Helper()
+	s, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() }) // after the gateway's Close (cleanups run last first)
+	return newBundleOn(t, s)
+}
+
+func newBundleOn(t *testing.T, s *store.Store) *bundle {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -59,7 +74,7 @@ func newBundle(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	gw, err := New(Options{MQTTAddr: "127.0.0.1:0", Config: st, DefaultInstance: "i-anon", Log: log})
+	gw, err := New(Options{MQTTAddr: "127.0.0.1:0", Config: st, DefaultInstance: "i-anon", Log: log, Store: s})
 	if err != nil {
 		t.Fatal(err)
 	}

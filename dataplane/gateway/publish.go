@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/aeriemq/aerie/internal/mqtttopic"
+
 	"context"
 	"fmt"
 	"time"
@@ -9,14 +11,14 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/aeriemq/aerie/dataplane/config"
-	"github.com/aeriemq/aerie/internal/mqtttopic"
 )
 
-// Publish publishes a message a tenant's server sent over HTTP (the node
-// link's publish request) into its instance, as if a device of it had
+// Publish publishes a message a tenant's server sent over HTTP (config
+// KindPublish) into its instance, as if a device of the instance had
 // published it: same namespace, retained handling, store, delivery and
 // usage counting, and the instance's quotas (payload size, publish and
-// byte rates, retained count). Device ACLs do not apply.
+// byte rates, retained count), decided by the same admission as a
+// device's publish (admit.go). Device ACLs do not apply.
 func (g *Gateway) Publish(ctx context.Context, p config.Publish) config.PublishResult {
 	return g.tenant.publishHTTP(ctx, p)
 }
@@ -32,84 +34,53 @@ const httpClientID = "$http"
 // open meanwhile.
 const httpMaxWait = 500 * time.Millisecond
 
+// publishHTTP admits an HTTP publish (admit.go) and hands it to mochi
+// through the instance's inline client.
 func (h *tenantHook) publishHTTP(ctx context.Context, p config.Publish) config.PublishResult {
 	res := config.PublishResult{ID: p.ID}
-	fail := func(code, format string, args ...any) config.PublishResult {
-		res.Code, res.Message = code, fmt.Sprintf(format, args...)
+	pub := serverPublish(ctx, p)
+	if r := h.admit(&pub); r != admitted {
+		res.Code, res.Message = refuseHTTP(&pub, r)
 		return res
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(config.PublishUnavailable, "node shutting down")
-	}
-	if h.state == nil {
-		return fail(config.PublishUnavailable, "instance %s is not served by this node", p.InstanceID)
-	}
-	inst, ok := h.state.Instance(p.InstanceID)
-	if !ok {
-		return fail(config.PublishUnavailable, "instance %s is not served by this node", p.InstanceID)
-	}
-	if inst.Status != config.StatusRunning && inst.Status != config.StatusProvisioning {
-		return fail(config.PublishUnavailable, "instance %s is %s", p.InstanceID, inst.Status)
-	}
-	if inst.Limited == config.LimitSuspend {
-		return fail(config.PublishUnavailable, "instance %s is suspended: the org is over its spend limit", p.InstanceID)
-	}
-	q := effectiveQuotas(inst)
-	if !mqtttopic.ValidTopic(p.Topic, q.MaxTopicLevels) {
-		h.drop(p.InstanceID, DropACL)
-		return fail(config.PublishInvalidTopic, "%q is not a topic name devices of this instance may publish to", p.Topic)
-	}
-	if p.QoS > 2 {
-		return fail(config.PublishInvalidTopic, "qos %d: must be 0, 1 or 2", p.QoS)
-	}
-	if q.MaxPayloadBytes > 0 && len(p.Payload) > q.MaxPayloadBytes {
-		h.drop(p.InstanceID, DropTooLarge)
-		return fail(config.PublishTooLarge, "payload of %d bytes is over the instance's max_payload_bytes (%d)", len(p.Payload), q.MaxPayloadBytes)
-	}
-	mount := mqtttopic.MountOf(p.InstanceID)
-	topic := mqtttopic.Mount(mount, p.Topic)
-	if p.Retain && len(p.Payload) > 0 && q.MaxRetainedMessages > 0 {
-		if _, exists := h.srv.Topics.Retained.Get(topic); !exists && h.retainedCount(mount) >= q.MaxRetainedMessages {
-			h.drop(p.InstanceID, DropQuota)
-			return fail(config.PublishRetainedFull, "the instance holds its maximum of %d retained messages", q.MaxRetainedMessages)
-		}
-	}
-	// The instance's rate quotas: wait for the tokens (back-pressure, as for
-	// devices) when they come within httpMaxWait, else refuse (429).
-	lim := h.limits.of(p.InstanceID, q)
-	now := h.now()
-	rs, wait := reserve(now, len(p.Payload), lim.publish.Load(), lim.bytes.Load())
-	if wait > httpMaxWait {
-		cancelAll(now, rs)
-		h.drop(p.InstanceID, DropQuota)
-		return fail(config.PublishRateLimited, "the instance's publish rate quota is used up; retry in a second")
-	}
-	if wait > 0 {
-		if h.metrics != nil {
-			h.metrics.throttled(p.InstanceID, wait)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			cancelAll(h.now(), rs)
-			return fail(config.PublishUnavailable, "node shutting down")
-		}
 	}
 	cl := h.httpClient(p.InstanceID)
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: p.QoS, Retain: p.Retain},
-		TopicName:   topic,
+		TopicName:   pub.mounted,
 		Payload:     p.Payload,
 	}
 	if p.QoS > 0 {
 		pk.PacketID = 1 // an inline client's publish is never acknowledged
 	}
 	if err := h.srv.InjectPacket(cl, pk); err != nil {
-		return fail(config.PublishFailed, "publish: %v", err)
+		return config.PublishResult{ID: p.ID, Code: config.PublishFailed, Message: fmt.Sprintf("publish: %v", err)}
 	}
 	return res
+}
+
+// refuseHTTP is an HTTP publish's answer to a refusal: its result code
+// and message.
+func refuseHTTP(p *publish, r refusal) (code, message string) {
+	switch r {
+	case refusedUnserved:
+		return config.PublishUnavailable, fmt.Sprintf("instance %s is not served by this node", p.instance)
+	case refusedStopped:
+		return config.PublishUnavailable, fmt.Sprintf("instance %s is %s", p.instance, p.status)
+	case refusedSuspended:
+		return config.PublishUnavailable, fmt.Sprintf("instance %s is suspended: the org is over its spend limit", p.instance)
+	case refusedTopic:
+		return config.PublishInvalidTopic, fmt.Sprintf("%q is not a topic name devices of this instance may publish to", p.topic)
+	case refusedQoS:
+		return config.PublishInvalidTopic, fmt.Sprintf("qos %d: must be 0, 1 or 2", p.qos)
+	case refusedTooLarge:
+		return config.PublishTooLarge, fmt.Sprintf("payload of %d bytes is over the instance's max_payload_bytes (%d)", p.size, p.q.MaxPayloadBytes)
+	case refusedRetained:
+		return config.PublishRetainedFull, fmt.Sprintf("the instance holds its maximum of %d retained messages", p.q.MaxRetainedMessages)
+	case refusedRate:
+		return config.PublishRateLimited, "the instance's publish rate quota is used up; retry in a second"
+	default: // gone: the request ended, the node is shutting down
+		return config.PublishUnavailable, "node shutting down"
+	}
 }
 
 // httpClient returns the inline mochi client that carries an instance's

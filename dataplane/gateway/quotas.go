@@ -16,7 +16,13 @@ import (
 // Quota enforcement. Each instance's quotas come from the pushed config and
 // apply on this node; a change applies at once to live connections (the
 // limiters are adjusted in place, nobody reconnects). A zero quota means
-// unlimited.
+// unlimited. Each quota has one owner: the connection quotas are applied
+// here at CONNECT (admitConnection); the publish quotas by the admission
+// of every publish (admit.go), the retained-message count being the
+// store's (store.RetainedFull, told of changes by retention.go); the
+// packet size by packetsize.go; the subscription and topic-level quotas
+// when a SUBSCRIBE is read (mount.go); the backlog quota by the sessions
+// hook (dataplane/sessions), which reads it at each check.
 //
 // Reason codes (MQTT 5 / 3.1.1):
 //   - max_connections: CONNACK 0x97 / 0x03
@@ -34,7 +40,10 @@ import (
 //   - max_topic_levels: DISCONNECT 0x90 topic name invalid (publish), SUBACK 0x87 / 0x80 (filter)
 //   - max_retained_messages: a new retained topic beyond it: MQTT 5 QoS≥1
 //     PUBACK 0x97 (refused: not stored, counted quota); QoS 0 and v3.1.1
-//     (which cannot be told) are published but not retained
+//     (which cannot be told) are published but not retained. The count is
+//     the store's, exact after every set, clear, expiry and instance delete
+//   - max_backlog_seconds: a connected client behind for longer gets
+//     DISCONNECT 0x97 (the sessions hook)
 //   - max_session_expiry_seconds: the session expiry is capped (announced in the v5 CONNACK)
 //   - max_inflight: caps how many QoS≥1 messages are in flight to a client
 
@@ -221,41 +230,6 @@ func (c *conn) releaseConnection() {
 	}
 }
 
-// checkPublishQuota applies payload size, rate and byte quotas to a
-// publish the ACL allowed. Rate quotas are met with back-pressure: the
-// call waits (on the client's read goroutine, holding no lock) until the
-// publish's tokens are available. ok false means refused with code (for a
-// v5 QoS≥1 PUBACK); disconnect is set when the connection must end (the
-// publish is then neither acknowledged nor stored).
-func (h *tenantHook) checkPublishQuota(cl *mqtt.Client, c *conn, pk packets.Packet) (code packets.Code, ok, disconnect bool) {
-	if c.lim == nil {
-		return packets.CodeSuccess, true, false
-	}
-	q := c.lim.quotas()
-	if q.MaxPayloadBytes > 0 && len(pk.Payload) > q.MaxPayloadBytes {
-		h.drop(c.instance, DropTooLarge)
-		return packets.ErrPacketTooLarge, false, true
-	}
-	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && q.MaxRetainedMessages > 0 && cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
-		// Truly refused (PUBACK 0x97: not stored, not counted as in).
-		// Other publishes are delivered without being retained (OnPublish).
-		if h.overRetained(c, q, pk.TopicName) {
-			h.drop(c.instance, DropQuota)
-			return packets.ErrQuotaExceeded, false, false
-		}
-	}
-	if !h.throttle(cl, c, len(pk.Payload), throttleBound(q)) {
-		if cl.Closed() {
-			// Gone while it waited: the publish was never acknowledged,
-			// so its client sends it again (QoS ≥ 1) if it reconnects.
-			return packets.ErrMessageRateTooHigh, false, true
-		}
-		h.drop(c.instance, DropQuota)
-		return packets.ErrMessageRateTooHigh, false, true
-	}
-	return packets.CodeSuccess, true, false
-}
-
 // reserve takes one publish of size payload bytes from the buckets that
 // apply to it (the client's messages, the instance's messages and bytes)
 // and returns the reservations and how long until all of them are due.
@@ -283,62 +257,6 @@ func cancelAll(now time.Time, rs []*rate.Reservation) {
 	for _, r := range rs {
 		r.CancelAt(now)
 	}
-}
-
-// throttle waits until a publish of size bytes may go on under the
-// client's and the instance's rate quotas, and reports false when it may
-// not: the client has been held back continuously for longer than bound,
-// or its connection ended while it waited.
-func (h *tenantHook) throttle(cl *mqtt.Client, c *conn, size int, bound time.Duration) bool {
-	now := h.now()
-	rs, wait := reserve(now, size, c.cl.publish.Load(), c.lim.publish.Load(), c.lim.bytes.Load())
-	if wait <= 0 {
-		c.cl.heldSince = time.Time{}
-		return true
-	}
-	if c.cl.heldSince.IsZero() {
-		c.cl.heldSince = now
-	}
-	if now.Add(wait).Sub(c.cl.heldSince) > bound {
-		cancelAll(now, rs)
-		return false
-	}
-	if h.metrics != nil {
-		h.metrics.throttled(c.instance, wait)
-	}
-	// Sleep in slices so that a connection closed meanwhile stops waiting.
-	for end := time.Now().Add(wait); ; {
-		left := time.Until(end)
-		if left <= 0 {
-			return true
-		}
-		if cl.Closed() {
-			cancelAll(h.now(), rs)
-			return false
-		}
-		time.Sleep(min(left, 100*time.Millisecond))
-	}
-}
-
-// overRetained reports whether retaining topic would take the instance
-// beyond its retained-message quota.
-func (h *tenantHook) overRetained(c *conn, q config.Quotas, topic string) bool {
-	if q.MaxRetainedMessages <= 0 {
-		return false
-	}
-	_, exists := h.srv.Topics.Retained.Get(topic)
-	return !exists && h.retainedCount(c.mount) >= q.MaxRetainedMessages
-}
-
-// retainedCount counts the retained messages under an instance's mount.
-func (h *tenantHook) retainedCount(mount string) int {
-	n := 0
-	for topic := range h.srv.Topics.Retained.GetAll() {
-		if len(topic) > len(mount) && topic[:len(mount)] == mount {
-			n++
-		}
-	}
-	return n
 }
 
 // refreshQuotas brings the limiters of an instance (all instances when id

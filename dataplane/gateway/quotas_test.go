@@ -479,8 +479,14 @@ func TestQuotaSubscriptionsAndLevels(t *testing.T) {
 	})
 }
 
-func TestQuotaRetainedSessionExpiryInflight(t *testing.T) {
-	b := newBundle(t)
+// TestQuotaRetained: max_retained_messages is the store's count (the one
+// owner), exact at once after every change: a device over it is told
+// (MQTT 5 QoS 1: PUBACK 0x97) or its publish is delivered without being
+// retained (MQTT 3.1.1); clearing one frees a place for the very next
+// publish, and a raised quota applies to it at once (no minute-long
+// refresh).
+func TestQuotaRetained(t *testing.T) {
+	b := newStoreBundle(t)
 	ctx := context.Background()
 	t.Run("retained messages", func(t *testing.T) {
 		b.setQuotas(t, "i-bbbb", config.Quotas{MaxRetainedMessages: 2})
@@ -493,7 +499,7 @@ func TestQuotaRetainedSessionExpiryInflight(t *testing.T) {
 		if string(codes) != "\x00\x00\x97\x00" {
 			t.Fatalf("retained puback codes %x, want 00 00 97 00", codes)
 		}
-		if n := b.gw.tenant.retainedCount("i-bbbb/"); n != 2 {
+		if n := b.gw.store.Stats("i-bbbb").RetainedMessages; n != 2 {
 			t.Fatalf("%d retained", n)
 		}
 		if _, ok := b.gw.srv.Topics.Retained.Get("i-bbbb/r/3"); ok {
@@ -523,6 +529,89 @@ func TestQuotaRetainedSessionExpiryInflight(t *testing.T) {
 			t.Fatal("retained over the quota")
 		}
 	})
+	t.Run("clearing one frees its place at once", func(t *testing.T) {
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxRetainedMessages: 3})
+		v, _, err := b.v5(t, "ret-exact", "dev@i-bbbb", "pw-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := func(topic, payload string) byte {
+			t.Helper()
+			pr, err := v.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: []byte(payload)})
+			if pr == nil {
+				t.Fatalf("publish %s: %v", topic, err)
+			}
+			return pr.ReasonCode // err too when ≥ 0x80
+		}
+		// r/1 and r/2 are held from above: one place left.
+		if c := pub("x/1", "v"); c != 0 {
+			t.Fatalf("x/1 within the quota: 0x%02x", c)
+		}
+		if n := b.gw.store.Stats("i-bbbb").RetainedMessages; n != 3 {
+			t.Fatalf("%d retained at the limit, want 3", n)
+		}
+		if c := pub("x/2", "v"); c != 0x97 {
+			t.Fatalf("x/2 beyond the quota: 0x%02x, want 0x97", c)
+		}
+		if c := pub("x/1", ""); c != 0 { // an empty retained payload clears
+			t.Fatalf("clearing x/1: 0x%02x", c)
+		}
+		if n := b.gw.store.Stats("i-bbbb").RetainedMessages; n != 2 {
+			t.Fatalf("%d retained after the clear, want 2", n)
+		}
+		if c := pub("x/2", "v"); c != 0 {
+			t.Fatalf("x/2 right after a clear: 0x%02x, want 0x00", c)
+		}
+		if c := pub("x/3", "v"); c != 0x97 {
+			t.Fatalf("x/3 beyond the quota: 0x%02x, want 0x97", c)
+		}
+		b.setQuotas(t, "i-bbbb", config.Quotas{MaxRetainedMessages: 4})
+		if c := pub("x/3", "v"); c != 0 {
+			t.Fatalf("x/3 right after the quota was raised: 0x%02x, want 0x00", c)
+		}
+		if _, ok := b.gw.srv.Topics.Retained.Get("i-bbbb/x/3"); !ok {
+			t.Fatal("x/3 not retained")
+		}
+	})
+	t.Run("a retained message mochi expires leaves the count at once", func(t *testing.T) {
+		v, _, err := b.v5(t, "ret-exp", "dev@i-bbbb", "pw-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pr, err := v.c.Publish(ctx, &paho.Publish{Topic: "x/3", QoS: 1, Retain: true}); pr == nil || pr.ReasonCode != 0 {
+			t.Fatalf("clearing x/3: %+v %v", pr, err)
+		}
+		one := uint32(1)
+		pr, err := v.c.Publish(ctx, &paho.Publish{Topic: "exp/1", QoS: 1, Retain: true, Payload: []byte("v"),
+			Properties: &paho.PublishProperties{MessageExpiry: &one}})
+		if pr == nil || pr.ReasonCode != 0 {
+			t.Fatalf("expiring retained: %+v %v", pr, err)
+		}
+		if n := b.gw.store.Stats("i-bbbb").RetainedMessages; n != 4 {
+			t.Fatalf("%d retained, want 4 (the quota)", n)
+		}
+		// mochi drops it within a couple of seconds; the store follows.
+		if !waitFor(t, 5*time.Second, func() bool { return b.gw.store.Stats("i-bbbb").RetainedMessages == 3 }) {
+			t.Fatalf("%d retained after the message expired, want 3", b.gw.store.Stats("i-bbbb").RetainedMessages)
+		}
+		if pr, _ := v.c.Publish(ctx, &paho.Publish{Topic: "x/5", QoS: 1, Retain: true, Payload: []byte("v")}); pr == nil || pr.ReasonCode != 0 {
+			t.Fatalf("x/5 in the expired message's place: %+v", pr)
+		}
+	})
+	t.Run("a deleted instance's retained messages go", func(t *testing.T) {
+		b.apply(t, config.Event{Kind: config.KindInstanceDelete, InstanceID: "i-bbbb"})
+		if n := b.gw.store.Stats("i-bbbb").RetainedMessages; n != 0 {
+			t.Fatalf("%d retained after the instance was deleted", n)
+		}
+		if _, ok := b.gw.srv.Topics.Retained.Get("i-bbbb/x/5"); ok {
+			t.Fatal("x/5 still in mochi's retained index")
+		}
+	})
+}
+
+func TestQuotaSessionExpiryInflight(t *testing.T) {
+	b := newBundle(t)
+	ctx := context.Background()
 	t.Run("session expiry is capped and announced", func(t *testing.T) {
 		b.setQuotas(t, "i-bbbb", config.Quotas{MaxSessionExpirySeconds: 60})
 		want := uint32(3600)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aeriemq/aerie/dataplane/config"
@@ -18,7 +17,7 @@ import (
 // of them; every matching topic's policy (maximum QoS, retained allowed,
 // maximum payload) must allow the message. A refusal is answered like an
 // ACL refusal (v5 PUBACK 0x87; otherwise acknowledged and not delivered).
-func (h *tenantHook) topicAllowed(instance, t string, pk packets.Packet) bool {
+func (h *tenantHook) topicAllowed(instance, t string, qos byte, retain bool, size int) bool {
 	if h.state == nil {
 		return true
 	}
@@ -33,8 +32,8 @@ func (h *tenantHook) topicAllowed(instance, t string, pk packets.Packet) bool {
 			continue
 		}
 		matched = true
-		if pk.FixedHeader.Qos > tp.MaxQoS || pk.FixedHeader.Retain && !tp.RetainAllowed ||
-			tp.MaxPayloadBytes > 0 && len(pk.Payload) > tp.MaxPayloadBytes {
+		if qos > tp.MaxQoS || retain && !tp.RetainAllowed ||
+			tp.MaxPayloadBytes > 0 && size > tp.MaxPayloadBytes {
 			return false
 		}
 	}

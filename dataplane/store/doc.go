@@ -75,7 +75,8 @@
 // with a floor per instance (every message of the instance at or below it is
 // dead):
 //
-//   - EnforceRetention scans the oldest part of the log (reads only) to move
+//   - EnforceRetention (run every Options.RetentionInterval: the node's one
+//     retention loop) scans the oldest part of the log (reads only) to move
 //     each instance's floor past MaxAge and MaxBytes, and lowers its stored
 //     byte counter by what it dropped;
 //   - readers skip anything at or below the floor immediately (logical expiry);
@@ -99,7 +100,11 @@
 // expire too. Subscription.Since records where a subscription started (the
 // gateway uses it to deliver a message matching several subscriptions
 // once). Retained messages live in the retain CF, capped by
-// Limits.MaxRetained; RetainedInstances lists the instances that have any.
+// Limits.MaxRetained: the store owns that quota and its count, which every
+// Retain (set or clear) and DeleteRetained updates before returning, so
+// RetainedFull (the gateway's question) is exact at once; the gateway
+// clears the messages mochi expires and tells SetLimits of every quota
+// change. RetainedInstances lists the instances that have any.
 //
 // Never call EnableManualCompaction: Debian's librocksdb is built with
 // assertions on.

@@ -59,7 +59,8 @@ func (s *Store) loadRetained(ctx context.Context) error {
 // Retain stores m as the retained message of its topic, or clears it when
 // the payload is empty. A new retained topic beyond the instance's
 // MaxRetained fails with ErrRetainedQuota; replacing one always works.
-// It is durable under the sync policy when it returns.
+// It is durable under the sync policy when it returns, and the instance's
+// retained count (RetainedFull, Stats) includes it at once.
 func (s *Store) Retain(ctx context.Context, m Message) error {
 	if err := checkName("instance", m.Instance); err != nil {
 		return err
@@ -108,6 +109,68 @@ func (s *Store) Retain(ctx context.Context, m Message) error {
 		s.rt.bytes[m.Instance] += int64(len(key) + len(val))
 	}
 	return ctx.Err()
+}
+
+// RetainedFull reports whether retaining a message on a new topic would
+// take the instance beyond its MaxRetained: the retained-message quota's
+// one answer (Retain enforces the same). The count is exact: every Retain,
+// clear and DeleteRetained changes it before returning, and a quota set
+// with SetLimits applies at once. Replacing a topic's retained message
+// never counts as new.
+func (s *Store) RetainedFull(instance, topic string) bool {
+	q := s.limitsFor(instance).MaxRetained
+	if q <= 0 {
+		return false
+	}
+	if err := s.enter(); err != nil {
+		return false
+	}
+	defer s.leave()
+	s.rt.mu.Lock()
+	defer s.rt.mu.Unlock()
+	if s.rt.count[instance] < q {
+		return false
+	}
+	old, err := s.getCF(s.ret, retainKey(instance, topic))
+	return err != nil || old == nil
+}
+
+// DeleteRetained removes every retained message of an instance (deleted
+// from the node) and returns their topics; its retained count drops to 0.
+func (s *Store) DeleteRetained(ctx context.Context, instance string) ([]string, error) {
+	if err := checkName("instance", instance); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	s.rt.mu.Lock()
+	defer s.rt.mu.Unlock()
+	prefix := retainKey(instance, "")
+	it := s.db.NewIteratorCF(s.ro, s.ret)
+	var topics []string
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		topics = append(topics, string(it.Key().Data()[len(prefix):]))
+	}
+	err := it.Err()
+	it.Close()
+	if err != nil {
+		return nil, fmt.Errorf("store: scan retained: %w", err)
+	}
+	if len(topics) == 0 {
+		return nil, ctx.Err()
+	}
+	wb := grocksdb.NewWriteBatch()
+	defer wb.Destroy()
+	wb.DeleteRangeCF(s.ret, prefix, prefixEnd(prefix))
+	s.written.Add(uint64(len(wb.Data())))
+	if err := s.db.Write(s.woLog, wb); err != nil {
+		return nil, fmt.Errorf("store: delete retained: %w", err)
+	}
+	delete(s.rt.count, instance)
+	delete(s.rt.bytes, instance)
+	return topics, ctx.Err()
 }
 
 // Retained returns the instance's retained messages whose topics match

@@ -111,3 +111,65 @@ func TestMessageOriginRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The retained count is exact at once: RetainedFull follows every Retain,
+// clear, SetLimits and DeleteRetained before they return (no periodic
+// refresh), and a deleted instance's retained messages go.
+func TestRetainedCountExact(t *testing.T) {
+	f := newFixture(t, Options{})
+	s, ctx := f.s, f.ctx
+	retain := func(topic, payload string) error {
+		return s.Retain(ctx, Message{Instance: "i", Topic: topic, Payload: []byte(payload)})
+	}
+	if s.RetainedFull("i", "a") {
+		t.Fatal("full without a quota")
+	}
+	s.SetLimits("i", Limits{MaxRetained: 2})
+	for _, tp := range []string{"a", "b"} {
+		if s.RetainedFull("i", tp) {
+			t.Fatalf("full before %s", tp)
+		}
+		if err := retain(tp, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !s.RetainedFull("i", "c") || s.RetainedFull("i", "a") {
+		t.Fatal("at the limit: want a new topic refused and a held one replaceable")
+	}
+	if err := retain("c", "v"); !errors.Is(err, ErrRetainedQuota) {
+		t.Fatalf("retain beyond the quota = %v", err)
+	}
+	if err := retain("a", ""); err != nil { // clear
+		t.Fatal(err)
+	}
+	if s.RetainedFull("i", "c") {
+		t.Fatal("still full right after a clear")
+	}
+	if err := retain("c", "v"); err != nil {
+		t.Fatalf("retain right after a clear = %v", err)
+	}
+	s.SetLimits("i", Limits{MaxRetained: 3})
+	if s.RetainedFull("i", "d") {
+		t.Fatal("still full right after the quota was raised")
+	}
+	if err := s.Retain(ctx, Message{Instance: "j", Topic: "x", Payload: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	topics, err := s.DeleteRetained(ctx, "i")
+	if err != nil || !equal(topics, []string{"b", "c"}) {
+		t.Fatalf("DeleteRetained = %v, %v", topics, err)
+	}
+	if st := s.Stats("i"); st.RetainedMessages != 0 || st.RetainedBytes != 0 {
+		t.Fatalf("stats after DeleteRetained = %+v", st)
+	}
+	if ms, _ := s.AllRetained(ctx, "i"); len(ms) != 0 {
+		t.Fatalf("retained after DeleteRetained: %v", ms)
+	}
+	if ms, _ := s.AllRetained(ctx, "j"); len(ms) != 1 {
+		t.Fatalf("another instance's retained: %v", ms)
+	}
+	f.reopen()
+	if st := f.s.Stats("i"); st.RetainedMessages != 0 {
+		t.Fatalf("count after reopen = %d", st.RetainedMessages)
+	}
+}

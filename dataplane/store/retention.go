@@ -10,7 +10,8 @@ import (
 )
 
 // SetLimits sets an instance's storage limits (from the control plane's
-// quota); they apply from the next EnforceRetention and Retain.
+// quota). MaxRetained applies at once (Retain, RetainedFull); MaxAge and
+// MaxBytes from the next EnforceRetention.
 func (s *Store) SetLimits(instance string, l Limits) {
 	s.limitsMu.Lock()
 	s.limits[instance] = l
