@@ -43,29 +43,10 @@ type Plan struct {
 	BaseCents int64            `json:"base_cents"`
 	Included  Included         `json:"included"`
 	Overage   map[string]Price `json:"overage"` // by metric; a missing metric is capped, not billed
-	Quotas    Quotas           `json:"quotas"`
+	Quotas    tenancy.Quotas   `json:"quotas"`
 	// Limits bound what an org holds on the plan (enforced by the tenancy
 	// service; Put leaves them as they are).
 	Limits tenancy.PlanLimits `json:"limits"`
-}
-
-// Quotas are the quota set a plan grants each instance (0: the data
-// plane's built-in ceiling); the JSON names are those of the plans.quotas
-// column and the API.
-type Quotas struct {
-	MaxConnections               int   `json:"max_connections"`
-	MaxConnectsPerSecond         int   `json:"max_connects_per_second"`
-	MaxPublishPerSecond          int   `json:"max_publish_per_second"`
-	MaxPublishPerSecondPerClient int   `json:"max_publish_per_second_per_client"`
-	MaxBytesPerSecond            int64 `json:"max_bytes_per_second"`
-	MaxPayloadBytes              int   `json:"max_payload_bytes"`
-	MaxSubscriptionsPerClient    int   `json:"max_subscriptions_per_client"`
-	MaxTopicLevels               int   `json:"max_topic_levels"`
-	MaxRetainedMessages          int   `json:"max_retained_messages"`
-	MaxSessionExpirySeconds      int   `json:"max_session_expiry_seconds"`
-	MaxInflight                  int   `json:"max_inflight"`
-	MaxBacklogSeconds            int   `json:"max_backlog_seconds"`
-	MaxThrottleSeconds           int   `json:"max_throttle_seconds"`
 }
 
 // Plans reads and edits the plan catalogue.
@@ -138,7 +119,7 @@ func (s *Plans) Grant(ctx context.Context, q tenancy.Querier, id string) (tenanc
 
 // grant is what p grants an org and its instances.
 func (p Plan) grant() tenancy.PlanGrant {
-	return tenancy.PlanGrant{ID: p.ID, Quotas: tenancy.Quotas(p.Quotas), Limits: p.Limits}
+	return tenancy.PlanGrant{ID: p.ID, Quotas: p.Quotas, Limits: p.Limits}
 }
 
 // Get returns one plan.
