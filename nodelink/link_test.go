@@ -38,7 +38,8 @@ func newControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
 	db := pgtest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := tenancy.NewService(db.Pool, log, tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}))
+	svc := tenancy.NewService(db.Pool, log, tenancy.WithPasswordParams(tenancy.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1}),
+		tenancy.WithPlans(billing.NewPlans(db.Pool)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	feed := nodelink.NewFeed(svc, log)
