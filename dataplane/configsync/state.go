@@ -330,6 +330,13 @@ func (s *State) apply(ev config.Event) ([]Change, error) {
 			return nil, fmt.Errorf("%w: topics.strict without strict", ErrBadEvent)
 		}
 		inst.meta.StrictTopics = *ev.Strict
+	case config.KindRulePut, config.KindRuleDelete:
+		if err := needInst(); err != nil {
+			return nil, err
+		}
+		if err := applyRule(&inst.meta, ev); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %q", ErrBadEvent, ev.Kind)
 	}
