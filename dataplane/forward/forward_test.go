@@ -22,7 +22,9 @@ import (
 	"github.com/aeriemq/aerie/dataplane/store"
 )
 
-var nodeHash = config.NodeTokenSHA256("aen_n1_test-node-secret")
+// secrets are the rules' signing secrets as the control plane would hand
+// them out.
+var secrets sync.Map
 
 // got is one event a receiver accepted.
 type got struct {
@@ -116,12 +118,9 @@ type node struct {
 }
 
 func rule(t testing.TB, rc *receiver, id, secret string) config.Rule {
-	sealed, err := config.SealForNode(nodeHash, id, []byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
+	secrets.Store(id, []byte(secret))
 	return config.Rule{ID: id, Name: id, Filter: "fleet/+/telemetry", MaxAgeSeconds: 3600,
-		Sink: config.Sink{Type: config.SinkWebhook, URL: rc.srv.URL, SealedSecret: sealed, Headers: map[string]string{"X-Team": "ops"}}}
+		Sink: config.Sink{Type: config.SinkWebhook, URL: rc.srv.URL, Signed: true, Headers: map[string]string{"X-Team": "ops"}}}
 }
 
 func startNode(t testing.TB, dir string, rc *receiver, rules ...config.Rule) *node {
@@ -140,7 +139,13 @@ func startNode(t testing.TB, dir string, rc *receiver, rules ...config.Rule) *no
 		t.Fatal(err)
 	}
 	pool := rc.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	n.svc = New(Options{Store: st, State: n.state, NodeTokenSHA256: nodeHash, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	n.svc = New(Options{Store: st, State: n.state, Secret: func(_ context.Context, _, rule string) ([]byte, error) {
+		v, ok := secrets.Load(rule)
+		if !ok {
+			return nil, fmt.Errorf("no secret for %s", rule)
+		}
+		return v.([]byte), nil
+	}, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Sinks: SinkOptions{Transport: TransportOptions{RootCAs: pool, AllowPrivate: true}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop, n.done = cancel, make(chan struct{})
@@ -422,20 +427,4 @@ func TestPauseResume(t *testing.T) {
 	waitFor(t, 5*time.Second, "deliveries after resume", arrived(rc, 15))
 	evs, _ := rc.snapshot()
 	checkAll(t, evs, 1, 15)
-}
-
-func TestSealForNode(t *testing.T) {
-	s, err := config.SealForNode(nodeHash, "r1", []byte("whsec_x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, err := config.OpenForNode(nodeHash, "r1", s); err != nil || string(p) != "whsec_x" {
-		t.Fatalf("open: %q %v", p, err)
-	}
-	if _, err := config.OpenForNode(nodeHash, "r2", s); err == nil {
-		t.Fatal("opened for another rule")
-	}
-	if _, err := config.OpenForNode(config.NodeTokenSHA256("aen_n2_other"), "r1", s); err == nil {
-		t.Fatal("opened with another node's token")
-	}
 }

@@ -93,14 +93,30 @@ func (r *runner) noteError(err error) {
 	r.stats.mu.Unlock()
 }
 
-// open builds the rule's sink; a rule whose sink cannot be built waits for
-// a config change (its error shows in its status).
-func (r *runner) open() error {
+// open builds the rule's sink, fetching its secret; retried with backoff
+// while it fails (the control plane may be away).
+func (r *runner) open(ctx context.Context) bool {
+	for attempt := 1; ; attempt++ {
+		err := r.tryOpen(ctx)
+		if err == nil {
+			return true
+		}
+		r.noteError(err)
+		if !sleep(ctx, r.backoff(attempt)) {
+			return false
+		}
+	}
+}
+
+func (r *runner) tryOpen(ctx context.Context) error {
 	var secret []byte
-	if len(r.rule.Sink.SealedSecret) > 0 {
+	if r.rule.Sink.Signed {
+		if r.s.o.Secret == nil {
+			return errors.New("no way to fetch the rule's secret on this node")
+		}
 		var err error
-		if secret, err = config.OpenForNode(r.s.o.NodeTokenSHA256, r.rule.ID, r.rule.Sink.SealedSecret); err != nil {
-			return err
+		if secret, err = r.s.o.Secret(ctx, r.inst, r.rule.ID); err != nil {
+			return fmt.Errorf("fetch the rule's secret: %w", err)
 		}
 	}
 	sink, err := r.s.o.NewSink(r.inst, r.rule, secret, r.s.o.Sinks)
@@ -132,9 +148,7 @@ func (r *runner) run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	if err := r.open(); err != nil {
-		r.noteError(err)
-		<-ctx.Done()
+	if !r.open(ctx) {
 		return
 	}
 	defer r.sink.Close()

@@ -26,11 +26,11 @@ import (
 type Options struct {
 	Store *store.Store
 	State *configsync.State
-	// NodeTokenSHA256 opens the rules' sealed secrets
-	// (config.NodeTokenSHA256 of the node's token).
-	NodeTokenSHA256 []byte
-	Sinks           SinkOptions
-	Log             *slog.Logger
+	// Secret fetches a rule's signing secret from the control plane (kept
+	// in memory only); called when a rule with Sink.Signed starts.
+	Secret func(ctx context.Context, instanceID, ruleID string) ([]byte, error)
+	Sinks  SinkOptions
+	Log    *slog.Logger
 	// Backoff is the first retry's delay (default 200 ms), doubled per
 	// attempt up to MaxBackoff (default 30 s), with jitter.
 	Backoff, MaxBackoff time.Duration
