@@ -110,7 +110,7 @@ func (m *Meter) Ingest(ctx context.Context, r config.UsageReport) (duplicate boo
 				u.MessageUnitsIn, u.MessageUnitsOut, u.ConnectionSeconds,
 				drops["drops_acl"], drops["drops_quota"], drops["drops_queue_full"], drops["drops_too_large"],
 				drops["drops_expired"], drops["drops_other"],
-				u.Connections, u.Subscriptions, u.Retained, u.StoredBytes, r.To)
+				u.Connections, u.Subscriptions, u.Retained, u.StoredBytes, r.To, u.MessagesForwarded)
 		}
 	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -127,9 +127,9 @@ INSERT INTO usage_buckets AS b (instance_id, org_id, step_seconds, bucket_start,
 	connects, auth_failures, messages_in, messages_out, bytes_in, bytes_out,
 	message_units_in, message_units_out, connection_seconds,
 	drops_acl, drops_quota, drops_queue_full, drops_too_large, drops_expired, drops_other,
-	connections, connections_max, subscriptions, retained, stored_bytes, gauge_at)
+	connections, connections_max, subscriptions, retained, stored_bytes, gauge_at, messages_forwarded)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-	$20, $20, $21, $22, $23, $24)
+	$20, $20, $21, $22, $23, $24, $25)
 ON CONFLICT (instance_id, step_seconds, bucket_start) DO UPDATE SET
 	org_id             = COALESCE(b.org_id, EXCLUDED.org_id),
 	connects           = b.connects + EXCLUDED.connects,
@@ -147,6 +147,7 @@ ON CONFLICT (instance_id, step_seconds, bucket_start) DO UPDATE SET
 	drops_too_large    = b.drops_too_large + EXCLUDED.drops_too_large,
 	drops_expired      = b.drops_expired + EXCLUDED.drops_expired,
 	drops_other        = b.drops_other + EXCLUDED.drops_other,
+	messages_forwarded = b.messages_forwarded + EXCLUDED.messages_forwarded,
 	connections_max    = GREATEST(b.connections_max, EXCLUDED.connections_max),
 	connections        = CASE WHEN b.gauge_at IS NULL OR EXCLUDED.gauge_at >= b.gauge_at THEN EXCLUDED.connections ELSE b.connections END,
 	subscriptions      = CASE WHEN b.gauge_at IS NULL OR EXCLUDED.gauge_at >= b.gauge_at THEN EXCLUDED.subscriptions ELSE b.subscriptions END,
@@ -168,7 +169,7 @@ func validateReport(r config.UsageReport) error {
 			return fmt.Errorf("%w: instance_id is required", ErrInvalidReport)
 		}
 		for _, v := range []int64{u.Connects, u.AuthFailures, u.MessagesIn, u.MessagesOut, u.BytesIn, u.BytesOut,
-			u.MessageUnitsIn, u.MessageUnitsOut, u.ConnectionSeconds, u.Connections, u.Subscriptions, u.Retained, u.StoredBytes} {
+			u.MessageUnitsIn, u.MessageUnitsOut, u.ConnectionSeconds, u.Connections, u.Subscriptions, u.Retained, u.StoredBytes, u.MessagesForwarded} {
 			if v < 0 {
 				return fmt.Errorf("%w: negative counter for instance %s", ErrInvalidReport, u.InstanceID)
 			}
