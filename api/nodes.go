@@ -26,6 +26,7 @@ func (a *API) NodeRoutes(r chi.Router) {
 		r.Post("/ack", a.ackConfig)
 		r.Post("/usage", a.reportUsage)
 		r.Post("/publishes/{publish_id}/result", a.publishResult)
+		r.Get("/rules/{rule_id}/secret", a.ruleSecret)
 	})
 }
 

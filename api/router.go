@@ -219,6 +219,8 @@ func (a *API) Routes(r chi.Router) {
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/topic-settings", a.getTopicSettings)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Put("/topic-settings", a.putTopicSettings)
 
+				a.ruleRoutes(r)
+
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/metrics", a.getInstanceMetrics)
 				r.With(a.RequireScope(tenancy.ScopeWrite)).Post("/publish", a.publish)
 				r.With(a.RequireScope(tenancy.ScopeRead)).Get("/quotas", a.getQuotas)

@@ -221,7 +221,8 @@ type RulePatch struct {
 	TimeoutMillis *int64
 }
 
-func (p RulePatch) apply(r *config.Rule) {
+// Apply sets the patch's fields on r.
+func (p RulePatch) Apply(r *config.Rule) {
 	set := func(dst *string, v *string) {
 		if v != nil {
 			*dst = *v
@@ -259,7 +260,7 @@ func (s *Service) UpdateRule(ctx context.Context, a Actor, orgID, instanceID, id
 			return fmt.Errorf("rule %s: %w", id, notFound(err))
 		}
 		r := cur.Rule
-		p.apply(&r)
+		p.Apply(&r)
 		if err := checkRule(r); err != nil {
 			return err
 		}

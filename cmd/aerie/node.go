@@ -18,6 +18,7 @@ import (
 
 	"github.com/aeriemq/aerie/billing"
 	"github.com/aeriemq/aerie/dataplane/configsync"
+	"github.com/aeriemq/aerie/dataplane/forward"
 	"github.com/aeriemq/aerie/dataplane/gateway"
 	"github.com/aeriemq/aerie/dataplane/usagereport"
 	"github.com/aeriemq/aerie/internal/secretbox"
@@ -140,7 +141,7 @@ type dataPlane struct {
 // startDataPlane loads the node's disk snapshot, then follows src and
 // reports usage to the control plane at cpURL with token.
 func startDataPlane(ctx context.Context, cfg *config, log *slog.Logger, gw *gateway.Gateway, state *configsync.State,
-	src configsync.Source, nodeID, cpURL, token string) (*dataPlane, error) {
+	src configsync.Source, nodeID, cpURL, token string, fwd *forward.Service) (*dataPlane, error) {
 	client, err := configsync.NewClient(configsync.Options{Source: src, State: state, Dir: filepath.Join(cfg.DataDir, "config"),
 		Log: log.With("component", "configsync"), Endpoints: endpoints(cfg, gw), APIURL: cfg.NodeAPIURL, Connections: gw.Connections, Publisher: gw.Publish})
 	if err != nil {
@@ -152,10 +153,11 @@ func startDataPlane(ctx context.Context, cfg *config, log *slog.Logger, gw *gate
 		log.Info("serving from the config snapshot on disk", "revision", state.Revision(), "credentials", state.Credentials())
 	}
 	go client.Run(ctx)
+	go fwd.Run(ctx) // after the disk snapshot: rules resume from their cursors
 	dp := &dataPlane{client: client}
 	if cpURL != "" {
 		rep, err := usagereport.New(usagereport.Options{NodeID: nodeID, ControlPlane: cpURL, Token: token,
-			Dir: filepath.Join(cfg.DataDir, "usage"), Interval: 10 * time.Second, Log: log.With("component", "usage")}, gw.Metrics())
+			Dir: filepath.Join(cfg.DataDir, "usage"), Interval: 10 * time.Second, Log: log.With("component", "usage")}, usagereport.Merge{gw.Metrics(), fwd})
 		if err != nil {
 			return nil, err
 		}

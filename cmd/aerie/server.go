@@ -29,6 +29,7 @@ import (
 	"github.com/aeriemq/aerie/console"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/consume"
+	"github.com/aeriemq/aerie/dataplane/forward"
 	"github.com/aeriemq/aerie/dataplane/gateway"
 	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/dataplane/store"
@@ -106,6 +107,8 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	var nodeID string
 	var dp *dataPlane              // set before the HTTP server starts
 	nodeSrv := nodeapi.NewServer() // this node's API (consumer groups)
+	var fwd *forward.Service       // forwarding rules
+	var fwdSecrets *ruleSecrets
 	closeGW := func() {}
 	if withData {
 		bound, err := time.ParseDuration(cfg.SyncReadyBound)
@@ -175,6 +178,10 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			return err
 		}
 		consume.New(st, state).Register(nodeSrv)
+		if fwd, fwdSecrets, err = newForwarder(cfg, log, st, state); err != nil {
+			return err
+		}
+		fwd.Register(nodeSrv)
 		gw.RegisterInspect(nodeSrv)
 		if tuneGC {
 			tuner := &gctune.Tuner{Idle: 25, Busy: 200, BusyRate: 1000, Count: gw.Metrics().MessagesTotal, Set: debug.SetGCPercent,
@@ -280,7 +287,9 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 	}
 	gatherers := prometheus.Gatherers{procMetrics}
 	if gw != nil {
-		gatherers = append(gatherers, gw.Metrics())
+		fwdMetrics := prometheus.NewRegistry()
+		fwdMetrics.MustRegister(fwd.Collector())
+		gatherers = append(gatherers, gw.Metrics(), fwdMetrics)
 	}
 	if withControl {
 		key, err := consoleKey(ctx, pool)
@@ -306,7 +315,11 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 		}
 		runCtx, cancelRun := context.WithCancel(ctx)
 		cleanups = append(cleanups, cancelRun)
-		if dp, err = startDataPlane(runCtx, cfg, log, gw, state, src, nodeID, cpURL, token); err != nil {
+		fwdSecrets.nodeID, fwdSecrets.cpURL, fwdSecrets.token = nodeID, cpURL, token
+		if sub == "serve" {
+			fwdSecrets.svc = deps.Tenancy
+		}
+		if dp, err = startDataPlane(runCtx, cfg, log, gw, state, src, nodeID, cpURL, token, fwd); err != nil {
 			return err
 		}
 	}
