@@ -43,3 +43,15 @@ func (s *State) Rules(instanceID string) []config.Rule {
 	}
 	return nil
 }
+
+// definesQueues reports whether an event changes the store queues the node
+// keeps (topics, forwarding rules): such changes are saved to disk at once,
+// so a node restarted from disk does not drop a queue the control plane
+// has already given it (and the messages indexed in it).
+func definesQueues(kind string) bool {
+	switch kind {
+	case config.KindTopicPut, config.KindTopicDelete, config.KindRulePut, config.KindRuleDelete:
+		return true
+	}
+	return false
+}

@@ -144,6 +144,7 @@ func (r *runner) run(ctx context.Context) {
 		return
 	}
 	r.cursor.Store(cur)
+	r.s.o.Log.Info("forwarding rule started", "instance", r.inst, "rule", r.rule.ID, "cursor", cur, "last", st.LastOffset(), "paused", r.rule.Paused)
 	if r.rule.Paused {
 		<-ctx.Done()
 		return
