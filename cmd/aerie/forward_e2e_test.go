@@ -107,7 +107,9 @@ func (h *hook) distinct() int {
 }
 
 // caFile writes the receivers' certificate where aerie trusts it.
-func caFile(t *testing.T, hs ...*hook) string {
+func caFile(t *testing.T, hs ...*hook) string { return caFileB(t, hs...) }
+
+func caFileB(t testing.TB, hs ...*hook) string {
 	p := filepath.Join(t.TempDir(), "ca.pem")
 	var b []byte
 	for _, h := range hs {
