@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -159,23 +158,15 @@ func (a *API) deleteRule(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// callRuleNode resolves the org's rule (404 for another org's instance or
-// rule) and calls op on the node serving its instance.
-func (a *API) callRuleNode(ctx context.Context, r *http.Request, op string, req forward.RuleRequest, out any) error {
-	org, inst := PrincipalFrom(ctx).OrgID, chi.URLParam(r, "instance_id")
-	tgt, err := a.svc.ResolveRule(ctx, org, inst, chi.URLParam(r, "rule_id"))
-	if err != nil {
-		return err
-	}
-	if a.nodeAPI == nil {
-		return fmt.Errorf("%w: no node API", tenancy.ErrNodeUnavailable)
-	}
-	req.RuleID = tgt.Rule.ID
-	raw, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode node request: %w", err)
-	}
-	err = a.nodeAPI.Call(ctx, tgt.NodeID, nodeapi.Request{Op: op, InstanceID: inst, Body: raw}, out)
+// ruleNode resolves the org's rule (404 for another org's instance or
+// rule) and returns its node and a client of the node's rule operations.
+func (a *API) ruleNode(r *http.Request) (tenancy.RuleTarget, forward.Client, error) {
+	tgt, err := a.svc.ResolveRule(r.Context(), PrincipalFrom(r.Context()).OrgID, chi.URLParam(r, "instance_id"), chi.URLParam(r, "rule_id"))
+	return tgt, forward.Client{Caller: a.nodeAPI}, err
+}
+
+// nodeErr maps a node call's failure to the API's errors.
+func nodeErr(err error) error {
 	var ne *nodeapi.Error
 	switch {
 	case err == nil:
@@ -191,19 +182,16 @@ func (a *API) callRuleNode(ctx context.Context, r *http.Request, op string, req 
 // ruleStatus answers the rule's delivery state and counters, live from the
 // node.
 func (a *API) ruleStatus(w http.ResponseWriter, r *http.Request) {
-	var all []forward.Status
-	if err := a.callRuleNode(r.Context(), r, forward.OpStatus, forward.RuleRequest{}, &all); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	id := chi.URLParam(r, "rule_id")
-	st := forward.Status{RuleID: id, State: forward.StatePending}
-	for _, s := range all {
-		if s.RuleID == id {
-			st = s
+	tgt, fc, err := a.ruleNode(r)
+	if err == nil {
+		var st forward.Status
+		if st, err = fc.Status(r.Context(), tgt.NodeID, tgt.Rule.InstanceID, tgt.Rule.ID); err == nil {
+			WriteJSON(w, http.StatusOK, st)
+			return
 		}
+		err = nodeErr(err)
 	}
-	WriteJSON(w, http.StatusOK, st)
+	a.WriteError(w, r, err)
 }
 
 type deadLettersJSON struct {
@@ -217,52 +205,56 @@ func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
-	req := forward.RuleRequest{Limit: page.Limit}
+	var after uint64
 	if page.After != "" {
-		if req.After, err = strconv.ParseUint(page.After, 10, 64); err != nil {
+		if after, err = strconv.ParseUint(page.After, 10, 64); err != nil {
 			a.WriteError(w, r, &tenancy.ValidationError{Fields: []tenancy.FieldError{{Field: "cursor", Message: "is not a cursor this API returned"}}})
 			return
 		}
 	}
-	var out forward.DeadLetterPage
-	if err := a.callRuleNode(r.Context(), r, forward.OpDeadLetters, req, &out); err != nil {
+	tgt, fc, err := a.ruleNode(r)
+	if err != nil {
 		a.WriteError(w, r, err)
+		return
+	}
+	out, err := fc.DeadLetters(r.Context(), tgt.NodeID, tgt.Rule.InstanceID, tgt.Rule.ID, after, page.Limit)
+	if err != nil {
+		a.WriteError(w, r, nodeErr(err))
 		return
 	}
 	next := ""
 	if out.Next > 0 {
 		next = strconv.FormatUint(out.Next, 10)
 	}
-	if out.Items == nil {
-		out.Items = []forward.DeadLetter{}
-	}
 	WriteJSON(w, http.StatusOK, deadLettersJSON{Data: out.Items, NextCursor: NextCursor(next)})
 }
 
+// deadLetterOp runs replay or purge on the rule's node and audits it.
+func (a *API) deadLetterOp(w http.ResponseWriter, r *http.Request, action string, status int,
+	op func(forward.Client, context.Context, string, string, string) (forward.CountResult, error)) {
+	tgt, fc, err := a.ruleNode(r)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	out, err := op(fc, r.Context(), tgt.NodeID, tgt.Rule.InstanceID, tgt.Rule.ID)
+	if err != nil {
+		a.WriteError(w, r, nodeErr(err))
+		return
+	}
+	if err := a.svc.RecordAudit(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, action, tgt.Rule.ID); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, status, out)
+}
+
 func (a *API) replayDeadLetters(w http.ResponseWriter, r *http.Request) {
-	var out forward.CountResult
-	if err := a.callRuleNode(r.Context(), r, forward.OpReplay, forward.RuleRequest{}, &out); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	if err := a.svc.RecordAudit(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, "rule.replay", chi.URLParam(r, "rule_id")); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSON(w, http.StatusAccepted, out)
+	a.deadLetterOp(w, r, "rule.replay", http.StatusAccepted, forward.Client.Replay)
 }
 
 func (a *API) purgeDeadLetters(w http.ResponseWriter, r *http.Request) {
-	var out forward.CountResult
-	if err := a.callRuleNode(r.Context(), r, forward.OpPurge, forward.RuleRequest{}, &out); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	if err := a.svc.RecordAudit(r.Context(), ActorOf(r), PrincipalFrom(r.Context()).OrgID, "rule.purge", chi.URLParam(r, "rule_id")); err != nil {
-		a.WriteError(w, r, err)
-		return
-	}
-	WriteJSON(w, http.StatusOK, out)
+	a.deadLetterOp(w, r, "rule.purge", http.StatusOK, forward.Client.Purge)
 }
 
 // ruleSecret hands a rule's signing secret to the node its instance is

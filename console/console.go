@@ -18,6 +18,8 @@ import (
 
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/dataplane/forward"
+	"github.com/aeriemq/aerie/dataplane/nodeapi"
 	"github.com/aeriemq/aerie/internal/dberr"
 	"github.com/aeriemq/aerie/internal/ratelimit"
 	"github.com/aeriemq/aerie/tenancy"
@@ -53,6 +55,9 @@ type Deps struct {
 	// Nodes reads live clients from the data plane (clients page, live
 	// connection counts); nil hides them.
 	Nodes api.NodeInspector
+	// NodeAPI reaches the instances' nodes (forwarding rules' status and
+	// dead letters); nil: shown as unavailable.
+	NodeAPI nodeapi.Caller
 }
 
 // Syncer waits for config changes to be applied on the data plane.
@@ -79,6 +84,7 @@ type Console struct {
 	now       func() time.Time
 	sync      Syncer
 	nodes     api.NodeInspector
+	rules     forward.Client
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /
@@ -113,6 +119,7 @@ func New(d Deps) http.Handler {
 		now:       d.Now,
 		sync:      d.Sync,
 		nodes:     d.Nodes,
+		rules:     forward.Client{Caller: d.NodeAPI},
 	}
 	return c.routes()
 }
@@ -186,6 +193,7 @@ func (c *Console) routes() chi.Router {
 				r.Post("/webclient/token", c.webClientToken)
 				r.Post("/clients/disconnect", c.disconnectClient)
 				r.Post("/sessions/discard", c.discardSession)
+				c.ruleRoutes(r)
 			})
 		})
 	})

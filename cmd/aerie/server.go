@@ -297,7 +297,7 @@ func runServer(ctx context.Context, sub string, args []string, stderr *os.File) 
 			return err
 		}
 		router.Mount("/", console.New(console.Deps{Tenancy: deps.Tenancy, Billing: deps.Billing, Meter: deps.Meter, Log: log, CSRFKey: key, Sync: deps.Feed,
-			Nodes: deps.Nodes, Secure: public.Scheme == "https"}))
+			Nodes: deps.Nodes, NodeAPI: deps.NodeAPI, Secure: public.Scheme == "https"}))
 	}
 	if withData {
 		var src configsync.Source
