@@ -215,8 +215,12 @@ func (c *Console) deadLetterOp(w http.ResponseWriter, r *http.Request, replay bo
 	seeOther(w, r, c.instancePath(o.ID, tgt.Rule.InstanceID, "/rules/"+tgt.Rule.ID+"/dead-letters"))
 }
 
-func (c *Console) replayDeadLetters(w http.ResponseWriter, r *http.Request) { c.deadLetterOp(w, r, true) }
-func (c *Console) purgeDeadLetters(w http.ResponseWriter, r *http.Request)  { c.deadLetterOp(w, r, false) }
+func (c *Console) replayDeadLetters(w http.ResponseWriter, r *http.Request) {
+	c.deadLetterOp(w, r, true)
+}
+func (c *Console) purgeDeadLetters(w http.ResponseWriter, r *http.Request) {
+	c.deadLetterOp(w, r, false)
+}
 
 // lagText shows a rule's lag.
 func lagText(s forward.Status) string {
@@ -227,7 +231,7 @@ func lagText(s forward.Status) string {
 	if s.LagCapped {
 		n += "+"
 	}
-	return n + " messages, oldest " + (time.Duration(s.LagSeconds*float64(time.Second))).Round(time.Second).String()
+	return n + " messages, oldest " + (time.Duration(s.LagSeconds * float64(time.Second))).Round(time.Second).String()
 }
 
 func ruleStateBadge(state string) string {
