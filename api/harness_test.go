@@ -25,8 +25,8 @@ import (
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
-	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/internal/ratelimit"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 

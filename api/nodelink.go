@@ -49,6 +49,12 @@ func (c linkControl) NodeHeartbeat(ctx context.Context, nodeID string, ack nodel
 	return nil
 }
 
+// RuleSecret hands a rule's signing secret to the node its instance is
+// placed on.
+func (c linkControl) RuleSecret(ctx context.Context, nodeID, ruleID string) ([]byte, error) {
+	return c.svc.RuleSecretForNode(ctx, nodeID, ruleID)
+}
+
 // IngestUsage counts a node's report once. A node may bill only the
 // instances placed on it: a report naming any other is refused whole, so
 // nothing of it is billed.
@@ -76,7 +82,8 @@ func billingReport(rep nodelink.UsageReport) billing.UsageReport {
 		out.Instances[i] = billing.InstanceUsage{InstanceID: u.InstanceID, Connects: u.Connects, AuthFailures: u.AuthFailures,
 			MessagesIn: u.MessagesIn, MessagesOut: u.MessagesOut, BytesIn: u.BytesIn, BytesOut: u.BytesOut,
 			MessageUnitsIn: u.MessageUnitsIn, MessageUnitsOut: u.MessageUnitsOut, ConnectionSeconds: u.ConnectionSeconds,
-			Drops: u.Drops, Connections: u.Connections, Subscriptions: u.Subscriptions, Retained: u.Retained, StoredBytes: u.StoredBytes}
+			Drops: u.Drops, Connections: u.Connections, Subscriptions: u.Subscriptions, Retained: u.Retained, StoredBytes: u.StoredBytes,
+			MessagesForwarded: u.MessagesForwarded}
 	}
 	return out
 }

@@ -226,4 +226,6 @@ func (a *API) instanceRoutes(r chi.Router) {
 	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/clients/{client_id}", a.disconnectClient)
 	r.With(a.RequireScope(tenancy.ScopeRead)).Get("/sessions", a.listSessions)
 	r.With(a.RequireScope(tenancy.ScopeWrite)).Delete("/sessions/{client_id}", a.discardSession)
+
+	a.ruleRoutes(r)
 }

@@ -33,6 +33,9 @@ type InstanceUsage struct {
 	Drops                           map[string]int64 // by reason: acl, quota, queue_full, too_large, expired
 	Connections, Subscriptions      int64
 	Retained, StoredBytes           int64
+	// MessagesForwarded counts messages delivered by forwarding rules
+	// (also counted in MessagesOut, BytesOut and MessageUnitsOut).
+	MessagesForwarded int64
 }
 
 // Bucket steps and how long each is kept.
@@ -130,7 +133,7 @@ func (m *Meter) Ingest(ctx context.Context, r UsageReport) (duplicate bool, err 
 				u.MessageUnitsIn, u.MessageUnitsOut, u.ConnectionSeconds,
 				drops["drops_acl"], drops["drops_quota"], drops["drops_queue_full"], drops["drops_too_large"],
 				drops["drops_expired"], drops["drops_other"],
-				u.Connections, u.Subscriptions, u.Retained, u.StoredBytes, r.To)
+				u.Connections, u.Subscriptions, u.Retained, u.StoredBytes, r.To, u.MessagesForwarded)
 		}
 	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -147,9 +150,9 @@ INSERT INTO usage_buckets AS b (instance_id, org_id, step_seconds, bucket_start,
 	connects, auth_failures, messages_in, messages_out, bytes_in, bytes_out,
 	message_units_in, message_units_out, connection_seconds,
 	drops_acl, drops_quota, drops_queue_full, drops_too_large, drops_expired, drops_other,
-	connections, connections_max, subscriptions, retained, stored_bytes, gauge_at)
+	connections, connections_max, subscriptions, retained, stored_bytes, gauge_at, messages_forwarded)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-	$20, $20, $21, $22, $23, $24)
+	$20, $20, $21, $22, $23, $24, $25)
 ON CONFLICT (instance_id, step_seconds, bucket_start) DO UPDATE SET
 	org_id             = COALESCE(b.org_id, EXCLUDED.org_id),
 	connects           = b.connects + EXCLUDED.connects,
@@ -167,6 +170,7 @@ ON CONFLICT (instance_id, step_seconds, bucket_start) DO UPDATE SET
 	drops_too_large    = b.drops_too_large + EXCLUDED.drops_too_large,
 	drops_expired      = b.drops_expired + EXCLUDED.drops_expired,
 	drops_other        = b.drops_other + EXCLUDED.drops_other,
+	messages_forwarded = b.messages_forwarded + EXCLUDED.messages_forwarded,
 	connections_max    = GREATEST(b.connections_max, EXCLUDED.connections_max),
 	connections        = CASE WHEN b.gauge_at IS NULL OR EXCLUDED.gauge_at >= b.gauge_at THEN EXCLUDED.connections ELSE b.connections END,
 	subscriptions      = CASE WHEN b.gauge_at IS NULL OR EXCLUDED.gauge_at >= b.gauge_at THEN EXCLUDED.subscriptions ELSE b.subscriptions END,
@@ -188,7 +192,7 @@ func validateReport(r UsageReport) error {
 			return fmt.Errorf("%w: instance_id is required", ErrInvalidReport)
 		}
 		for _, v := range []int64{u.Connects, u.AuthFailures, u.MessagesIn, u.MessagesOut, u.BytesIn, u.BytesOut,
-			u.MessageUnitsIn, u.MessageUnitsOut, u.ConnectionSeconds, u.Connections, u.Subscriptions, u.Retained, u.StoredBytes} {
+			u.MessageUnitsIn, u.MessageUnitsOut, u.ConnectionSeconds, u.Connections, u.Subscriptions, u.Retained, u.StoredBytes, u.MessagesForwarded} {
 			if v < 0 {
 				return fmt.Errorf("%w: negative counter for instance %s", ErrInvalidReport, u.InstanceID)
 			}

@@ -28,6 +28,7 @@ type Point struct {
 	Subscriptions     int64            `json:"subscriptions"`
 	Retained          int64            `json:"retained"`
 	StoredBytes       int64            `json:"stored_bytes"`
+	MessagesForwarded int64            `json:"messages_forwarded"`
 }
 
 // MaxPoints bounds one query's answer.
@@ -78,7 +79,7 @@ SELECT date_bin(make_interval(secs => $4), bucket_start, TIMESTAMPTZ '2000-01-01
 	(array_agg(connections ORDER BY gauge_at DESC NULLS LAST))[1], max(connections_max),
 	(array_agg(subscriptions ORDER BY gauge_at DESC NULLS LAST))[1],
 	(array_agg(retained ORDER BY gauge_at DESC NULLS LAST))[1],
-	(array_agg(stored_bytes ORDER BY gauge_at DESC NULLS LAST))[1]
+	(array_agg(stored_bytes ORDER BY gauge_at DESC NULLS LAST))[1], sum(messages_forwarded)
 FROM usage_buckets
 WHERE org_id = $1 AND instance_id = $2 AND step_seconds = $3 AND bucket_start >= $5 AND bucket_start < $6
 GROUP BY t ORDER BY t`, orgID, instanceID, int(src/time.Second), step.Seconds(), from, to)
@@ -92,7 +93,7 @@ GROUP BY t ORDER BY t`, orgID, instanceID, int(src/time.Second), step.Seconds(),
 		var acl, quota, full, large, expired, other int64
 		if err := rows.Scan(&p.Time, &p.Connects, &p.AuthFailures, &p.MessagesIn, &p.MessagesOut, &p.BytesIn, &p.BytesOut,
 			&p.ConnectionSeconds, &acl, &quota, &full, &large, &expired, &other,
-			&p.Connections, &p.ConnectionsMax, &p.Subscriptions, &p.Retained, &p.StoredBytes); err != nil {
+			&p.Connections, &p.ConnectionsMax, &p.Subscriptions, &p.Retained, &p.StoredBytes, &p.MessagesForwarded); err != nil {
 			return nil, fmt.Errorf("query usage: %w", err)
 		}
 		p.Drops = map[string]int64{"acl": acl, "quota": quota, "queue_full": full, "too_large": large, "expired": expired, "other": other}

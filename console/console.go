@@ -84,6 +84,7 @@ type Console struct {
 	sync      Syncer
 	nodes     tenancy.NodeInspector
 	nodeAPI   nodelink.Caller
+	rules     nodelink.Nodes
 }
 
 // New returns the console's handler: a chi router meant to be mounted at /
@@ -112,6 +113,7 @@ func New(d Deps) http.Handler {
 		sync:      d.Sync,
 		nodes:     d.Nodes,
 		nodeAPI:   d.NodeAPI,
+		rules:     nodelink.Nodes{Caller: d.NodeAPI},
 	}
 	return c.routes()
 }
@@ -198,6 +200,7 @@ func (c *Console) instanceRoutes(r chi.Router) {
 	r.Get("/topics/{topic}", c.topicPage)
 	r.Post("/topics/{topic}", c.updateTopic)
 	r.Post("/topics/{topic}/delete", c.deleteTopic)
+	c.ruleRoutes(r)
 }
 
 // securityHeaders: no framing, no sniffing, scripts and styles only from

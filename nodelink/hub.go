@@ -23,6 +23,9 @@ type Control interface {
 	// IngestUsage counts a usage report once per (node, seq); an error
 	// wrapping ErrUsageRefused refuses it for good.
 	IngestUsage(ctx context.Context, rep UsageReport) (duplicate bool, err error)
+	// RuleSecret is the signing secret of forwarding rule ruleID, handed
+	// only to the node its instance is placed on.
+	RuleSecret(ctx context.Context, nodeID, ruleID string) ([]byte, error)
 }
 
 // Hub is the control plane's end of the config and usage flows, shared by
@@ -83,6 +86,11 @@ func (l LocalSource) ReportUsage(ctx context.Context, rep UsageReport) error {
 	return err
 }
 
+// RuleSecret implements Source.
+func (l LocalSource) RuleSecret(ctx context.Context, ruleID string) ([]byte, error) {
+	return l.Hub.Control.RuleSecret(ctx, l.NodeID, ruleID)
+}
+
 // maxNodeBody bounds an ack or usage report body.
 const maxNodeBody = 8 << 20
 
@@ -110,6 +118,8 @@ func (h *Hub) Handler(writeErr func(http.ResponseWriter, *http.Request, error)) 
 			err = h.serveAck(w, r, node)
 		case op == "usage" && r.Method == http.MethodPost:
 			err = h.serveUsage(w, r, node)
+		case strings.HasPrefix(op, "rules/") && strings.HasSuffix(op, "/secret") && r.Method == http.MethodGet:
+			err = h.serveRuleSecret(w, r, node, strings.TrimSuffix(strings.TrimPrefix(op, "rules/"), "/secret"))
 		default:
 			err = ErrUnknownEndpoint
 		}
@@ -117,6 +127,24 @@ func (h *Hub) Handler(writeErr func(http.ResponseWriter, *http.Request, error)) 
 			writeErr(w, r, err)
 		}
 	})
+}
+
+// ruleSecretJSON carries a rule's signing secret to its node.
+type ruleSecretJSON struct {
+	Secret string `json:"secret"`
+}
+
+func (h *Hub) serveRuleSecret(w http.ResponseWriter, r *http.Request, node, ruleID string) error {
+	if ruleID == "" || strings.Contains(ruleID, "/") {
+		return ErrUnknownEndpoint
+	}
+	sec, err := h.Control.RuleSecret(r.Context(), node, ruleID)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(ruleSecretJSON{Secret: string(sec)})
 }
 
 func bearer(r *http.Request) string {

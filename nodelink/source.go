@@ -28,6 +28,9 @@ type Source interface {
 	// ReportUsage delivers one usage report; an error wrapping
 	// ErrUsageRefused means it is refused for good.
 	ReportUsage(ctx context.Context, rep UsageReport) error
+	// RuleSecret fetches a forwarding rule's signing secret (the node
+	// keeps it in memory only; it never travels in the config flow).
+	RuleSecret(ctx context.Context, ruleID string) ([]byte, error)
 }
 
 // HTTPSource reaches the control plane over HTTP.
@@ -127,6 +130,28 @@ func (h *HTTPSource) ReportUsage(ctx context.Context, rep UsageReport) error {
 		return fmt.Errorf("send usage report %d: %w", rep.Seq, err)
 	}
 	return nil
+}
+
+// RuleSecret implements Source.
+func (h *HTTPSource) RuleSecret(ctx context.Context, ruleID string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url("/rules/"+url.PathEscape(ruleID)+"/secret"), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.Token)
+	resp, err := h.client().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("rule secret: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("rule secret: %w", httpError(resp))
+	}
+	var out ruleSecretJSON
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&out); err != nil || out.Secret == "" {
+		return nil, errors.New("rule secret: bad answer from the control plane")
+	}
+	return []byte(out.Secret), nil
 }
 
 func (h *HTTPSource) post(ctx context.Context, suffix string, v any) error {

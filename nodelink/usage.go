@@ -35,6 +35,9 @@ type InstanceUsage struct {
 	Subscriptions     int64            `json:"subscriptions"`   // gauge
 	Retained          int64            `json:"retained"`        // gauge
 	StoredBytes       int64            `json:"stored_bytes"`    // gauge
+	// MessagesForwarded counts messages delivered by forwarding rules
+	// (also counted in MessagesOut, BytesOut and MessageUnitsOut).
+	MessagesForwarded int64 `json:"messages_forwarded,omitempty"`
 }
 
 // ErrUsageRefused: the control plane refused a usage report for good (it

@@ -61,6 +61,7 @@ type Event struct {
 	RevokedToken *RevokedToken `json:"revoked_token,omitempty"`
 	Topic        *Topic        `json:"topic,omitempty"`
 	Strict       *bool         `json:"strict,omitempty"`
+	Rule         *Rule         `json:"rule,omitempty"`
 }
 
 // Snapshot is everything placed on one node at Revision.
@@ -86,6 +87,8 @@ type Instance struct {
 	RevokedTokens []RevokedToken `json:"revoked_tokens,omitempty"`
 	Topics        []Topic        `json:"topics,omitempty"`
 	StrictTopics  bool           `json:"strict_topics,omitempty"`
+	// Rules are the instance's forwarding rules (rules.go).
+	Rules []Rule `json:"rules,omitempty"`
 }
 
 // Credential is a device username and how to check its password: the

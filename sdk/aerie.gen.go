@@ -249,6 +249,72 @@ func (e Role) Valid() bool {
 	}
 }
 
+// Defines values for RuleSinkMode.
+const (
+	RuleSinkModeBinary     RuleSinkMode = "binary"
+	RuleSinkModeStructured RuleSinkMode = "structured"
+)
+
+// Valid indicates whether the value is a known member of the RuleSinkMode enum.
+func (e RuleSinkMode) Valid() bool {
+	switch e {
+	case RuleSinkModeBinary:
+		return true
+	case RuleSinkModeStructured:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RuleSinkType.
+const (
+	RuleSinkTypeWebhook RuleSinkType = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the RuleSinkType enum.
+func (e RuleSinkType) Valid() bool {
+	switch e {
+	case RuleSinkTypeWebhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RuleSinkInputMode.
+const (
+	RuleSinkInputModeBinary     RuleSinkInputMode = "binary"
+	RuleSinkInputModeStructured RuleSinkInputMode = "structured"
+)
+
+// Valid indicates whether the value is a known member of the RuleSinkInputMode enum.
+func (e RuleSinkInputMode) Valid() bool {
+	switch e {
+	case RuleSinkInputModeBinary:
+		return true
+	case RuleSinkInputModeStructured:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RuleSinkInputType.
+const (
+	RuleSinkInputTypeWebhook RuleSinkInputType = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the RuleSinkInputType enum.
+func (e RuleSinkInputType) Valid() bool {
+	switch e {
+	case RuleSinkInputTypeWebhook:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for Scope.
 const (
 	ScopeAdmin   Scope = "admin"
@@ -672,6 +738,27 @@ type CredentialWithPassword struct {
 // CredentialWithPasswordPasswordSource defines model for CredentialWithPassword.PasswordSource.
 type CredentialWithPasswordPasswordSource string
 
+// DeadLetter defines model for DeadLetter.
+type DeadLetter struct {
+	Attempts int       `json:"attempts"`
+	DeadAt   time.Time `json:"dead_at"`
+	Offset   int       `json:"offset"`
+
+	// Payload Base64.
+	Payload     []byte    `json:"payload"`
+	PublishedAt time.Time `json:"published_at"`
+	Qos         int       `json:"qos"`
+
+	// Reason The last failure.
+	Reason string `json:"reason"`
+	Topic  string `json:"topic"`
+}
+
+// DeadLetterCount defines model for DeadLetterCount.
+type DeadLetterCount struct {
+	Count int `json:"count"`
+}
+
 // DeviceToken defines model for DeviceToken.
 type DeviceToken struct {
 	ClientId   *string   `json:"client_id"`
@@ -721,6 +808,40 @@ type Endpoints struct {
 	Mqtts *string `json:"mqtts"`
 	Ws    *string `json:"ws"`
 	Wss   *string `json:"wss"`
+}
+
+// ForwardingRule defines model for ForwardingRule.
+type ForwardingRule struct {
+	CreatedAt  time.Time `json:"created_at"`
+	Filter     string    `json:"filter"`
+	Id         string    `json:"id"`
+	InstanceId string    `json:"instance_id"`
+
+	// MaxAgeSeconds A message still failing once this old goes to the dead-letter list.
+	MaxAgeSeconds int    `json:"max_age_seconds"`
+	Name          string `json:"name"`
+	Paused        bool   `json:"paused"`
+
+	// Secret The signing secret (HMAC-SHA256 key of X-Aerie-Signature); in the creation answer only.
+	Secret *string `json:"secret,omitempty"`
+
+	// SecretPrefix The first characters of the signing secret.
+	SecretPrefix string    `json:"secret_prefix"`
+	Sink         RuleSink  `json:"sink"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// ForwardingRuleInput defines model for ForwardingRuleInput.
+type ForwardingRuleInput struct {
+	Filter *string `json:"filter,omitempty"`
+
+	// MaxAgeSeconds Default 86400.
+	MaxAgeSeconds *int    `json:"max_age_seconds,omitempty"`
+	Name          *string `json:"name,omitempty"`
+
+	// Paused Default false.
+	Paused *bool          `json:"paused,omitempty"`
+	Sink   *RuleSinkInput `json:"sink,omitempty"`
 }
 
 // Instance defines model for Instance.
@@ -874,13 +995,16 @@ type MetricsPoint struct {
 	Connects          int `json:"connects"`
 
 	// Drops By reason: acl, quota, queue_full, too_large, expired.
-	Drops         *map[string]int `json:"drops"`
-	MessagesIn    int             `json:"messages_in"`
-	MessagesOut   int             `json:"messages_out"`
-	Retained      int             `json:"retained"`
-	StoredBytes   int             `json:"stored_bytes"`
-	Subscriptions int             `json:"subscriptions"`
-	Time          time.Time       `json:"time"`
+	Drops *map[string]int `json:"drops"`
+
+	// MessagesForwarded Messages delivered by forwarding rules (also in messages_out).
+	MessagesForwarded *int      `json:"messages_forwarded,omitempty"`
+	MessagesIn        int       `json:"messages_in"`
+	MessagesOut       int       `json:"messages_out"`
+	Retained          int       `json:"retained"`
+	StoredBytes       int       `json:"stored_bytes"`
+	Subscriptions     int       `json:"subscriptions"`
+	Time              time.Time `json:"time"`
 }
 
 // NewCredential defines model for NewCredential.
@@ -967,6 +1091,7 @@ type PlanLimits struct {
 	MaxApiKeys                *int        `json:"max_api_keys,omitempty"`
 	MaxCredentialsPerInstance *int        `json:"max_credentials_per_instance,omitempty"`
 	MaxInstances              *int        `json:"max_instances,omitempty"`
+	MaxRulesPerInstance       *int        `json:"max_rules_per_instance,omitempty"`
 	MaxTopicsPerInstance      *int        `json:"max_topics_per_instance,omitempty"`
 	Unverified                *PlanLimits `json:"unverified,omitempty"`
 }
@@ -1014,6 +1139,68 @@ type RefreshRequest struct {
 
 // Role defines model for Role.
 type Role string
+
+// RuleSink defines model for RuleSink.
+type RuleSink struct {
+	// Headers Custom request headers (not Content-Type, Host, ce-* or X-Aerie-*).
+	Headers map[string]string `json:"headers"`
+
+	// Mode CloudEvents HTTP content mode.
+	Mode      RuleSinkMode `json:"mode"`
+	TimeoutMs int          `json:"timeout_ms"`
+	Type      RuleSinkType `json:"type"`
+
+	// Url https:// only.
+	Url string `json:"url"`
+}
+
+// RuleSinkMode CloudEvents HTTP content mode.
+type RuleSinkMode string
+
+// RuleSinkType defines model for RuleSink.Type.
+type RuleSinkType string
+
+// RuleSinkInput defines model for RuleSinkInput.
+type RuleSinkInput struct {
+	Headers *map[string]string `json:"headers,omitempty"`
+
+	// Mode Default structured.
+	Mode *RuleSinkInputMode `json:"mode,omitempty"`
+
+	// TimeoutMs Default 10000.
+	TimeoutMs *int               `json:"timeout_ms,omitempty"`
+	Type      *RuleSinkInputType `json:"type,omitempty"`
+	Url       *string            `json:"url,omitempty"`
+}
+
+// RuleSinkInputMode Default structured.
+type RuleSinkInputMode string
+
+// RuleSinkInputType defines model for RuleSinkInput.Type.
+type RuleSinkInputType string
+
+// RuleStatus defines model for RuleStatus.
+type RuleStatus struct {
+	DeadLettered int `json:"dead_lettered"`
+
+	// DeadLetters Messages in the dead-letter list now.
+	DeadLetters int `json:"dead_letters"`
+	Delivered   int `json:"delivered"`
+
+	// Failed Delivery attempts that failed.
+	Failed          int        `json:"failed"`
+	LagCapped       *bool      `json:"lag_capped,omitempty"`
+	LagMessages     int        `json:"lag_messages"`
+	LagSeconds      float32    `json:"lag_seconds"`
+	LastDeliveredAt *time.Time `json:"last_delivered_at,omitempty"`
+	LastError       *string    `json:"last_error,omitempty"`
+	LastErrorAt     *time.Time `json:"last_error_at,omitempty"`
+	Retries         int        `json:"retries"`
+	RuleId          string     `json:"rule_id"`
+
+	// State active, failing (retrying), paused, error (cannot run; see last_error) or pending (not running on its node yet).
+	State string `json:"state"`
+}
 
 // Scope defines model for Scope.
 type Scope string
@@ -1585,6 +1772,68 @@ type SetQuotasParams struct {
 	Prefer *PreferWait `json:"Prefer,omitempty"`
 }
 
+// ListRulesParams defines parameters for ListRules.
+type ListRulesParams struct {
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// CreateRuleJSONBody defines parameters for CreateRule.
+type CreateRuleJSONBody struct {
+	Filter string `json:"filter"`
+
+	// MaxAgeSeconds Default 86400.
+	MaxAgeSeconds *int   `json:"max_age_seconds,omitempty"`
+	Name          string `json:"name"`
+
+	// Paused Default false.
+	Paused *bool         `json:"paused,omitempty"`
+	Sink   RuleSinkInput `json:"sink"`
+}
+
+// CreateRuleParams defines parameters for CreateRule.
+type CreateRuleParams struct {
+	// IdempotencyKey Replays the stored response of the first request with this key and body for 24 h.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// DeleteRuleParams defines parameters for DeleteRule.
+type DeleteRuleParams struct {
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// UpdateRuleParams defines parameters for UpdateRule.
+type UpdateRuleParams struct {
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// ListDeadLettersParams defines parameters for ListDeadLetters.
+type ListDeadLettersParams struct {
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// PauseRuleParams defines parameters for PauseRule.
+type PauseRuleParams struct {
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
+// ResumeRuleParams defines parameters for ResumeRule.
+type ResumeRuleParams struct {
+	// Prefer `wait=N` (seconds, capped at 30): answer once the instance's node has applied the change (202 when N passes first).
+	Prefer *PreferWait `json:"Prefer,omitempty"`
+}
+
 // ListSessionsParams defines parameters for ListSessions.
 type ListSessionsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1846,6 +2095,12 @@ type PublishMessageJSONRequestBody PublishMessageJSONBody
 
 // SetQuotasJSONRequestBody defines body for SetQuotas for application/json ContentType.
 type SetQuotasJSONRequestBody = Quotas
+
+// CreateRuleJSONRequestBody defines body for CreateRule for application/json ContentType.
+type CreateRuleJSONRequestBody CreateRuleJSONBody
+
+// UpdateRuleJSONRequestBody defines body for UpdateRule for application/json ContentType.
+type UpdateRuleJSONRequestBody = ForwardingRuleInput
 
 // IssueDeviceTokenJSONRequestBody defines body for IssueDeviceToken for application/json ContentType.
 type IssueDeviceTokenJSONRequestBody IssueDeviceTokenJSONBody
@@ -2527,6 +2782,132 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas (the `SetQuotas` operationId).
 	SetQuotas(ctx context.Context, orgId OrgID, instanceId InstanceID, params *SetQuotasParams, body SetQuotasJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListRules The instance's forwarding rules.
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules (the `ListRules` operationId).
+	ListRules(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListRulesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateRuleWithBody Forward the instance's messages matching a topic filter to a sink.
+	//
+	// The instance's node reads the messages matching `filter` from its store (the filter's queue,
+	// no second copy) with a cursor of its own, like a consumer group, and sends each to the sink:
+	// at least once, in order per topic (one topic's messages one after the other; several topics
+	// at once), retried with exponential backoff and jitter while the receiver fails. A message
+	// whose delivery still fails once it is older than `max_age_seconds` (or that the receiver
+	// refuses with a 4xx other than 408 and 429) goes to the rule's dead-letter list on the node
+	// (`…/dead-letters`: list, replay, purge). A new rule forwards what is published after the
+	// node applies it. A node restart or a receiver outage loses nothing: delivery resumes after
+	// the committed cursor (messages still stored under the instance's retention).
+	//
+	// Sink `webhook`: an HTTPS POST per message as a CloudEvent 1.0, in `structured` mode
+	// (`application/cloudevents+json`; `data` for a JSON payload, else `data_base64`) or `binary`
+	// mode (`ce-*` headers, the payload as the body). Attributes: `specversion` 1.0, `id`
+	// `<instance id>/<offset>` (unique per message, the same on every retry), `source`
+	// `urn:aerie:instance:<instance id>`, `type` `io.aerie.message.published`, `subject` the MQTT
+	// topic, `time` the publish time, `datacontenttype` the MQTT 5 content type (else
+	// `application/json` for a JSON object or array, else `application/octet-stream`), and the
+	// extensions `aerierule` (rule id) and `mqttqos`. Each request carries
+	// `X-Aerie-Signature: sha256=<hex HMAC-SHA256 of the request body keyed with the rule's
+	// secret>` and `X-Aerie-Rule: <rule id>`; the secret is in this answer only. A 2xx answer
+	// is a delivery. Forwarded messages count as outgoing messages (message units) in usage.
+	// The number of rules is bounded by the plan (409 limit-reached).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules (the `CreateRule` operationId).
+	CreateRuleWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateRule Forward the instance's messages matching a topic filter to a sink.
+	//
+	// The instance's node reads the messages matching `filter` from its store (the filter's queue,
+	// no second copy) with a cursor of its own, like a consumer group, and sends each to the sink:
+	// at least once, in order per topic (one topic's messages one after the other; several topics
+	// at once), retried with exponential backoff and jitter while the receiver fails. A message
+	// whose delivery still fails once it is older than `max_age_seconds` (or that the receiver
+	// refuses with a 4xx other than 408 and 429) goes to the rule's dead-letter list on the node
+	// (`…/dead-letters`: list, replay, purge). A new rule forwards what is published after the
+	// node applies it. A node restart or a receiver outage loses nothing: delivery resumes after
+	// the committed cursor (messages still stored under the instance's retention).
+	//
+	// Sink `webhook`: an HTTPS POST per message as a CloudEvent 1.0, in `structured` mode
+	// (`application/cloudevents+json`; `data` for a JSON payload, else `data_base64`) or `binary`
+	// mode (`ce-*` headers, the payload as the body). Attributes: `specversion` 1.0, `id`
+	// `<instance id>/<offset>` (unique per message, the same on every retry), `source`
+	// `urn:aerie:instance:<instance id>`, `type` `io.aerie.message.published`, `subject` the MQTT
+	// topic, `time` the publish time, `datacontenttype` the MQTT 5 content type (else
+	// `application/json` for a JSON object or array, else `application/octet-stream`), and the
+	// extensions `aerierule` (rule id) and `mqttqos`. Each request carries
+	// `X-Aerie-Signature: sha256=<hex HMAC-SHA256 of the request body keyed with the rule's
+	// secret>` and `X-Aerie-Rule: <rule id>`; the secret is in this answer only. A 2xx answer
+	// is a delivery. Forwarded messages count as outgoing messages (message units) in usage.
+	// The number of rules is bounded by the plan (409 limit-reached).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules (the `CreateRule` operationId).
+	CreateRule(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, body CreateRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteRule Remove a rule; the node drops its cursor and dead letters.
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `DeleteRule` operationId).
+	DeleteRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *DeleteRuleParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetRule performs a GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `GetRule` operationId) request.
+	GetRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateRuleWithBody Change some of a rule's fields (the sink type cannot change).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `UpdateRule` operationId).
+	UpdateRuleWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateRule Change some of a rule's fields (the sink type cannot change).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `UpdateRule` operationId).
+	UpdateRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, body UpdateRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PurgeDeadLetters Empty the rule's dead-letter list.
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `PurgeDeadLetters` operationId).
+	PurgeDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListDeadLetters The messages the rule gave up on, oldest first (kept on the node, at most 10,000).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `ListDeadLetters` operationId).
+	ListDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplayDeadLetters Try the rule's dead letters again (once each, oldest first, before its next messages).
+	//
+	// Asynchronous: the answer counts the dead letters queued. Delivered ones leave the list; the
+	// replay stops at the first failure and keeps the rest (with `attempts` and `reason` updated).
+	// A paused rule replays when resumed.
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters/replay (the `ReplayDeadLetters` operationId).
+	ReplayDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PauseRule Stop delivering (messages wait in the store; the cursor stays).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/pause (the `PauseRule` operationId).
+	PauseRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *PauseRuleParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ResumeRule Deliver again, from where the rule stopped.
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/resume (the `ResumeRule` operationId).
+	ResumeRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ResumeRuleParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetRuleStatus The rule's delivery state and counters, live from its node.
+	//
+	// Counters (`delivered`, `failed` attempts, `retries`, `dead_lettered`) count since the node
+	// started; `lag_messages` (counted up to 10,000; `lag_capped` then) and `lag_seconds` (age of
+	// the oldest message not delivered yet) are now. The same figures are on the node's
+	// `/metrics` as `aerie_rule_*{aerie_instance, rule}`.
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/status (the `GetRuleStatus` operationId).
+	GetRuleStatus(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListSessions The instance's persistent sessions with subscriptions, read live from the node serving it: online or offline, backlog and its age, expiry.
 	//
@@ -3898,6 +4279,262 @@ func (c *Client) SetQuotasWithBody(ctx context.Context, orgId OrgID, instanceId 
 // Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas (the `SetQuotas` operationId).
 func (c *Client) SetQuotas(ctx context.Context, orgId OrgID, instanceId InstanceID, params *SetQuotasParams, body SetQuotasJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetQuotasRequest(c.Server, orgId, instanceId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListRules The instance's forwarding rules.
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules (the `ListRules` operationId).
+func (c *Client) ListRules(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListRulesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListRulesRequest(c.Server, orgId, instanceId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateRuleWithBody Forward the instance's messages matching a topic filter to a sink.
+//
+// The instance's node reads the messages matching `filter` from its store (the filter's queue,
+// no second copy) with a cursor of its own, like a consumer group, and sends each to the sink:
+// at least once, in order per topic (one topic's messages one after the other; several topics
+// at once), retried with exponential backoff and jitter while the receiver fails. A message
+// whose delivery still fails once it is older than `max_age_seconds` (or that the receiver
+// refuses with a 4xx other than 408 and 429) goes to the rule's dead-letter list on the node
+// (`…/dead-letters`: list, replay, purge). A new rule forwards what is published after the
+// node applies it. A node restart or a receiver outage loses nothing: delivery resumes after
+// the committed cursor (messages still stored under the instance's retention).
+//
+// Sink `webhook`: an HTTPS POST per message as a CloudEvent 1.0, in `structured` mode
+// (`application/cloudevents+json`; `data` for a JSON payload, else `data_base64`) or `binary`
+// mode (`ce-*` headers, the payload as the body). Attributes: `specversion` 1.0, `id`
+// `<instance id>/<offset>` (unique per message, the same on every retry), `source`
+// `urn:aerie:instance:<instance id>`, `type` `io.aerie.message.published`, `subject` the MQTT
+// topic, `time` the publish time, `datacontenttype` the MQTT 5 content type (else
+// `application/json` for a JSON object or array, else `application/octet-stream`), and the
+// extensions `aerierule` (rule id) and `mqttqos`. Each request carries
+// `X-Aerie-Signature: sha256=<hex HMAC-SHA256 of the request body keyed with the rule's
+// secret>` and `X-Aerie-Rule: <rule id>`; the secret is in this answer only. A 2xx answer
+// is a delivery. Forwarded messages count as outgoing messages (message units) in usage.
+// The number of rules is bounded by the plan (409 limit-reached).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules (the `CreateRule` operationId).
+func (c *Client) CreateRuleWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateRuleRequestWithBody(c.Server, orgId, instanceId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateRule Forward the instance's messages matching a topic filter to a sink.
+//
+// The instance's node reads the messages matching `filter` from its store (the filter's queue,
+// no second copy) with a cursor of its own, like a consumer group, and sends each to the sink:
+// at least once, in order per topic (one topic's messages one after the other; several topics
+// at once), retried with exponential backoff and jitter while the receiver fails. A message
+// whose delivery still fails once it is older than `max_age_seconds` (or that the receiver
+// refuses with a 4xx other than 408 and 429) goes to the rule's dead-letter list on the node
+// (`…/dead-letters`: list, replay, purge). A new rule forwards what is published after the
+// node applies it. A node restart or a receiver outage loses nothing: delivery resumes after
+// the committed cursor (messages still stored under the instance's retention).
+//
+// Sink `webhook`: an HTTPS POST per message as a CloudEvent 1.0, in `structured` mode
+// (`application/cloudevents+json`; `data` for a JSON payload, else `data_base64`) or `binary`
+// mode (`ce-*` headers, the payload as the body). Attributes: `specversion` 1.0, `id`
+// `<instance id>/<offset>` (unique per message, the same on every retry), `source`
+// `urn:aerie:instance:<instance id>`, `type` `io.aerie.message.published`, `subject` the MQTT
+// topic, `time` the publish time, `datacontenttype` the MQTT 5 content type (else
+// `application/json` for a JSON object or array, else `application/octet-stream`), and the
+// extensions `aerierule` (rule id) and `mqttqos`. Each request carries
+// `X-Aerie-Signature: sha256=<hex HMAC-SHA256 of the request body keyed with the rule's
+// secret>` and `X-Aerie-Rule: <rule id>`; the secret is in this answer only. A 2xx answer
+// is a delivery. Forwarded messages count as outgoing messages (message units) in usage.
+// The number of rules is bounded by the plan (409 limit-reached).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules (the `CreateRule` operationId).
+func (c *Client) CreateRule(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, body CreateRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateRuleRequest(c.Server, orgId, instanceId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteRule Remove a rule; the node drops its cursor and dead letters.
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `DeleteRule` operationId).
+func (c *Client) DeleteRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *DeleteRuleParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteRuleRequest(c.Server, orgId, instanceId, ruleId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetRule performs a GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `GetRule` operationId) request.
+func (c *Client) GetRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetRuleRequest(c.Server, orgId, instanceId, ruleId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateRuleWithBody Change some of a rule's fields (the sink type cannot change).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `UpdateRule` operationId).
+func (c *Client) UpdateRuleWithBody(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateRuleRequestWithBody(c.Server, orgId, instanceId, ruleId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateRule Change some of a rule's fields (the sink type cannot change).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `UpdateRule` operationId).
+func (c *Client) UpdateRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, body UpdateRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateRuleRequest(c.Server, orgId, instanceId, ruleId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PurgeDeadLetters Empty the rule's dead-letter list.
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `PurgeDeadLetters` operationId).
+func (c *Client) PurgeDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPurgeDeadLettersRequest(c.Server, orgId, instanceId, ruleId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListDeadLetters The messages the rule gave up on, oldest first (kept on the node, at most 10,000).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `ListDeadLetters` operationId).
+func (c *Client) ListDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListDeadLettersRequest(c.Server, orgId, instanceId, ruleId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplayDeadLetters Try the rule's dead letters again (once each, oldest first, before its next messages).
+//
+// Asynchronous: the answer counts the dead letters queued. Delivered ones leave the list; the
+// replay stops at the first failure and keeps the rest (with `attempts` and `reason` updated).
+// A paused rule replays when resumed.
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters/replay (the `ReplayDeadLetters` operationId).
+func (c *Client) ReplayDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplayDeadLettersRequest(c.Server, orgId, instanceId, ruleId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PauseRule Stop delivering (messages wait in the store; the cursor stays).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/pause (the `PauseRule` operationId).
+func (c *Client) PauseRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *PauseRuleParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPauseRuleRequest(c.Server, orgId, instanceId, ruleId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ResumeRule Deliver again, from where the rule stopped.
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/resume (the `ResumeRule` operationId).
+func (c *Client) ResumeRule(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ResumeRuleParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewResumeRuleRequest(c.Server, orgId, instanceId, ruleId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetRuleStatus The rule's delivery state and counters, live from its node.
+//
+// Counters (`delivered`, `failed` attempts, `retries`, `dead_lettered`) count since the node
+// started; `lag_messages` (counted up to 10,000; `lag_capped` then) and `lag_seconds` (age of
+// the oldest message not delivered yet) are now. The same figures are on the node's
+// `/metrics` as `aerie_rule_*{aerie_instance, rule}`.
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/status (the `GetRuleStatus` operationId).
+func (c *Client) GetRuleStatus(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetRuleStatusRequest(c.Server, orgId, instanceId, ruleId)
 	if err != nil {
 		return nil, err
 	}
@@ -7313,6 +7950,710 @@ func NewSetQuotasRequestWithBody(server string, orgId OrgID, instanceId Instance
 	return req, nil
 }
 
+// NewListRulesRequest constructs an http.Request for the ListRules method
+func NewListRulesRequest(server string, orgId OrgID, instanceId InstanceID, params *ListRulesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateRuleRequest calls the generic CreateRule builder with application/json body
+func NewCreateRuleRequest(server string, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, body CreateRuleJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateRuleRequestWithBody(server, orgId, instanceId, params, "application/json", bodyReader)
+}
+
+// NewCreateRuleRequestWithBody constructs an http.Request for the CreateRule method, with any body, and a specified content type
+func NewCreateRuleRequestWithBody(server string, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+		if params.Prefer != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewDeleteRuleRequest constructs an http.Request for the DeleteRule method
+func NewDeleteRuleRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *DeleteRuleParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetRuleRequest constructs an http.Request for the GetRule method
+func NewGetRuleRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateRuleRequest calls the generic UpdateRule builder with application/json body
+func NewUpdateRuleRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, body UpdateRuleJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateRuleRequestWithBody(server, orgId, instanceId, ruleId, params, "application/json", bodyReader)
+}
+
+// NewUpdateRuleRequestWithBody constructs an http.Request for the UpdateRule method, with any body, and a specified content type
+func NewUpdateRuleRequestWithBody(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewPurgeDeadLettersRequest constructs an http.Request for the PurgeDeadLetters method
+func NewPurgeDeadLettersRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s/dead-letters", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListDeadLettersRequest constructs an http.Request for the ListDeadLetters method
+func NewListDeadLettersRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *ListDeadLettersParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s/dead-letters", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewReplayDeadLettersRequest constructs an http.Request for the ReplayDeadLetters method
+func NewReplayDeadLettersRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s/dead-letters/replay", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPauseRuleRequest constructs an http.Request for the PauseRule method
+func NewPauseRuleRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *PauseRuleParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s/pause", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewResumeRuleRequest constructs an http.Request for the ResumeRule method
+func NewResumeRuleRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string, params *ResumeRuleParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s/resume", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetRuleStatusRequest constructs an http.Request for the GetRuleStatus method
+func NewGetRuleStatusRequest(server string, orgId OrgID, instanceId InstanceID, ruleId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "org_id", orgId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "instance_id", instanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "rule_id", ruleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/orgs/%s/instances/%s/rules/%s/status", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListSessionsRequest constructs an http.Request for the ListSessions method
 func NewListSessionsRequest(server string, orgId OrgID, instanceId InstanceID, params *ListSessionsParams) (*http.Request, error) {
 	var err error
@@ -9672,6 +11013,150 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /v1/orgs/{org_id}/instances/{instance_id}/quotas (the `SetQuotas` operationId).
 	SetQuotasWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *SetQuotasParams, body SetQuotasJSONRequestBody, reqEditors ...RequestEditorFn) (*SetQuotasResponse, error)
+
+	// ListRulesWithResponse The instance's forwarding rules.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules (the `ListRules` operationId).
+	ListRulesWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListRulesParams, reqEditors ...RequestEditorFn) (*ListRulesResponse, error)
+
+	// CreateRuleWithBodyWithResponse Forward the instance's messages matching a topic filter to a sink.
+	//
+	// The instance's node reads the messages matching `filter` from its store (the filter's queue,
+	// no second copy) with a cursor of its own, like a consumer group, and sends each to the sink:
+	// at least once, in order per topic (one topic's messages one after the other; several topics
+	// at once), retried with exponential backoff and jitter while the receiver fails. A message
+	// whose delivery still fails once it is older than `max_age_seconds` (or that the receiver
+	// refuses with a 4xx other than 408 and 429) goes to the rule's dead-letter list on the node
+	// (`…/dead-letters`: list, replay, purge). A new rule forwards what is published after the
+	// node applies it. A node restart or a receiver outage loses nothing: delivery resumes after
+	// the committed cursor (messages still stored under the instance's retention).
+	//
+	// Sink `webhook`: an HTTPS POST per message as a CloudEvent 1.0, in `structured` mode
+	// (`application/cloudevents+json`; `data` for a JSON payload, else `data_base64`) or `binary`
+	// mode (`ce-*` headers, the payload as the body). Attributes: `specversion` 1.0, `id`
+	// `<instance id>/<offset>` (unique per message, the same on every retry), `source`
+	// `urn:aerie:instance:<instance id>`, `type` `io.aerie.message.published`, `subject` the MQTT
+	// topic, `time` the publish time, `datacontenttype` the MQTT 5 content type (else
+	// `application/json` for a JSON object or array, else `application/octet-stream`), and the
+	// extensions `aerierule` (rule id) and `mqttqos`. Each request carries
+	// `X-Aerie-Signature: sha256=<hex HMAC-SHA256 of the request body keyed with the rule's
+	// secret>` and `X-Aerie-Rule: <rule id>`; the secret is in this answer only. A 2xx answer
+	// is a delivery. Forwarded messages count as outgoing messages (message units) in usage.
+	// The number of rules is bounded by the plan (409 limit-reached).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules (the `CreateRule` operationId).
+	CreateRuleWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateRuleResponse, error)
+
+	// CreateRuleWithResponse Forward the instance's messages matching a topic filter to a sink.
+	//
+	// The instance's node reads the messages matching `filter` from its store (the filter's queue,
+	// no second copy) with a cursor of its own, like a consumer group, and sends each to the sink:
+	// at least once, in order per topic (one topic's messages one after the other; several topics
+	// at once), retried with exponential backoff and jitter while the receiver fails. A message
+	// whose delivery still fails once it is older than `max_age_seconds` (or that the receiver
+	// refuses with a 4xx other than 408 and 429) goes to the rule's dead-letter list on the node
+	// (`…/dead-letters`: list, replay, purge). A new rule forwards what is published after the
+	// node applies it. A node restart or a receiver outage loses nothing: delivery resumes after
+	// the committed cursor (messages still stored under the instance's retention).
+	//
+	// Sink `webhook`: an HTTPS POST per message as a CloudEvent 1.0, in `structured` mode
+	// (`application/cloudevents+json`; `data` for a JSON payload, else `data_base64`) or `binary`
+	// mode (`ce-*` headers, the payload as the body). Attributes: `specversion` 1.0, `id`
+	// `<instance id>/<offset>` (unique per message, the same on every retry), `source`
+	// `urn:aerie:instance:<instance id>`, `type` `io.aerie.message.published`, `subject` the MQTT
+	// topic, `time` the publish time, `datacontenttype` the MQTT 5 content type (else
+	// `application/json` for a JSON object or array, else `application/octet-stream`), and the
+	// extensions `aerierule` (rule id) and `mqttqos`. Each request carries
+	// `X-Aerie-Signature: sha256=<hex HMAC-SHA256 of the request body keyed with the rule's
+	// secret>` and `X-Aerie-Rule: <rule id>`; the secret is in this answer only. A 2xx answer
+	// is a delivery. Forwarded messages count as outgoing messages (message units) in usage.
+	// The number of rules is bounded by the plan (409 limit-reached).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules (the `CreateRule` operationId).
+	CreateRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, body CreateRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateRuleResponse, error)
+
+	// DeleteRuleWithResponse Remove a rule; the node drops its cursor and dead letters.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `DeleteRule` operationId).
+	DeleteRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *DeleteRuleParams, reqEditors ...RequestEditorFn) (*DeleteRuleResponse, error)
+
+	// GetRuleWithResponse performs a GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `GetRule` operationId) request.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	GetRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*GetRuleResponse, error)
+
+	// UpdateRuleWithBodyWithResponse Change some of a rule's fields (the sink type cannot change).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `UpdateRule` operationId).
+	UpdateRuleWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateRuleResponse, error)
+
+	// UpdateRuleWithResponse Change some of a rule's fields (the sink type cannot change).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `UpdateRule` operationId).
+	UpdateRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, body UpdateRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateRuleResponse, error)
+
+	// PurgeDeadLettersWithResponse Empty the rule's dead-letter list.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `PurgeDeadLetters` operationId).
+	PurgeDeadLettersWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*PurgeDeadLettersResponse, error)
+
+	// ListDeadLettersWithResponse The messages the rule gave up on, oldest first (kept on the node, at most 10,000).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `ListDeadLetters` operationId).
+	ListDeadLettersWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*ListDeadLettersResponse, error)
+
+	// ReplayDeadLettersWithResponse Try the rule's dead letters again (once each, oldest first, before its next messages).
+	//
+	// Asynchronous: the answer counts the dead letters queued. Delivered ones leave the list; the
+	// replay stops at the first failure and keeps the rest (with `attempts` and `reason` updated).
+	// A paused rule replays when resumed.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters/replay (the `ReplayDeadLetters` operationId).
+	ReplayDeadLettersWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*ReplayDeadLettersResponse, error)
+
+	// PauseRuleWithResponse Stop delivering (messages wait in the store; the cursor stays).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/pause (the `PauseRule` operationId).
+	PauseRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *PauseRuleParams, reqEditors ...RequestEditorFn) (*PauseRuleResponse, error)
+
+	// ResumeRuleWithResponse Deliver again, from where the rule stopped.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/resume (the `ResumeRule` operationId).
+	ResumeRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ResumeRuleParams, reqEditors ...RequestEditorFn) (*ResumeRuleResponse, error)
+
+	// GetRuleStatusWithResponse The rule's delivery state and counters, live from its node.
+	//
+	// Counters (`delivered`, `failed` attempts, `retries`, `dead_lettered`) count since the node
+	// started; `lag_messages` (counted up to 10,000; `lag_capped` then) and `lag_seconds` (age of
+	// the oldest message not delivered yet) are now. The same figures are on the node's
+	// `/metrics` as `aerie_rule_*{aerie_instance, rule}`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/status (the `GetRuleStatus` operationId).
+	GetRuleStatusWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*GetRuleStatusResponse, error)
 
 	// ListSessionsWithResponse The instance's persistent sessions with subscriptions, read live from the node serving it: online or offline, backlog and its age, expiry.
 	//
@@ -12466,6 +13951,638 @@ func (r SetQuotasResponse) ContentType() string {
 	return ""
 }
 
+// ListRulesResponse200Headers the declared response headers of an HTTP 200 response for ListRules
+type ListRulesResponse200Headers struct {
+	ETag *string
+}
+
+type ListRulesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Data []ForwardingRule `json:"data"`
+
+		// NextCursor Pass as `cursor` for the next page; null on the last page.
+		NextCursor *NextCursor `json:"next_cursor"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListRulesResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListRulesResponse) GetJSON200() *struct {
+	Data []ForwardingRule `json:"data"`
+
+	// NextCursor Pass as `cursor` for the next page; null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListRulesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListRulesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListRulesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListRulesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListRulesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateRuleResponse201Headers the declared response headers of an HTTP 201 response for CreateRule
+type CreateRuleResponse201Headers struct {
+	Location *string
+}
+
+// CreateRuleResponse202Headers the declared response headers of an HTTP 202 response for CreateRule
+type CreateRuleResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type CreateRuleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *ForwardingRule
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateRuleResponse201Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *CreateRuleResponse202Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateRuleResponse) GetJSON201() *ForwardingRule {
+	return r.JSON201
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CreateRuleResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreateRuleResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateRuleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateRuleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateRuleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateRuleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteRuleResponse202Headers the declared response headers of an HTTP 202 response for DeleteRule
+type DeleteRuleResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type DeleteRuleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *DeleteRuleResponse202Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteRuleResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeleteRuleResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteRuleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteRuleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteRuleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteRuleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetRuleResponse200Headers the declared response headers of an HTTP 200 response for GetRule
+type GetRuleResponse200Headers struct {
+	ETag *string
+}
+
+type GetRuleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ForwardingRule
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetRuleResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetRuleResponse) GetJSON200() *ForwardingRule {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetRuleResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetRuleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetRuleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetRuleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetRuleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateRuleResponse202Headers the declared response headers of an HTTP 202 response for UpdateRule
+type UpdateRuleResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type UpdateRuleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ForwardingRule
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *UpdateRuleResponse202Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateRuleResponse) GetJSON200() *ForwardingRule {
+	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r UpdateRuleResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r UpdateRuleResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateRuleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateRuleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateRuleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateRuleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PurgeDeadLettersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DeadLetterCount
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PurgeDeadLettersResponse) GetJSON200() *DeadLetterCount {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r PurgeDeadLettersResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r PurgeDeadLettersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PurgeDeadLettersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PurgeDeadLettersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PurgeDeadLettersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListDeadLettersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Data []DeadLetter `json:"data"`
+
+		// NextCursor Pass as `cursor` for the next page; null on the last page.
+		NextCursor *NextCursor `json:"next_cursor"`
+	}
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListDeadLettersResponse) GetJSON200() *struct {
+	Data []DeadLetter `json:"data"`
+
+	// NextCursor Pass as `cursor` for the next page; null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+} {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListDeadLettersResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListDeadLettersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListDeadLettersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListDeadLettersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListDeadLettersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ReplayDeadLettersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *DeadLetterCount
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r ReplayDeadLettersResponse) GetJSON202() *DeadLetterCount {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ReplayDeadLettersResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ReplayDeadLettersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReplayDeadLettersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReplayDeadLettersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReplayDeadLettersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PauseRuleResponse202Headers the declared response headers of an HTTP 202 response for PauseRule
+type PauseRuleResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type PauseRuleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ForwardingRule
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *PauseRuleResponse202Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PauseRuleResponse) GetJSON200() *ForwardingRule {
+	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r PauseRuleResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r PauseRuleResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r PauseRuleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PauseRuleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PauseRuleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PauseRuleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ResumeRuleResponse202Headers the declared response headers of an HTTP 202 response for ResumeRule
+type ResumeRuleResponse202Headers struct {
+	AerieConfigRevision *string
+}
+
+type ResumeRuleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ForwardingRule
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotYetApplied
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *ResumeRuleResponse202Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ResumeRuleResponse) GetJSON200() *ForwardingRule {
+	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r ResumeRuleResponse) GetJSON202() *NotYetApplied {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ResumeRuleResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ResumeRuleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ResumeRuleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ResumeRuleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ResumeRuleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetRuleStatusResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RuleStatus
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetRuleStatusResponse) GetJSON200() *RuleStatus {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetRuleStatusResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetRuleStatusResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetRuleStatusResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetRuleStatusResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetRuleStatusResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListSessionsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -15062,6 +17179,228 @@ func (c *ClientWithResponses) SetQuotasWithResponse(ctx context.Context, orgId O
 	return ParseSetQuotasResponse(rsp)
 }
 
+// ListRulesWithResponse The instance's forwarding rules.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules (the `ListRules` operationId).
+func (c *ClientWithResponses) ListRulesWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *ListRulesParams, reqEditors ...RequestEditorFn) (*ListRulesResponse, error) {
+	rsp, err := c.ListRules(ctx, orgId, instanceId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListRulesResponse(rsp)
+}
+
+// CreateRuleWithBodyWithResponse Forward the instance's messages matching a topic filter to a sink.
+//
+// The instance's node reads the messages matching `filter` from its store (the filter's queue,
+// no second copy) with a cursor of its own, like a consumer group, and sends each to the sink:
+// at least once, in order per topic (one topic's messages one after the other; several topics
+// at once), retried with exponential backoff and jitter while the receiver fails. A message
+// whose delivery still fails once it is older than `max_age_seconds` (or that the receiver
+// refuses with a 4xx other than 408 and 429) goes to the rule's dead-letter list on the node
+// (`…/dead-letters`: list, replay, purge). A new rule forwards what is published after the
+// node applies it. A node restart or a receiver outage loses nothing: delivery resumes after
+// the committed cursor (messages still stored under the instance's retention).
+//
+// Sink `webhook`: an HTTPS POST per message as a CloudEvent 1.0, in `structured` mode
+// (`application/cloudevents+json`; `data` for a JSON payload, else `data_base64`) or `binary`
+// mode (`ce-*` headers, the payload as the body). Attributes: `specversion` 1.0, `id`
+// `<instance id>/<offset>` (unique per message, the same on every retry), `source`
+// `urn:aerie:instance:<instance id>`, `type` `io.aerie.message.published`, `subject` the MQTT
+// topic, `time` the publish time, `datacontenttype` the MQTT 5 content type (else
+// `application/json` for a JSON object or array, else `application/octet-stream`), and the
+// extensions `aerierule` (rule id) and `mqttqos`. Each request carries
+// `X-Aerie-Signature: sha256=<hex HMAC-SHA256 of the request body keyed with the rule's
+// secret>` and `X-Aerie-Rule: <rule id>`; the secret is in this answer only. A 2xx answer
+// is a delivery. Forwarded messages count as outgoing messages (message units) in usage.
+// The number of rules is bounded by the plan (409 limit-reached).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules (the `CreateRule` operationId).
+func (c *ClientWithResponses) CreateRuleWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateRuleResponse, error) {
+	rsp, err := c.CreateRuleWithBody(ctx, orgId, instanceId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateRuleResponse(rsp)
+}
+
+// CreateRuleWithResponse Forward the instance's messages matching a topic filter to a sink.
+//
+// The instance's node reads the messages matching `filter` from its store (the filter's queue,
+// no second copy) with a cursor of its own, like a consumer group, and sends each to the sink:
+// at least once, in order per topic (one topic's messages one after the other; several topics
+// at once), retried with exponential backoff and jitter while the receiver fails. A message
+// whose delivery still fails once it is older than `max_age_seconds` (or that the receiver
+// refuses with a 4xx other than 408 and 429) goes to the rule's dead-letter list on the node
+// (`…/dead-letters`: list, replay, purge). A new rule forwards what is published after the
+// node applies it. A node restart or a receiver outage loses nothing: delivery resumes after
+// the committed cursor (messages still stored under the instance's retention).
+//
+// Sink `webhook`: an HTTPS POST per message as a CloudEvent 1.0, in `structured` mode
+// (`application/cloudevents+json`; `data` for a JSON payload, else `data_base64`) or `binary`
+// mode (`ce-*` headers, the payload as the body). Attributes: `specversion` 1.0, `id`
+// `<instance id>/<offset>` (unique per message, the same on every retry), `source`
+// `urn:aerie:instance:<instance id>`, `type` `io.aerie.message.published`, `subject` the MQTT
+// topic, `time` the publish time, `datacontenttype` the MQTT 5 content type (else
+// `application/json` for a JSON object or array, else `application/octet-stream`), and the
+// extensions `aerierule` (rule id) and `mqttqos`. Each request carries
+// `X-Aerie-Signature: sha256=<hex HMAC-SHA256 of the request body keyed with the rule's
+// secret>` and `X-Aerie-Rule: <rule id>`; the secret is in this answer only. A 2xx answer
+// is a delivery. Forwarded messages count as outgoing messages (message units) in usage.
+// The number of rules is bounded by the plan (409 limit-reached).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules (the `CreateRule` operationId).
+func (c *ClientWithResponses) CreateRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, params *CreateRuleParams, body CreateRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateRuleResponse, error) {
+	rsp, err := c.CreateRule(ctx, orgId, instanceId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateRuleResponse(rsp)
+}
+
+// DeleteRuleWithResponse Remove a rule; the node drops its cursor and dead letters.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `DeleteRule` operationId).
+func (c *ClientWithResponses) DeleteRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *DeleteRuleParams, reqEditors ...RequestEditorFn) (*DeleteRuleResponse, error) {
+	rsp, err := c.DeleteRule(ctx, orgId, instanceId, ruleId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteRuleResponse(rsp)
+}
+
+// GetRuleWithResponse performs a GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `GetRule` operationId) request.
+//
+// Returns a wrapper object for the known response body format(s).
+func (c *ClientWithResponses) GetRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*GetRuleResponse, error) {
+	rsp, err := c.GetRule(ctx, orgId, instanceId, ruleId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetRuleResponse(rsp)
+}
+
+// UpdateRuleWithBodyWithResponse Change some of a rule's fields (the sink type cannot change).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `UpdateRule` operationId).
+func (c *ClientWithResponses) UpdateRuleWithBodyWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateRuleResponse, error) {
+	rsp, err := c.UpdateRuleWithBody(ctx, orgId, instanceId, ruleId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateRuleResponse(rsp)
+}
+
+// UpdateRuleWithResponse Change some of a rule's fields (the sink type cannot change).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id} (the `UpdateRule` operationId).
+func (c *ClientWithResponses) UpdateRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *UpdateRuleParams, body UpdateRuleJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateRuleResponse, error) {
+	rsp, err := c.UpdateRule(ctx, orgId, instanceId, ruleId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateRuleResponse(rsp)
+}
+
+// PurgeDeadLettersWithResponse Empty the rule's dead-letter list.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `PurgeDeadLetters` operationId).
+func (c *ClientWithResponses) PurgeDeadLettersWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*PurgeDeadLettersResponse, error) {
+	rsp, err := c.PurgeDeadLetters(ctx, orgId, instanceId, ruleId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePurgeDeadLettersResponse(rsp)
+}
+
+// ListDeadLettersWithResponse The messages the rule gave up on, oldest first (kept on the node, at most 10,000).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `ListDeadLetters` operationId).
+func (c *ClientWithResponses) ListDeadLettersWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*ListDeadLettersResponse, error) {
+	rsp, err := c.ListDeadLetters(ctx, orgId, instanceId, ruleId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListDeadLettersResponse(rsp)
+}
+
+// ReplayDeadLettersWithResponse Try the rule's dead letters again (once each, oldest first, before its next messages).
+//
+// Asynchronous: the answer counts the dead letters queued. Delivered ones leave the list; the
+// replay stops at the first failure and keeps the rest (with `attempts` and `reason` updated).
+// A paused rule replays when resumed.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters/replay (the `ReplayDeadLetters` operationId).
+func (c *ClientWithResponses) ReplayDeadLettersWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*ReplayDeadLettersResponse, error) {
+	rsp, err := c.ReplayDeadLetters(ctx, orgId, instanceId, ruleId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplayDeadLettersResponse(rsp)
+}
+
+// PauseRuleWithResponse Stop delivering (messages wait in the store; the cursor stays).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/pause (the `PauseRule` operationId).
+func (c *ClientWithResponses) PauseRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *PauseRuleParams, reqEditors ...RequestEditorFn) (*PauseRuleResponse, error) {
+	rsp, err := c.PauseRule(ctx, orgId, instanceId, ruleId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePauseRuleResponse(rsp)
+}
+
+// ResumeRuleWithResponse Deliver again, from where the rule stopped.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/resume (the `ResumeRule` operationId).
+func (c *ClientWithResponses) ResumeRuleWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ResumeRuleParams, reqEditors ...RequestEditorFn) (*ResumeRuleResponse, error) {
+	rsp, err := c.ResumeRule(ctx, orgId, instanceId, ruleId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseResumeRuleResponse(rsp)
+}
+
+// GetRuleStatusWithResponse The rule's delivery state and counters, live from its node.
+//
+// Counters (`delivered`, `failed` attempts, `retries`, `dead_lettered`) count since the node
+// started; `lag_messages` (counted up to 10,000; `lag_capped` then) and `lag_seconds` (age of
+// the oldest message not delivered yet) are now. The same figures are on the node's
+// `/metrics` as `aerie_rule_*{aerie_instance, rule}`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/status (the `GetRuleStatus` operationId).
+func (c *ClientWithResponses) GetRuleStatusWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*GetRuleStatusResponse, error) {
+	rsp, err := c.GetRuleStatus(ctx, orgId, instanceId, ruleId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetRuleStatusResponse(rsp)
+}
+
 // ListSessionsWithResponse The instance's persistent sessions with subscriptions, read live from the node serving it: online or offline, backlog and its age, expiry.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -17616,6 +19955,511 @@ func ParseSetQuotasResponse(rsp *http.Response) (*SetQuotasResponse, error) {
 			headers.AerieConfigRevision = &value
 		}
 		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListRulesResponse parses an HTTP response from a ListRulesWithResponse call
+func ParseListRulesResponse(rsp *http.Response) (*ListRulesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListRulesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Data []ForwardingRule `json:"data"`
+
+			// NextCursor Pass as `cursor` for the next page; null on the last page.
+			NextCursor *NextCursor `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListRulesResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateRuleResponse parses an HTTP response from a CreateRuleWithResponse call
+func ParseCreateRuleResponse(rsp *http.Response) (*CreateRuleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateRuleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest ForwardingRule
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateRuleResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 202:
+		var headers CreateRuleResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteRuleResponse parses an HTTP response from a DeleteRuleWithResponse call
+func ParseDeleteRuleResponse(rsp *http.Response) (*DeleteRuleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteRuleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers DeleteRuleResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetRuleResponse parses an HTTP response from a GetRuleWithResponse call
+func ParseGetRuleResponse(rsp *http.Response) (*GetRuleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetRuleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ForwardingRule
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetRuleResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateRuleResponse parses an HTTP response from a UpdateRuleWithResponse call
+func ParseUpdateRuleResponse(rsp *http.Response) (*UpdateRuleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateRuleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ForwardingRule
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers UpdateRuleResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePurgeDeadLettersResponse parses an HTTP response from a PurgeDeadLettersWithResponse call
+func ParsePurgeDeadLettersResponse(rsp *http.Response) (*PurgeDeadLettersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PurgeDeadLettersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DeadLetterCount
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListDeadLettersResponse parses an HTTP response from a ListDeadLettersWithResponse call
+func ParseListDeadLettersResponse(rsp *http.Response) (*ListDeadLettersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListDeadLettersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Data []DeadLetter `json:"data"`
+
+			// NextCursor Pass as `cursor` for the next page; null on the last page.
+			NextCursor *NextCursor `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseReplayDeadLettersResponse parses an HTTP response from a ReplayDeadLettersWithResponse call
+func ParseReplayDeadLettersResponse(rsp *http.Response) (*ReplayDeadLettersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReplayDeadLettersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest DeadLetterCount
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePauseRuleResponse parses an HTTP response from a PauseRuleWithResponse call
+func ParsePauseRuleResponse(rsp *http.Response) (*PauseRuleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PauseRuleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ForwardingRule
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers PauseRuleResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseResumeRuleResponse parses an HTTP response from a ResumeRuleWithResponse call
+func ParseResumeRuleResponse(rsp *http.Response) (*ResumeRuleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ResumeRuleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ForwardingRule
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotYetApplied
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers ResumeRuleResponse202Headers
+		if values := rsp.Header.Values("Aerie-Config-Revision"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Aerie-Config-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AerieConfigRevision = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetRuleStatusResponse parses an HTTP response from a GetRuleStatusWithResponse call
+func ParseGetRuleStatusResponse(rsp *http.Response) (*GetRuleStatusResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetRuleStatusResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest RuleStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil

@@ -328,6 +328,7 @@ func sdkMainOperations(t *testing.T, seen map[string]bool) {
 	}
 	dt, err := kc.DeleteTopicWithResponse(ctx, org, iid, tid, nil)
 	must(t, dt, err)
+	sdkRuleOperations(ctx, t, kc, org, iid)
 
 	tok, err := kc.IssueDeviceTokenWithResponse(ctx, org, iid, nil, sdk.IssueDeviceTokenJSONRequestBody{TtlSeconds: 600,
 		Resources: []sdk.TokenResource{{Filter: "a/#", Actions: []sdk.TokenResourceActions{"publish"}}}})
@@ -584,4 +585,58 @@ func TestEveryOperationCalledThroughTheSDK(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d operations called through the SDK", len(seen), n)
+}
+
+// sdkRuleOperations drives the forwarding rules through the SDK; the
+// routes that read the node answer 503 here (no node in this harness).
+func sdkRuleOperations(ctx context.Context, t *testing.T, kc *sdk.API, org, iid string) {
+	t.Helper()
+	url := "https://example.com/hook"
+	typ := sdk.RuleSinkInputTypeWebhook
+	cr, err := kc.CreateRuleWithResponse(ctx, org, iid, nil, sdk.CreateRuleJSONRequestBody{Name: "hook", Filter: "fleet/+/telemetry",
+		Sink: sdk.RuleSinkInput{Type: &typ, Url: &url}})
+	must(t, cr, err)
+	if cr.JSON201.Secret == nil || !strings.HasPrefix(*cr.JSON201.Secret, cr.JSON201.SecretPrefix) || cr.JSON201.Sink.Mode != sdk.RuleSinkModeStructured {
+		t.Fatalf("created rule %+v", cr.JSON201)
+	}
+	rid := cr.JSON201.Id
+	lr, err := kc.ListRulesWithResponse(ctx, org, iid, nil)
+	must(t, lr, err)
+	if len(lr.JSON200.Data) != 1 || lr.JSON200.Data[0].Secret != nil {
+		t.Fatalf("rules %+v", lr.JSON200.Data)
+	}
+	gr, err := kc.GetRuleWithResponse(ctx, org, iid, rid)
+	must(t, gr, err)
+	mode := sdk.RuleSinkInputModeBinary
+	ur, err := kc.UpdateRuleWithResponse(ctx, org, iid, rid, nil, sdk.UpdateRuleJSONRequestBody{Sink: &sdk.RuleSinkInput{Mode: &mode}})
+	must(t, ur, err)
+	if ur.JSON200.Sink.Mode != sdk.RuleSinkModeBinary || ur.JSON200.Sink.Url != url {
+		t.Fatalf("updated rule %+v", ur.JSON200.Sink)
+	}
+	pr, err := kc.PauseRuleWithResponse(ctx, org, iid, rid, nil)
+	must(t, pr, err)
+	rr, err := kc.ResumeRuleWithResponse(ctx, org, iid, rid, nil)
+	must(t, rr, err)
+	if !pr.JSON200.Paused || rr.JSON200.Paused {
+		t.Fatalf("pause/resume: %v %v", pr.JSON200.Paused, rr.JSON200.Paused)
+	}
+	for name, call := range map[string]func() (interface{ StatusCode() int }, error){
+		"getRuleStatus": func() (interface{ StatusCode() int }, error) { return kc.GetRuleStatusWithResponse(ctx, org, iid, rid) },
+		"listDeadLetters": func() (interface{ StatusCode() int }, error) {
+			return kc.ListDeadLettersWithResponse(ctx, org, iid, rid, nil)
+		},
+		"replayDeadLetters": func() (interface{ StatusCode() int }, error) {
+			return kc.ReplayDeadLettersWithResponse(ctx, org, iid, rid)
+		},
+		"purgeDeadLetters": func() (interface{ StatusCode() int }, error) {
+			return kc.PurgeDeadLettersWithResponse(ctx, org, iid, rid)
+		},
+	} {
+		r, err := call()
+		if err != nil || r.StatusCode() != http.StatusServiceUnavailable {
+			t.Fatalf("%s without a node: %v %v, want 503", name, r, err)
+		}
+	}
+	dr, err := kc.DeleteRuleWithResponse(ctx, org, iid, rid, nil)
+	must(t, dr, err)
 }

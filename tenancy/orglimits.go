@@ -20,6 +20,7 @@ type PlanLimits struct {
 	MaxAPIKeys                int64       `json:"max_api_keys"`
 	MaxACLRulesPerInstance    int64       `json:"max_acl_rules_per_instance"`
 	MaxTopicsPerInstance      int64       `json:"max_topics_per_instance,omitempty"`
+	MaxRulesPerInstance       int64       `json:"max_rules_per_instance,omitempty"`
 	Unverified                *PlanLimits `json:"unverified,omitempty"`
 }
 
@@ -30,6 +31,7 @@ const (
 	limitAPIKeys     = "API keys"
 	limitACLRules    = "ACL rules per instance"
 	limitTopics      = "topics per instance"
+	limitRules       = "forwarding rules per instance"
 )
 
 // checkOrgLimit refuses adding more of kind when the org's plan (or its
@@ -58,6 +60,8 @@ func (s *Service) checkOrgLimit(ctx context.Context, tx pgx.Tx, orgID, kind, ins
 			return l.MaxAPIKeys
 		case limitTopics:
 			return l.MaxTopicsPerInstance
+		case limitRules:
+			return l.MaxRulesPerInstance
 		}
 		return l.MaxACLRulesPerInstance
 	}
@@ -82,6 +86,8 @@ func (s *Service) checkOrgLimit(ctx context.Context, tx pgx.Tx, orgID, kind, ins
 		}
 	case limitTopics:
 		err = tx.QueryRow(ctx, `SELECT count(*) FROM topics WHERE instance_id = $1`, instanceID).Scan(&n)
+	case limitRules:
+		err = tx.QueryRow(ctx, `SELECT count(*) FROM rules WHERE instance_id = $1`, instanceID).Scan(&n)
 	default:
 		err = tx.QueryRow(ctx, `SELECT count(*) FROM acl_rules WHERE instance_id = $1`, instanceID).Scan(&n)
 	}

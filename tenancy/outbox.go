@@ -173,7 +173,10 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (nodelink.S
 		if err := fillChildren(ctx, tx, s.now(), `i.node_id = $1`, nodeID, snap.Instances, byID); err != nil {
 			return err
 		}
-		return fillTopics(ctx, tx, `i.node_id = $1`, nodeID, snap.Instances, byID)
+		if err := fillTopics(ctx, tx, `i.node_id = $1`, nodeID, snap.Instances, byID); err != nil {
+			return err
+		}
+		return fillRules(ctx, tx, `i.node_id = $1`, nodeID, snap.Instances, byID)
 	})
 	return snap, err
 }

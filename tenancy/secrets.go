@@ -84,5 +84,9 @@ func (s *Service) SealSecrets(ctx context.Context) (int, error) {
 		}
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return n, err
+	}
+	m, err := s.sealRuleSecrets(ctx)
+	return n + m, err
 }

@@ -49,6 +49,9 @@ type config struct {
 	PublicURL       string
 	MetricsAddr     string
 	SecretKeyFile   string
+	// Forwarding rules (dataplane/forward).
+	ForwardCAFile       string
+	ForwardAllowPrivate string
 }
 
 // flagSpec names one flag and its environment variable.
@@ -87,16 +90,20 @@ var allFlags = []flagSpec{
 	{"metrics-addr", "AERIE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics listen address, apart from the public HTTP port (\"off\" disables it)", false, func(c *config) *string { return &c.MetricsAddr }},
 	{"secret-key-file", "AERIE_SECRET_KEY_FILE", "", "file of key-encryption keys sealing private keys in the database, one base64 32-byte key per line, the current first (default <data-dir>/secret-key, generated on first start; AERIE_SECRET_KEY may hold the keys instead)", false, func(c *config) *string { return &c.SecretKeyFile }},
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
+	{"forward-ca-file", "AERIE_FORWARD_CA_FILE", "", "PEM file of extra CA certificates trusted for forwarding rules' webhook receivers (on top of the system's)", false, func(c *config) *string { return &c.ForwardCAFile }},
+	{"forward-allow-private", "AERIE_FORWARD_ALLOW_PRIVATE", "false", "let forwarding rules' webhooks reach loopback, private and link-local addresses (off: a tenant cannot reach the node's own network)", false, func(c *config) *string { return &c.ForwardAllowPrivate }},
 	{"max-connect-bytes", "AERIE_MAX_CONNECT_BYTES", "65536", "most bytes a connection may send before it is authenticated (its CONNECT; on WebSocket also the upgrade request and each message); a larger CONNECT is refused unread", false, func(c *config) *string { return &c.MaxConnectBytes }},
 }
 
 // subcommandFlags lists which flags each subcommand accepts.
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
-		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "public-url", "metrics-addr", "secret-key-file", "retention-interval"},
+		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "public-url", "metrics-addr", "secret-key-file", "retention-interval",
+		"forward-ca-file", "forward-allow-private"},
 	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr", "secret-key-file"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
-		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "metrics-addr", "retention-interval", "node-api-url"},
+		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "metrics-addr", "retention-interval", "node-api-url",
+		"forward-ca-file", "forward-allow-private"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aeriemq/aerie/api"
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/consume"
+	"github.com/aeriemq/aerie/dataplane/forward"
 	"github.com/aeriemq/aerie/dataplane/gateway"
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/aeriemq/aerie/dataplane/usagereport"
@@ -35,6 +36,8 @@ type node struct {
 	local   *nodelink.Local // the control plane's caller in `aerie serve`
 	client  *configsync.Client
 	closeGW func()
+	fwd     *forward.Service // forwarding rules
+	secrets *ruleSecrets
 }
 
 // openNode opens the store and the gateway (not yet listening) and
@@ -81,6 +84,10 @@ func openNode(ctx context.Context, s *server) (*node, error) {
 		return nil, err
 	}
 	consume.New(st, n.state).Register(n.srv)
+	if n.fwd, n.secrets, err = newForwarder(cfg, s.log, st, n.state); err != nil {
+		return nil, err
+	}
+	n.fwd.Register(n.srv)
 	n.gw.RegisterInspect(n.srv)
 	if tuneGC() {
 		tuner := &gctune.Tuner{Idle: 25, Busy: 200, BusyRate: 1000, Count: n.gw.Metrics().MessagesTotal, Set: debug.SetGCPercent,
@@ -175,8 +182,10 @@ func (n *node) follow(ctx context.Context, s *server) error {
 	}
 	go client.Run(runCtx)
 	n.client = client
+	n.secrets.set(src)
+	go n.fwd.Run(runCtx) // after the disk snapshot: rules resume from their cursors
 	rep, err := usagereport.New(usagereport.Options{NodeID: n.id, Link: src, Dir: filepath.Join(s.cfg.DataDir, "usage"),
-		Interval: 10 * time.Second, Log: s.log.With("component", "usage")}, n.gw.Metrics())
+		Interval: 10 * time.Second, Log: s.log.With("component", "usage")}, usagereport.Merge{n.gw.Metrics(), n.fwd})
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ type Event struct {
 	RevokedToken *RevokedToken `json:"revoked_token,omitempty"`
 	Topic        *Topic        `json:"topic,omitempty"`
 	Strict       *bool         `json:"strict,omitempty"`
+	Rule         *Rule         `json:"rule,omitempty"`
 }
 
 // Topic is a provisioned topic: a named topic filter with its own policy.
@@ -147,6 +148,8 @@ type Instance struct {
 	// devices may only publish to topics matching one of them.
 	Topics       []Topic `json:"topics,omitempty"`
 	StrictTopics bool    `json:"strict_topics,omitempty"`
+	// Rules are the instance's forwarding rules (rules.go).
+	Rules []Rule `json:"rules,omitempty"`
 }
 
 // Credential is a device username and how to check its password: the
@@ -257,6 +260,9 @@ type InstanceUsage struct {
 	Subscriptions     int64            `json:"subscriptions"`   // gauge
 	Retained          int64            `json:"retained"`        // gauge
 	StoredBytes       int64            `json:"stored_bytes"`    // gauge
+	// MessagesForwarded counts messages delivered by forwarding rules
+	// (also counted in MessagesOut, BytesOut and MessageUnitsOut).
+	MessagesForwarded int64 `json:"messages_forwarded,omitempty"`
 }
 
 // ClientInfo is one connected client as its node sees it (the console's

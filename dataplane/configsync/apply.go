@@ -132,6 +132,8 @@ func (s *State) applyChildLocked(ev config.Event, ch *Change) error {
 		apply = (*instance).putTopic
 	case config.KindTopicDelete:
 		apply = (*instance).deleteTopic
+	case config.KindRulePut, config.KindRuleDelete:
+		apply = func(inst *instance, ev config.Event, _ *Change) error { return applyRule(&inst.meta, ev) }
 	case config.KindStrictTopics:
 		apply = (*instance).setStrictTopics
 	default:

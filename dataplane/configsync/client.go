@@ -220,6 +220,8 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 		if ev.Kind == config.KindSnapshot {
 			c.o.Log.Info("applied config snapshot", "revision", c.o.State.Revision(), "instances", len(ev.Snapshot.Instances))
 			signal(c.saveNow)
+		} else if c.o.State.Revision() != before && definesQueues(ev.Kind) {
+			signal(c.saveNow)
 		} else if c.o.State.Revision() != before {
 			signal(c.saveSoon)
 		}

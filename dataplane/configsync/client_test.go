@@ -643,6 +643,9 @@ func (s *fixedSource) Watch(ctx context.Context, since int64, fn func(nodelink.E
 
 func (s *fixedSource) Ack(context.Context, nodelink.Ack) error                 { return nil }
 func (s *fixedSource) ReportUsage(context.Context, nodelink.UsageReport) error { return nil }
+func (s *fixedSource) RuleSecret(context.Context, string) ([]byte, error) {
+	return nil, errors.New("no rule secrets here")
+}
 
 // unreachable never connects.
 type unreachable struct {
@@ -659,6 +662,10 @@ func (u *unreachable) Watch(ctx context.Context, since int64, fn func(nodelink.E
 
 func (u *unreachable) Ack(context.Context, nodelink.Ack) error {
 	return errors.New("dial tcp: connection refused")
+}
+
+func (u *unreachable) RuleSecret(context.Context, string) ([]byte, error) {
+	return nil, errors.New("unreachable")
 }
 
 func (u *unreachable) ReportUsage(context.Context, nodelink.UsageReport) error {

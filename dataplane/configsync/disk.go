@@ -73,6 +73,7 @@ func (s *State) WriteTo(w io.Writer) (int64, error) {
 	for _, in := range s.instances {
 		meta := in.meta
 		meta.ACL = in.acl
+		meta.Topics = in.topics // provisioned topics (they were lost on a restart from disk)
 		for _, k := range in.keys {
 			meta.TokenKeys = append(meta.TokenKeys, k)
 		}

@@ -40,6 +40,10 @@ func FromLink(le nodelink.Event) config.Event {
 		r := config.RevokedToken(*le.RevokedToken)
 		ev.RevokedToken = &r
 	}
+	if le.Rule != nil {
+		r := fromLinkRule(*le.Rule)
+		ev.Rule = &r
+	}
 	if le.Topic != nil {
 		t := config.Topic(*le.Topic)
 		ev.Topic = &t
@@ -54,6 +58,7 @@ func fromLinkInstance(in nodelink.Instance) config.Instance {
 	out.TokenKeys = convertAll(in.TokenKeys, func(k nodelink.TokenKey) config.TokenKey { return config.TokenKey(k) })
 	out.RevokedTokens = convertAll(in.RevokedTokens, func(r nodelink.RevokedToken) config.RevokedToken { return config.RevokedToken(r) })
 	out.Topics = convertAll(in.Topics, func(t nodelink.Topic) config.Topic { return config.Topic(t) })
+	out.Rules = convertAll(in.Rules, fromLinkRule)
 	return out
 }
 
@@ -71,4 +76,11 @@ func convertAll[T, U any](in []T, f func(T) U) []U {
 		out[i] = f(v)
 	}
 	return out
+}
+
+// fromLinkRule converts a forwarding rule (its sink's signing secret never
+// travels with it).
+func fromLinkRule(r nodelink.Rule) config.Rule {
+	return config.Rule{ID: r.ID, Name: r.Name, Filter: r.Filter, Paused: r.Paused, MaxAgeSeconds: r.MaxAgeSeconds,
+		Sink: config.Sink(r.Sink)}
 }

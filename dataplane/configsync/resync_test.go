@@ -52,6 +52,7 @@ func (f *flakySource) Ack(context.Context, nodelink.Ack) error {
 }
 
 func (f *flakySource) ReportUsage(context.Context, nodelink.UsageReport) error { return nil }
+func (f *flakySource) RuleSecret(context.Context, string) ([]byte, error)      { return nil, nil }
 
 // TestClientResyncsWithinASecond: after a 5 s outage (long enough for an
 // uncapped exponential backoff to wait several seconds) the client is

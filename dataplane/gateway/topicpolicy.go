@@ -77,7 +77,7 @@ func (g *Gateway) syncTopics(ctx context.Context, ids ...string) {
 	}
 	for _, id := range ids {
 		ts, _ := g.tenant.state.Topics(id)
-		if err := g.store.SetTopics(ctx, id, topicQueues(id, ts)); err != nil && ctx.Err() == nil {
+		if err := g.store.SetTopics(ctx, id, withRuleQueues(topicQueues(id, ts), id, g.tenant.state.Rules(id))); err != nil && ctx.Err() == nil {
 			g.log.Warn("set topic queues", "instance", id, "error", err)
 		}
 	}
@@ -86,7 +86,7 @@ func (g *Gateway) syncTopics(ctx context.Context, ids ...string) {
 // onTopicChange follows config changes that touch topics.
 func (g *Gateway) onTopicChange(ch configsync.Change) {
 	switch ch.Kind {
-	case config.KindTopicPut, config.KindTopicDelete, config.KindInstancePut, config.KindInstanceDelete:
+	case config.KindTopicPut, config.KindTopicDelete, config.KindInstancePut, config.KindInstanceDelete, config.KindRulePut, config.KindRuleDelete:
 		go g.syncTopics(context.Background(), ch.InstanceID)
 	case config.KindSnapshot:
 		go g.syncTopics(context.Background())

@@ -1,0 +1,168 @@
+package forward
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/aeriemq/aerie/nodelink"
+	"github.com/aeriemq/aerie/dataplane/store"
+)
+
+// Register adds the Service's operations to a node API server.
+func (s *Service) Register(srv *nodelink.Server) {
+	srv.Handle(nodelink.OpRuleStatus, func(ctx context.Context, inst string, _ json.RawMessage) (any, error) {
+		return s.Statuses(ctx, inst), nil
+	})
+	srv.Handle(nodelink.OpDeadLetters, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+		req, err := decodeRule(body)
+		if err != nil {
+			return nil, err
+		}
+		return s.DeadLetters(ctx, inst, req.RuleID, req.After, req.Limit)
+	})
+	srv.Handle(nodelink.OpRuleReplay, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+		req, err := decodeRule(body)
+		if err != nil {
+			return nil, err
+		}
+		return s.Replay(inst, req.RuleID)
+	})
+	srv.Handle(nodelink.OpRulePurge, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
+		req, err := decodeRule(body)
+		if err != nil {
+			return nil, err
+		}
+		return s.Purge(inst, req.RuleID)
+	})
+}
+
+func decodeRule(body json.RawMessage) (nodelink.RuleRequest, error) {
+	var req nodelink.RuleRequest
+	if err := json.Unmarshal(body, &req); err != nil || req.RuleID == "" {
+		return req, nodelink.Errorf(http.StatusBadRequest, "bad rule request")
+	}
+	return req, nil
+}
+
+func (s *Service) needRunner(inst, rule string) (*runner, error) {
+	rn := s.runner(inst, rule)
+	if rn == nil {
+		return nil, nodelink.Errorf(http.StatusNotFound, "rule %s is not on this node", rule)
+	}
+	return rn, nil
+}
+
+// Statuses returns the status of each of the instance's rules.
+func (s *Service) Statuses(ctx context.Context, inst string) []nodelink.RuleStatus {
+	rules := s.o.State.Rules(inst)
+	out := make([]nodelink.RuleStatus, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, s.status(ctx, inst, r.ID))
+	}
+	return out
+}
+
+func (s *Service) status(ctx context.Context, inst, rule string) nodelink.RuleStatus {
+	st := nodelink.RuleStatus{RuleID: rule, State: nodelink.RuleStatePending}
+	rn := s.runner(inst, rule)
+	if rn == nil {
+		return st
+	}
+	c := rn.stats
+	st.Delivered, st.Failed, st.Retries, st.DeadLettered = c.delivered.Load(), c.failed.Load(), c.retries.Load(), c.deadLettered.Load()
+	st.DeadLetters = rn.dead.Load()
+	c.mu.Lock()
+	st.LastError = c.lastError
+	if !c.lastErrorAt.IsZero() {
+		t := c.lastErrorAt
+		st.LastErrorAt = &t
+	}
+	if !c.lastDelivered.IsZero() {
+		t := c.lastDelivered
+		st.LastDeliveredAt = &t
+	}
+	failing := c.failing
+	c.mu.Unlock()
+	switch {
+	case rn.rule.Paused:
+		st.State = nodelink.RuleStatePaused
+	case rn.sink == nil && st.LastError != "":
+		st.State = nodelink.RuleStateError
+	case failing:
+		st.State = nodelink.RuleStateFailing
+	default:
+		st.State = nodelink.RuleStateActive
+	}
+	if ents, err := s.o.Store.Pull(ctx, inst, rn.queue, rn.cursor.Load(), lagCap); err == nil && len(ents) > 0 {
+		st.LagMessages, st.LagCapped = len(ents), len(ents) == lagCap
+		st.LagSeconds = max(0, time.Since(ents[0].Message.Time).Seconds())
+	}
+	return st
+}
+
+// DeadLetters lists a rule's dead letters after offset after.
+func (s *Service) DeadLetters(ctx context.Context, inst, rule string, after uint64, limit int) (nodelink.DeadLetterPage, error) {
+	rn, err := s.needRunner(inst, rule)
+	if err != nil {
+		return nodelink.DeadLetterPage{}, err
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	ds, err := s.o.Store.DeadLetters(ctx, inst, rn.rule.ID, after, limit+1)
+	if err != nil {
+		return nodelink.DeadLetterPage{}, err
+	}
+	page := nodelink.DeadLetterPage{Items: make([]nodelink.DeadLetter, 0, len(ds))}
+	if len(ds) > limit {
+		ds = ds[:limit]
+		page.Next = ds[limit-1].Offset
+	}
+	for _, d := range ds {
+		page.Items = append(page.Items, toDeadLetter(inst, d))
+	}
+	return page, nil
+}
+
+func toDeadLetter(inst string, d store.DeadLetter) nodelink.DeadLetter {
+	m := d.Message
+	topic := m.Topic
+	if len(topic) > len(inst) && topic[:len(inst)+1] == mount(inst) {
+		topic = topic[len(inst)+1:]
+	}
+	return nodelink.DeadLetter{Offset: d.Offset, Topic: topic, Payload: m.Payload, QoS: m.QoS, PublishedAt: m.Time.UTC(),
+		Reason: d.Reason, Attempts: d.Attempts, DeadAt: d.DeadAt}
+}
+
+// Replay asks the rule to try its dead letters again (asynchronously,
+// before its next batch; paused rules when resumed).
+func (s *Service) Replay(inst, rule string) (nodelink.CountResult, error) {
+	rn, err := s.needRunner(inst, rule)
+	if err != nil {
+		return nodelink.CountResult{}, err
+	}
+	select {
+	case rn.replay <- struct{}{}:
+	default:
+	}
+	return nodelink.CountResult{Count: rn.dead.Load()}, nil
+}
+
+// Purge empties a rule's dead-letter list.
+func (s *Service) Purge(inst, rule string) (nodelink.CountResult, error) {
+	rn, err := s.needRunner(inst, rule)
+	if err != nil {
+		return nodelink.CountResult{}, err
+	}
+	n, err := s.o.Store.CountDeadLetters(inst, rule)
+	if err != nil {
+		return nodelink.CountResult{}, err
+	}
+	if err := s.o.Store.DeleteDeadLetters(inst, rule, nil); err != nil {
+		return nodelink.CountResult{}, err
+	}
+	rn.dead.Store(0)
+	return nodelink.CountResult{Count: int64(n)}, nil
+}
