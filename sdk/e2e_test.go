@@ -22,8 +22,8 @@ import (
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/internal/mailer"
 	"github.com/aeriemq/aerie/internal/pgtest"
-	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/internal/ratelimit"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/sdk"
 	"github.com/aeriemq/aerie/tenancy"
 )

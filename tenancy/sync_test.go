@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/billing"
+	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/tenancy"
 )
 

@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/aeriemq/aerie/nodelink"
 	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // Register adds the Service's operations to a node API server.
