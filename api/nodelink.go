@@ -76,7 +76,8 @@ func billingReport(rep nodelink.UsageReport) billing.UsageReport {
 		out.Instances[i] = billing.InstanceUsage{InstanceID: u.InstanceID, Connects: u.Connects, AuthFailures: u.AuthFailures,
 			MessagesIn: u.MessagesIn, MessagesOut: u.MessagesOut, BytesIn: u.BytesIn, BytesOut: u.BytesOut,
 			MessageUnitsIn: u.MessageUnitsIn, MessageUnitsOut: u.MessageUnitsOut, ConnectionSeconds: u.ConnectionSeconds,
-			Drops: u.Drops, Connections: u.Connections, Subscriptions: u.Subscriptions, Retained: u.Retained, StoredBytes: u.StoredBytes}
+			Drops: u.Drops, Connections: u.Connections, Subscriptions: u.Subscriptions, Retained: u.Retained, StoredBytes: u.StoredBytes,
+			TopicStoredBytes: u.TopicStoredBytes}
 	}
 	return out
 }

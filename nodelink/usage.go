@@ -35,6 +35,9 @@ type InstanceUsage struct {
 	Subscriptions     int64            `json:"subscriptions"`   // gauge
 	Retained          int64            `json:"retained"`        // gauge
 	StoredBytes       int64            `json:"stored_bytes"`    // gauge
+	// TopicStoredBytes: each provisioned topic's stored bytes (gauge),
+	// by topic ID; at most the instance's provisioned topics.
+	TopicStoredBytes map[string]int64 `json:"topic_stored_bytes,omitempty"`
 }
 
 // ErrUsageRefused: the control plane refused a usage report for good (it

@@ -711,8 +711,11 @@ type DraftInvoice struct {
 	Period      string        `json:"period"`
 	PeriodEnd   time.Time     `json:"period_end"`
 	PeriodStart time.Time     `json:"period_start"`
-	TotalCents  int           `json:"total_cents"`
-	Usage       Usage         `json:"usage"`
+
+	// TopicStorage getUsage only. The latest stored bytes of each provisioned topic of the org, by instance and topic name.
+	TopicStorage *[]TopicStorage `json:"topic_storage,omitempty"`
+	TotalCents   int             `json:"total_cents"`
+	Usage        Usage           `json:"usage"`
 }
 
 // Endpoints Where devices connect; null for a listener the node does not run.
@@ -1130,6 +1133,17 @@ type TopicMessage struct {
 // TopicSettings defines model for TopicSettings.
 type TopicSettings struct {
 	StrictTopics bool `json:"strict_topics"`
+}
+
+// TopicStorage A provisioned topic's stored bytes as its node last reported them: the bytes of the messages
+// readable in the topic's queue (a message in two topics counts in both). `reported_at` is
+// null (and `stored_bytes` 0) until a usage report names the topic.
+type TopicStorage struct {
+	InstanceId  string     `json:"instance_id"`
+	Name        string     `json:"name"`
+	ReportedAt  *time.Time `json:"reported_at"`
+	StoredBytes int        `json:"stored_bytes"`
+	TopicId     string     `json:"topic_id"`
 }
 
 // Usage defines model for Usage.
@@ -2801,6 +2815,10 @@ type ClientInterface interface {
 	PutSubscription(ctx context.Context, orgId OrgID, params *PutSubscriptionParams, body PutSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetUsage Metered usage of a period and its priced draft invoice.
+	//
+	// Also lists, in `topic_storage`, the latest stored bytes of every provisioned topic of the
+	// org's instances (a gauge carried by the nodes' usage reports, every 10 s by default; as of
+	// its `reported_at`, whatever the period asked).
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/usage (the `GetUsage` operationId).
 	GetUsage(ctx context.Context, orgId OrgID, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4541,6 +4559,10 @@ func (c *Client) PutSubscription(ctx context.Context, orgId OrgID, params *PutSu
 }
 
 // GetUsage Metered usage of a period and its priced draft invoice.
+//
+// Also lists, in `topic_storage`, the latest stored bytes of every provisioned topic of the
+// org's instances (a gauge carried by the nodes' usage reports, every 10 s by default; as of
+// its `reported_at`, whatever the period asked).
 //
 // Corresponds with GET /v1/orgs/{org_id}/usage (the `GetUsage` operationId).
 func (c *Client) GetUsage(ctx context.Context, orgId OrgID, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -9983,6 +10005,10 @@ type ClientWithResponsesInterface interface {
 
 	// GetUsageWithResponse Metered usage of a period and its priced draft invoice.
 	//
+	// Also lists, in `topic_storage`, the latest stored bytes of every provisioned topic of the
+	// org's instances (a gauge carried by the nodes' usage reports, every 10 s by default; as of
+	// its `reported_at`, whatever the period asked).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/usage (the `GetUsage` operationId).
@@ -12226,6 +12252,10 @@ type GetInstanceMetricsResponse struct {
 		Points      *[]MetricsPoint `json:"points"`
 		StepSeconds int             `json:"step_seconds"`
 		To          time.Time       `json:"to"`
+
+		// Topics Storage per provisioned topic of the instance: the latest stored bytes its node
+		// reported (not a series; `points[].stored_bytes` is the instance's total over time).
+		Topics []TopicStorage `json:"topics"`
 	}
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
@@ -12238,6 +12268,10 @@ func (r GetInstanceMetricsResponse) GetJSON200() *struct {
 	Points      *[]MetricsPoint `json:"points"`
 	StepSeconds int             `json:"step_seconds"`
 	To          time.Time       `json:"to"`
+
+	// Topics Storage per provisioned topic of the instance: the latest stored bytes its node
+	// reported (not a series; `points[].stored_bytes` is the instance's total over time).
+	Topics []TopicStorage `json:"topics"`
 } {
 	return r.JSON200
 }
@@ -15588,6 +15622,10 @@ func (c *ClientWithResponses) PutSubscriptionWithResponse(ctx context.Context, o
 
 // GetUsageWithResponse Metered usage of a period and its priced draft invoice.
 //
+// Also lists, in `topic_storage`, the latest stored bytes of every provisioned topic of the
+// org's instances (a gauge carried by the nodes' usage reports, every 10 s by default; as of
+// its `reported_at`, whatever the period asked).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/orgs/{org_id}/usage (the `GetUsage` operationId).
@@ -17452,6 +17490,10 @@ func ParseGetInstanceMetricsResponse(rsp *http.Response) (*GetInstanceMetricsRes
 			Points      *[]MetricsPoint `json:"points"`
 			StepSeconds int             `json:"step_seconds"`
 			To          time.Time       `json:"to"`
+
+			// Topics Storage per provisioned topic of the instance: the latest stored bytes its node
+			// reported (not a series; `points[].stored_bytes` is the instance's total over time).
+			Topics []TopicStorage `json:"topics"`
 		}
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
