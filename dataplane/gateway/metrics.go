@@ -60,14 +60,14 @@ type Metrics struct {
 	now       func() time.Time
 	retained  func() map[string]int64
 	stored    func(instance string) int64 // bytes the store holds for the instance (gauge)
-	// topicStored is each instance's stored bytes by provisioned topic ID
-	// (gauges; topicusage.go), lastTopics what the last drain saw.
-	topicStored func() map[string]map[string]int64
-	lastTopics  map[string]map[string]int64
 	total     atomic.Int64                // messages in and out since start
 	// placed lists the instances on the node with their org (nil: keep
 	// every series).
 	placed func() map[string]string
+	// topicStored is each instance's stored bytes by provisioned topic ID
+	// (gauges; topicusage.go), lastTopics what the last drain saw.
+	topicStored func() map[string]map[string]int64
+	lastTopics  map[string]map[string]int64
 
 	reg                                                *prometheus.Registry
 	connections, subscriptions, retainedG              *prometheus.GaugeVec
