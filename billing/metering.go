@@ -137,7 +137,7 @@ func (m *Meter) Ingest(ctx context.Context, r UsageReport) (duplicate bool, err 
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return false, fmt.Errorf("roll up usage: %w", err)
 	}
-	if err := recordTopicStorage(ctx, tx, r); err != nil {
+	if err := recordTopicStorage(ctx, tx, r, orgs); err != nil {
 		return false, err
 	}
 	if err := tx.Commit(ctx); err != nil {

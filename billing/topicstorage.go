@@ -11,20 +11,19 @@ import (
 // Storage per provisioned topic: each usage report carries, per instance,
 // the stored bytes of the instance's provisioned topics at the window's end
 // (InstanceUsage.TopicStoredBytes). Only the latest value of each topic is
-// kept (table topic_storage), and it goes with the topic.
+// kept (table topic_storage); it goes with the topic.
 
 // MaxTopicsPerReport bounds the topics one instance's usage may name (the
 // largest plan's topics per instance).
 const MaxTopicsPerReport = 10000
 
-// TopicStorage is a provisioned topic's latest stored bytes. ReportedAt is
-// nil while no report has named the topic (StoredBytes is then 0).
+// TopicStorage is a provisioned topic's latest stored bytes, as of
+// ReportedAt (the end of the report's window).
 type TopicStorage struct {
-	InstanceID  string     `json:"instance_id"`
-	TopicID     string     `json:"topic_id"`
-	Name        string     `json:"name"`
-	StoredBytes int64      `json:"stored_bytes"`
-	ReportedAt  *time.Time `json:"reported_at"`
+	InstanceID  string    `json:"instance_id"`
+	TopicID     string    `json:"topic_id"`
+	StoredBytes int64     `json:"stored_bytes"`
+	ReportedAt  time.Time `json:"reported_at"`
 }
 
 func validateTopicStorage(u InstanceUsage) error {
@@ -40,12 +39,14 @@ func validateTopicStorage(u InstanceUsage) error {
 }
 
 // recordTopicStorage keeps each named topic's value if the report is newer
-// than the one kept. Only topics of the instance itself are recorded: a
-// topic ID that is unknown, gone or another instance's is ignored.
-func recordTopicStorage(ctx context.Context, tx pgx.Tx, r UsageReport) error {
+// than the one kept. The caller names only topics of the instance (the
+// node link checks them with tenancy): an unknown topic fails the report.
+// An instance without an org has no topics to record.
+func recordTopicStorage(ctx context.Context, tx pgx.Tx, r UsageReport, orgs map[string]string) error {
 	batch := &pgx.Batch{}
 	for _, u := range r.Instances {
-		if len(u.TopicStoredBytes) == 0 {
+		org, ok := orgs[u.InstanceID]
+		if len(u.TopicStoredBytes) == 0 || !ok {
 			continue
 		}
 		ids := make([]string, 0, len(u.TopicStoredBytes))
@@ -53,7 +54,7 @@ func recordTopicStorage(ctx context.Context, tx pgx.Tx, r UsageReport) error {
 		for id, n := range u.TopicStoredBytes {
 			ids, bytes = append(ids, id), append(bytes, n)
 		}
-		batch.Queue(upsertTopicStorage, u.InstanceID, ids, bytes, r.To)
+		batch.Queue(upsertTopicStorage, u.InstanceID, org, ids, bytes, r.To)
 	}
 	if batch.Len() == 0 {
 		return nil
@@ -65,35 +66,29 @@ func recordTopicStorage(ctx context.Context, tx pgx.Tx, r UsageReport) error {
 }
 
 const upsertTopicStorage = `
-INSERT INTO topic_storage AS s (topic_id, instance_id, stored_bytes, reported_at)
-SELECT t.id, t.instance_id, v.bytes, $4
-FROM unnest($2::text[], $3::bigint[]) AS v(id, bytes)
-JOIN topics t ON t.id = v.id AND t.instance_id = $1
-ORDER BY t.id
+INSERT INTO topic_storage AS s (topic_id, instance_id, org_id, stored_bytes, reported_at)
+SELECT v.id, $1, $2, v.bytes, $5
+FROM unnest($3::text[], $4::bigint[]) AS v(id, bytes)
+ORDER BY v.id
 ON CONFLICT (topic_id) DO UPDATE SET stored_bytes = EXCLUDED.stored_bytes, reported_at = EXCLUDED.reported_at
-WHERE s.reported_at <= EXCLUDED.reported_at`
+WHERE s.reported_at <= EXCLUDED.reported_at AND s.instance_id = EXCLUDED.instance_id`
 
-// TopicStorage lists the latest stored bytes of the org's provisioned
-// topics, of one instance (instanceID) or of all (instanceID ""), ordered
-// by instance and topic name. Another org's instance yields nothing.
+// TopicStorage lists the latest stored bytes of the org's topics, of one
+// instance (instanceID) or of all (instanceID ""), ordered by instance and
+// topic. A topic no report has named yet is absent; another org's
+// instance yields nothing.
 func (m *Meter) TopicStorage(ctx context.Context, orgID, instanceID string) ([]TopicStorage, error) {
 	rows, err := m.db.Query(ctx, `
-SELECT t.instance_id, t.id, t.name, coalesce(s.stored_bytes, 0), s.reported_at
-FROM topics t
-JOIN instances i ON i.id = t.instance_id
-LEFT JOIN topic_storage s ON s.topic_id = t.id
-WHERE i.org_id = $1 AND ($2 = '' OR t.instance_id = $2)
-ORDER BY t.instance_id, t.name`, orgID, instanceID)
+SELECT instance_id, topic_id, stored_bytes, reported_at FROM topic_storage
+WHERE org_id = $1 AND ($2 = '' OR instance_id = $2)
+ORDER BY instance_id, topic_id`, orgID, instanceID)
 	if err != nil {
 		return nil, fmt.Errorf("topic storage: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TopicStorage, error) {
 		var ts TopicStorage
-		err := row.Scan(&ts.InstanceID, &ts.TopicID, &ts.Name, &ts.StoredBytes, &ts.ReportedAt)
-		if ts.ReportedAt != nil {
-			at := ts.ReportedAt.UTC()
-			ts.ReportedAt = &at
-		}
+		err := row.Scan(&ts.InstanceID, &ts.TopicID, &ts.StoredBytes, &ts.ReportedAt)
+		ts.ReportedAt = ts.ReportedAt.UTC()
 		return ts, err
 	})
 	if err != nil {

@@ -712,7 +712,7 @@ type DraftInvoice struct {
 	PeriodEnd   time.Time     `json:"period_end"`
 	PeriodStart time.Time     `json:"period_start"`
 
-	// TopicStorage getUsage only. The latest stored bytes of each provisioned topic of the org, by instance and topic name.
+	// TopicStorage getUsage only. The latest stored bytes of each provisioned topic of the org, by instance and topic ID.
 	TopicStorage *[]TopicStorage `json:"topic_storage,omitempty"`
 	TotalCents   int             `json:"total_cents"`
 	Usage        Usage           `json:"usage"`
@@ -1135,15 +1135,15 @@ type TopicSettings struct {
 	StrictTopics bool `json:"strict_topics"`
 }
 
-// TopicStorage A provisioned topic's stored bytes as its node last reported them: the bytes of the messages
-// readable in the topic's queue (a message in two topics counts in both). `reported_at` is
-// null (and `stored_bytes` 0) until a usage report names the topic.
+// TopicStorage A provisioned topic's stored bytes as its node last reported them (at `reported_at`, the end
+// of the usage report's window): the bytes of the messages readable in the topic's queue (a
+// message in two topics counts in both). A topic appears once a usage report has named it
+// (the node names every provisioned topic of an instance whenever its storage changes).
 type TopicStorage struct {
-	InstanceId  string     `json:"instance_id"`
-	Name        string     `json:"name"`
-	ReportedAt  *time.Time `json:"reported_at"`
-	StoredBytes int        `json:"stored_bytes"`
-	TopicId     string     `json:"topic_id"`
+	InstanceId  string    `json:"instance_id"`
+	ReportedAt  time.Time `json:"reported_at"`
+	StoredBytes int       `json:"stored_bytes"`
+	TopicId     string    `json:"topic_id"`
 }
 
 // Usage defines model for Usage.
