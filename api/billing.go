@@ -112,7 +112,12 @@ func (a *API) getUsage(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
-	WriteJSONWithETag(w, http.StatusOK, d)
+	ts, err := a.latestTopicStorage(r.Context(), PrincipalFrom(r.Context()).OrgID, "")
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSONWithETag(w, http.StatusOK, usageOut{Draft: d, TopicStorage: ts})
 }
 
 func (a *API) upcomingInvoice(w http.ResponseWriter, r *http.Request) {

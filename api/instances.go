@@ -473,5 +473,11 @@ func (a *API) getInstanceMetrics(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"instance_id": id, "from": from.UTC(), "to": to.UTC(), "step_seconds": int64(step / time.Second), "points": pts})
+	ts, err := a.latestTopicStorage(ctx, org, id)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"instance_id": id, "from": from.UTC(), "to": to.UTC(), "step_seconds": int64(step / time.Second), "points": pts,
+		"topics": ts})
 }

@@ -73,7 +73,40 @@ func (c linkControl) IngestUsage(ctx context.Context, rep nodelink.UsageReport) 
 	if c.meter == nil {
 		return false, nil
 	}
-	return c.meter.Ingest(ctx, billingReport(rep))
+	br := billingReport(rep)
+	if err := c.ownTopicsOnly(ctx, br); err != nil {
+		return false, err
+	}
+	return c.meter.Ingest(ctx, br)
+}
+
+// ownTopicsOnly keeps, of the report's storage per topic, the instances'
+// own provisioned topics (tenancy owns topics; billing records what it is
+// given): a topic deleted meanwhile, or another instance's, is left out.
+func (c linkControl) ownTopicsOnly(ctx context.Context, rep billing.UsageReport) error {
+	var ids []string
+	for _, u := range rep.Instances {
+		if len(u.TopicStoredBytes) > 0 {
+			ids = append(ids, u.InstanceID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	own, err := c.svc.InstanceTopicIDs(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i, u := range rep.Instances {
+		kept := make(map[string]int64, len(u.TopicStoredBytes))
+		for id, n := range u.TopicStoredBytes {
+			if own[u.InstanceID][id] {
+				kept[id] = n
+			}
+		}
+		rep.Instances[i].TopicStoredBytes = kept
+	}
+	return nil
 }
 
 func billingReport(rep nodelink.UsageReport) billing.UsageReport {
@@ -83,7 +116,8 @@ func billingReport(rep nodelink.UsageReport) billing.UsageReport {
 			MessagesIn: u.MessagesIn, MessagesOut: u.MessagesOut, BytesIn: u.BytesIn, BytesOut: u.BytesOut,
 			MessageUnitsIn: u.MessageUnitsIn, MessageUnitsOut: u.MessageUnitsOut, ConnectionSeconds: u.ConnectionSeconds,
 			Drops: u.Drops, Connections: u.Connections, Subscriptions: u.Subscriptions, Retained: u.Retained, StoredBytes: u.StoredBytes,
-			MessagesForwarded: u.MessagesForwarded}
+			MessagesForwarded: u.MessagesForwarded,
+			TopicStoredBytes:  u.TopicStoredBytes}
 	}
 	return out
 }

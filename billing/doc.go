@@ -1,6 +1,7 @@
 // Package billing owns what tenants pay for, over Postgres: usage metering
 // (the data plane's usage reports rolled up into per-instance time buckets,
-// and the metric series of the charts), the plan catalogue (prices,
+// and the metric series of the charts; the latest stored bytes per
+// provisioned topic), the plan catalogue (prices,
 // allowances, and the quotas and limits a plan grants, which tenancy reads
 // as a tenancy.PlanSource), subscriptions and plan changes, spend limits
 // (throttle or suspend through an OrgLimiter), and invoices with their

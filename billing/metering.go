@@ -36,6 +36,7 @@ type InstanceUsage struct {
 	// MessagesForwarded counts messages delivered by forwarding rules
 	// (also counted in MessagesOut, BytesOut and MessageUnitsOut).
 	MessagesForwarded int64
+	TopicStoredBytes  map[string]int64 // gauge by provisioned topic ID (topicstorage.go)
 }
 
 // Bucket steps and how long each is kept.
@@ -139,6 +140,9 @@ func (m *Meter) Ingest(ctx context.Context, r UsageReport) (duplicate bool, err 
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return false, fmt.Errorf("roll up usage: %w", err)
 	}
+	if err := recordTopicStorage(ctx, tx, r, orgs); err != nil {
+		return false, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return false, fmt.Errorf("commit usage: %w", err)
 	}
@@ -201,6 +205,9 @@ func validateReport(r UsageReport) error {
 			if n < 0 {
 				return fmt.Errorf("%w: negative drop count %q for instance %s", ErrInvalidReport, reason, u.InstanceID)
 			}
+		}
+		if err := validateTopicStorage(u); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -798,8 +798,11 @@ type DraftInvoice struct {
 	Period      string        `json:"period"`
 	PeriodEnd   time.Time     `json:"period_end"`
 	PeriodStart time.Time     `json:"period_start"`
-	TotalCents  int           `json:"total_cents"`
-	Usage       Usage         `json:"usage"`
+
+	// TopicStorage getUsage only. The latest stored bytes of each provisioned topic of the org, by instance and topic ID.
+	TopicStorage *[]TopicStorage `json:"topic_storage,omitempty"`
+	TotalCents   int             `json:"total_cents"`
+	Usage        Usage           `json:"usage"`
 }
 
 // Endpoints Where devices connect; null for a listener the node does not run.
@@ -1317,6 +1320,17 @@ type TopicMessage struct {
 // TopicSettings defines model for TopicSettings.
 type TopicSettings struct {
 	StrictTopics bool `json:"strict_topics"`
+}
+
+// TopicStorage A provisioned topic's stored bytes as its node last reported them (at `reported_at`, the end
+// of the usage report's window): the bytes of the messages readable in the topic's queue (a
+// message in two topics counts in both). A topic appears once a usage report has named it
+// (the node names every provisioned topic of an instance whenever its storage changes).
+type TopicStorage struct {
+	InstanceId  string    `json:"instance_id"`
+	ReportedAt  time.Time `json:"reported_at"`
+	StoredBytes int       `json:"stored_bytes"`
+	TopicId     string    `json:"topic_id"`
 }
 
 // Usage defines model for Usage.
@@ -3182,6 +3196,10 @@ type ClientInterface interface {
 	PutSubscription(ctx context.Context, orgId OrgID, params *PutSubscriptionParams, body PutSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetUsage Metered usage of a period and its priced draft invoice.
+	//
+	// Also lists, in `topic_storage`, the latest stored bytes of every provisioned topic of the
+	// org's instances (a gauge carried by the nodes' usage reports, every 10 s by default; as of
+	// its `reported_at`, whatever the period asked).
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/usage (the `GetUsage` operationId).
 	GetUsage(ctx context.Context, orgId OrgID, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -5178,6 +5196,10 @@ func (c *Client) PutSubscription(ctx context.Context, orgId OrgID, params *PutSu
 }
 
 // GetUsage Metered usage of a period and its priced draft invoice.
+//
+// Also lists, in `topic_storage`, the latest stored bytes of every provisioned topic of the
+// org's instances (a gauge carried by the nodes' usage reports, every 10 s by default; as of
+// its `reported_at`, whatever the period asked).
 //
 // Corresponds with GET /v1/orgs/{org_id}/usage (the `GetUsage` operationId).
 func (c *Client) GetUsage(ctx context.Context, orgId OrgID, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -11468,6 +11490,10 @@ type ClientWithResponsesInterface interface {
 
 	// GetUsageWithResponse Metered usage of a period and its priced draft invoice.
 	//
+	// Also lists, in `topic_storage`, the latest stored bytes of every provisioned topic of the
+	// org's instances (a gauge carried by the nodes' usage reports, every 10 s by default; as of
+	// its `reported_at`, whatever the period asked).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/usage (the `GetUsage` operationId).
@@ -13711,6 +13737,10 @@ type GetInstanceMetricsResponse struct {
 		Points      *[]MetricsPoint `json:"points"`
 		StepSeconds int             `json:"step_seconds"`
 		To          time.Time       `json:"to"`
+
+		// Topics Storage per provisioned topic of the instance: the latest stored bytes its node
+		// reported (not a series; `points[].stored_bytes` is the instance's total over time).
+		Topics []TopicStorage `json:"topics"`
 	}
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
@@ -13723,6 +13753,10 @@ func (r GetInstanceMetricsResponse) GetJSON200() *struct {
 	Points      *[]MetricsPoint `json:"points"`
 	StepSeconds int             `json:"step_seconds"`
 	To          time.Time       `json:"to"`
+
+	// Topics Storage per provisioned topic of the instance: the latest stored bytes its node
+	// reported (not a series; `points[].stored_bytes` is the instance's total over time).
+	Topics []TopicStorage `json:"topics"`
 } {
 	return r.JSON200
 }
@@ -17927,6 +17961,10 @@ func (c *ClientWithResponses) PutSubscriptionWithResponse(ctx context.Context, o
 
 // GetUsageWithResponse Metered usage of a period and its priced draft invoice.
 //
+// Also lists, in `topic_storage`, the latest stored bytes of every provisioned topic of the
+// org's instances (a gauge carried by the nodes' usage reports, every 10 s by default; as of
+// its `reported_at`, whatever the period asked).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/orgs/{org_id}/usage (the `GetUsage` operationId).
@@ -19791,6 +19829,10 @@ func ParseGetInstanceMetricsResponse(rsp *http.Response) (*GetInstanceMetricsRes
 			Points      *[]MetricsPoint `json:"points"`
 			StepSeconds int             `json:"step_seconds"`
 			To          time.Time       `json:"to"`
+
+			// Topics Storage per provisioned topic of the instance: the latest stored bytes its node
+			// reported (not a series; `points[].stored_bytes` is the instance's total over time).
+			Topics []TopicStorage `json:"topics"`
 		}
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err

@@ -44,6 +44,7 @@ type config struct {
 	BaseDomain      string
 	SyncReadyBound  string
 	RetentionEvery  string
+	UsageEvery      string
 	NodeAPIURL      string
 	MaxConnectBytes string
 	PublicURL       string
@@ -84,6 +85,7 @@ var allFlags = []flagSpec{
 	{"admin-token", "AERIE_ADMIN_TOKEN", "", "operator token for /v1/admin (serve: generated into <data-dir>/admin-token when empty)", true, func(c *config) *string { return &c.AdminToken }},
 	{"default-instance", "AERIE_DEFAULT_INSTANCE", "", "instance for devices that name none (no @<instance> in the username, no host name)", false, func(c *config) *string { return &c.DefaultInstance }},
 	{"retention-interval", "AERIE_RETENTION_INTERVAL", "1m", "how often a node applies retention (message age and size, topic retention) to its message store", false, func(c *config) *string { return &c.RetentionEvery }},
+	{"usage-interval", "AERIE_USAGE_INTERVAL", "10s", "how often a node reports its usage (traffic, connections, storage per instance and per topic) to the control plane", false, func(c *config) *string { return &c.UsageEvery }},
 	{"node-api-url", "AERIE_NODE_API_URL", "", "URL the control plane reaches this node's API at (consumer groups); default http://<public-host>:<http port>", false, func(c *config) *string { return &c.NodeAPIURL }},
 	{"sync-ready-bound", "AERIE_SYNC_READY_BOUND", "10s", "a node's /readyz fails once it has been out of sync with the control plane (watch stream down) for longer than this", false, func(c *config) *string { return &c.SyncReadyBound }},
 	{"public-url", "AERIE_PUBLIC_URL", "", "URL users reach the console and API at, used in every emailed link; https makes console cookies Secure (default http://localhost:<http port>)", false, func(c *config) *string { return &c.PublicURL }},
@@ -99,11 +101,11 @@ var allFlags = []flagSpec{
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
 		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "public-url", "metrics-addr", "secret-key-file", "retention-interval",
-		"forward-ca-file", "forward-allow-private"},
+		"forward-ca-file", "forward-allow-private", "usage-interval"},
 	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr", "secret-key-file"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
 		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "metrics-addr", "retention-interval", "node-api-url",
-		"forward-ca-file", "forward-allow-private"},
+		"forward-ca-file", "forward-allow-private", "usage-interval"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 }

@@ -38,6 +38,7 @@ type node struct {
 	closeGW func()
 	fwd     *forward.Service // forwarding rules
 	secrets *ruleSecrets
+	usage   time.Duration // how often usage is reported
 }
 
 // openNode opens the store and the gateway (not yet listening) and
@@ -48,7 +49,11 @@ func openNode(ctx context.Context, s *server) (*node, error) {
 	if err != nil || bound <= 0 {
 		return nil, fmt.Errorf("%w: --sync-ready-bound %q is not a positive duration (e.g. 10s)", errUsage, cfg.SyncReadyBound)
 	}
-	n := &node{srv: nodelink.NewServer(), state: configsync.NewState()}
+	usage, err := time.ParseDuration(cfg.UsageEvery)
+	if err != nil || usage <= 0 {
+		return nil, fmt.Errorf("%w: --usage-interval %q is not a positive duration (e.g. 10s)", errUsage, cfg.UsageEvery)
+	}
+	n := &node{srv: nodelink.NewServer(), state: configsync.NewState(), usage: usage}
 	n.local = &nodelink.Local{Server: n.srv}
 	// Not ready while the node has not followed the control plane for
 	// longer than the bound: it may be serving revoked credentials.
@@ -185,7 +190,7 @@ func (n *node) follow(ctx context.Context, s *server) error {
 	n.secrets.set(src)
 	go n.fwd.Run(runCtx) // after the disk snapshot: rules resume from their cursors
 	rep, err := usagereport.New(usagereport.Options{NodeID: n.id, Link: src, Dir: filepath.Join(s.cfg.DataDir, "usage"),
-		Interval: 10 * time.Second, Log: s.log.With("component", "usage")}, usagereport.Merge{n.gw.Metrics(), n.fwd})
+		Interval: n.usage, Log: s.log.With("component", "usage")}, usagereport.Merge{n.gw.Metrics(), n.fwd})
 	if err != nil {
 		return err
 	}

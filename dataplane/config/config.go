@@ -263,6 +263,9 @@ type InstanceUsage struct {
 	// MessagesForwarded counts messages delivered by forwarding rules
 	// (also counted in MessagesOut, BytesOut and MessageUnitsOut).
 	MessagesForwarded int64 `json:"messages_forwarded,omitempty"`
+	// TopicStoredBytes: each provisioned topic's stored bytes (gauge),
+	// by topic ID; at most the instance's provisioned topics.
+	TopicStoredBytes map[string]int64 `json:"topic_stored_bytes,omitempty"`
 }
 
 // ClientInfo is one connected client as its node sees it (the console's

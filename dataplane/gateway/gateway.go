@@ -209,6 +209,7 @@ func (g *Gateway) addStore(o Options) error {
 		g.tenant.state.OnChange(g.onTopicChange)
 	}
 	g.metrics.stored = func(id string) int64 { return st.Stats(id).StoredBytes() }
+	g.metrics.topicStored = g.topicUsage
 	h := sessions.New(st, g.srv, sessions.Options{InstanceOf: g.tenant.InstanceOf, Logger: o.Log,
 		OnDrop: func(cl *mqtt.Client) {
 			if c := g.tenant.get(cl); c != nil {

@@ -64,6 +64,10 @@ type Metrics struct {
 	// placed lists the instances on the node with their org (nil: keep
 	// every series).
 	placed func() map[string]string
+	// topicStored is each instance's stored bytes by provisioned topic ID
+	// (gauges; topicusage.go), lastTopics what the last drain saw.
+	topicStored func() map[string]map[string]int64
+	lastTopics  map[string]map[string]int64
 
 	reg                                                *prometheus.Registry
 	connections, subscriptions, retainedG              *prometheus.GaugeVec
@@ -232,6 +236,15 @@ func (m *Metrics) DrainUsage() []config.InstanceUsage {
 		retained = m.retained()
 	}
 	stored := m.stored
+	var topics map[string]map[string]int64
+	if m.topicStored != nil {
+		topics = m.topicStored()
+		for id := range topics {
+			if insts[id] == nil {
+				insts[id] = &counters{} // quiet since the start: only its gauges
+			}
+		}
+	}
 	var out []config.InstanceUsage
 	for id, c := range insts {
 		if id == "unknown" {
@@ -258,7 +271,9 @@ func (m *Metrics) DrainUsage() []config.InstanceUsage {
 			return true
 		})
 		active := u.Connects+u.AuthFailures+u.MessagesIn+u.MessagesOut+u.ConnectionSeconds+int64(len(u.Drops)) > 0
-		if active || u.Connections > 0 || u.Retained > 0 {
+		u.TopicStoredBytes = topics[id]
+		moved := m.topicsMoved(id, u.TopicStoredBytes)
+		if active || u.Connections > 0 || u.Retained > 0 || moved {
 			out = append(out, u)
 		}
 	}

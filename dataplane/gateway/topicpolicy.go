@@ -111,21 +111,12 @@ func (c *topicStorage) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect implements prometheus.Collector.
 func (c *topicStorage) Collect(ch chan<- prometheus.Metric) {
-	st, state := c.g.store, c.g.tenant.state
-	if st == nil || state == nil {
+	if c.g.tenant.state == nil {
 		return
 	}
-	for _, id := range state.InstanceIDs() {
-		ts, _ := state.Topics(id)
-		if len(ts) == 0 {
-			continue
-		}
-		by := map[string]int64{}
-		for _, s := range st.TopicStats(id) {
-			by[s.Filter] = s.Bytes
-		}
-		for _, t := range ts {
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(by[id+"/"+t.Filter]), id, t.Name)
+	for _, id := range c.g.tenant.state.InstanceIDs() {
+		for _, t := range c.g.topicStored(id) {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(t.Bytes), id, t.Name)
 		}
 	}
 }

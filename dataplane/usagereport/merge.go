@@ -51,4 +51,10 @@ func add(dst *config.InstanceUsage, u config.InstanceUsage) {
 	dst.Subscriptions = max(dst.Subscriptions, u.Subscriptions)
 	dst.Retained = max(dst.Retained, u.Retained)
 	dst.StoredBytes = max(dst.StoredBytes, u.StoredBytes)
+	for k, v := range u.TopicStoredBytes { // gauges: one source reports each topic
+		if dst.TopicStoredBytes == nil {
+			dst.TopicStoredBytes = map[string]int64{}
+		}
+		dst.TopicStoredBytes[k] = max(dst.TopicStoredBytes[k], v)
+	}
 }
