@@ -29,8 +29,12 @@ import (
 //   - Queues: Pull(instance, q, after, n) returns the next entries of q with
 //     offsets > after, oldest first, each exactly once, skipping messages
 //     past retention or MQTT 5 expiry. A wildcard filter's queue holds every
-//     message whose topic the filter matches under MQTT rules (parent-level
-//     '#', no wildcard-leading match of '$' topics).
+//     message appended while a persistent session subscribes to the filter
+//     whose topic the filter matches under MQTT rules (parent-level '#', no
+//     wildcard-leading match of '$' topics). RocksDB indexes a wildcard
+//     queue only while it has a subscriber; JetStream reads any filter over
+//     the whole log, so it returns earlier messages too: callers read after
+//     the subscription's cursor, where both agree.
 //   - Cursors: Subscribe starts a persistent subscription after the current
 //     end of the instance's log (Subscription.Since; the returned cursor).
 //     PullSession hands out entries after the session's read position; Ack
