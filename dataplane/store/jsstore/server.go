@@ -14,7 +14,7 @@ type ServerConfig struct {
 	Name string // server name, unique in a cell
 	Dir  string // JetStream store directory
 	// Host/Port of the client listener; Port 0 means no listener (the
-	// store connects in process), -1 a random port.
+	// store connects in process; clustered: a random port), -1 a random port.
 	Host string
 	Port int
 	// Cluster: when ClusterName is set the server joins a JetStream
@@ -54,6 +54,11 @@ func ServerOptions(cfg ServerConfig) (*server.Options, error) {
 		o.Host = "127.0.0.1"
 	}
 	if cfg.ClusterName != "" {
+		// Routing waits for the client listener: a clustered server
+		// always has one (a random port unless set).
+		if o.Port == 0 {
+			o.Port, o.DontListen = -1, false
+		}
 		o.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort}
 		if o.Cluster.Host == "" {
 			o.Cluster.Host = "127.0.0.1"
