@@ -230,7 +230,12 @@ func testSessionsCursors(t *testing.T, b store.Backend) {
 	if err != nil || len(infos) != 1 || infos[0].Backlog != 2 || !infos[0].Online {
 		t.Fatalf("Sessions = %+v, %v", infos, err)
 	}
-	// Unsubscribe, DeleteSession.
+	testUnsubscribeDelete(t, b)
+}
+
+// testUnsubscribeDelete continues testSessionsCursors: c1 subscribes to s/+.
+func testUnsubscribeDelete(t *testing.T, b store.Backend) {
+	ctx := context.Background()
 	if err := b.Unsubscribe(ctx, inst, "c1", "s/+"); err != nil {
 		t.Fatalf("Unsubscribe: %v", err)
 	}
