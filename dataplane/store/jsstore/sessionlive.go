@@ -1,0 +1,280 @@
+package jsstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/aeriemq/aerie/dataplane/store"
+)
+
+// Resume marks a session connected and sets its read positions to the
+// persisted cursors.
+func (s *Store) Resume(ctx context.Context, instance, clientID string) (*store.Session, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	s.ss.lock.Lock()
+	defer s.ss.lock.Unlock()
+	rec, err := s.readRecord(ctx, instance, clientID)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("%w: %s/%s", store.ErrNoSession, instance, clientID)
+	}
+	if rec.Disc != 0 {
+		rec.Disc = 0
+		if err := s.writeRecord(ctx, rec); err != nil {
+			return nil, err
+		}
+	}
+	sess, err := s.loadSession(ctx, rec, instance, clientID)
+	if err != nil {
+		return nil, err
+	}
+	ls := &liveSession{queues: map[string]*cursorState{}, volatile: rec.Exp == 0}
+	for q, c := range sess.Cursors {
+		ls.queues[q] = &cursorState{committed: c, read: c, acked: map[uint64]bool{}}
+	}
+	s.ss.mu.Lock()
+	s.ss.live[sessKey{instance, clientID}] = ls
+	s.ss.mu.Unlock()
+	return sess, nil
+}
+
+// Disconnect marks a session offline at `at` and forgets its read state.
+func (s *Store) Disconnect(ctx context.Context, instance, clientID string, at time.Time) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	s.ss.lock.Lock()
+	defer s.ss.lock.Unlock()
+	s.ss.mu.Lock()
+	delete(s.ss.live, sessKey{instance, clientID})
+	s.ss.mu.Unlock()
+	rec, err := s.readRecord(ctx, instance, clientID)
+	if err != nil || rec == nil {
+		return err
+	}
+	rec.Disc = at.UnixMilli()
+	return s.writeRecord(ctx, rec)
+}
+
+func (s *Store) liveQueue(instance, clientID, queue string) (*liveSession, *cursorState, error) {
+	s.ss.mu.RLock()
+	ls := s.ss.live[sessKey{instance, clientID}]
+	s.ss.mu.RUnlock()
+	if ls == nil {
+		return nil, nil, fmt.Errorf("%w: %s/%s is not resumed", store.ErrNoSession, instance, clientID)
+	}
+	ls.mu.Lock()
+	cs := ls.queues[queue]
+	if cs == nil {
+		ls.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w: %s/%s has no subscription %q", store.ErrNoSession, instance, clientID, queue)
+	}
+	return ls, cs, nil
+}
+
+// PullSession reads a resumed session's queue after its read position and
+// marks the entries in flight.
+func (s *Store) PullSession(ctx context.Context, instance, clientID, queue string, limit int) ([]store.Entry, error) {
+	ls, cs, err := s.liveQueue(instance, clientID, queue)
+	if err != nil {
+		return nil, err
+	}
+	defer ls.mu.Unlock()
+	ents, err := s.Pull(ctx, instance, queue, cs.read, limit)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		cs.inflight = append(cs.inflight, e.Offset)
+	}
+	if len(ents) > 0 {
+		cs.read = ents[len(ents)-1].Offset
+	}
+	return ents, nil
+}
+
+// Ack acknowledges an in-flight entry; the persisted cursor advances over
+// the leading run of acknowledged entries (one KV put when it moves).
+func (s *Store) Ack(ctx context.Context, instance, clientID, queue string, offset uint64) (bool, error) {
+	ls, cs, err := s.liveQueue(instance, clientID, queue)
+	if err != nil {
+		return false, err
+	}
+	defer ls.mu.Unlock()
+	i := sort.Search(len(cs.inflight), func(i int) bool { return cs.inflight[i] >= offset })
+	if i == len(cs.inflight) || cs.inflight[i] != offset {
+		return false, nil
+	}
+	cs.acked[offset] = true
+	moved := false
+	for len(cs.inflight) > 0 && cs.acked[cs.inflight[0]] {
+		delete(cs.acked, cs.inflight[0])
+		cs.committed = cs.inflight[0]
+		cs.inflight = cs.inflight[1:]
+		moved = true
+	}
+	if !moved || ls.volatile {
+		return moved, nil
+	}
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	if err := s.put(ctx, cursorKey(instance, clientID, queue), binary.BigEndian.AppendUint64(nil, cs.committed)); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Inflight counts a session's pulled entries awaiting an ack.
+func (s *Store) Inflight(instance, clientID string) int {
+	s.ss.mu.RLock()
+	ls := s.ss.live[sessKey{instance, clientID}]
+	s.ss.mu.RUnlock()
+	if ls == nil {
+		return 0
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	n := 0
+	for _, cs := range ls.queues {
+		n += len(cs.inflight) - len(cs.acked)
+	}
+	return n
+}
+
+// allRecords returns every session record.
+func (s *Store) allRecords(ctx context.Context) ([]*sessionRecord, error) {
+	var out []*sessionRecord
+	err := s.scanKV(ctx, "s.>", func(_ string, v []byte) error {
+		rec := &sessionRecord{}
+		if err := json.Unmarshal(v, rec); err != nil {
+			return fmt.Errorf("jsstore: session record: %w", err)
+		}
+		out = append(out, rec)
+		return nil
+	})
+	return out, err
+}
+
+// ExpireSessions returns due wills (each once: the record loses it before
+// it is returned) and removes sessions whose expiry elapsed.
+func (s *Store) ExpireSessions(ctx context.Context, now time.Time) (store.Expired, error) {
+	var out store.Expired
+	if err := s.check(); err != nil {
+		return out, err
+	}
+	s.ss.lock.Lock()
+	defer s.ss.lock.Unlock()
+	recs, err := s.allRecords(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, rec := range recs {
+		if rec.Disc == 0 {
+			continue
+		}
+		disc := time.UnixMilli(rec.Disc)
+		expired := rec.Exp != store.NeverExpire && !now.Before(disc.Add(rec.Exp))
+		if w := rec.Will; w != nil && (expired || !now.Before(disc.Add(w.Delay))) {
+			m, err := store.DecodeRecord(w.Msg)
+			if err != nil {
+				return out, fmt.Errorf("jsstore: will of %s/%s: %w", rec.Inst, rec.Client, err)
+			}
+			m.Time = time.Time{}
+			rec.Will = nil
+			if !expired {
+				if err := s.writeRecord(ctx, rec); err != nil {
+					return out, err
+				}
+			}
+			out.Wills = append(out.Wills, *m)
+		}
+		if expired {
+			if err := s.deleteSessionLocked(ctx, rec.Inst, rec.Client); err != nil {
+				return out, err
+			}
+			out.Sessions = append(out.Sessions, store.SessionRef{Instance: rec.Inst, ClientID: rec.Client})
+		}
+	}
+	return out, nil
+}
+
+// DisconnectAll marks every session recorded as connected and not resumed
+// by this process disconnected at `at`.
+func (s *Store) DisconnectAll(ctx context.Context, at time.Time) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	s.ss.lock.Lock()
+	defer s.ss.lock.Unlock()
+	recs, err := s.allRecords(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, rec := range recs {
+		s.ss.mu.RLock()
+		live := s.ss.live[sessKey{rec.Inst, rec.Client}] != nil
+		s.ss.mu.RUnlock()
+		if live || rec.Disc != 0 {
+			continue
+		}
+		rec.Disc = at.UnixMilli()
+		if err := s.writeRecord(ctx, rec); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Sessions lists the instance's sessions that hold subscriptions, with
+// their backlog counted up to capPerQueue entries per subscription.
+func (s *Store) Sessions(ctx context.Context, instance string, capPerQueue int) ([]store.SessionInfo, error) {
+	s.ss.mu.RLock()
+	seen := map[string]bool{}
+	for _, clients := range s.ss.byQueue[instance] {
+		for c := range clients {
+			seen[c] = true
+		}
+	}
+	s.ss.mu.RUnlock()
+	ids := make([]string, 0, len(seen))
+	for c := range seen {
+		ids = append(ids, c)
+	}
+	sort.Strings(ids)
+	out := make([]store.SessionInfo, 0, len(ids))
+	for _, id := range ids {
+		sess, err := s.LoadSession(ctx, instance, id)
+		if err != nil {
+			continue // ended meanwhile
+		}
+		info := store.SessionInfo{ClientID: id, Online: sess.DisconnectedAt.IsZero(), DisconnectedAt: sess.DisconnectedAt, Expiry: sess.Expiry}
+		for f := range sess.Subscriptions {
+			info.Subscriptions = append(info.Subscriptions, f)
+		}
+		sort.Strings(info.Subscriptions)
+		for q, cur := range sess.Cursors {
+			ents, err := s.Pull(ctx, instance, q, cur, capPerQueue)
+			if err != nil {
+				return nil, fmt.Errorf("backlog of %s: %w", id, err)
+			}
+			info.Backlog += len(ents)
+			info.Capped = info.Capped || len(ents) == capPerQueue
+			if len(ents) > 0 && (info.Oldest.IsZero() || ents[0].Message.Time.Before(info.Oldest)) {
+				info.Oldest = ents[0].Message.Time
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
