@@ -63,6 +63,10 @@ func NewFeed(store Store, log *slog.Logger) *Feed {
 		applied: map[string]map[chan struct{}]struct{}{}, stopped: make(chan struct{})}
 }
 
+// SetPollInterval sets how often a watch re-reads the outbox when no
+// notification woke it (default 5 s); call it before Run and Watch.
+func (f *Feed) SetPollInterval(d time.Duration) { f.poll = d }
+
 // Run listens for change notifications until ctx ends, reconnecting on
 // failure.
 func (f *Feed) Run(ctx context.Context) {
@@ -169,6 +173,9 @@ type watch struct {
 	wake     chan struct{}
 	hb, poll *time.Ticker
 	caughtUp bool
+	// sentEmpty: the node has the empty snapshot of a control plane that
+	// never issued a change; it is not sent again at every poll.
+	sentEmpty bool
 }
 
 // step sends what is new (a snapshot or a batch of changes) and, once
@@ -214,6 +221,10 @@ func (w *watch) snapshot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if snap.Revision == 0 && w.sentEmpty {
+		return w.wait(ctx) // still nothing issued: the node has this one
+	}
+	w.sentEmpty = snap.Revision == 0
 	w.f.log.Info("sending config snapshot", "node", w.node, "since", w.since, "revision", snap.Revision, "instances", len(snap.Instances))
 	if err := w.fn(Event{Revision: snap.Revision, Kind: KindSnapshot, Snapshot: &snap}); err != nil {
 		return err

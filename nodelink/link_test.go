@@ -146,3 +146,39 @@ func TestHTTPSourceDeliversConfigAndUsage(t *testing.T) {
 		t.Fatalf("ack with a wrong token: %v", err)
 	}
 }
+
+// TestEmptySnapshotSentOnce: a control plane that never issued a change
+// sends a new node its empty snapshot once, then only heartbeats: it used
+// to resend (and log) it at every poll until the first instance.
+func TestEmptySnapshotSentOnce(t *testing.T) {
+	db := pgtest.New(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := tenancy.NewService(db.Pool, log, tenancy.WithPlans(billing.NewPlans(db.Pool)))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	feed := nodelink.NewFeed(svc, log)
+	feed.SetPollInterval(50 * time.Millisecond)
+	go feed.Run(ctx)
+	node, _, err := svc.EnsureNode(ctx, "node-1", map[string]string{"mqtt": "mqtt://localhost:1883"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchCtx, stop := context.WithTimeout(ctx, 600*time.Millisecond)
+	defer stop()
+	snaps := 0
+	err = feed.Watch(watchCtx, node.ID, 0, func(ev nodelink.Event) error {
+		if ev.Kind == nodelink.KindSnapshot {
+			if ev.Revision != 0 || ev.Snapshot == nil || len(ev.Snapshot.Instances) != 0 {
+				t.Errorf("snapshot %+v: want the empty revision-0 snapshot", ev)
+			}
+			snaps++
+		}
+		return nil
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("watch ended with %v", err)
+	}
+	if snaps != 1 {
+		t.Fatalf("%d empty snapshots in 600 ms at a 50 ms poll: want exactly 1", snaps)
+	}
+}
