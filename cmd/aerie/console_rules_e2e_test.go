@@ -71,11 +71,16 @@ func TestConsoleRulesTab(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			s.do(b, "reload", chromedp.Navigate(rules), chromedp.WaitVisible(chromedp.CSS(`[data-testid="frule-alerts"]`)))
-			if s.evalInt(b, "("+cond+") ? 1 : 0") == 1 {
+			// A reload may abort a navigation still under way (the form
+			// the last click submitted): that is retried, not a failure.
+			err := b.Do(s.wait, chromedp.Navigate(rules), chromedp.WaitVisible(chromedp.CSS(`[data-testid="frule-alerts"]`)))
+			if err == nil && s.evalInt(b, "("+cond+") ? 1 : 0") == 1 {
 				return
 			}
 			if time.Now().After(deadline) {
+				if err != nil {
+					t.Errorf("last reload: %v", err)
+				}
 				b.Shot("failed-" + strings.ReplaceAll(what, " ", "-"))
 				t.Fatalf("never saw %s", what)
 			}
