@@ -75,7 +75,7 @@ type Options struct {
 	// the gateway tells it of quota changes. The caller closes it after
 	// Close. Without a Store (tests), retained messages live in mochi's
 	// memory only and max_retained_messages is not counted.
-	Store *store.Store
+	Store store.Backend
 }
 
 // Gateway is a running MQTT front end.
@@ -89,7 +89,10 @@ type Gateway struct {
 	tls     *tcpListener
 	wss     *wsListener
 	ready   atomic.Bool
-	store   *store.Store
+	store   store.Backend
+	// topics is the store's topic queues and group cursors, when the
+	// backend has them (store.TopicLog; nil otherwise).
+	topics store.TopicLog
 
 	topicsMu sync.Mutex // serialises syncTopics
 }
@@ -202,6 +205,7 @@ func (g *Gateway) addHooks() error {
 func (g *Gateway) addStore(o Options) error {
 	st := o.Store
 	g.store, g.tenant.store = st, st
+	g.topics, _ = st.(store.TopicLog)
 	g.metrics.reg.MustRegister(newTopicStorage(g))
 	if g.tenant.state != nil {
 		g.storeLimits("")

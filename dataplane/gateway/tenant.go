@@ -84,7 +84,7 @@ type tenantHook struct {
 	gens aclGenerations
 	// store owns the retained-message count and quota (admit.go); nil
 	// without a store.
-	store *store.Store
+	store store.Backend
 }
 
 func newTenantHook(srv *mqtt.Server, state *configsync.State, defaultInstance, baseDomain string, log *slog.Logger) *tenantHook {

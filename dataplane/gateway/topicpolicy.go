@@ -67,17 +67,17 @@ func topicQueues(instance string, ts []config.Topic) []store.TopicQueue {
 // pushed configuration (all instances the store or the state knows when
 // ids is empty).
 func (g *Gateway) syncTopics(ctx context.Context, ids ...string) {
-	if g.store == nil || g.tenant.state == nil {
+	if g.topics == nil || g.tenant.state == nil {
 		return
 	}
 	g.topicsMu.Lock()
 	defer g.topicsMu.Unlock()
 	if len(ids) == 0 {
-		ids = append(g.tenant.state.InstanceIDs(), g.store.TopicInstances()...)
+		ids = append(g.tenant.state.InstanceIDs(), g.topics.TopicInstances()...)
 	}
 	for _, id := range ids {
 		ts, _ := g.tenant.state.Topics(id)
-		if err := g.store.SetTopics(ctx, id, withRuleQueues(topicQueues(id, ts), id, g.tenant.state.Rules(id))); err != nil && ctx.Err() == nil {
+		if err := g.topics.SetTopics(ctx, id, withRuleQueues(topicQueues(id, ts), id, g.tenant.state.Rules(id))); err != nil && ctx.Err() == nil {
 			g.log.Warn("set topic queues", "instance", id, "error", err)
 		}
 	}

@@ -19,7 +19,7 @@ type topicBytes struct {
 // topicStored lists the instance's provisioned topics with their stored
 // bytes (nil for an instance without topics, or without a store).
 func (g *Gateway) topicStored(instance string) []topicBytes {
-	st, state := g.store, g.tenant.state
+	st, state := g.topics, g.tenant.state
 	if st == nil || state == nil {
 		return nil
 	}

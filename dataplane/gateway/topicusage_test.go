@@ -21,7 +21,7 @@ func TestTopicStorageInUsage(t *testing.T) {
 	m := b.gw.Metrics()
 	b.apply(t, config.Event{Kind: config.KindTopicPut, InstanceID: "i-aaaa", Topic: &config.Topic{ID: "t-tel", Name: "telemetry", Filter: "tel/#", MaxQoS: 2, RetainAllowed: true}})
 	b.apply(t, config.Event{Kind: config.KindTopicPut, InstanceID: "i-aaaa", Topic: &config.Topic{ID: "t-cmd", Name: "commands", Filter: "cmd/#", MaxQoS: 2, RetainAllowed: true}})
-	if !waitFor(t, 5*time.Second, func() bool { return len(b.gw.store.TopicStats("i-aaaa")) == 2 }) {
+	if !waitFor(t, 5*time.Second, func() bool { return len(b.gw.topics.TopicStats("i-aaaa")) == 2 }) {
 		t.Fatal("the store did not register the topic queues")
 	}
 	us := m.DrainUsage()

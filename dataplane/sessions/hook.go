@@ -81,7 +81,7 @@ type key struct{ inst, id string }
 // with srv.AddHook(h, nil); srv.Close stops it.
 type Hook struct {
 	mqtt.HookBase
-	st     *store.Store
+	st     store.Backend
 	srv    *mqtt.Server
 	opts   Options
 	log    *slog.Logger
@@ -115,7 +115,7 @@ type Hook struct {
 }
 
 // New returns the hook for srv backed by st.
-func New(st *store.Store, srv *mqtt.Server, opts Options) *Hook {
+func New(st store.Backend, srv *mqtt.Server, opts Options) *Hook {
 	opts.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hook{
