@@ -82,7 +82,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		subs: map[string]store.Subscription{}, inflight: map[uint16]delivery{}}
 	// A will with a delay is kept in the store (so it survives restarts) and
 	// published by the expiry loop; mochi keeps the immediate ones.
-	if w := cl.Properties.Will; atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && w.WillDelayInterval > 0 && persistent(cl) {
+	if w := cl.Properties.Will; atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && h.keepsWill(cl, w) {
 		s.will = &store.Will{Message: willMessage(k.inst, w), Delay: time.Duration(w.WillDelayInterval) * time.Second}
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	}

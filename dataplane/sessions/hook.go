@@ -82,6 +82,7 @@ type key struct{ inst, id string }
 type Hook struct {
 	mqtt.HookBase
 	st     store.Backend
+	cell   store.Cell // st when it is shared by a cell's nodes (cell.go); else nil
 	srv    *mqtt.Server
 	opts   Options
 	log    *slog.Logger
@@ -129,6 +130,7 @@ func New(st store.Backend, srv *mqtt.Server, opts Options) *Hook {
 		liveByID: map[string]*session{},
 		queues:   map[*mqtt.Client]*pubQueue{},
 	}
+	h.cell, _ = st.(store.Cell)
 	h.inline = srv.NewClient(nil, mqtt.LocalListener, "aerie-sessions", true)
 	h.inline.Properties.ProtocolVersion = 5
 	return h
@@ -161,6 +163,10 @@ func (h *Hook) Init(any) error {
 	h.wg.Add(2)
 	go h.eventLoop()
 	go h.expiryLoop()
+	if h.cell != nil {
+		h.wg.Add(1)
+		go h.cellLoop()
+	}
 	return nil
 }
 

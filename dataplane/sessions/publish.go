@@ -43,6 +43,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 	} else {
 		h.pushQoS0(cl, pk)
+		h.relayQoS0(m)
 	}
 	return pk, nil
 }

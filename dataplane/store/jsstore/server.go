@@ -24,6 +24,10 @@ type ServerConfig struct {
 	ClusterHost string
 	ClusterPort int
 	Routes      []string
+	// Secret, when set, is required of every route (cluster user "aerie")
+	// and every client connection (user "aerie"), the in-process one
+	// included (ConnectSecret).
+	Secret string
 }
 
 // Fsync policy: the server runs with SyncAlways. A single-replica stream
@@ -68,8 +72,17 @@ func ServerOptions(cfg ServerConfig) (*server.Options, error) {
 			if err != nil {
 				return nil, fmt.Errorf("jsstore: route %q: %w", r, err)
 			}
+			if cfg.Secret != "" {
+				u.User = url.UserPassword(secretUser, cfg.Secret)
+			}
 			o.Routes = append(o.Routes, u)
 		}
+		if cfg.Secret != "" {
+			o.Cluster.Username, o.Cluster.Password = secretUser, cfg.Secret
+		}
+	}
+	if cfg.Secret != "" {
+		o.Username, o.Password = secretUser, cfg.Secret
 	}
 	return o, nil
 }
@@ -92,6 +105,19 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("jsstore: server %s not ready", cfg.Name)
 	}
 	return ns, nil
+}
+
+// secretUser is the user name of routes and clients when a secret is set.
+const secretUser = "aerie"
+
+// ConnectSecret opens an in-process client connection to a server started
+// with ServerConfig.Secret.
+func ConnectSecret(ns *server.Server, secret string) (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("aerie-store"), nats.MaxReconnects(-1), nats.UserInfo(secretUser, secret))
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: connect: %w", err)
+	}
+	return nc, nil
 }
 
 // Connect opens an in-process client connection to ns.
