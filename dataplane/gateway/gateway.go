@@ -95,6 +95,7 @@ type Gateway struct {
 	topics store.TopicLog
 
 	topicsMu sync.Mutex // serialises syncTopics
+	stopCell func()     // ends the cell load loop (cellquota.go)
 }
 
 // New binds the listeners (so a port in use fails here) without serving.
@@ -206,6 +207,7 @@ func (g *Gateway) addStore(o Options) error {
 	st := o.Store
 	g.store, g.tenant.store = st, st
 	g.topics, _ = st.(store.TopicLog)
+	g.tenant.cell, _ = st.(store.Cell)
 	g.metrics.reg.MustRegister(newTopicStorage(g))
 	if g.tenant.state != nil {
 		g.storeLimits("")
@@ -301,6 +303,11 @@ func (g *Gateway) Start() error {
 	}
 	g.ready.Store(true)
 	g.syncTopics(context.Background())
+	if g.tenant.cell != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		g.stopCell = cancel
+		go g.tenant.cellLoad(ctx)
+	}
 	return nil
 }
 
@@ -347,6 +354,9 @@ func (g *Gateway) WSSAddr() string {
 // Close stops accepting, disconnects every client and stops the server.
 func (g *Gateway) Close() error {
 	g.ready.Store(false)
+	if g.stopCell != nil {
+		g.stopCell()
+	}
 	return g.srv.Close()
 }
 

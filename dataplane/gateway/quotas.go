@@ -116,10 +116,21 @@ func (l *instanceLimits) quotas() config.Quotas {
 type quotaTable struct {
 	mu sync.Mutex
 	by map[string]*instanceLimits
+	// nodes is the live-node count of the node's cell (0 or 1: not in a
+	// cell); instance-wide rates are divided by it (cellquota.go).
+	nodes atomic.Int32
 }
 
-// of returns the instance's limits, brought up to q.
+// get returns the instance's limits, or nil.
+func (t *quotaTable) get(id string) *instanceLimits {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.by[id]
+}
+
+// of returns the instance's limits, brought up to q (its cell share).
 func (t *quotaTable) of(id string, q config.Quotas) *instanceLimits {
+	q = cellShare(q, int(t.nodes.Load()))
 	t.mu.Lock()
 	l, ok := t.by[id]
 	if !ok {
@@ -194,7 +205,7 @@ func (h *tenantHook) admitConnection(cl *mqtt.Client, c *conn, q config.Quotas) 
 	// A device replacing its own session (same client ID) is not an extra
 	// connection: the old one is about to go.
 	_, takeover := h.srv.Clients.Get(c.mount + cl.ID)
-	if n := lim.conns.Add(1); q.MaxConnections > 0 && n > int64(q.MaxConnections) && !takeover {
+	if n := lim.conns.Add(1); q.MaxConnections > 0 && n+h.peerConnections(c.instance) > int64(q.MaxConnections) && !takeover {
 		lim.conns.Add(-1)
 		return packets.ErrQuotaExceeded
 	}

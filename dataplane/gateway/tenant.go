@@ -85,6 +85,8 @@ type tenantHook struct {
 	// store owns the retained-message count and quota (admit.go); nil
 	// without a store.
 	store store.Backend
+	// cell is store when it is shared by a cell's nodes (cellquota.go).
+	cell store.Cell
 }
 
 func newTenantHook(srv *mqtt.Server, state *configsync.State, defaultInstance, baseDomain string, log *slog.Logger) *tenantHook {
