@@ -53,6 +53,15 @@ type config struct {
 	// Forwarding rules (dataplane/forward).
 	ForwardCAFile       string
 	ForwardAllowPrivate string
+	// Cells (cmd/aerie/cell.go): a data-plane node of a cell stores on
+	// the cell's embedded, replicated JetStream instead of RocksDB.
+	Cell          string
+	ClusterAddr   string
+	ClusterRoutes string
+	ClusterSecret string
+	CellReplicas  string
+	CellNATSAddr  string
+	CellNodeTTL   string
 }
 
 // flagSpec names one flag and its environment variable.
@@ -94,6 +103,13 @@ var allFlags = []flagSpec{
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
 	{"forward-ca-file", "AERIE_FORWARD_CA_FILE", "", "PEM file of extra CA certificates trusted for forwarding rules' webhook receivers (on top of the system's)", false, func(c *config) *string { return &c.ForwardCAFile }},
 	{"forward-allow-private", "AERIE_FORWARD_ALLOW_PRIVATE", "false", "let forwarding rules' webhooks reach loopback, private and link-local addresses (off: a tenant cannot reach the node's own network)", false, func(c *config) *string { return &c.ForwardAllowPrivate }},
+	{"cell", "AERIE_CELL", "", "cell this data-plane node belongs to (registered with 'aerie node create --cell'); set: messages, sessions and retained messages live in the cell's replicated JetStream, not in a local RocksDB", false, func(c *config) *string { return &c.Cell }},
+	{"cluster-addr", "AERIE_CLUSTER_ADDR", "127.0.0.1:6222", "cell: listen address for the other nodes' cluster routes", false, func(c *config) *string { return &c.ClusterAddr }},
+	{"cluster-routes", "AERIE_CLUSTER_ROUTES", "", "cell: comma list of the other nodes' cluster addresses (host:port or nats://host:port)", false, func(c *config) *string { return &c.ClusterRoutes }},
+	{"cluster-secret", "AERIE_CLUSTER_SECRET", "", "cell: shared secret every node of the cell presents on its routes and the cell's NATS client port", true, func(c *config) *string { return &c.ClusterSecret }},
+	{"cell-replicas", "AERIE_CELL_REPLICAS", "3", "cell: replicas of every stream and bucket (capped by the cell's node count at start: 1 without --cluster-routes)", false, func(c *config) *string { return &c.CellReplicas }},
+	{"cell-nats-addr", "AERIE_CELL_NATS_ADDR", "127.0.0.1:0", "cell: the embedded NATS server's client listener, for monitoring with the cluster secret (port 0: a random one)", false, func(c *config) *string { return &c.CellNATSAddr }},
+	{"cell-node-ttl", "AERIE_CELL_NODE_TTL", "10s", "cell: a node silent for this long has left the cell; its sessions are taken over (disconnected, wills fired) by a survivor", false, func(c *config) *string { return &c.CellNodeTTL }},
 	{"max-connect-bytes", "AERIE_MAX_CONNECT_BYTES", "65536", "most bytes a connection may send before it is authenticated (its CONNECT; on WebSocket also the upgrade request and each message); a larger CONNECT is refused unread", false, func(c *config) *string { return &c.MaxConnectBytes }},
 }
 
@@ -105,7 +121,8 @@ var subcommandFlags = map[string][]string{
 	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr", "secret-key-file"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
 		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "metrics-addr", "retention-interval", "node-api-url",
-		"forward-ca-file", "forward-allow-private", "usage-interval"},
+		"forward-ca-file", "forward-allow-private", "usage-interval",
+		"cell", "cluster-addr", "cluster-routes", "cluster-secret", "cell-replicas", "cell-nats-addr", "cell-node-ttl"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
 }

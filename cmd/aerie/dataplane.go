@@ -79,20 +79,30 @@ func openNode(ctx context.Context, s *server) (*node, error) {
 	if err != nil || retention <= 0 {
 		return nil, fmt.Errorf("%w: --retention-interval %q is not a positive duration (e.g. 1m)", errUsage, cfg.RetentionEvery)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: retention})
-	if err != nil {
-		return nil, fmt.Errorf("message store: %w", err)
+	if cfg.Cell != "" {
+		cs, err := openCellStore(ctx, s, n.id)
+		if err != nil {
+			return nil, err
+		}
+		gwOpts.Store = cs
+		logCellLimits(s.log, cfg.Cell)
+	} else {
+		st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: retention})
+		if err != nil {
+			return nil, fmt.Errorf("message store: %w", err)
+		}
+		s.onClose(func() { st.Close() })
+		gwOpts.Store = st
+		consume.New(st, n.state).Register(n.srv)
+		if n.fwd, n.secrets, err = newForwarder(cfg, s.log, st, n.state); err != nil {
+			return nil, err
+		}
+		n.fwd.Register(n.srv)
 	}
-	s.onClose(func() { st.Close() })
-	gwOpts.Log, gwOpts.Config, gwOpts.Store = s.log, n.state, st
+	gwOpts.Log, gwOpts.Config = s.log, n.state
 	if n.gw, err = gateway.New(gwOpts); err != nil {
 		return nil, err
 	}
-	consume.New(st, n.state).Register(n.srv)
-	if n.fwd, n.secrets, err = newForwarder(cfg, s.log, st, n.state); err != nil {
-		return nil, err
-	}
-	n.fwd.Register(n.srv)
 	n.gw.RegisterInspect(n.srv)
 	if tuneGC() {
 		tuner := &gctune.Tuner{Idle: 25, Busy: 200, BusyRate: 1000, Count: n.gw.Metrics().MessagesTotal, Set: debug.SetGCPercent,
@@ -187,10 +197,14 @@ func (n *node) follow(ctx context.Context, s *server) error {
 	}
 	go client.Run(runCtx)
 	n.client = client
-	n.secrets.set(src)
-	go n.fwd.Run(runCtx) // after the disk snapshot: rules resume from their cursors
+	sources := usagereport.Merge{n.gw.Metrics()}
+	if n.fwd != nil {
+		n.secrets.set(src)
+		go n.fwd.Run(runCtx) // after the disk snapshot: rules resume from their cursors
+		sources = append(sources, n.fwd)
+	}
 	rep, err := usagereport.New(usagereport.Options{NodeID: n.id, Link: src, Dir: filepath.Join(s.cfg.DataDir, "usage"),
-		Interval: n.usage, Log: s.log.With("component", "usage")}, usagereport.Merge{n.gw.Metrics(), n.fwd})
+		Interval: n.usage, Log: s.log.With("component", "usage")}, sources)
 	if err != nil {
 		return err
 	}

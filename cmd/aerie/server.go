@@ -164,9 +164,12 @@ func (s *server) Run(ctx context.Context) error {
 	if s.metricsLn != nil {
 		gatherers := prometheus.Gatherers{s.procMetrics}
 		if s.node != nil {
-			fwdMetrics := prometheus.NewRegistry()
-			fwdMetrics.MustRegister(s.node.fwd.Collector())
-			gatherers = append(gatherers, s.node.gw.Metrics(), fwdMetrics)
+			gatherers = append(gatherers, s.node.gw.Metrics())
+			if s.node.fwd != nil {
+				fwdMetrics := prometheus.NewRegistry()
+				fwdMetrics.MustRegister(s.node.fwd.Collector())
+				gatherers = append(gatherers, fwdMetrics)
+			}
 		}
 		metricsSrv := &http.Server{Handler: metricsHandler(s.log, gatherers), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = metricsSrv.Serve(s.metricsLn) }()
