@@ -123,7 +123,7 @@ func openMigrated(ctx context.Context, s *server) (*pgxpool.Pool, error) {
 func (cp *controlPlane) fill(d *api.Deps) {
 	d.DB, d.Tenancy, d.Billing, d.Meter, d.Feed, d.AdminToken = cp.pool, cp.svc, cp.billing, cp.meter, cp.feed, cp.adminToken
 	d.NodeAPI = cp.nodeAPI
-	d.Nodes = api.NewNodeInspector(cp.nodeAPI)
+	d.Nodes = api.NewNodeInspector(cp.nodeAPI, cp.svc)
 }
 
 // planApplier pushes a plan's quotas to an org's instances.
