@@ -44,7 +44,7 @@ func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev nodelink
 		return 0, fmt.Errorf("append config event: %w", err)
 	}
 	if len(nodes) > 0 {
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, n || ':' || $2::text) FROM unnest($3::text[]) n`, ConfigChannel, rev, nodes); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, n || ':' || $2) FROM unnest($3::text[]) n`, ConfigChannel, strconv.FormatInt(rev, 10), nodes); err != nil {
 			return 0, fmt.Errorf("notify config event: %w", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -50,6 +51,11 @@ type config struct {
 	PublicURL       string
 	MetricsAddr     string
 	SecretKeyFile   string
+	// Cells: the cell a node is started as a member of (sent with its
+	// heartbeat, checked against its registration) and how long a node may
+	// stay silent before the control plane counts it down.
+	Cell          string
+	NodeDownAfter string
 	// Forwarding rules (dataplane/forward).
 	ForwardCAFile       string
 	ForwardAllowPrivate string
@@ -94,6 +100,8 @@ var allFlags = []flagSpec{
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
 	{"forward-ca-file", "AERIE_FORWARD_CA_FILE", "", "PEM file of extra CA certificates trusted for forwarding rules' webhook receivers (on top of the system's)", false, func(c *config) *string { return &c.ForwardCAFile }},
 	{"forward-allow-private", "AERIE_FORWARD_ALLOW_PRIVATE", "false", "let forwarding rules' webhooks reach loopback, private and link-local addresses (off: a tenant cannot reach the node's own network)", false, func(c *config) *string { return &c.ForwardAllowPrivate }},
+	{"cell", "AERIE_CELL", "", "the cell of data-plane nodes: node create puts the node in it (created when missing; default a new cell named after the node); dataplane states it with its heartbeat and is refused if it is registered in another", false, func(c *config) *string { return &c.Cell }},
+	{"node-down-after", "AERIE_NODE_DOWN_AFTER", "15s", "a data-plane node with no heartbeat for this long is down (its cell degraded; no placement, requests or read-your-writes waits go to it); nodes report every 5 s", false, func(c *config) *string { return &c.NodeDownAfter }},
 	{"max-connect-bytes", "AERIE_MAX_CONNECT_BYTES", "65536", "most bytes a connection may send before it is authenticated (its CONNECT; on WebSocket also the upgrade request and each message); a larger CONNECT is refused unread", false, func(c *config) *string { return &c.MaxConnectBytes }},
 }
 
@@ -101,13 +109,14 @@ var allFlags = []flagSpec{
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
 		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "public-url", "metrics-addr", "secret-key-file", "retention-interval",
-		"forward-ca-file", "forward-allow-private", "usage-interval"},
-	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr", "secret-key-file"},
+		"forward-ca-file", "forward-allow-private", "usage-interval", "node-down-after"},
+	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr", "secret-key-file", "node-down-after"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
 		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "metrics-addr", "retention-interval", "node-api-url",
-		"forward-ca-file", "forward-allow-private", "usage-interval"},
+		"forward-ca-file", "forward-allow-private", "usage-interval", "cell"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
-	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
+	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "cell", "node-down-after"},
+	"cell":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "node-down-after"},
 }
 
 // publicURL returns --public-url checked (http or https, a host, no query or
@@ -218,4 +227,37 @@ func newLogger(c *config, w *os.File) (*slog.Logger, error) {
 		return nil, fmt.Errorf("%w: --log-format %q: want auto, text or json", errUsage, c.LogFormat)
 	}
 	return slog.New(safelog.Redact(h)), nil
+}
+
+// nodeDownAfter is --node-down-after checked.
+func nodeDownAfter(c *config) (time.Duration, error) {
+	d, err := time.ParseDuration(c.NodeDownAfter)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: --node-down-after %q is not a positive duration (e.g. 15s)", errUsage, c.NodeDownAfter)
+	}
+	return d, nil
+}
+
+// flagsFirst moves the flags of args (each -name value or -name=value)
+// before its other arguments, so `aerie node create NAME --cell C` parses
+// like `aerie node create --cell C NAME`.
+func flagsFirst(args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i+1:]...)
+			return append(flags, rest...)
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && a != "-h" && a != "--help" && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return append(flags, rest...)
 }
