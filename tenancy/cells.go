@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/aeriemq/aerie/nodelink"
 )
 
 // Cell health, from its nodes' heartbeats.
@@ -75,8 +77,8 @@ func (e *CellMismatchError) Error() string {
 		e.NodeID, e.Stated, e.Registered, e.Registered, e.Stated)
 }
 
-// Unwrap makes the error ErrConflict.
-func (e *CellMismatchError) Unwrap() error { return ErrConflict }
+// Unwrap makes the error ErrConflict and nodelink.ErrAckRefused.
+func (e *CellMismatchError) Unwrap() []error { return []error{ErrConflict, nodelink.ErrAckRefused} }
 
 // cellStatus is the health of a cell of total nodes, up of them up.
 func cellStatus(up, total int) string {
