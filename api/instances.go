@@ -17,6 +17,7 @@ type instanceJSON struct {
 	Status             string         `json:"status"`
 	NodeID             string         `json:"node_id"`
 	Endpoints          endpointsJSON  `json:"endpoints"`
+	Cell               cellJSON       `json:"cell"`
 	UsernameFormat     string         `json:"username_format"`
 	AllowAnonymous     bool           `json:"allow_anonymous"`
 	DeletionProtection bool           `json:"deletion_protection"`
@@ -31,10 +32,12 @@ type instanceJSON struct {
 	InSync          bool  `json:"in_sync"`
 }
 
-// etagView leaves the sync state out of the ETag: it moves as the node
-// applies changes, which is no edit of the instance (If-Match stays valid).
+// etagView leaves the sync state and the cell's health out of the ETag:
+// they move as nodes apply changes, go down and come back, which is no edit
+// of the instance (If-Match stays valid).
 func (in instanceJSON) etagView() any {
 	in.ConfigRevision, in.AppliedRevision, in.InSync = 0, 0, false
+	in.Cell, in.Endpoints = cellJSON{}, endpointsJSON{}
 	return in
 }
 
@@ -43,6 +46,39 @@ type endpointsJSON struct {
 	MQTTS *string `json:"mqtts"`
 	WS    *string `json:"ws"`
 	WSS   *string `json:"wss"`
+}
+
+// cellJSON is the instance's cell: its health and every node's endpoints.
+type cellJSON struct {
+	Name   string         `json:"name"`
+	Status string         `json:"status"`
+	Nodes  []cellNodeJSON `json:"nodes"`
+}
+
+type cellNodeJSON struct {
+	Name      string        `json:"name"`
+	Status    string        `json:"status"`
+	Endpoints endpointsJSON `json:"endpoints"`
+}
+
+func toEndpoints(m map[string]string) endpointsJSON {
+	return endpointsJSON{MQTT: endpoint(m, "mqtt"), MQTTS: endpoint(m, "mqtts"), WS: endpoint(m, "ws"), WSS: endpoint(m, "wss")}
+}
+
+func toCell(c *tenancy.CellInfo) cellJSON {
+	out := cellJSON{Status: tenancy.CellDown, Nodes: []cellNodeJSON{}}
+	if c == nil {
+		return out
+	}
+	out.Name, out.Status = c.Name, c.Status
+	for _, n := range c.Nodes {
+		st := tenancy.NodeDown
+		if n.Up {
+			st = tenancy.NodeUp
+		}
+		out.Nodes = append(out.Nodes, cellNodeJSON{Name: n.Name, Status: st, Endpoints: toEndpoints(n.Endpoints)})
+	}
+	return out
 }
 
 func endpoint(m map[string]string, k string) *string {
@@ -54,8 +90,7 @@ func endpoint(m map[string]string, k string) *string {
 
 func toInstance(in tenancy.Instance) instanceJSON {
 	return instanceJSON{ID: in.ID, Name: in.Name, Plan: in.Plan, Status: in.Status, NodeID: in.NodeID,
-		Endpoints: endpointsJSON{MQTT: endpoint(in.Endpoints, "mqtt"), MQTTS: endpoint(in.Endpoints, "mqtts"),
-			WS: endpoint(in.Endpoints, "ws"), WSS: endpoint(in.Endpoints, "wss")},
+		Endpoints: toEndpoints(in.Endpoints), Cell: toCell(in.Cell),
 		UsernameFormat: "<username>@" + in.ID, AllowAnonymous: in.AllowAnonymous, DeletionProtection: in.DeletionProtection,
 		Quotas: in.Quotas, Limited: in.Limited, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(),
 		ConfigRevision: in.ConfigRevision, AppliedRevision: in.NodeAppliedRevision, InSync: in.InSync()}

@@ -160,9 +160,14 @@ func nodeError(err error, nodeID, what string) error {
 }
 
 // NewNodeInspector reads live client state through the node link (in
-// process in `aerie serve`, over HTTP from `aerie controlplane`).
-func NewNodeInspector(c nodelink.Caller) tenancy.NodeInspector {
-	return nodeInspector{nodelink.Nodes{Caller: c}}
+// process in `aerie serve`, over HTTP from `aerie controlplane`), from the
+// live nodes of the instance's cell when route is set.
+func NewNodeInspector(c nodelink.Caller, route *tenancy.Service) tenancy.NodeInspector {
+	n := nodelink.Nodes{Caller: c}
+	if route != nil {
+		n.Route = route
+	}
+	return nodeInspector{n}
 }
 
 type nodeInspector struct{ n nodelink.Nodes }

@@ -56,6 +56,8 @@ func (a *API) requireOperator(next http.Handler) http.Handler {
 type nodeJSON struct {
 	ID              string            `json:"id"`
 	Name            string            `json:"name"`
+	Cell            string            `json:"cell"`
+	Status          string            `json:"status"` // up or down
 	Endpoints       map[string]string `json:"endpoints"`
 	Connections     int64             `json:"connections"`
 	Instances       int               `json:"instances"`
@@ -66,7 +68,11 @@ type nodeJSON struct {
 }
 
 func toNode(n tenancy.Node) nodeJSON {
-	return nodeJSON{ID: n.ID, Name: n.Name, Endpoints: n.Endpoints, Connections: n.Connections, Instances: n.Instances,
+	st := tenancy.NodeDown
+	if n.Up {
+		st = tenancy.NodeUp
+	}
+	return nodeJSON{ID: n.ID, Name: n.Name, Cell: n.Cell, Status: st, Endpoints: n.Endpoints, Connections: n.Connections, Instances: n.Instances,
 		AppliedRevision: n.AppliedRevision, CreatedAt: n.CreatedAt.UTC(), LastSeenAt: n.LastSeenAt}
 }
 
@@ -91,12 +97,13 @@ func (a *API) listNodes(w http.ResponseWriter, r *http.Request) {
 func (a *API) createNode(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Name string `json:"name"`
+		Cell string `json:"cell"` // empty: a new cell named after the node
 	}
 	if err := DecodeJSON(w, r, &in); err != nil {
 		a.WriteError(w, r, err)
 		return
 	}
-	n, tok, err := a.svc.CreateNode(r.Context(), in.Name)
+	n, tok, err := a.svc.CreateNodeInCell(r.Context(), in.Name, in.Cell)
 	if err != nil {
 		a.WriteError(w, r, err)
 		return

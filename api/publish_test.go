@@ -81,7 +81,7 @@ func TestHTTPPublishAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.db.Pool.Exec(ctx, `UPDATE instances SET node_id = $1 WHERE id = $2`, dead.ID, stranded.ID); err != nil {
+		if _, err := e.db.Pool.Exec(ctx, `UPDATE instances SET node_id = $1, cell_id = $3 WHERE id = $2`, dead.ID, stranded.ID, dead.CellID); err != nil {
 			t.Fatal(err)
 		}
 		before := len(e.published.all())

@@ -86,8 +86,11 @@ func NewRouter(d Deps) chi.Router {
 	a := &API{log: d.Log, svc: d.Tenancy, billing: d.Billing, feed: d.Feed, meter: d.Meter, adminToken: d.AdminToken, now: time.Now, nodes: d.Nodes}
 	if d.NodeAPI != nil {
 		a.node = nodelink.Nodes{Caller: d.NodeAPI}
+		if d.Tenancy != nil {
+			a.node.Route = d.Tenancy
+		}
 		if a.nodes == nil {
-			a.nodes = NewNodeInspector(d.NodeAPI)
+			a.nodes = NewNodeInspector(d.NodeAPI, d.Tenancy)
 		}
 	}
 	r.Use(RejectBadInput(a.WriteError))

@@ -25,9 +25,10 @@ func TestTopicStorage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exec(`INSERT INTO nodes (id, name, token_hash) VALUES ('n-1', 'n-1', '\x00')`)
+	exec(`INSERT INTO cells (id, name) VALUES ('c-1', 'n-1')`)
+	exec(`INSERT INTO nodes (id, name, token_hash, cell_id) VALUES ('n-1', 'n-1', '\x00', 'c-1')`)
 	for _, in := range [][2]string{{"i-a", "o-a"}, {"i-b", "o-b"}} {
-		exec(`INSERT INTO instances (id, org_id, name, plan_id, status, node_id, quotas) VALUES ($1, $2, $1, 'free', 'running', 'n-1', '{}')`, in[0], in[1])
+		exec(`INSERT INTO instances (id, org_id, name, plan_id, status, node_id, cell_id, quotas) VALUES ($1, $2, $1, 'free', 'running', 'n-1', 'c-1', '{}')`, in[0], in[1])
 	}
 	for _, tp := range [][3]string{{"t-tel", "i-a", "telemetry"}, {"t-cmd", "i-a", "commands"}, {"t-b", "i-b", "other"}} {
 		exec(`INSERT INTO topics (id, instance_id, name, filter, created_at, updated_at) VALUES ($1, $2, $3, $3 || '/#', now(), now())`, tp[0], tp[1], tp[2])

@@ -115,6 +115,9 @@ func New(d Deps) http.Handler {
 		nodeAPI:   d.NodeAPI,
 		rules:     nodelink.Nodes{Caller: d.NodeAPI},
 	}
+	if d.Tenancy != nil {
+		c.rules.Route = d.Tenancy
+	}
 	return c.routes()
 }
 

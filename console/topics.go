@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -55,17 +54,13 @@ type TopicView struct {
 // topicFields are the form's fields (named as the service's field errors).
 var topicFields = []string{"name", "filter", "retention_seconds", "retention_bytes", "max_qos", "retain_allowed", "max_payload_bytes"}
 
-// callNode asks the instance's node for op (the caller has checked the
+// callNode asks the instance's cell for op (the caller has checked the
 // instance belongs to the org).
 func (c *Console) callNode(ctx context.Context, in tenancy.Instance, op string, body, out any) error {
 	if c.nodeAPI == nil {
 		return errors.New("no data-plane node is reachable from this console")
 	}
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	return c.nodeAPI.Call(ctx, in.NodeID, nodelink.Request{Op: op, InstanceID: in.ID, Body: raw}, out)
+	return c.rules.Call(ctx, in.NodeID, in.ID, op, body, out)
 }
 
 // nodeProblem says why the node's figures are missing, in words a user can

@@ -23,7 +23,7 @@ type Store interface {
 	// ConfigSnapshot is everything placed on the node at one revision.
 	ConfigSnapshot(ctx context.Context, nodeID string) (Snapshot, error)
 	// AppliedRevisions returns the revision each node has applied (a
-	// missing or revoked node is left out).
+	// missing, revoked or down node is left out, and not waited for).
 	AppliedRevisions(ctx context.Context, nodes []string) (map[string]int64, error)
 	// ListenChanges blocks until ctx ends or notifications break, calling
 	// changed with the node of each committed change and applied with a
@@ -287,7 +287,8 @@ func (w *watch) wait(ctx context.Context) error {
 const appliedPoll = 250 * time.Millisecond
 
 // WaitApplied returns once every node in want has acknowledged applying at
-// least its revision, or with ctx's error when ctx ends first (the caller
+// least its revision (a node the Store leaves out — down, revoked — is not
+// waited for), or with ctx's error when ctx ends first (the caller
 // bounds the wait with a deadline). It wakes on the node's acknowledgement
 // (a notification, or directly for a node in this process), not by
 // sleeping; a slow poll covers a lost notification.
@@ -324,7 +325,7 @@ func (f *Feed) WaitApplied(ctx context.Context, want map[string]int64) error {
 
 func reached(got, want map[string]int64) bool {
 	for n, rev := range want {
-		if got[n] < rev {
+		if have, ok := got[n]; ok && have < rev {
 			return false
 		}
 	}

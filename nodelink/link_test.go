@@ -114,7 +114,7 @@ func (cp *controlPlane) exercise(t *testing.T, src nodelink.Source) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.db.Pool.Exec(ctx, `UPDATE instances SET node_id = $1 WHERE id = $2`, other.ID, cp.inst.ID); err != nil {
+	if _, err := cp.db.Pool.Exec(ctx, `UPDATE instances SET node_id = $1, cell_id = $3 WHERE id = $2`, other.ID, cp.inst.ID, other.CellID); err != nil {
 		t.Fatal(err)
 	}
 	rep.Seq = 2

@@ -81,9 +81,17 @@ func httpError(resp *http.Response) error {
 	case http.StatusForbidden:
 		// A refused usage report, or a node the control plane refuses.
 		return fmt.Errorf("%w: %w: %w", ErrNodeRejected, ErrUsageRefused, err)
+	case http.StatusConflict:
+		// A heartbeat stating another cell than the node's registered one.
+		return fmt.Errorf("%w: %w", ErrAckRefused, err)
 	}
 	return err
 }
+
+// ErrAckRefused: the control plane refused a node's Ack for good (it
+// states a cell other than the node's registered one); the operator must
+// act (start the node with its registered cell, or register it anew).
+var ErrAckRefused = errors.New("control plane refused this node's heartbeat")
 
 // Watch implements Source.
 func (h *HTTPSource) Watch(ctx context.Context, since int64, fn func(Event) error) error {

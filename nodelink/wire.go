@@ -169,6 +169,10 @@ type Ack struct {
 	// APIURL is where the node serves requests (Path); empty when it
 	// serves none over HTTP.
 	APIURL string `json:"api_url,omitempty"`
+	// Cell is the cell the node was started as a member of (aerie
+	// dataplane --cell): the control plane refuses the ack (409) when it
+	// differs from the node's registered cell. Empty: no check.
+	Cell string `json:"cell,omitempty"`
 }
 
 // DeviceTokenUsername is the username (before "@<instance-id>") a device

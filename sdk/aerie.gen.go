@@ -75,6 +75,24 @@ func (e AuditEventActorType) Valid() bool {
 	}
 }
 
+// Defines values for CellNodeStatus.
+const (
+	CellNodeStatusDown CellNodeStatus = "down"
+	CellNodeStatusUp   CellNodeStatus = "up"
+)
+
+// Valid indicates whether the value is a known member of the CellNodeStatus enum.
+func (e CellNodeStatus) Valid() bool {
+	switch e {
+	case CellNodeStatusDown:
+		return true
+	case CellNodeStatusUp:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CredentialPasswordSource.
 const (
 	CredentialPasswordSourceGenerated CredentialPasswordSource = "generated"
@@ -159,6 +177,27 @@ func (e InstanceStatus) Valid() bool {
 	}
 }
 
+// Defines values for InstanceCellStatus.
+const (
+	InstanceCellStatusDegraded InstanceCellStatus = "degraded"
+	InstanceCellStatusDown     InstanceCellStatus = "down"
+	InstanceCellStatusHealthy  InstanceCellStatus = "healthy"
+)
+
+// Valid indicates whether the value is a known member of the InstanceCellStatus enum.
+func (e InstanceCellStatus) Valid() bool {
+	switch e {
+	case InstanceCellStatusDegraded:
+		return true
+	case InstanceCellStatusDown:
+		return true
+	case InstanceCellStatusHealthy:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for InvoiceStatus.
 const (
 	Open    InvoiceStatus = "open"
@@ -222,6 +261,42 @@ func (e MQTTClientTransport) Valid() bool {
 	case Ws:
 		return true
 	case Wss:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NodeStatus.
+const (
+	NodeStatusDown NodeStatus = "down"
+	NodeStatusUp   NodeStatus = "up"
+)
+
+// Valid indicates whether the value is a known member of the NodeStatus enum.
+func (e NodeStatus) Valid() bool {
+	switch e {
+	case NodeStatusDown:
+		return true
+	case NodeStatusUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NodeWithTokenStatus.
+const (
+	NodeWithTokenStatusDown NodeWithTokenStatus = "down"
+	NodeWithTokenStatusUp   NodeWithTokenStatus = "up"
+)
+
+// Valid indicates whether the value is a known member of the NodeWithTokenStatus enum.
+func (e NodeWithTokenStatus) Valid() bool {
+	switch e {
+	case NodeWithTokenStatusDown:
+		return true
+	case NodeWithTokenStatusUp:
 		return true
 	default:
 		return false
@@ -676,6 +751,19 @@ type AuditEvent struct {
 // AuditEventActorType defines model for AuditEvent.ActorType.
 type AuditEventActorType string
 
+// CellNode defines model for CellNode.
+type CellNode struct {
+	// Endpoints Where devices connect; null for a listener the node does not run.
+	Endpoints Endpoints `json:"endpoints"`
+	Name      string    `json:"name"`
+
+	// Status down: no heartbeat within the liveness window (15 s by default).
+	Status CellNodeStatus `json:"status"`
+}
+
+// CellNodeStatus down: no heartbeat within the liveness window (15 s by default).
+type CellNodeStatus string
+
 // ConsumerGroup defines model for ConsumerGroup.
 type ConsumerGroup struct {
 	// Committed The group's committed offset.
@@ -851,8 +939,11 @@ type ForwardingRuleInput struct {
 type Instance struct {
 	AllowAnonymous bool `json:"allow_anonymous"`
 
-	// AppliedRevision The config revision its node has acknowledged applying.
+	// AppliedRevision The config revision every live node of its cell has acknowledged applying.
 	AppliedRevision int `json:"applied_revision"`
+
+	// Cell The cell of data-plane nodes serving the instance. The instance's endpoints are the operator's override for the cell (a DNS name or load balancer) when set, else its first live node's; nodes lists every node's own.
+	Cell InstanceCell `json:"cell"`
 
 	// ConfigRevision The config revision of the instance's latest change (settings, credentials, ACL rules, tokens, quotas).
 	ConfigRevision     int       `json:"config_revision"`
@@ -863,17 +954,19 @@ type Instance struct {
 	Endpoints Endpoints `json:"endpoints"`
 	Id        string    `json:"id"`
 
-	// InSync Whether its node has applied config_revision (false while the node is behind or cut off from the control plane).
+	// InSync Whether its live nodes have applied config_revision (false while a node is behind or cut off from the control plane).
 	InSync bool `json:"in_sync"`
 
 	// Limited A billing limit in force: the org is over its spend limit or its plan's capped allowance (throttle: one message a second; suspend: devices refused with 0x97). Empty when none.
 	Limited InstanceLimited `json:"limited"`
 	Name    string          `json:"name"`
-	NodeId  string          `json:"node_id"`
-	Plan    string          `json:"plan"`
-	Quotas  Quotas          `json:"quotas"`
 
-	// Status `unavailable`: provisioning or running, but its node has not reported within 60 s (devices cannot reach it until the node is back).
+	// NodeId The node it was first placed on (its preferred node); every node of its cell serves it.
+	NodeId string `json:"node_id"`
+	Plan   string `json:"plan"`
+	Quotas Quotas `json:"quotas"`
+
+	// Status `unavailable`: provisioning or running, but no node of its cell has reported within the liveness window (15 s by default; devices cannot reach it until a node is back).
 	Status    InstanceStatus `json:"status"`
 	UpdatedAt time.Time      `json:"updated_at"`
 
@@ -884,8 +977,22 @@ type Instance struct {
 // InstanceLimited A billing limit in force: the org is over its spend limit or its plan's capped allowance (throttle: one message a second; suspend: devices refused with 0x97). Empty when none.
 type InstanceLimited string
 
-// InstanceStatus `unavailable`: provisioning or running, but its node has not reported within 60 s (devices cannot reach it until the node is back).
+// InstanceStatus `unavailable`: provisioning or running, but no node of its cell has reported within the liveness window (15 s by default; devices cannot reach it until a node is back).
 type InstanceStatus string
+
+// InstanceCell The cell of data-plane nodes serving the instance. The instance's endpoints are the operator's override for the cell (a DNS name or load balancer) when set, else its first live node's; nodes lists every node's own.
+type InstanceCell struct {
+	Name string `json:"name"`
+
+	// Nodes Live nodes first, then by name.
+	Nodes []CellNode `json:"nodes"`
+
+	// Status healthy: every node up; degraded: some down, at least one up; down: none up.
+	Status InstanceCellStatus `json:"status"`
+}
+
+// InstanceCellStatus healthy: every node up; degraded: some down, at least one up; down: none up.
+type InstanceCellStatus string
 
 // Invitation defines model for Invitation.
 type Invitation struct {
@@ -1029,30 +1136,50 @@ type NextCursor = string
 // Node defines model for Node.
 type Node struct {
 	// AppliedRevision The latest config revision the node has acknowledged applying (it acknowledges at once after each change, on reconnecting, and every 5 s).
-	AppliedRevision int                `json:"applied_revision"`
-	Connections     int                `json:"connections"`
-	CreatedAt       time.Time          `json:"created_at"`
-	Endpoints       *map[string]string `json:"endpoints"`
-	Id              string             `json:"id"`
-	Instances       int                `json:"instances"`
-	LastSeenAt      *time.Time         `json:"last_seen_at"`
-	Name            string             `json:"name"`
+	AppliedRevision int `json:"applied_revision"`
+
+	// Cell The cell the node belongs to.
+	Cell        string             `json:"cell"`
+	Connections int                `json:"connections"`
+	CreatedAt   time.Time          `json:"created_at"`
+	Endpoints   *map[string]string `json:"endpoints"`
+	Id          string             `json:"id"`
+
+	// Instances Instances of its cell.
+	Instances  int        `json:"instances"`
+	LastSeenAt *time.Time `json:"last_seen_at"`
+	Name       string     `json:"name"`
+
+	// Status down: no heartbeat within the liveness window (15 s by default).
+	Status NodeStatus `json:"status"`
 }
+
+// NodeStatus down: no heartbeat within the liveness window (15 s by default).
+type NodeStatus string
 
 // NodeWithToken defines model for NodeWithToken.
 type NodeWithToken struct {
-	AppliedRevision int                `json:"applied_revision"`
-	Connections     int                `json:"connections"`
-	CreatedAt       time.Time          `json:"created_at"`
-	Endpoints       *map[string]string `json:"endpoints"`
-	Id              string             `json:"id"`
-	Instances       int                `json:"instances"`
-	LastSeenAt      *time.Time         `json:"last_seen_at"`
-	Name            string             `json:"name"`
+	AppliedRevision int `json:"applied_revision"`
+
+	// Cell The cell the node belongs to.
+	Cell        string             `json:"cell"`
+	Connections int                `json:"connections"`
+	CreatedAt   time.Time          `json:"created_at"`
+	Endpoints   *map[string]string `json:"endpoints"`
+	Id          string             `json:"id"`
+	Instances   int                `json:"instances"`
+	LastSeenAt  *time.Time         `json:"last_seen_at"`
+	Name        string             `json:"name"`
+
+	// Status down: no heartbeat within the liveness window (15 s by default).
+	Status NodeWithTokenStatus `json:"status"`
 
 	// Token For aerie dataplane --node-token; shown once.
 	Token string `json:"token"`
 }
+
+// NodeWithTokenStatus down: no heartbeat within the liveness window (15 s by default).
+type NodeWithTokenStatus string
 
 // Org defines model for Org.
 type Org struct {
@@ -1381,7 +1508,9 @@ type NotYetApplied = interface{}
 
 // CreateNodeJSONBody defines parameters for CreateNode.
 type CreateNodeJSONBody struct {
-	Name string `json:"name"`
+	// Cell The cell the node joins, created when missing. Absent: a new cell named after the node.
+	Cell *string `json:"cell,omitempty"`
+	Name string  `json:"name"`
 }
 
 // LoginJSONBody defines parameters for Login.

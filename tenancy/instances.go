@@ -25,20 +25,27 @@ const (
 	InstanceSuspended    = "suspended"
 	InstanceDeleting     = "deleting"
 	// InstanceUnavailable is shown (never stored) for a provisioning or
-	// running instance whose node has not reported within the liveness
-	// window: devices cannot reach it until the node is back.
+	// running instance of which no node of its cell has reported within
+	// the liveness window: devices cannot reach it until a node is back.
 	InstanceUnavailable = "unavailable"
 )
 
 // Instance is a tenant's MQTT instance.
 type Instance struct {
-	ID                 string
-	OrgID              string
-	Name               string
-	Plan               string
-	Status             string
-	NodeID             string
-	Endpoints          map[string]string // mqtt, mqtts, ws, wss → URL
+	ID     string
+	OrgID  string
+	Name   string
+	Plan   string
+	Status string
+	// NodeID is the node the instance was first placed on, its preferred
+	// node for requests; CellID the cell it is placed on (every node of
+	// the cell serves it).
+	NodeID    string
+	CellID    string
+	Endpoints map[string]string // mqtt, mqtts, ws, wss → URL: the cell's override, else its first live node's
+	// Cell is the instance's cell with its status and nodes (set by
+	// Instance, ListInstances and CreateInstance).
+	Cell               *CellInfo
 	AllowAnonymous     bool
 	DeletionProtection bool
 	Quotas             Quotas
@@ -48,11 +55,10 @@ type Instance struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// ConfigRevision is the config revision of the instance's latest
-	// change; NodeAppliedRevision what its node has acknowledged applying.
+	// change; NodeAppliedRevision what every live node of its cell has
+	// acknowledged applying.
 	ConfigRevision      int64
 	NodeAppliedRevision int64
-
-	nodeSeen *time.Time // the node's last report
 }
 
 // InSync reports whether the instance's node has applied its latest change.
@@ -100,10 +106,11 @@ func checkInstanceName(name string) (string, error) {
 	return name, nil
 }
 
-// CreateInstance creates an instance on the least-loaded live node, with
+// CreateInstance creates an instance on the least-loaded cell with a live
+// node (pickCell), with
 // the plan's quotas, a token-signing key and one rule allowing everything
 // (so the first device works; the console says so). Its config is pushed
-// to the node in the same transaction.
+// to every node of the cell in the same transaction.
 func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in NewInstance) (Instance, error) {
 	name, err := checkInstanceName(in.Name)
 	if err != nil {
@@ -124,7 +131,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 			return err
 		}
 		plan, quotas := grant.ID, grant.Quotas
-		node, err := s.pickNode(ctx, tx)
+		cellID, nodeID, err := s.pickCell(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -133,12 +140,11 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		if in.DeletionProtection != nil {
 			protect = *in.DeletionProtection
 		}
-		out = Instance{ID: newInstanceID(), OrgID: orgID, Name: name, Plan: plan, Status: InstanceProvisioning, NodeID: node.ID,
-			Endpoints: node.Endpoints, AllowAnonymous: in.AllowAnonymous, DeletionProtection: protect,
-			Quotas: quotas, CreatedAt: now, UpdatedAt: now, NodeAppliedRevision: node.AppliedRevision}
+		out = Instance{ID: newInstanceID(), OrgID: orgID, Name: name, Plan: plan, Status: InstanceProvisioning, NodeID: nodeID, CellID: cellID,
+			AllowAnonymous: in.AllowAnonymous, DeletionProtection: protect, Quotas: quotas, CreatedAt: now, UpdatedAt: now}
 		qj, _ := json.Marshal(quotas)
-		_, err = tx.Exec(ctx, `INSERT INTO instances (id, org_id, name, plan_id, status, node_id, allow_anonymous, deletion_protection, quotas, created_at, updated_at)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`, out.ID, orgID, name, plan, out.Status, node.ID, in.AllowAnonymous, protect, qj, now)
+		_, err = tx.Exec(ctx, `INSERT INTO instances (id, org_id, name, plan_id, status, node_id, cell_id, allow_anonymous, deletion_protection, quotas, created_at, updated_at)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$11)`, out.ID, orgID, name, plan, out.Status, nodeID, cellID, in.AllowAnonymous, protect, qj, now)
 		if isUniqueViolation(err) {
 			return taken("name", "an instance with this name exists in the org")
 		}
@@ -156,7 +162,7 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		}
 		ci := nodelink.Instance{ID: out.ID, OrgID: orgID, Status: out.Status, AllowAnonymous: in.AllowAnonymous, Quotas: *linkQuotas(quotas),
 			ACL: linkACL([]ACLRule{rule}), TokenKeys: []nodelink.TokenKey{key}}
-		rev, err := emit(ctx, tx, node.ID, out.ID, nodelink.Event{Kind: nodelink.KindInstancePut, InstanceID: out.ID, Instance: &ci})
+		rev, err := emit(ctx, tx, nodeID, out.ID, nodelink.Event{Kind: nodelink.KindInstancePut, InstanceID: out.ID, Instance: &ci})
 		if err != nil {
 			return err
 		}
@@ -164,7 +170,10 @@ func (s *Service) CreateInstance(ctx context.Context, a Actor, orgID string, in 
 		if _, err := tx.Exec(ctx, `UPDATE instances SET provisioned_revision = $2 WHERE id = $1`, out.ID, rev); err != nil {
 			return fmt.Errorf("instance revision: %w", err)
 		}
-		return s.audit(ctx, tx, a, orgID, "instance.create", out.ID)
+		if err := s.audit(ctx, tx, a, orgID, "instance.create", out.ID); err != nil {
+			return err
+		}
+		return s.fillCells(ctx, tx, []*Instance{&out})
 	})
 	if err != nil {
 		return Instance{}, err
@@ -186,19 +195,18 @@ func (s *Service) newTokenKey(ctx context.Context, tx pgx.Tx, instanceID string,
 	return k, nil
 }
 
-const instanceCols = `i.id, i.org_id, i.name, i.plan_id, i.status, i.node_id, n.endpoints, i.allow_anonymous, i.deletion_protection,
+const instanceCols = `i.id, i.org_id, i.name, i.plan_id, i.status, i.node_id, i.cell_id, i.allow_anonymous, i.deletion_protection,
 	i.quotas, i.limited, i.created_at, i.updated_at,
-	coalesce((SELECT r.revision FROM instance_config_revisions r WHERE r.instance_id = i.id), 0), n.applied_revision, n.last_seen_at`
+	coalesce((SELECT r.revision FROM instance_config_revisions r WHERE r.instance_id = i.id), 0)`
 
 func scanInstance(r pgx.CollectableRow) (Instance, error) {
 	var in Instance
-	var eps, q []byte
-	if err := r.Scan(&in.ID, &in.OrgID, &in.Name, &in.Plan, &in.Status, &in.NodeID, &eps, &in.AllowAnonymous,
-		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt, &in.ConfigRevision, &in.NodeAppliedRevision, &in.nodeSeen); err != nil {
+	var q []byte
+	if err := r.Scan(&in.ID, &in.OrgID, &in.Name, &in.Plan, &in.Status, &in.NodeID, &in.CellID, &in.AllowAnonymous,
+		&in.DeletionProtection, &q, &in.Limited, &in.CreatedAt, &in.UpdatedAt, &in.ConfigRevision); err != nil {
 		return Instance{}, err
 	}
 	in.Endpoints = map[string]string{}
-	_ = json.Unmarshal(eps, &in.Endpoints)
 	if err := json.Unmarshal(q, &in.Quotas); err != nil {
 		return Instance{}, fmt.Errorf("instance %s quotas: %w", in.ID, err)
 	}
@@ -218,7 +226,7 @@ func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]In
 		}
 		afterT, afterID = t, id
 	}
-	rows, err := s.db.Query(ctx, `SELECT `+instanceCols+` FROM instances i JOIN nodes n ON n.id = i.node_id
+	rows, err := s.db.Query(ctx, `SELECT `+instanceCols+` FROM instances i
 		WHERE i.org_id = $1 AND (i.created_at, i.id) > ($2, $3) AND ($5 = '' OR i.name = $5) ORDER BY i.created_at, i.id LIMIT $4`,
 		orgID, afterT, afterID, p.limit()+1, p.Name)
 	if err != nil {
@@ -229,8 +237,12 @@ func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]In
 		return nil, "", fmt.Errorf("list instances: %w", err)
 	}
 	list, next := trimPage(list, p.limit(), func(i Instance) string { return i.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + i.ID })
+	ptrs := make([]*Instance, len(list))
 	for i := range list {
-		s.showLiveness(&list[i])
+		ptrs[i] = &list[i]
+	}
+	if err := s.fillCells(ctx, s.db, ptrs); err != nil {
+		return nil, "", err
 	}
 	return list, next, nil
 }
@@ -239,24 +251,41 @@ func (s *Service) ListInstances(ctx context.Context, orgID string, p Page) ([]In
 func (s *Service) Instance(ctx context.Context, orgID, id string) (Instance, error) {
 	in, err := s.instance(ctx, s.db, orgID, id, false)
 	if err == nil {
-		s.showLiveness(&in)
+		err = s.fillCells(ctx, s.db, []*Instance{&in})
 	}
 	return in, err
 }
 
-// showLiveness shows a provisioning or running instance whose node has not
+// fillCells sets each instance's cell, endpoints and applied revision, and
+// shows a provisioning or running instance none of whose cell's nodes has
 // reported within the liveness window as unavailable.
-func (s *Service) showLiveness(in *Instance) {
-	if in.Status != InstanceRunning && in.Status != InstanceProvisioning {
-		return
+func (s *Service) fillCells(ctx context.Context, q querier, list []*Instance) error {
+	if len(list) == 0 {
+		return nil
 	}
-	if in.nodeSeen == nil || in.nodeSeen.Before(s.now().Add(-s.nodeLiveWindow())) {
-		in.Status = InstanceUnavailable
+	ids := make([]string, 0, len(list))
+	for _, in := range list {
+		ids = append(ids, in.CellID)
 	}
+	cells, err := s.cellInfos(ctx, q, ids)
+	if err != nil {
+		return err
+	}
+	for _, in := range list {
+		c := cells[in.CellID]
+		if c == nil {
+			c = &CellInfo{ID: in.CellID, Status: CellDown}
+		}
+		in.Cell, in.Endpoints, in.NodeAppliedRevision = c, c.Endpoints(), c.AppliedRevision()
+		if (in.Status == InstanceRunning || in.Status == InstanceProvisioning) && c.Status == CellDown {
+			in.Status = InstanceUnavailable
+		}
+	}
+	return nil
 }
 
 func (s *Service) instance(ctx context.Context, q querier, orgID, id string, lock bool) (Instance, error) {
-	sql := `SELECT ` + instanceCols + ` FROM instances i JOIN nodes n ON n.id = i.node_id WHERE i.org_id = $1 AND i.id = $2`
+	sql := `SELECT ` + instanceCols + ` FROM instances i WHERE i.org_id = $1 AND i.id = $2`
 	if lock {
 		sql += ` FOR UPDATE OF i`
 	}

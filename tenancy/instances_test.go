@@ -44,7 +44,7 @@ func (f *follower) waitRevision(t *testing.T, svc *tenancy.Service) {
 	t.Helper()
 	_ = svc
 	var last int64
-	if err := testDB.QueryRow(context.Background(), `SELECT coalesce(max(revision), 0) FROM config_outbox WHERE node_id = $1`, f.node).Scan(&last); err != nil {
+	if err := testDB.QueryRow(context.Background(), `SELECT coalesce(max(revision), 0) FROM config_outbox WHERE cell_id = (SELECT cell_id FROM nodes WHERE id = $1)`, f.node).Scan(&last); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

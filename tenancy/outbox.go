@@ -14,14 +14,22 @@ import (
 )
 
 // ConfigChannel is the Postgres NOTIFY channel announcing new config
-// revisions; the payload is "<node_id>:<revision>".
+// revisions; the payload is "<node_id>:<revision>", one per node of the
+// cell the change is for.
 const ConfigChannel = "aerie_config"
 
-// emit appends ev for the node to the config outbox under the next global
-// revision, in the caller's transaction. Taking the revision locks the
-// counter row until the transaction ends, so revisions become visible in
-// order. The NOTIFY is delivered at commit.
+// emit appends ev to the config outbox of the cell of nodeID (the
+// instance's node: every node of that cell applies it) under the next
+// global revision, in the caller's transaction. Taking the revision locks
+// the counter row until the transaction ends, so revisions become visible
+// in order. The NOTIFYs (one per node of the cell) are delivered at commit.
 func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev nodelink.Event) (int64, error) {
+	var cellID string
+	var nodes []string
+	if err := tx.QueryRow(ctx, `SELECT n.cell_id, array_remove(array_agg(m.id ORDER BY m.id), NULL) FROM nodes n
+		LEFT JOIN nodes m ON m.cell_id = n.cell_id AND m.revoked_at IS NULL WHERE n.id = $1 GROUP BY n.cell_id`, nodeID).Scan(&cellID, &nodes); err != nil {
+		return 0, fmt.Errorf("cell of node %s: %w", nodeID, err)
+	}
 	var rev int64
 	if err := tx.QueryRow(ctx, `UPDATE config_revision SET last = last + 1 RETURNING last`).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("next config revision: %w", err)
@@ -31,12 +39,14 @@ func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev nodelink
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO config_outbox (revision, node_id, instance_id, event) VALUES ($1,$2,$3,$4)`,
-		rev, nodeID, instanceID, body); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO config_outbox (revision, cell_id, instance_id, event) VALUES ($1,$2,$3,$4)`,
+		rev, cellID, instanceID, body); err != nil {
 		return 0, fmt.Errorf("append config event: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ConfigChannel, nodeID+":"+strconv.FormatInt(rev, 10)); err != nil {
-		return 0, fmt.Errorf("notify config event: %w", err)
+	if len(nodes) > 0 {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, n || ':' || $2) FROM unnest($3::text[]) n`, ConfigChannel, strconv.FormatInt(rev, 10), nodes); err != nil {
+			return 0, fmt.Errorf("notify config event: %w", err)
+		}
 	}
 	// The instance's latest change, for its sync state in the API.
 	if ev.Kind == nodelink.KindInstanceDelete {
@@ -48,7 +58,11 @@ func emit(ctx context.Context, tx pgx.Tx, nodeID, instanceID string, ev nodelink
 	if err != nil {
 		return 0, fmt.Errorf("instance config revision: %w", err)
 	}
-	noteRevision(ctx, nodeID, rev)
+	for _, n := range nodes {
+		// Read-your-writes waits for every node of the cell (the wait
+		// skips the ones that are down).
+		noteRevision(ctx, n, rev)
+	}
 	return rev, nil
 }
 
@@ -72,7 +86,7 @@ func (s *Service) ConfigRevision(ctx context.Context) (last, pruned int64, err e
 	return last, pruned, nil
 }
 
-// ConfigChanges returns the node's events after since, at most limit, in
+// ConfigChanges returns the events of the node's cell after since, at most limit, in
 // revision order. ErrSnapshotNeeded means since is older than the outbox
 // keeps (or newer than anything issued): the node must take a snapshot.
 func (s *Service) ConfigChanges(ctx context.Context, nodeID string, since int64, limit int) ([]nodelink.Event, error) {
@@ -83,8 +97,8 @@ func (s *Service) ConfigChanges(ctx context.Context, nodeID string, since int64,
 	if since <= 0 || since < pruned || since > last {
 		return nil, ErrSnapshotNeeded
 	}
-	rows, err := s.db.Query(ctx, `SELECT revision, event FROM config_outbox WHERE node_id = $1 AND revision > $2
-		ORDER BY revision LIMIT $3`, nodeID, since, limit)
+	rows, err := s.db.Query(ctx, `SELECT revision, event FROM config_outbox
+		WHERE cell_id = (SELECT cell_id FROM nodes WHERE id = $1) AND revision > $2 ORDER BY revision LIMIT $3`, nodeID, since, limit)
 	if err != nil {
 		return nil, fmt.Errorf("config changes: %w", err)
 	}
@@ -137,15 +151,19 @@ func (s *Service) PruneConfigOutbox(ctx context.Context, keep time.Duration) (in
 	return n, err
 }
 
-// ConfigSnapshot is everything placed on the node, consistent at one
-// revision (read in one repeatable-read transaction).
+// ConfigSnapshot is everything placed on the node's cell, consistent at
+// one revision (read in one repeatable-read transaction).
 func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (nodelink.Snapshot, error) {
 	snap := nodelink.Snapshot{NodeID: nodeID, Instances: []nodelink.Instance{}}
 	err := pgx.BeginTxFunc(ctx, s.db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT last FROM config_revision`).Scan(&snap.Revision); err != nil {
 			return fmt.Errorf("snapshot revision: %w", err)
 		}
-		rows, err := tx.Query(ctx, `SELECT id, org_id, status, allow_anonymous, limited, quotas, strict_topics FROM instances WHERE node_id = $1 ORDER BY id`, nodeID)
+		var cellID string
+		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT cell_id FROM nodes WHERE id = $1), '')`, nodeID).Scan(&cellID); err != nil {
+			return fmt.Errorf("snapshot cell: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT id, org_id, status, allow_anonymous, limited, quotas, strict_topics FROM instances WHERE cell_id = $1 ORDER BY id`, cellID)
 		if err != nil {
 			return fmt.Errorf("snapshot instances: %w", err)
 		}
@@ -170,13 +188,13 @@ func (s *Service) ConfigSnapshot(ctx context.Context, nodeID string) (nodelink.S
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("snapshot instances: %w", err)
 		}
-		if err := fillChildren(ctx, tx, s.now(), `i.node_id = $1`, nodeID, snap.Instances, byID); err != nil {
+		if err := fillChildren(ctx, tx, s.now(), `i.cell_id = $1`, cellID, snap.Instances, byID); err != nil {
 			return err
 		}
-		if err := fillTopics(ctx, tx, `i.node_id = $1`, nodeID, snap.Instances, byID); err != nil {
+		if err := fillTopics(ctx, tx, `i.cell_id = $1`, cellID, snap.Instances, byID); err != nil {
 			return err
 		}
-		return fillRules(ctx, tx, `i.node_id = $1`, nodeID, snap.Instances, byID)
+		return fillRules(ctx, tx, `i.cell_id = $1`, cellID, snap.Instances, byID)
 	})
 	return snap, err
 }

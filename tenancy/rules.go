@@ -326,12 +326,12 @@ func (s *Service) ResolveRule(ctx context.Context, orgID, instanceID, id string)
 	return RuleTarget{Rule: r, NodeID: node}, nil
 }
 
-// RuleSecretForNode returns a rule's signing secret to the node its
-// instance is placed on (ErrNotFound for any other node).
+// RuleSecretForNode returns a rule's signing secret to a node of the cell
+// its instance is placed on (ErrNotFound for any other node).
 func (s *Service) RuleSecretForNode(ctx context.Context, nodeID, ruleID string) ([]byte, error) {
 	var sealed []byte
 	err := s.db.QueryRow(ctx, `SELECT r.secret FROM rules r JOIN instances i ON i.id = r.instance_id
-		WHERE r.id = $1 AND i.node_id = $2`, ruleID, nodeID).Scan(&sealed)
+		JOIN nodes n ON n.cell_id = i.cell_id WHERE r.id = $1 AND n.id = $2`, ruleID, nodeID).Scan(&sealed)
 	if err != nil {
 		return nil, fmt.Errorf("rule %s: %w", ruleID, notFound(err))
 	}

@@ -64,9 +64,11 @@ func noteRevision(ctx context.Context, nodeID string, rev int64) {
 }
 
 // AppliedRevisions returns the applied config revision of each of the
-// nodes (a missing or revoked node is left out).
+// nodes that is up (a missing, revoked or down node is left out: a wait
+// for read-your-writes does not wait for it).
 func (s *Service) AppliedRevisions(ctx context.Context, nodes []string) (map[string]int64, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, applied_revision FROM nodes WHERE id = ANY($1) AND revoked_at IS NULL`, nodes)
+	rows, err := s.db.Query(ctx, `SELECT id, applied_revision FROM nodes WHERE id = ANY($1) AND revoked_at IS NULL AND last_seen_at > $2`,
+		nodes, s.liveSince())
 	if err != nil {
 		return nil, fmt.Errorf("applied revisions: %w", err)
 	}

@@ -189,6 +189,9 @@ type Service struct {
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 
+	// cellRefused: the (node, stated cell) pairs already logged as refused.
+	cellRefused sync.Map
+
 	dummyOnce sync.Once
 	dummy     string
 
@@ -214,8 +217,8 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 func WithSecretKeys(kr *secretbox.Keyring) Option { return func(s *Service) { s.secrets = kr } }
 
 // WithNodeLiveWindow sets how recently a data-plane node must have reported
-// to take new instances and to show its instances as running (default 60 s;
-// nodes report at least every 15 s).
+// to count as up: to take new instances, to be sent requests, to be waited
+// for, and to keep its cell healthy (default 15 s; nodes report every 5 s).
 func WithNodeLiveWindow(d time.Duration) Option { return func(s *Service) { s.liveWindow = d } }
 
 // WithBaseURL sets the public URL used in emailed links.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -50,12 +51,16 @@ type config struct {
 	PublicURL       string
 	MetricsAddr     string
 	SecretKeyFile   string
+	// Cells: the cell a node is started as a member of (sent with its
+	// heartbeat, checked against its registration) and how long a node may
+	// stay silent before the control plane counts it down.
+	Cell          string
+	NodeDownAfter string
 	// Forwarding rules (dataplane/forward).
 	ForwardCAFile       string
 	ForwardAllowPrivate string
-	// Cells (cmd/aerie/cell.go): a data-plane node of a cell stores on
-	// the cell's embedded, replicated JetStream instead of RocksDB.
-	Cell          string
+	// A data-plane node of a cell (cmd/aerie/cell.go) stores on the
+	// cell's embedded, replicated JetStream instead of RocksDB.
 	ClusterAddr   string
 	ClusterRoutes string
 	ClusterSecret string
@@ -103,13 +108,14 @@ var allFlags = []flagSpec{
 	{"base-domain", "AERIE_BASE_DOMAIN", "", "devices reaching <instance>.<base-domain> (TLS SNI, WebSocket Host) name that instance", false, func(c *config) *string { return &c.BaseDomain }},
 	{"forward-ca-file", "AERIE_FORWARD_CA_FILE", "", "PEM file of extra CA certificates trusted for forwarding rules' webhook receivers (on top of the system's)", false, func(c *config) *string { return &c.ForwardCAFile }},
 	{"forward-allow-private", "AERIE_FORWARD_ALLOW_PRIVATE", "false", "let forwarding rules' webhooks reach loopback, private and link-local addresses (off: a tenant cannot reach the node's own network)", false, func(c *config) *string { return &c.ForwardAllowPrivate }},
-	{"cell", "AERIE_CELL", "", "cell this data-plane node belongs to (registered with 'aerie node create --cell'); set: messages, sessions and retained messages live in the cell's replicated JetStream, not in a local RocksDB", false, func(c *config) *string { return &c.Cell }},
+	{"cell", "AERIE_CELL", "", "the cell of data-plane nodes: node create puts the node in it (created when missing; default a new cell named after the node); dataplane states it with its heartbeat (refused if registered in another) and then stores messages, sessions and retained messages in the cell's replicated JetStream instead of a local RocksDB", false, func(c *config) *string { return &c.Cell }},
 	{"cluster-addr", "AERIE_CLUSTER_ADDR", "127.0.0.1:6222", "cell: listen address for the other nodes' cluster routes", false, func(c *config) *string { return &c.ClusterAddr }},
 	{"cluster-routes", "AERIE_CLUSTER_ROUTES", "", "cell: comma list of the other nodes' cluster addresses (host:port or nats://host:port)", false, func(c *config) *string { return &c.ClusterRoutes }},
 	{"cluster-secret", "AERIE_CLUSTER_SECRET", "", "cell: shared secret every node of the cell presents on its routes and the cell's NATS client port", true, func(c *config) *string { return &c.ClusterSecret }},
 	{"cell-replicas", "AERIE_CELL_REPLICAS", "3", "cell: replicas of every stream and bucket (capped by the cell's node count at start: 1 without --cluster-routes)", false, func(c *config) *string { return &c.CellReplicas }},
 	{"cell-nats-addr", "AERIE_CELL_NATS_ADDR", "127.0.0.1:0", "cell: the embedded NATS server's client listener, for monitoring with the cluster secret (port 0: a random one)", false, func(c *config) *string { return &c.CellNATSAddr }},
 	{"cell-node-ttl", "AERIE_CELL_NODE_TTL", "10s", "cell: a node silent for this long has left the cell; its sessions are taken over (disconnected, wills fired) by a survivor", false, func(c *config) *string { return &c.CellNodeTTL }},
+	{"node-down-after", "AERIE_NODE_DOWN_AFTER", "15s", "a data-plane node with no heartbeat for this long is down (its cell degraded; no placement, requests or read-your-writes waits go to it); nodes report every 5 s", false, func(c *config) *string { return &c.NodeDownAfter }},
 	{"max-connect-bytes", "AERIE_MAX_CONNECT_BYTES", "65536", "most bytes a connection may send before it is authenticated (its CONNECT; on WebSocket also the upgrade request and each message); a larger CONNECT is refused unread", false, func(c *config) *string { return &c.MaxConnectBytes }},
 }
 
@@ -117,14 +123,15 @@ var allFlags = []flagSpec{
 var subcommandFlags = map[string][]string{
 	"serve": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir",
 		"node-name", "public-host", "public-mqtt-port", "public-ws-port", "admin-token", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "public-url", "metrics-addr", "secret-key-file", "retention-interval",
-		"forward-ca-file", "forward-allow-private", "usage-interval"},
-	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr", "secret-key-file"},
+		"forward-ca-file", "forward-allow-private", "usage-interval", "node-down-after"},
+	"controlplane": {"http-addr", "data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "admin-token", "public-url", "metrics-addr", "secret-key-file", "node-down-after"},
 	"dataplane": {"http-addr", "mqtt-addr", "ws-addr", "mqtts-addr", "wss-addr", "tls-cert", "tls-key", "proxy-protocol", "data-dir", "log-level", "log-format", "control-plane", "node-token",
 		"public-host", "public-mqtt-port", "public-ws-port", "default-instance", "base-domain", "sync-ready-bound", "max-connect-bytes", "metrics-addr", "retention-interval", "node-api-url",
 		"forward-ca-file", "forward-allow-private", "usage-interval",
 		"cell", "cluster-addr", "cluster-routes", "cluster-secret", "cell-replicas", "cell-nats-addr", "cell-node-ttl"},
 	"migrate": {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
-	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir"},
+	"node":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "cell", "node-down-after"},
+	"cell":    {"data-dir", "database-url", "log-level", "log-format", "pg-bin-dir", "node-down-after"},
 }
 
 // publicURL returns --public-url checked (http or https, a host, no query or
@@ -235,4 +242,37 @@ func newLogger(c *config, w *os.File) (*slog.Logger, error) {
 		return nil, fmt.Errorf("%w: --log-format %q: want auto, text or json", errUsage, c.LogFormat)
 	}
 	return slog.New(safelog.Redact(h)), nil
+}
+
+// nodeDownAfter is --node-down-after checked.
+func nodeDownAfter(c *config) (time.Duration, error) {
+	d, err := time.ParseDuration(c.NodeDownAfter)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: --node-down-after %q is not a positive duration (e.g. 15s)", errUsage, c.NodeDownAfter)
+	}
+	return d, nil
+}
+
+// flagsFirst moves the flags of args (each -name value or -name=value)
+// before its other arguments, so `aerie node create NAME --cell C` parses
+// like `aerie node create --cell C NAME`.
+func flagsFirst(args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i+1:]...)
+			return append(flags, rest...)
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && a != "-h" && a != "--help" && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return append(flags, rest...)
 }

@@ -50,8 +50,12 @@ func openControlPlane(ctx context.Context, s *server) (*controlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
+	down, err := nodeDownAfter(s.cfg)
+	if err != nil {
+		return nil, err
+	}
 	cp.svc, cp.billing = newDomain(pool, s.log, tenancy.WithMailer(mailer.FromEnv(os.Getenv, s.log)), tenancy.WithBaseURL(s.public.String()),
-		tenancy.WithSecretKeys(keys))
+		tenancy.WithSecretKeys(keys), tenancy.WithNodeLiveWindow(down))
 	// Seal what an older binary stored in plain and what an older key
 	// sealed: this completes a key rotation.
 	if n, err := cp.svc.SealSecrets(ctx); err != nil {
@@ -123,7 +127,7 @@ func openMigrated(ctx context.Context, s *server) (*pgxpool.Pool, error) {
 func (cp *controlPlane) fill(d *api.Deps) {
 	d.DB, d.Tenancy, d.Billing, d.Meter, d.Feed, d.AdminToken = cp.pool, cp.svc, cp.billing, cp.meter, cp.feed, cp.adminToken
 	d.NodeAPI = cp.nodeAPI
-	d.Nodes = api.NewNodeInspector(cp.nodeAPI)
+	d.Nodes = api.NewNodeInspector(cp.nodeAPI, cp.svc)
 }
 
 // planApplier pushes a plan's quotas to an org's instances.

@@ -186,7 +186,7 @@ func (n *node) follow(ctx context.Context, s *server) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	s.onClose(cancel)
 	client, err := configsync.NewClient(configsync.Options{Source: src, State: n.state, Dir: filepath.Join(s.cfg.DataDir, "config"),
-		Log: s.log.With("component", "configsync"), Endpoints: endpoints(s.cfg, n.gw), APIURL: s.cfg.NodeAPIURL, Connections: n.gw.Connections})
+		Log: s.log.With("component", "configsync"), Endpoints: endpoints(s.cfg, n.gw), APIURL: s.cfg.NodeAPIURL, Connections: n.gw.Connections, Cell: s.cfg.Cell})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@
 //	aerie controlplane   control plane and console only
 //	aerie dataplane      one data-plane node
 //	aerie migrate up|status
+//	aerie node create|list, aerie cell list|set-endpoints
 //	aerie version
 package main
 
@@ -31,8 +32,14 @@ Usage:
   aerie dataplane      run one data-plane node
   aerie migrate up     apply database migrations
   aerie migrate status show database migrations
-  aerie node create NAME   register a data-plane node and print its token
-  aerie node list          list the registered data-plane nodes
+  aerie node create NAME [--cell CELL]
+                       register a data-plane node (in CELL, created when
+                       missing; default a new cell named after it) and print its token
+  aerie node list      list the registered data-plane nodes, their cell and status
+  aerie cell list      list the cells: nodes, nodes up, status, instances
+  aerie cell set-endpoints CELL [mqtt=HOST:PORT] [mqtts=…] [ws=…] [wss=…]
+                       set the endpoints the cell's instances show (a DNS name or
+                       load balancer in front of its nodes); none clears them
   aerie version        print the version
 
 Run 'aerie <command> -h' for the flags of a command.
@@ -59,6 +66,8 @@ func run(args []string, stdout io.Writer, stderr *os.File) int {
 		err = runMigrate(ctx, args[1:], stdout, stderr)
 	case "node":
 		err = runNode(ctx, args[1:], stdout, stderr)
+	case "cell":
+		err = runCell(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "aerie %s (commit %s, %s)\n", buildinfo.Version, buildinfo.Commit(), runtime.Version())
 	case "help", "-h", "--help":

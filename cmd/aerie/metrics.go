@@ -40,10 +40,12 @@ type slogPrinter struct{ log *slog.Logger }
 func (p slogPrinter) Println(v ...any) { p.log.Warn("metrics", "error", v) }
 
 // controlPlaneCollector reads the operator gauges from Postgres at each
-// scrape: nodes up, each node's config revision lag, the outbox depth.
+// scrape: nodes up, each node's config revision lag, the outbox depth, each
+// cell's nodes up.
 type controlPlaneCollector struct {
 	svc                                      *tenancy.Service
 	dbUp, nodesUp, nodeUp, lag, insts, depth *prometheus.Desc
+	cellNodesUp, cellNodes                   *prometheus.Desc
 }
 
 func newControlPlaneCollector(svc *tenancy.Service) *controlPlaneCollector {
@@ -51,17 +53,19 @@ func newControlPlaneCollector(svc *tenancy.Service) *controlPlaneCollector {
 		return prometheus.NewDesc("aerie_"+name, help, labels, nil)
 	}
 	return &controlPlaneCollector{svc: svc,
-		dbUp:    d("controlplane_database_up", "1 when the control plane could read its gauges from Postgres at this scrape."),
-		nodesUp: d("nodes_up", "Data-plane nodes that reported within the liveness window."),
-		nodeUp:  d("node_up", "1 when the node reported within the liveness window.", "node", "node_name"),
-		lag:     d("node_config_revision_lag", "Config revisions meant for the node that it has not applied.", "node", "node_name"),
-		insts:   d("node_instances", "Instances placed on the node.", "node", "node_name"),
-		depth:   d("config_outbox_depth", "Config changes kept in the outbox for nodes."),
+		dbUp:        d("controlplane_database_up", "1 when the control plane could read its gauges from Postgres at this scrape."),
+		nodesUp:     d("nodes_up", "Data-plane nodes that reported within the liveness window."),
+		nodeUp:      d("node_up", "1 when the node reported within the liveness window (--node-down-after).", "node", "node_name", "cell"),
+		lag:         d("node_config_revision_lag", "Config revisions meant for the node that it has not applied.", "node", "node_name"),
+		insts:       d("node_instances", "Instances placed on the node.", "node", "node_name"),
+		depth:       d("config_outbox_depth", "Config changes kept in the outbox for nodes."),
+		cellNodesUp: d("cell_nodes_up", "Nodes of the cell that reported within the liveness window (fewer than aerie_cell_nodes: degraded; 0: down).", "cell"),
+		cellNodes:   d("cell_nodes", "Registered nodes of the cell.", "cell"),
 	}
 }
 
 func (c *controlPlaneCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.dbUp, c.nodesUp, c.nodeUp, c.lag, c.insts, c.depth} {
+	for _, d := range []*prometheus.Desc{c.dbUp, c.nodesUp, c.nodeUp, c.lag, c.insts, c.depth, c.cellNodesUp, c.cellNodes} {
 		ch <- d
 	}
 }
@@ -81,10 +85,14 @@ func (c *controlPlaneCollector) Collect(ch chan<- prometheus.Metric) {
 		if n.Up {
 			v, up = 1, up+1
 		}
-		ch <- prometheus.MustNewConstMetric(c.nodeUp, prometheus.GaugeValue, v, n.ID, n.Name)
+		ch <- prometheus.MustNewConstMetric(c.nodeUp, prometheus.GaugeValue, v, n.ID, n.Name, n.Cell)
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(n.RevisionLag), n.ID, n.Name)
 		ch <- prometheus.MustNewConstMetric(c.insts, prometheus.GaugeValue, float64(n.Instances), n.ID, n.Name)
 	}
 	ch <- prometheus.MustNewConstMetric(c.nodesUp, prometheus.GaugeValue, float64(up))
+	for _, cs := range st.Cells {
+		ch <- prometheus.MustNewConstMetric(c.cellNodesUp, prometheus.GaugeValue, float64(cs.NodesUp), cs.Name)
+		ch <- prometheus.MustNewConstMetric(c.cellNodes, prometheus.GaugeValue, float64(cs.Nodes), cs.Name)
+	}
 	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(st.OutboxDepth))
 }

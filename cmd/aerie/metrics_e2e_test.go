@@ -71,7 +71,7 @@ func TestMetricsListener(t *testing.T) {
 		`aerie_build_info{commit=`,
 		`aerie_http_requests_total{code="201",method="POST",route="/v1/orgs/{org_id}/instances"} 1`,
 		`aerie_http_request_duration_seconds_bucket{method="POST",route="/v1/orgs/{org_id}/instances",le=`,
-		"aerie_nodes_up 1", `aerie_node_up{node=`, `aerie_node_config_revision_lag{node=`, "aerie_config_outbox_depth ",
+		"aerie_nodes_up 1", `aerie_node_up{cell="local",node=`, `aerie_cell_nodes_up{cell="local"} 1`, `aerie_node_config_revision_lag{node=`, "aerie_config_outbox_depth ",
 		"aerie_controlplane_database_up 1",
 		`aerie_connections{aerie_instance="` + inst.ID + `"} 1`,
 		`aerie_messages_in_total{aerie_instance="` + inst.ID + `"} 1`,

@@ -11,18 +11,60 @@ import (
 	"github.com/aeriemq/aerie/tenancy"
 )
 
-// runNode implements `aerie node create NAME` and `aerie node list`.
+// runNode implements `aerie node create NAME [--cell CELL]` and `aerie node
+// list`.
 func runNode(ctx context.Context, args []string, stdout io.Writer, stderr *os.File) error {
 	if len(args) == 0 || (args[0] != "create" && args[0] != "list") {
-		return fmt.Errorf("%w: aerie node create NAME | aerie node list", errUsage)
+		return fmt.Errorf("%w: aerie node create NAME [--cell CELL] | aerie node list", errUsage)
 	}
 	action := args[0]
-	cfg, rest, err := parseConfig("node", args[1:], stderr)
+	return withAdminService(ctx, "node", args[1:], stderr, func(cfg *config, rest []string, svc *tenancy.Service) error {
+		if action == "create" {
+			if len(rest) != 1 {
+				return fmt.Errorf("%w: aerie node create NAME [--cell CELL]", errUsage)
+			}
+			n, tok, err := svc.CreateNodeInCell(ctx, rest[0], cfg.Cell)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "node %s (%s) registered in cell %s. Its token, shown once:\n  AERIE_NODE_TOKEN=%s\nStart it with:\n  aerie dataplane --control-plane URL --cell %s --node-token %s\n",
+				n.Name, n.ID, n.Cell, tok, n.Cell, tok)
+			return nil
+		}
+		ns, err := svc.ListNodes(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%-14s %-20s %-20s %-6s %9s %11s %10s  %s\n", "ID", "NAME", "CELL", "STATUS", "INSTANCES", "CONNECTIONS", "REVISION", "LAST SEEN")
+		for _, n := range ns {
+			seen := "never"
+			if n.LastSeenAt != nil {
+				seen = n.LastSeenAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%-14s %-20s %-20s %-6s %9d %11d %10d  %s\n", n.ID, n.Name, n.Cell, nodeStatus(n.Up), n.Instances, n.Connections, n.AppliedRevision, seen)
+		}
+		return nil
+	})
+}
+
+func nodeStatus(up bool) string {
+	if up {
+		return tenancy.NodeUp
+	}
+	return tenancy.NodeDown
+}
+
+// withAdminService parses the flags of an operator command (sub), opens
+// the database (the private cluster under --data-dir when no
+// --database-url), migrates it and runs fn with the tenancy service.
+func withAdminService(ctx context.Context, sub string, args []string, stderr *os.File, fn func(*config, []string, *tenancy.Service) error) error {
+	cfg, rest, err := parseConfig(sub, flagsFirst(args), stderr)
 	if err != nil {
 		return err
 	}
-	if action == "create" && len(rest) != 1 {
-		return fmt.Errorf("%w: aerie node create NAME", errUsage)
+	down, err := nodeDownAfter(cfg)
+	if err != nil {
+		return err
 	}
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
@@ -51,26 +93,5 @@ func runNode(ctx context.Context, args []string, stdout io.Writer, stderr *os.Fi
 	if _, err := r.Up(ctx); err != nil {
 		return err
 	}
-	svc := tenancy.NewService(pool, log)
-	if action == "create" {
-		n, tok, err := svc.CreateNode(ctx, rest[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "node %s (%s) registered. Its token, shown once:\n  AERIE_NODE_TOKEN=%s\nStart it with:\n  aerie dataplane --control-plane URL --node-token %s\n", n.Name, n.ID, tok, tok)
-		return nil
-	}
-	ns, err := svc.ListNodes(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%-14s %-20s %9s %11s %10s  %s\n", "ID", "NAME", "INSTANCES", "CONNECTIONS", "REVISION", "LAST SEEN")
-	for _, n := range ns {
-		seen := "never"
-		if n.LastSeenAt != nil {
-			seen = n.LastSeenAt.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(stdout, "%-14s %-20s %9d %11d %10d  %s\n", n.ID, n.Name, n.Instances, n.Connections, n.AppliedRevision, seen)
-	}
-	return nil
+	return fn(cfg, rest, tenancy.NewService(pool, log, tenancy.WithNodeLiveWindow(down)))
 }

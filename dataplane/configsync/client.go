@@ -29,6 +29,10 @@ type Options struct {
 	// Endpoints and Connections go with every heartbeat.
 	Endpoints   map[string]string
 	Connections func() int64
+	// Cell is the cell the node was started as a member of, sent with
+	// every heartbeat; the control plane refuses the heartbeat when the
+	// node is registered in another. Empty: no check.
+	Cell string
 	// AckInterval is the heartbeat period (default 5 s).
 	AckInterval time.Duration
 	// DeadAfter: a stream silent this long (not even a heartbeat) is
@@ -239,14 +243,25 @@ func (c *Client) stream(ctx context.Context) (int, error) {
 func (c *Client) acker(ctx context.Context) {
 	t := time.NewTicker(c.o.AckInterval)
 	defer t.Stop()
+	refused := "" // the refusal last logged, logged once
 	send := func() {
-		ack := nodelink.Ack{Revision: c.o.State.Revision(), Endpoints: c.o.Endpoints, APIURL: c.o.APIURL}
+		ack := nodelink.Ack{Revision: c.o.State.Revision(), Endpoints: c.o.Endpoints, APIURL: c.o.APIURL, Cell: c.o.Cell}
 		if c.o.Connections != nil {
 			ack.Connections = c.o.Connections()
 		}
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := c.o.Source.Ack(actx, ack); err != nil && ctx.Err() == nil {
+		err := c.o.Source.Ack(actx, ack)
+		switch {
+		case err == nil:
+			refused = ""
+		case ctx.Err() != nil:
+		case errors.Is(err, nodelink.ErrAckRefused):
+			if err.Error() != refused {
+				refused = err.Error()
+				c.o.Log.Error("the control plane refuses this node's heartbeat: it counts the node down until this is fixed", "error", err)
+			}
+		default:
 			c.o.Log.Debug("config ack failed", "error", err)
 		}
 	}
