@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/nats-io/nats.go"
@@ -61,44 +62,133 @@ func (s *Store) directBatch(ctx context.Context, stream string, seq uint64, subj
 }
 
 // events coalesces "queue has new entries" notifications, as the RocksDB
-// store does: only queues with a persistent subscriber are raised.
+// store does: only queues with a persistent subscriber are raised. Appends
+// made on other nodes of a cell are raised too (their notifications).
+//
+// Reads are direct gets that any replica may answer, and a follower may
+// not have applied an entry yet when the session woken for it pulls. So
+// the highest offset raised per queue is remembered, and a PullSession
+// that ends short of it while returning less than asked re-raises the
+// queue after a short delay (doubling from retryBase, at most retryMax
+// times per offset): the session pulls again until it reads the entry.
 type events struct {
 	mu      sync.Mutex
 	pending map[store.QueueRef]uint64
+	max     map[store.QueueRef]uint64
+	retry   map[store.QueueRef]*retryState
 	ch      chan struct{}
 }
 
-func (e *events) init() { e.pending = map[store.QueueRef]uint64{}; e.ch = make(chan struct{}, 1) }
+type retryState struct {
+	target uint64
+	n      int
+	armed  bool
+}
 
-// raise records events for the appended messages (local appends only: the
-// cross-node fan-out of a cell is not part of this backend yet).
+const (
+	retryBase = 5 * time.Millisecond
+	retryMax  = 10 // 5ms·(2^10-1) ≈ 5s in all
+)
+
+func (e *events) init() {
+	e.pending, e.max, e.retry = map[store.QueueRef]uint64{}, map[store.QueueRef]uint64{}, map[store.QueueRef]*retryState{}
+	e.ch = make(chan struct{}, 1)
+}
+
+// raise records events for locally appended messages.
 func (s *Store) raise(msgs []store.Message, offs []uint64) {
+	byInst := map[string][]int{}
+	for i := range msgs {
+		byInst[msgs[i].Instance] = append(byInst[msgs[i].Instance], i)
+	}
+	for inst, idx := range byInst {
+		topics, o := make([]string, len(idx)), make([]uint64, len(idx))
+		for j, i := range idx {
+			topics[j], o[j] = msgs[i].Topic, offs[i]
+		}
+		s.raiseTopics(inst, topics, o)
+	}
+}
+
+// raiseTopics records events for messages of one instance.
+func (s *Store) raiseTopics(inst string, topics []string, offs []uint64) {
 	var qs []string
 	s.ss.mu.RLock()
 	s.ev.mu.Lock()
 	n := 0
-	for i := range msgs {
-		inst := msgs[i].Instance
+	for i, topic := range topics {
 		qs = qs[:0]
-		if len(s.ss.byQueue[inst][msgs[i].Topic]) > 0 {
-			qs = append(qs, msgs[i].Topic)
+		if len(s.ss.byQueue[inst][topic]) > 0 {
+			qs = append(qs, topic)
 		}
 		if t := s.ss.tries[inst]; t != nil {
-			qs = t.Match(qs, msgs[i].Topic)
+			qs = t.Match(qs, topic)
 		}
 		for _, q := range qs {
-			s.ev.pending[store.QueueRef{Instance: inst, Queue: q}] = offs[i]
+			ref := store.QueueRef{Instance: inst, Queue: q}
+			if offs[i] > s.ev.pending[ref] {
+				s.ev.pending[ref] = offs[i]
+			}
+			if offs[i] > s.ev.max[ref] {
+				s.ev.max[ref] = offs[i]
+			}
 			n++
 		}
 	}
 	s.ev.mu.Unlock()
 	s.ss.mu.RUnlock()
 	if n > 0 {
-		select {
-		case s.ev.ch <- struct{}{}:
-		default:
-		}
+		s.ev.signal()
 	}
+}
+
+func (e *events) signal() {
+	select {
+	case e.ch <- struct{}{}:
+	default:
+	}
+}
+
+// pulled is told that a session's PullSession of q returned n of limit
+// entries and left its read position at read; it arms a re-raise when the
+// queue was raised beyond read (a lagging replica answered).
+func (e *events) pulled(ref store.QueueRef, read uint64, n, limit int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	target := e.max[ref]
+	if target <= read || n >= limit {
+		if r := e.retry[ref]; r != nil && r.target <= read && !r.armed {
+			delete(e.retry, ref)
+		}
+		return
+	}
+	r := e.retry[ref]
+	if r == nil || r.target != target {
+		r = &retryState{target: target}
+		e.retry[ref] = r
+	}
+	if r.armed || r.n >= retryMax {
+		return
+	}
+	r.armed = true
+	time.AfterFunc(retryBase<<r.n, func() {
+		e.mu.Lock()
+		r.armed = false
+		r.n++
+		if r.target > e.pending[ref] {
+			e.pending[ref] = r.target
+		}
+		e.mu.Unlock()
+		e.signal()
+	})
+}
+
+// forget drops the remembered offsets of a queue nobody subscribes to.
+func (e *events) forget(ref store.QueueRef) {
+	e.mu.Lock()
+	delete(e.max, ref)
+	delete(e.retry, ref)
+	e.mu.Unlock()
 }
 
 // Events signals that TakeEvents has something.
