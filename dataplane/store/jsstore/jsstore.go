@@ -204,11 +204,11 @@ func (s *Store) Close() error {
 	if s.retCons != nil {
 		s.retCons.Stop()
 	}
+	s.stop()
+	s.wg.Wait()
 	if s.nodesKV != nil {
 		s.leave()
 	}
-	s.stop()
-	s.wg.Wait()
 	return nil
 }
 
