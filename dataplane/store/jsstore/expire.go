@@ -56,7 +56,7 @@ func (s *Store) casRecord(ctx context.Context, rec *sessionRecord, inst, client 
 // with several nodes of a cell calling it at once each will is returned
 // by exactly one of them (the one whose rewrite without the will, or
 // whose deletion, won) and each session is deleted once. In a cell it
-// first marks disconnected the sessions of nodes that left (reapLocked).
+// first marks disconnected the sessions of nodes that left (reap).
 func (s *Store) ExpireSessions(ctx context.Context, now time.Time) (store.Expired, error) {
 	var out store.Expired
 	if err := s.check(); err != nil {
@@ -68,10 +68,11 @@ func (s *Store) ExpireSessions(ctx context.Context, now time.Time) (store.Expire
 	if err != nil {
 		return out, err
 	}
+	gone := map[string]*time.Time{}
 	for _, r := range recs {
 		rec, rev := r.rec, r.rev
 		if rec.Disc == 0 {
-			if rec, rev, err = s.reap(ctx, rec, rev); err != nil || rec == nil {
+			if rec, rev, err = s.reap(ctx, rec, rev, gone); err != nil || rec == nil {
 				if err != nil {
 					return out, err
 				}
@@ -131,8 +132,8 @@ func (s *Store) expireOne(ctx context.Context, rec *sessionRecord, rev uint64, n
 // at the time the owner was last seen (now if never), by compare-and-set
 // so one survivor does it. It returns the record as it then is, nil when
 // it stays connected (owner alive, or another node changed it first).
-func (s *Store) reap(ctx context.Context, rec *sessionRecord, rev uint64) (*sessionRecord, uint64, error) {
-	last, gone := s.ownerGone(rec.Owner)
+func (s *Store) reap(ctx context.Context, rec *sessionRecord, rev uint64, cache map[string]*time.Time) (*sessionRecord, uint64, error) {
+	last, gone := s.ownerGone(ctx, rec.Owner, cache)
 	if !gone {
 		return nil, 0, nil
 	}

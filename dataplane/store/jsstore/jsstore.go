@@ -372,6 +372,7 @@ func (s *Store) Pull(ctx context.Context, instance, queue string, after uint64, 
 type rawMsg struct {
 	seq  uint64
 	data []byte
+	hdr  nats.Header
 }
 
 var errDirectGet = errors.New("jsstore: direct get")

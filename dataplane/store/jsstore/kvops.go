@@ -52,25 +52,31 @@ type msgGetResponse struct {
 // kvLast returns the value and revision of a key as the bucket's leader
 // has it: (nil, rev) for a deleted key, (nil, 0) for one never written.
 func (s *Store) kvLast(ctx context.Context, key string) ([]byte, uint64, error) {
+	return s.leaderLast(ctx, "KV_"+s.bucket, s.kvSubject(key))
+}
+
+// leaderLast reads the last message of a KV stream's subject from the
+// stream leader (nil data for a delete marker).
+func (s *Store) leaderLast(ctx context.Context, stream, subject string) ([]byte, uint64, error) {
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	req, _ := json.Marshal(map[string]string{"last_by_subj": s.kvSubject(key)})
-	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+s.bucket, req)
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
+	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("jsstore: get %s: %w", key, err)
+		return nil, 0, fmt.Errorf("jsstore: get %s: %w", subject, err)
 	}
 	var r msgGetResponse
 	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return nil, 0, fmt.Errorf("jsstore: get %s: %w", key, err)
+		return nil, 0, fmt.Errorf("jsstore: get %s: %w", subject, err)
 	}
 	if r.Error != nil {
 		if r.Error.Code == 404 {
 			return nil, 0, nil
 		}
-		return nil, 0, fmt.Errorf("jsstore: get %s: %d %s", key, r.Error.Code, r.Error.Description)
+		return nil, 0, fmt.Errorf("jsstore: get %s: %d %s", subject, r.Error.Code, r.Error.Description)
 	}
 	if r.Message == nil {
-		return nil, 0, fmt.Errorf("jsstore: get %s: empty answer", key)
+		return nil, 0, fmt.Errorf("jsstore: get %s: empty answer", subject)
 	}
 	if bytes.Contains(r.Message.Hdrs, []byte(kvOpHeader)) {
 		return nil, r.Message.Seq, nil // DEL or PURGE marker

@@ -8,95 +8,59 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Node liveness in a cell: every node puts a heartbeat (its name and
 // connection count per instance) under its name in the memory-stored,
 // replicated KV bucket "<PREFIX>_nodes" every heartbeat interval
-// (NodeTimeout/4, at most 1s); the bucket's TTL is NodeTimeout. Every
-// node watches the bucket and keeps, on its own clock, when it last
-// received each peer's heartbeat: a peer is live while that is within
-// NodeTimeout. A node that closes deletes its entry (it leaves at once).
+// (NodeTimeout/4, at most 1s); the bucket's TTL (MaxAge) is NodeTimeout,
+// so the servers themselves drop the entry of a node that stopped
+// beating: a node is live while its entry exists. A node that closes
+// deletes its entry (it leaves at once).
+//
+// After each heartbeat a node reads all entries in one batched direct get
+// (its view for LiveNodes and PeerConnections, stale after NodeTimeout
+// without a successful read). Before it treats a session owner as gone it
+// asks the bucket's leader (a lagging view must never reap a live node).
 
 type heartbeat struct {
 	Node  string         `json:"n"`
 	Conns map[string]int `json:"c,omitempty"`
 }
 
-type peer struct {
-	seen  time.Time
-	conns map[string]int
-}
-
 // nodesState is this node's view of the cell's nodes.
 type nodesState struct {
-	mu      sync.Mutex
-	conns   map[string]int // this node's, published by the next heartbeat
-	peers   map[string]*peer
-	started time.Time // when this node began to watch heartbeats
+	mu       sync.Mutex
+	conns    map[string]int            // this node's, published by the next heartbeat
+	peers    map[string]map[string]int // live peers → their connection counts
+	seen     map[string]time.Time      // a peer's last heartbeat (server time stamp)
+	polledAt time.Time                 // last successful read of the bucket
 }
 
 func (s *Store) heartbeatInterval() time.Duration {
 	return min(time.Second, s.opts.NodeTimeout/4)
 }
 
+func (s *Store) nodesBucket() string { return s.name + "_nodes" }
+
 // startNodes creates the nodes bucket, puts the first heartbeat and starts
-// the heartbeat loop and the watcher.
+// the heartbeat loop.
 func (s *Store) startNodes(ctx context.Context) error {
 	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: s.name + "_nodes", History: 1, TTL: s.opts.NodeTimeout,
+		Bucket: s.nodesBucket(), History: 1, TTL: s.opts.NodeTimeout,
 		Storage: jetstream.MemoryStorage, Replicas: s.opts.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("jsstore: nodes bucket: %w", err)
 	}
 	s.nodesKV = kv
-	s.nodes.peers = map[string]*peer{}
-	s.nodes.started = s.opts.Now()
-	w, err := kv.WatchAll(s.bg)
-	if err != nil {
-		return fmt.Errorf("jsstore: watch nodes: %w", err)
-	}
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		defer w.Stop() //nolint:errcheck // best effort
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					s.seeNode(e)
-				}
-			case <-s.bg.Done():
-				return
-			}
-		}
-	}()
+	s.nodes.peers, s.nodes.seen = map[string]map[string]int{}, map[string]time.Time{}
 	s.beat(ctx)
+	s.wg.Add(1)
 	go s.heartbeatLoop()
 	return nil
-}
-
-func (s *Store) seeNode(e jetstream.KeyValueEntry) {
-	s.nodes.mu.Lock()
-	defer s.nodes.mu.Unlock()
-	if e.Operation() != jetstream.KeyValuePut {
-		for name, p := range s.nodes.peers {
-			if tok(name) == e.Key() {
-				p.seen = time.Time{}
-			}
-		}
-		return
-	}
-	var hb heartbeat
-	if json.Unmarshal(e.Value(), &hb) != nil || hb.Node == s.opts.Node {
-		return
-	}
-	s.nodes.peers[hb.Node] = &peer{seen: s.opts.Now(), conns: hb.Conns}
 }
 
 func (s *Store) heartbeatLoop() {
@@ -114,7 +78,7 @@ func (s *Store) heartbeatLoop() {
 }
 
 // beat puts this node's heartbeat (best effort: a node that cannot reach
-// a quorum is not live for the others).
+// a quorum is not live for the others) and reads the others'.
 func (s *Store) beat(ctx context.Context) {
 	s.nodes.mu.Lock()
 	hb, _ := json.Marshal(heartbeat{Node: s.opts.Node, Conns: s.nodes.conns})
@@ -124,6 +88,33 @@ func (s *Store) beat(ctx context.Context) {
 	if _, err := s.nodesKV.Put(ctx, tok(s.opts.Node), hb); err == nil {
 		s.cell.beats.Add(1)
 	}
+	s.readPeers(ctx)
+}
+
+// readPeers refreshes the view of the other nodes' heartbeats.
+func (s *Store) readPeers(ctx context.Context) {
+	all := "$KV." + s.nodesBucket() + ".>"
+	msgs, err := s.direct(ctx, "KV_"+s.nodesBucket(), directGetRequest{MultiLast: []string{all}, Batch: 100000})
+	if err != nil {
+		return
+	}
+	peers := map[string]map[string]int{}
+	now := s.opts.Now()
+	s.nodes.mu.Lock()
+	defer s.nodes.mu.Unlock()
+	for _, m := range msgs {
+		var hb heartbeat
+		if m.hdr.Get(kvOpHeader) != "" || json.Unmarshal(m.data, &hb) != nil || hb.Node == s.opts.Node {
+			continue
+		}
+		peers[hb.Node] = hb.Conns
+		at, err := time.Parse(time.RFC3339Nano, m.hdr.Get(nats.JSTimeStamp))
+		if err != nil {
+			at = now
+		}
+		s.nodes.seen[hb.Node] = at
+	}
+	s.nodes.peers, s.nodes.polledAt = peers, now
 }
 
 // leave deletes this node's heartbeat (a clean shutdown).
@@ -133,28 +124,51 @@ func (s *Store) leave() {
 	_ = s.nodesKV.Delete(ctx, tok(s.opts.Node)) //nolint:errcheck // best effort: the TTL removes it anyway
 }
 
+// livePeers returns the view of the other live nodes (nil when stale).
+// It runs under nodes.mu.
+func (s *Store) livePeersLocked() map[string]map[string]int {
+	if s.opts.Now().Sub(s.nodes.polledAt) >= s.opts.NodeTimeout {
+		return nil
+	}
+	return s.nodes.peers
+}
+
 // ownerGone reports whether a session owner is a node that left the cell
-// (no heartbeat within NodeTimeout) and when it was last seen (now if
-// never). Only a node that has itself watched the heartbeats for a whole
-// NodeTimeout judges (a node that just started has not seen them yet).
-func (s *Store) ownerGone(owner string) (time.Time, bool) {
-	if s.opts.Node == "" || owner == "" || owner == s.opts.Node {
+// (its heartbeat entry is gone: none within NodeTimeout, or it closed) and
+// when it was last seen (now if never). gone caches the answers of one
+// ExpireSessions pass.
+func (s *Store) ownerGone(ctx context.Context, owner string, gone map[string]*time.Time) (time.Time, bool) {
+	if s.opts.Node == "" || owner == "" || owner == s.opts.Node || s.nodesKV == nil {
 		return time.Time{}, false
 	}
-	now := s.opts.Now()
+	if at, ok := gone[owner]; ok {
+		return derefTime(at), at != nil
+	}
 	s.nodes.mu.Lock()
-	defer s.nodes.mu.Unlock()
-	if now.Sub(s.nodes.started) < s.opts.NodeTimeout {
+	_, live := s.livePeersLocked()[owner]
+	last, seen := s.nodes.seen[owner]
+	s.nodes.mu.Unlock()
+	if !live {
+		// Confirm with the bucket's leader: only an absent entry is gone.
+		v, _, err := s.leaderLast(ctx, "KV_"+s.nodesBucket(), "$KV."+s.nodesBucket()+"."+tok(owner))
+		live = err != nil || v != nil
+	}
+	if live {
+		gone[owner] = nil
 		return time.Time{}, false
 	}
-	p := s.nodes.peers[owner]
-	if p == nil || p.seen.IsZero() {
-		return now, true
+	if !seen {
+		last = s.opts.Now()
 	}
-	if now.Sub(p.seen) < s.opts.NodeTimeout {
-		return time.Time{}, false
+	gone[owner] = &last
+	return last, true
+}
+
+func derefTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
 	}
-	return p.seen, true
+	return *t
 }
 
 // SetConnections publishes this node's connection count per instance with
@@ -168,28 +182,18 @@ func (s *Store) SetConnections(conns map[string]int) {
 // PeerConnections is the sum of the live other nodes' last published
 // connection counts of an instance.
 func (s *Store) PeerConnections(instance string) int {
-	now := s.opts.Now()
 	s.nodes.mu.Lock()
 	defer s.nodes.mu.Unlock()
 	n := 0
-	for _, p := range s.nodes.peers {
-		if !p.seen.IsZero() && now.Sub(p.seen) < s.opts.NodeTimeout {
-			n += p.conns[instance]
-		}
+	for _, c := range s.livePeersLocked() {
+		n += c[instance]
 	}
 	return n
 }
 
 // LiveNodes counts the cell's live nodes, this one included.
 func (s *Store) LiveNodes() int {
-	now := s.opts.Now()
 	s.nodes.mu.Lock()
 	defer s.nodes.mu.Unlock()
-	n := 1
-	for _, p := range s.nodes.peers {
-		if !p.seen.IsZero() && now.Sub(p.seen) < s.opts.NodeTimeout {
-			n++
-		}
-	}
-	return n
+	return 1 + len(s.livePeersLocked())
 }

@@ -15,9 +15,10 @@ import (
 
 // directGetRequest is JetStream's batched direct get (server ≥ 2.11).
 type directGetRequest struct {
-	Seq     uint64 `json:"seq,omitempty"`
-	NextFor string `json:"next_by_subj,omitempty"`
-	Batch   int    `json:"batch,omitempty"`
+	Seq       uint64   `json:"seq,omitempty"`
+	NextFor   string   `json:"next_by_subj,omitempty"`
+	MultiLast []string `json:"multi_last,omitempty"`
+	Batch     int      `json:"batch,omitempty"`
 }
 
 // directBatch returns up to limit messages of stream with sequence ≥ seq
@@ -25,6 +26,11 @@ type directGetRequest struct {
 // follower can lag its leader by the entries it has not applied yet, which
 // a later pull then returns). A stream that does not exist reads as empty.
 func (s *Store) directBatch(ctx context.Context, stream string, seq uint64, subj string, limit int) ([]rawMsg, error) {
+	return s.direct(ctx, stream, directGetRequest{Seq: seq, NextFor: subj, Batch: limit})
+}
+
+// direct runs one batched direct get.
+func (s *Store) direct(ctx context.Context, stream string, r directGetRequest) ([]rawMsg, error) {
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	inbox := s.nc.NewRespInbox()
@@ -33,7 +39,7 @@ func (s *Store) directBatch(ctx context.Context, stream string, seq uint64, subj
 		return nil, fmt.Errorf("%w: %w", errDirectGet, err)
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // best effort
-	req, _ := json.Marshal(directGetRequest{Seq: seq, NextFor: subj, Batch: limit})
+	req, _ := json.Marshal(r)
 	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
 		return nil, fmt.Errorf("%w: %w", errDirectGet, err)
 	}
@@ -57,7 +63,7 @@ func (s *Store) directBatch(ctx context.Context, stream string, seq uint64, subj
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: sequence header: %w", errDirectGet, stream, err)
 		}
-		out = append(out, rawMsg{seq: n, data: m.Data})
+		out = append(out, rawMsg{seq: n, data: m.Data, hdr: m.Header})
 	}
 }
 
