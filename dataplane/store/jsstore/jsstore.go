@@ -55,6 +55,18 @@ type Options struct {
 	// Now is the clock for message times and expiry; default time.Now.
 	// Retention (MaxAge) runs on the server's real clock.
 	Now func() time.Time
+	// Node is this node's name in a cell (unique among its nodes; the
+	// owner recorded in the sessions it claims). Empty: a lone node — no
+	// heartbeat, no relays, no cross-node notifications.
+	Node string
+	// NodeTimeout is the cell's liveness window: a node whose heartbeat
+	// this node has not received for that long has left the cell (its
+	// sessions are marked disconnected). Default 10s; heartbeats go every
+	// NodeTimeout/4, at most every second.
+	NodeTimeout time.Duration
+	// CellBuffer bounds the CellPublish events waiting for the CellEvents
+	// consumer; more are dropped (CellIO().RelayDropped). Default 1024.
+	CellBuffer int
 }
 
 // Store is the JetStream backend. It is safe for concurrent use.
@@ -80,6 +92,16 @@ type Store struct {
 	ss sessions
 	rt retainedCounts
 
+	bucket  string // the sessions bucket
+	nodesKV jetstream.KeyValue
+	nodes   nodesState
+	cell    cellQueue
+	subs    []*nats.Subscription
+	retCons jetstream.ConsumeContext
+	bg      context.Context // ends at Close: the watchers and loops
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+
 	written atomic.Uint64
 	reads   atomic.Uint64
 	commits atomic.Uint64
@@ -88,8 +110,33 @@ type Store struct {
 var _ store.Backend = (*Store)(nil)
 
 // Open creates (or binds to) the retained stream and the sessions bucket
-// through nc and loads the session index and retained counts.
+// through nc, loads the session index and retained counts and starts
+// their watchers; with Options.Node it joins the cell (heartbeats,
+// notifications, relays).
 func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	opts = withDefaults(opts)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: %w", err)
+	}
+	s := &Store{opts: opts, nc: nc, js: js, sub: strings.ToLower(opts.Prefix), name: strings.ToUpper(opts.Prefix),
+		streams: map[string]bool{}, limits: map[string]store.Limits{}, dirty: map[string]bool{}}
+	s.bucket = s.name + "_sessions"
+	s.ev.init()
+	s.ss.init()
+	s.rt.init()
+	s.cell.init(opts.CellBuffer)
+	s.bg, s.stop = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.cell.pump(s.bg) }()
+	if err := s.open(ctx); err != nil {
+		s.Close() //nolint:errcheck // stops what started
+		return nil, err
+	}
+	return s, nil
+}
+
+func withDefaults(opts Options) Options {
 	if opts.Prefix == "" {
 		opts.Prefix = "aerie"
 	}
@@ -102,43 +149,66 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jsstore: %w", err)
+	if opts.NodeTimeout <= 0 {
+		opts.NodeTimeout = 10 * time.Second
 	}
-	s := &Store{opts: opts, nc: nc, js: js, sub: strings.ToLower(opts.Prefix), name: strings.ToUpper(opts.Prefix),
-		streams: map[string]bool{}, limits: map[string]store.Limits{}, dirty: map[string]bool{}}
-	s.ev.init()
-	s.ss.init()
-	s.rt.init()
-	ctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	s.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: s.name + "_sessions", History: 1, Storage: jetstream.FileStorage, Replicas: opts.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jsstore: sessions bucket: %w", err)
+	if opts.CellBuffer <= 0 {
+		opts.CellBuffer = 1024
 	}
-	s.retain, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: s.name + "_RETAINED", Subjects: []string{s.sub + ".r.>"}, MaxMsgsPerSubject: 1,
-		Storage: jetstream.FileStorage, Replicas: opts.Replicas, AllowDirect: true, Discard: jetstream.DiscardOld,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jsstore: retained stream: %w", err)
-	}
-	if err := s.loadSessions(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.loadRetained(ctx); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return opts
 }
 
-// Close marks the store closed. The connection and server belong to the
-// caller.
+func (s *Store) open(ctx context.Context) error {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	var err error
+	s.kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: s.bucket, History: 1, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("jsstore: sessions bucket: %w", err)
+	}
+	s.retain, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: s.name + "_RETAINED", Subjects: []string{s.sub + ".r.>"}, MaxMsgsPerSubject: 1,
+		Storage: jetstream.FileStorage, Replicas: s.opts.Replicas, AllowDirect: true, Discard: jetstream.DiscardOld,
+		AllowMsgTTL: true,
+	})
+	if err != nil {
+		return fmt.Errorf("jsstore: retained stream: %w", err)
+	}
+	if err := s.watchSessions(ctx); err != nil {
+		return err
+	}
+	if err := s.watchRetained(ctx); err != nil {
+		return err
+	}
+	if s.opts.Node == "" {
+		return nil
+	}
+	if err := s.startCell(); err != nil {
+		return err
+	}
+	return s.startNodes(ctx)
+}
+
+// Close stops the watchers, heartbeats and relays (a cell's node leaves
+// it: its heartbeat is deleted) and marks the store closed. The
+// connection and server belong to the caller.
 func (s *Store) Close() error {
-	s.closed.Store(true)
+	if s.closed.Swap(true) {
+		return nil
+	}
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe() //nolint:errcheck // best effort
+	}
+	if s.retCons != nil {
+		s.retCons.Stop()
+	}
+	s.stop()
+	s.wg.Wait()
+	if s.nodesKV != nil {
+		s.leave()
+	}
 	return nil
 }
 
@@ -261,6 +331,7 @@ func (s *Store) Append(ctx context.Context, msgs []store.Message) ([]uint64, err
 	}
 	s.commits.Add(1)
 	s.raise(msgs, offs)
+	s.notifyAppends(msgs, offs)
 	return offs, nil
 }
 
@@ -301,6 +372,7 @@ func (s *Store) Pull(ctx context.Context, instance, queue string, after uint64, 
 type rawMsg struct {
 	seq  uint64
 	data []byte
+	hdr  nats.Header
 }
 
 var errDirectGet = errors.New("jsstore: direct get")

@@ -11,19 +11,87 @@ import (
 
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/aeriemq/aerie/internal/mqtttopic"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// retainedCounts are the per-instance retained counts (the quota's
-// answer), kept exact by this process's Retain/DeleteRetained; loaded from
-// the stream at Open. Writers on other nodes of a cell are not seen yet.
+// retainedCounts are the per-instance retained counts and bytes (the
+// quota's answer). They follow the retained stream: this node applies its
+// own writes at once (with their sequence) and an ordered consumer applies
+// every write of the cell in sequence order, older than applied skipped,
+// so the counts are exact on every node once it has seen the writes.
+// A clear is a tombstone (the empty record, with a per-message TTL of
+// tombstoneTTL) that replaces the subject's message, so that the other
+// nodes see it too.
 type retainedCounts struct {
-	mu    sync.Mutex
-	count map[string]int
-	bytes map[string]int64
+	mu     sync.Mutex // serialises this node's Retain/DeleteRetained
+	smu    sync.Mutex // guards the maps
+	topics map[string]map[string]retEnt
+	count  map[string]int
+	bytes  map[string]int64
 }
 
-func (r *retainedCounts) init() { r.count, r.bytes = map[string]int{}, map[string]int64{} }
+// retEnt is the last write applied of a retained subject.
+type retEnt struct {
+	seq  uint64
+	size int // record bytes; -1: cleared
+}
+
+const tombstoneTTL = 10 * time.Minute
+
+func (r *retainedCounts) init() {
+	r.topics, r.count, r.bytes = map[string]map[string]retEnt{}, map[string]int{}, map[string]int64{}
+}
+
+// apply records the write seq of subj (size -1: a clear).
+func (r *retainedCounts) apply(inst, subj string, seq uint64, size int, fromWatch bool) {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	t := r.topics[inst]
+	if t == nil {
+		t = map[string]retEnt{}
+		r.topics[inst] = t
+	}
+	cur, ok := t[subj]
+	if ok && seq <= cur.seq {
+		if fromWatch && cur.size < 0 && seq == cur.seq {
+			delete(t, subj)
+		}
+		return
+	}
+	if ok && cur.size >= 0 {
+		r.count[inst]--
+		r.bytes[inst] -= int64(cur.size)
+	}
+	switch {
+	case size >= 0:
+		r.count[inst]++
+		r.bytes[inst] += int64(size)
+		t[subj] = retEnt{seq, size}
+	case fromWatch:
+		delete(t, subj)
+	default:
+		t[subj] = retEnt{seq, -1}
+	}
+	if r.count[inst] == 0 {
+		delete(r.count, inst)
+		delete(r.bytes, inst)
+	}
+}
+
+// has reports whether subj has a retained message as far as this node knows.
+func (r *retainedCounts) has(inst, subj string) bool {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	e, ok := r.topics[inst][subj]
+	return ok && e.size >= 0
+}
+
+func (r *retainedCounts) countOf(inst string) int {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	return r.count[inst]
+}
 
 const scanBatch = 1024
 
@@ -47,18 +115,6 @@ func (s *Store) scanStream(ctx context.Context, stream, subj string, fn func(raw
 	}
 }
 
-func (s *Store) loadRetained(ctx context.Context) error {
-	return s.scanStream(ctx, s.name+"_RETAINED", s.sub+".r.>", func(r rawMsg) error {
-		m, err := store.DecodeRecord(r.data)
-		if err != nil {
-			return fmt.Errorf("jsstore: retained record %d: %w", r.seq, err)
-		}
-		s.rt.count[m.Instance]++
-		s.rt.bytes[m.Instance] += int64(len(r.data))
-		return nil
-	})
-}
-
 // retainedSize returns the stored record size of a topic's retained
 // message, or -1 if it has none.
 func (s *Store) retainedSize(ctx context.Context, instance, topic string) (int, error) {
@@ -71,12 +127,16 @@ func (s *Store) retainedSize(ctx context.Context, instance, topic string) (int, 
 	if err != nil {
 		return 0, fmt.Errorf("jsstore: read retained: %w", err)
 	}
+	if rec, err := store.DecodeRecord(m.Data); err != nil || len(rec.Payload) == 0 {
+		return -1, nil //nolint:nilerr // a tombstone or foreign record: none
+	}
 	return len(m.Data), nil
 }
 
 // Retain stores m as its topic's retained message (one per subject), or
-// clears it for an empty payload; ErrRetainedQuota for a new topic beyond
-// MaxRetained. It returns after the PubAck (or purge).
+// clears it for an empty payload (a tombstone); ErrRetainedQuota for a new
+// topic beyond MaxRetained (as far as this node has seen the cell's
+// writes). It returns after the PubAck.
 func (s *Store) Retain(ctx context.Context, m store.Message) error {
 	if err := store.CheckName("instance", m.Instance); err != nil {
 		return err
@@ -89,62 +149,64 @@ func (s *Store) Retain(ctx context.Context, m store.Message) error {
 	}
 	s.rt.mu.Lock()
 	defer s.rt.mu.Unlock()
-	old, err := s.retainedSize(ctx, m.Instance, m.Topic)
-	if err != nil {
-		return err
+	subj := TopicSubject(s.sub, "r", m.Instance, m.Topic)
+	exists := s.rt.has(m.Instance, subj)
+	if len(m.Payload) == 0 {
+		if !exists {
+			old, err := s.retainedSize(ctx, m.Instance, m.Topic)
+			if err != nil || old < 0 {
+				return err
+			}
+		}
+		return s.writeRetained(ctx, m, true)
+	}
+	if q := s.limitsFor(m.Instance).MaxRetained; !exists && q > 0 && s.rt.countOf(m.Instance) >= q {
+		return fmt.Errorf("%w: %d of %d", store.ErrRetainedQuota, s.rt.countOf(m.Instance), q)
+	}
+	return s.writeRetained(ctx, m, false)
+}
+
+// writeRetained publishes a retained message (or a clear's tombstone) and
+// applies it to the counts.
+func (s *Store) writeRetained(ctx context.Context, m store.Message, clear bool) error {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	m.Retain = true
+	m.Time = s.opts.Now()
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(s.name + "_RETAINED")}
+	if clear {
+		m.Payload = nil
+		opts = append(opts, jetstream.WithMsgTTL(tombstoneTTL))
 	}
 	subj := TopicSubject(s.sub, "r", m.Instance, m.Topic)
-	cctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	size := -1
-	if len(m.Payload) == 0 {
-		if old < 0 {
-			return nil
-		}
-		if err := s.retain.Purge(cctx, jetstream.WithPurgeSubject(subj)); err != nil {
-			return fmt.Errorf("jsstore: clear retained: %w", err)
-		}
-	} else {
-		if q := s.limitsFor(m.Instance).MaxRetained; old < 0 && q > 0 && s.rt.count[m.Instance] >= q {
-			return fmt.Errorf("%w: %d of %d", store.ErrRetainedQuota, s.rt.count[m.Instance], q)
-		}
-		m.Retain = true
-		m.Time = s.opts.Now()
-		data := store.EncodeRecord(nil, &m)
-		if _, err := s.js.Publish(cctx, subj, data, jetstream.WithExpectStream(s.name+"_RETAINED")); err != nil {
-			return fmt.Errorf("jsstore: write retained: %w", err)
-		}
-		s.written.Add(uint64(len(data)))
-		size = len(data)
+	msg := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: store.EncodeRecord(nil, &m)}
+	if s.opts.Node != "" {
+		msg.Header.Set(nodeHeader, s.opts.Node)
 	}
-	if old >= 0 {
-		s.rt.count[m.Instance]--
-		s.rt.bytes[m.Instance] -= int64(old)
+	ack, err := s.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return fmt.Errorf("jsstore: write retained: %w", err)
 	}
-	if size >= 0 {
-		s.rt.count[m.Instance]++
-		s.rt.bytes[m.Instance] += int64(size)
+	s.written.Add(uint64(len(msg.Data)))
+	size := len(msg.Data)
+	if clear {
+		size = -1
 	}
+	s.rt.apply(m.Instance, subj, ack.Sequence, size, false)
 	return nil
 }
 
 // RetainedFull reports whether a new retained topic would exceed MaxRetained.
 func (s *Store) RetainedFull(instance, topic string) bool {
 	q := s.limitsFor(instance).MaxRetained
-	if q <= 0 {
+	if q <= 0 || s.rt.countOf(instance) < q {
 		return false
 	}
-	s.rt.mu.Lock()
-	defer s.rt.mu.Unlock()
-	if s.rt.count[instance] < q {
-		return false
-	}
-	old, err := s.retainedSize(context.Background(), instance, topic)
-	return err != nil || old < 0
+	return !s.rt.has(instance, TopicSubject(s.sub, "r", instance, topic))
 }
 
-// DeleteRetained removes every retained message of an instance and
-// returns their topics.
+// DeleteRetained removes every retained message of an instance (a
+// tombstone each) and returns their topics.
 func (s *Store) DeleteRetained(ctx context.Context, instance string) ([]string, error) {
 	if err := store.CheckName("instance", instance); err != nil {
 		return nil, err
@@ -155,17 +217,13 @@ func (s *Store) DeleteRetained(ctx context.Context, instance string) ([]string, 
 	if err != nil || len(msgs) == 0 {
 		return nil, err
 	}
-	cctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	if err := s.retain.Purge(cctx, jetstream.WithPurgeSubject(AllSubject(s.sub, "r", instance))); err != nil {
-		return nil, fmt.Errorf("jsstore: delete retained: %w", err)
-	}
 	topics := make([]string, len(msgs))
 	for i := range msgs {
+		if err := s.writeRetained(ctx, msgs[i], true); err != nil {
+			return nil, err
+		}
 		topics[i] = msgs[i].Topic
 	}
-	delete(s.rt.count, instance)
-	delete(s.rt.bytes, instance)
 	return topics, nil
 }
 
@@ -193,7 +251,7 @@ func (s *Store) retained(ctx context.Context, instance, subj string, live bool) 
 		if err != nil {
 			return fmt.Errorf("jsstore: retained of %s: %w", instance, err)
 		}
-		if !live || !m.Expired(now) {
+		if len(m.Payload) > 0 && (!live || !m.Expired(now)) {
 			out = append(out, *m)
 		}
 		return nil
@@ -204,8 +262,8 @@ func (s *Store) retained(ctx context.Context, instance, subj string, live bool) 
 
 // RetainedInstances lists the instances with retained messages.
 func (s *Store) RetainedInstances() []string {
-	s.rt.mu.Lock()
-	defer s.rt.mu.Unlock()
+	s.rt.smu.Lock()
+	defer s.rt.smu.Unlock()
 	out := make([]string, 0, len(s.rt.count))
 	for inst, n := range s.rt.count {
 		if n > 0 {
@@ -263,8 +321,8 @@ func (s *Store) Stats(instance string) store.Stats {
 			st.LogBytes = int64(info.State.Bytes)
 		}
 	}
-	s.rt.mu.Lock()
-	defer s.rt.mu.Unlock()
+	s.rt.smu.Lock()
+	defer s.rt.smu.Unlock()
 	st.RetainedMessages, st.RetainedBytes = s.rt.count[instance], s.rt.bytes[instance]
 	return st
 }

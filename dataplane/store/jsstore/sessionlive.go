@@ -3,7 +3,6 @@ package jsstore
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -11,57 +10,75 @@ import (
 	"github.com/aeriemq/aerie/dataplane/store"
 )
 
-// Resume marks a session connected and sets its read positions to the
-// persisted cursors.
+// Resume marks a session connected, claims it for this node by
+// compare-and-set (the node that served it before gets a CellTakeover) and
+// sets its read positions to the persisted cursors.
 func (s *Store) Resume(ctx context.Context, instance, clientID string) (*store.Session, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
 	s.ss.lock.Lock()
 	defer s.ss.lock.Unlock()
-	rec, err := s.readRecord(ctx, instance, clientID)
-	if err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, fmt.Errorf("%w: %s/%s", store.ErrNoSession, instance, clientID)
-	}
-	if rec.Disc != 0 {
-		rec.Disc = 0
-		if err := s.writeRecord(ctx, rec); err != nil {
-			return nil, err
+	var cur *sessionRecord
+	_, rev, err := s.updateRecord(ctx, instance, clientID, func(rec *sessionRecord) (*sessionRecord, error) {
+		cur = rec
+		if rec == nil {
+			return nil, fmt.Errorf("%w: %s/%s", store.ErrNoSession, instance, clientID)
 		}
-	}
-	sess, err := s.loadSession(ctx, rec, instance, clientID)
+		if rec.Disc == 0 && rec.Owner == s.opts.Node {
+			return nil, errSkip
+		}
+		rec.Disc, rec.Owner = 0, s.opts.Node
+		return rec, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	ls := &liveSession{queues: map[string]*cursorState{}, volatile: rec.Exp == 0}
+	sess, err := s.loadSession(ctx, cur, instance, clientID)
+	if err != nil {
+		return nil, err
+	}
+	ls := &liveSession{queues: map[string]*cursorState{}, volatile: cur.Exp == 0}
 	for q, c := range sess.Cursors {
 		ls.queues[q] = &cursorState{committed: c, read: c, acked: map[uint64]bool{}}
 	}
+	k := sessKey{instance, clientID}
 	s.ss.mu.Lock()
-	s.ss.live[sessKey{instance, clientID}] = ls
+	s.ss.live[k] = ls
+	if st := s.ss.recs[k]; st != nil && st.rev > rev && (st.deleted || st.owner != s.opts.Node) {
+		// Claimed by another node between this claim and now.
+		ls.lost.Store(true)
+		s.cell.push(store.CellEvent{Kind: store.CellTakeover, Instance: instance, ClientID: clientID})
+	}
 	s.ss.mu.Unlock()
 	return sess, nil
 }
 
 // Disconnect marks a session offline at `at` and forgets its read state.
+// It changes nothing in the record when another node owns the session (a
+// stale owner's Disconnect after a takeover is a no-op).
 func (s *Store) Disconnect(ctx context.Context, instance, clientID string, at time.Time) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	s.ss.lock.Lock()
 	defer s.ss.lock.Unlock()
+	k := sessKey{instance, clientID}
 	s.ss.mu.Lock()
-	delete(s.ss.live, sessKey{instance, clientID})
+	lost := s.ss.live[k] != nil && s.ss.live[k].lost.Load()
+	delete(s.ss.live, k)
 	s.ss.mu.Unlock()
-	rec, err := s.readRecord(ctx, instance, clientID)
-	if err != nil || rec == nil {
-		return err
+	if lost {
+		return nil
 	}
-	rec.Disc = at.UnixMilli()
-	return s.writeRecord(ctx, rec)
+	_, _, err := s.updateRecord(ctx, instance, clientID, func(rec *sessionRecord) (*sessionRecord, error) {
+		if rec == nil || rec.Owner != s.opts.Node && rec.Owner != "" {
+			return nil, errSkip
+		}
+		rec.Disc = at.UnixMilli()
+		return rec, nil
+	})
+	return err
 }
 
 func (s *Store) liveQueue(instance, clientID, queue string) (*liveSession, *cursorState, error) {
@@ -98,6 +115,7 @@ func (s *Store) PullSession(ctx context.Context, instance, clientID, queue strin
 	if len(ents) > 0 {
 		cs.read = ents[len(ents)-1].Offset
 	}
+	s.ev.pulled(store.QueueRef{Instance: instance, Queue: queue}, cs.read, len(ents), limit)
 	return ents, nil
 }
 
@@ -121,7 +139,7 @@ func (s *Store) Ack(ctx context.Context, instance, clientID, queue string, offse
 		cs.inflight = cs.inflight[1:]
 		moved = true
 	}
-	if !moved || ls.volatile {
+	if !moved || ls.volatile || ls.lost.Load() {
 		return moved, nil
 	}
 	if err := s.check(); err != nil {
@@ -148,92 +166,6 @@ func (s *Store) Inflight(instance, clientID string) int {
 		n += len(cs.inflight) - len(cs.acked)
 	}
 	return n
-}
-
-// allRecords returns every session record.
-func (s *Store) allRecords(ctx context.Context) ([]*sessionRecord, error) {
-	var out []*sessionRecord
-	err := s.scanKV(ctx, "s.>", func(_ string, v []byte) error {
-		rec := &sessionRecord{}
-		if err := json.Unmarshal(v, rec); err != nil {
-			return fmt.Errorf("jsstore: session record: %w", err)
-		}
-		out = append(out, rec)
-		return nil
-	})
-	return out, err
-}
-
-// ExpireSessions returns due wills (each once: the record loses it before
-// it is returned) and removes sessions whose expiry elapsed.
-func (s *Store) ExpireSessions(ctx context.Context, now time.Time) (store.Expired, error) {
-	var out store.Expired
-	if err := s.check(); err != nil {
-		return out, err
-	}
-	s.ss.lock.Lock()
-	defer s.ss.lock.Unlock()
-	recs, err := s.allRecords(ctx)
-	if err != nil {
-		return out, err
-	}
-	for _, rec := range recs {
-		if rec.Disc == 0 {
-			continue
-		}
-		disc := time.UnixMilli(rec.Disc)
-		expired := rec.Exp != store.NeverExpire && !now.Before(disc.Add(rec.Exp))
-		if w := rec.Will; w != nil && (expired || !now.Before(disc.Add(w.Delay))) {
-			m, err := store.DecodeRecord(w.Msg)
-			if err != nil {
-				return out, fmt.Errorf("jsstore: will of %s/%s: %w", rec.Inst, rec.Client, err)
-			}
-			m.Time = time.Time{}
-			rec.Will = nil
-			if !expired {
-				if err := s.writeRecord(ctx, rec); err != nil {
-					return out, err
-				}
-			}
-			out.Wills = append(out.Wills, *m)
-		}
-		if expired {
-			if err := s.deleteSessionLocked(ctx, rec.Inst, rec.Client); err != nil {
-				return out, err
-			}
-			out.Sessions = append(out.Sessions, store.SessionRef{Instance: rec.Inst, ClientID: rec.Client})
-		}
-	}
-	return out, nil
-}
-
-// DisconnectAll marks every session recorded as connected and not resumed
-// by this process disconnected at `at`.
-func (s *Store) DisconnectAll(ctx context.Context, at time.Time) (int, error) {
-	if err := s.check(); err != nil {
-		return 0, err
-	}
-	s.ss.lock.Lock()
-	defer s.ss.lock.Unlock()
-	recs, err := s.allRecords(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, rec := range recs {
-		s.ss.mu.RLock()
-		live := s.ss.live[sessKey{rec.Inst, rec.Client}] != nil
-		s.ss.mu.RUnlock()
-		if live || rec.Disc != 0 {
-			continue
-		}
-		rec.Disc = at.UnixMilli()
-		if err := s.writeRecord(ctx, rec); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
 }
 
 // Sessions lists the instance's sessions that hold subscriptions, with

@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/store"
@@ -27,7 +26,8 @@ type sessionRecord struct {
 	Client string                        `json:"c"`
 	V      byte                          `json:"v"`
 	Exp    time.Duration                 `json:"e"`
-	Disc   int64                         `json:"dc,omitempty"` // unix ms
+	Disc   int64                         `json:"dc,omitempty"` // unix ms; 0: connected
+	Owner  string                        `json:"o,omitempty"`  // node that last claimed it (a cell)
 	Will   *willRecord                   `json:"w,omitempty"`
 	Subs   map[string]store.Subscription `json:"s,omitempty"`
 }
@@ -50,17 +50,20 @@ type sessKey struct{ instance, client string }
 // sessions is the in-memory side: who subscribes to which queue, the
 // wildcard filters per instance and the delivery state of online sessions.
 type sessions struct {
-	lock    sync.Mutex   // serialises record read-modify-writes
-	mu      sync.RWMutex // guards byQueue, tries and live
+	lock    sync.Mutex   // serialises this node's record read-modify-writes
+	mu      sync.RWMutex // guards byQueue, tries, live, recs and pend
 	byQueue map[string]map[string]map[string]struct{}
 	tries   map[string]*mqtttopic.Index
 	live    map[sessKey]*liveSession
+	recs    map[sessKey]*recState
+	pend    map[sessKey]map[string]int // filters being subscribed
 }
 
 type liveSession struct {
 	mu       sync.Mutex
 	queues   map[string]*cursorState
 	volatile bool
+	lost     atomic.Bool // another node claimed the session since
 }
 
 type cursorState struct {
@@ -73,6 +76,8 @@ func (ss *sessions) init() {
 	ss.byQueue = map[string]map[string]map[string]struct{}{}
 	ss.tries = map[string]*mqtttopic.Index{}
 	ss.live = map[sessKey]*liveSession{}
+	ss.recs = map[sessKey]*recState{}
+	ss.pend = map[sessKey]map[string]int{}
 }
 
 // addSub and delSub run under ss.mu.
@@ -94,22 +99,25 @@ func (ss *sessions) addSub(inst, queue, client string) {
 	q[queue][client] = struct{}{}
 }
 
-func (ss *sessions) delSub(inst, queue, client string) {
+// delSub reports whether the queue lost its last subscriber.
+func (ss *sessions) delSub(inst, queue, client string) bool {
 	q := ss.byQueue[inst][queue]
 	if q == nil {
-		return
+		return false
 	}
 	delete(q, client)
-	if len(q) == 0 {
-		delete(ss.byQueue[inst], queue)
-		if t := ss.tries[inst]; t != nil && mqtttopic.HasWildcard(queue) {
-			t.Remove(queue)
-		}
+	if len(q) > 0 {
+		return false
 	}
+	delete(ss.byQueue[inst], queue)
+	if t := ss.tries[inst]; t != nil && mqtttopic.HasWildcard(queue) {
+		t.Remove(queue)
+	}
+	return true
 }
 
 // scanKV calls fn for every live key matching pattern.
-func (s *Store) scanKV(ctx context.Context, pattern string, fn func(key string, val []byte) error) error {
+func (s *Store) scanKV(ctx context.Context, pattern string, fn func(key string, val []byte, rev uint64) error) error {
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	w, err := s.kv.Watch(ctx, pattern, jetstream.IgnoreDeletes())
@@ -123,7 +131,7 @@ func (s *Store) scanKV(ctx context.Context, pattern string, fn func(key string, 
 			if e == nil {
 				return nil
 			}
-			if err := fn(e.Key(), e.Value()); err != nil {
+			if err := fn(e.Key(), e.Value(), e.Revision()); err != nil {
 				return err
 			}
 		case <-ctx.Done():
@@ -132,44 +140,9 @@ func (s *Store) scanKV(ctx context.Context, pattern string, fn func(key string, 
 	}
 }
 
-func (s *Store) loadSessions(ctx context.Context) error {
-	return s.scanKV(ctx, "s.>", func(_ string, v []byte) error {
-		var rec sessionRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("jsstore: session record: %w", err)
-		}
-		s.ss.mu.Lock()
-		for f := range rec.Subs {
-			s.ss.addSub(rec.Inst, f, rec.Client)
-		}
-		s.ss.mu.Unlock()
-		return nil
-	})
-}
-
 func (s *Store) readRecord(ctx context.Context, inst, client string) (*sessionRecord, error) {
-	ctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	e, err := s.kv.Get(ctx, recordKey(inst, client))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("jsstore: read session %s/%s: %w", inst, client, err)
-	}
-	var rec sessionRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return nil, fmt.Errorf("jsstore: session %s/%s: %w", inst, client, err)
-	}
-	return &rec, nil
-}
-
-func (s *Store) writeRecord(ctx context.Context, rec *sessionRecord) error {
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("jsstore: encode session: %w", err)
-	}
-	return s.put(ctx, recordKey(rec.Inst, rec.Client), v)
+	rec, _, err := s.readRecordRev(ctx, inst, client)
+	return rec, err
 }
 
 func (s *Store) put(ctx context.Context, key string, v []byte) error {
@@ -192,7 +165,9 @@ func (s *Store) purge(ctx context.Context, key string) error {
 }
 
 // SaveSession creates or updates a session record; subscriptions and
-// cursors are kept.
+// cursors are kept. In a cell it claims the session for this node (the
+// connection it describes is here), unless this node served the session
+// and another node has claimed it since: then it changes nothing.
 func (s *Store) SaveSession(ctx context.Context, sess store.Session) error {
 	if err := store.CheckName("instance", sess.Instance); err != nil {
 		return err
@@ -205,23 +180,26 @@ func (s *Store) SaveSession(ctx context.Context, sess store.Session) error {
 	}
 	s.ss.lock.Lock()
 	defer s.ss.lock.Unlock()
-	rec, err := s.readRecord(ctx, sess.Instance, sess.ClientID)
-	if err != nil {
-		return err
-	}
-	if rec == nil {
-		rec = &sessionRecord{Inst: sess.Instance, Client: sess.ClientID}
-	}
-	rec.V, rec.Exp, rec.Disc, rec.Will = sess.ProtocolVersion, sess.Expiry, 0, nil
-	if !sess.DisconnectedAt.IsZero() {
-		rec.Disc = sess.DisconnectedAt.UnixMilli()
-	}
-	if sess.Will != nil {
-		m := sess.Will.Message
-		m.Instance = sess.Instance
-		rec.Will = &willRecord{Msg: store.EncodeRecord(nil, &m), Delay: sess.Will.Delay}
-	}
-	return s.writeRecord(ctx, rec)
+	k := sessKey{sess.Instance, sess.ClientID}
+	_, _, err := s.updateRecord(ctx, sess.Instance, sess.ClientID, func(rec *sessionRecord) (*sessionRecord, error) {
+		if s.stale(k, rec) {
+			return nil, errSkip
+		}
+		if rec == nil {
+			rec = &sessionRecord{Inst: sess.Instance, Client: sess.ClientID}
+		}
+		rec.V, rec.Exp, rec.Disc, rec.Will, rec.Owner = sess.ProtocolVersion, sess.Expiry, 0, nil, s.opts.Node
+		if !sess.DisconnectedAt.IsZero() {
+			rec.Disc = sess.DisconnectedAt.UnixMilli()
+		}
+		if sess.Will != nil {
+			m := sess.Will.Message
+			m.Instance = sess.Instance
+			rec.Will = &willRecord{Msg: store.EncodeRecord(nil, &m), Delay: sess.Will.Delay}
+		}
+		return rec, nil
+	})
+	return err
 }
 
 // LoadSession returns a session with subscriptions and cursors, or
@@ -258,7 +236,7 @@ func (s *Store) loadSession(ctx context.Context, rec *sessionRecord, instance, c
 		sess.Subscriptions[f] = sub
 	}
 	prefix := cursorPrefix(instance, clientID)
-	err := s.scanKV(ctx, prefix+"*", func(k string, v []byte) error {
+	err := s.scanKV(ctx, prefix+"*", func(k string, v []byte, _ uint64) error {
 		q, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(k, prefix))
 		if err != nil || len(v) != 8 {
 			return fmt.Errorf("jsstore: cursor key %q: malformed", k)
@@ -269,35 +247,41 @@ func (s *Store) loadSession(ctx context.Context, rec *sessionRecord, instance, c
 	return sess, err
 }
 
-// DeleteSession removes a session, its cursors and subscriptions.
+// DeleteSession removes a session, its cursors and subscriptions. A node
+// that served the session and lost it to another node only forgets its
+// own read state.
 func (s *Store) DeleteSession(ctx context.Context, instance, clientID string) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	s.ss.lock.Lock()
 	defer s.ss.lock.Unlock()
-	return s.deleteSessionLocked(ctx, instance, clientID)
-}
-
-func (s *Store) deleteSessionLocked(ctx context.Context, instance, clientID string) error {
-	rec, err := s.readRecord(ctx, instance, clientID)
-	if err != nil || rec == nil {
+	k := sessKey{instance, clientID}
+	var subs map[string]store.Subscription
+	_, _, err := s.updateRecord(ctx, instance, clientID, func(rec *sessionRecord) (*sessionRecord, error) {
+		if rec == nil || s.stale(k, rec) {
+			subs = nil
+			return nil, errSkip
+		}
+		subs = rec.Subs
+		return nil, nil
+	})
+	s.ss.mu.Lock()
+	delete(s.ss.live, k)
+	s.ss.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	for f := range rec.Subs {
+	return s.purgeCursors(ctx, instance, clientID, subs)
+}
+
+// purgeCursors removes the cursors of a deleted session's subscriptions.
+func (s *Store) purgeCursors(ctx context.Context, instance, clientID string, subs map[string]store.Subscription) error {
+	for f := range subs {
 		if err := s.purge(ctx, cursorKey(instance, clientID, f)); err != nil {
 			return err
 		}
 	}
-	if err := s.purge(ctx, recordKey(instance, clientID)); err != nil {
-		return err
-	}
-	s.ss.mu.Lock()
-	for f := range rec.Subs {
-		s.ss.delSub(instance, f, clientID)
-	}
-	delete(s.ss.live, sessKey{instance, clientID})
-	s.ss.mu.Unlock()
 	return nil
 }
 
@@ -320,44 +304,95 @@ func (s *Store) Subscribe(ctx context.Context, instance, clientID string, sub st
 	if rec == nil {
 		return 0, fmt.Errorf("%w: %s/%s", store.ErrNoSession, instance, clientID)
 	}
-	if rec.Subs == nil {
-		rec.Subs = map[string]store.Subscription{}
-	}
 	if prev, ok := rec.Subs[sub.Filter]; ok {
-		sub.Since = prev.Since
-		rec.Subs[sub.Filter] = sub
-		sess, err := s.loadSession(ctx, rec, instance, clientID)
-		if err != nil {
-			return 0, err
-		}
-		return sess.Cursors[sub.Filter], s.writeRecord(ctx, rec)
+		return s.resubscribe(ctx, instance, clientID, sub, prev)
 	}
 	// Register the queue before reading the boundary, so an append that
 	// lands after it raises an event for this subscriber.
-	s.ss.mu.Lock()
-	s.ss.addSub(instance, sub.Filter, clientID)
-	s.ss.mu.Unlock()
+	k := sessKey{instance, clientID}
+	s.pendSub(k, sub.Filter, 1)
+	defer s.pendSub(k, sub.Filter, -1)
 	boundary, err := s.lastSeq(ctx, instance)
-	if err == nil {
-		sub.Since = boundary
-		rec.Subs[sub.Filter] = sub
-		err = s.put(ctx, cursorKey(instance, clientID, sub.Filter), binary.BigEndian.AppendUint64(nil, boundary))
+	if err != nil {
+		return 0, err
 	}
-	if err == nil {
-		err = s.writeRecord(ctx, rec)
+	sub.Since = boundary
+	if err := s.put(ctx, cursorKey(instance, clientID, sub.Filter), binary.BigEndian.AppendUint64(nil, boundary)); err != nil {
+		return 0, err
+	}
+	_, _, err = s.updateRecord(ctx, instance, clientID, func(rec *sessionRecord) (*sessionRecord, error) {
+		if rec == nil {
+			return nil, fmt.Errorf("%w: %s/%s", store.ErrNoSession, instance, clientID)
+		}
+		if rec.Subs == nil {
+			rec.Subs = map[string]store.Subscription{}
+		}
+		rec.Subs[sub.Filter] = sub
+		return rec, nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	s.ss.mu.Lock()
 	defer s.ss.mu.Unlock()
-	if err != nil {
-		s.ss.delSub(instance, sub.Filter, clientID)
-		return 0, err
-	}
-	if ls := s.ss.live[sessKey{instance, clientID}]; ls != nil {
+	if ls := s.ss.live[k]; ls != nil {
 		ls.mu.Lock()
 		ls.queues[sub.Filter] = &cursorState{committed: boundary, read: boundary, acked: map[uint64]bool{}}
 		ls.mu.Unlock()
 	}
 	return boundary, nil
+}
+
+// resubscribe updates an existing subscription's options; its cursor stays.
+func (s *Store) resubscribe(ctx context.Context, instance, clientID string, sub, prev store.Subscription) (uint64, error) {
+	sub.Since = prev.Since
+	rec, _, err := s.updateRecord(ctx, instance, clientID, func(rec *sessionRecord) (*sessionRecord, error) {
+		if rec == nil {
+			return nil, fmt.Errorf("%w: %s/%s", store.ErrNoSession, instance, clientID)
+		}
+		if rec.Subs == nil {
+			rec.Subs = map[string]store.Subscription{}
+		}
+		rec.Subs[sub.Filter] = sub
+		return rec, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	sess, err := s.loadSession(ctx, rec, instance, clientID)
+	if err != nil {
+		return 0, err
+	}
+	return sess.Cursors[sub.Filter], nil
+}
+
+// pendSub counts a subscription being made into the index (d = ±1), so
+// the watcher keeps it while the record does not have it yet.
+func (s *Store) pendSub(k sessKey, filter string, d int) {
+	s.ss.mu.Lock()
+	defer s.ss.mu.Unlock()
+	p := s.ss.pend[k]
+	if p == nil {
+		p = map[string]int{}
+		s.ss.pend[k] = p
+	}
+	p[filter] += d
+	if p[filter] > 0 {
+		s.ss.addSub(k.instance, filter, k.client)
+		return
+	}
+	delete(p, filter)
+	if len(p) == 0 {
+		delete(s.ss.pend, k)
+	}
+	if st := s.ss.recs[k]; st == nil || !st.own[filter] {
+		if s.ss.delSub(k.instance, filter, k.client) {
+			s.ev.forget(store.QueueRef{Instance: k.instance, Queue: filter})
+		}
+		if st != nil {
+			delete(st.subs, filter)
+		}
+	}
 }
 
 // Unsubscribe removes a subscription and its cursor.
@@ -367,22 +402,23 @@ func (s *Store) Unsubscribe(ctx context.Context, instance, clientID, filter stri
 	}
 	s.ss.lock.Lock()
 	defer s.ss.lock.Unlock()
-	rec, err := s.readRecord(ctx, instance, clientID)
+	rec, _, err := s.updateRecord(ctx, instance, clientID, func(rec *sessionRecord) (*sessionRecord, error) {
+		if rec == nil {
+			return nil, errSkip
+		}
+		if _, ok := rec.Subs[filter]; !ok {
+			return nil, errSkip
+		}
+		delete(rec.Subs, filter)
+		return rec, nil
+	})
 	if err != nil || rec == nil {
-		return err
-	}
-	if _, ok := rec.Subs[filter]; !ok {
-		return nil
-	}
-	delete(rec.Subs, filter)
-	if err := s.writeRecord(ctx, rec); err != nil {
 		return err
 	}
 	if err := s.purge(ctx, cursorKey(instance, clientID, filter)); err != nil {
 		return err
 	}
 	s.ss.mu.Lock()
-	s.ss.delSub(instance, filter, clientID)
 	if ls := s.ss.live[sessKey{instance, clientID}]; ls != nil {
 		ls.mu.Lock()
 		delete(ls.queues, filter)

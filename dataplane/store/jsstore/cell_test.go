@@ -1,0 +1,257 @@
+package jsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+const cellTimeout = 2 * time.Second // NodeTimeout of the test cells
+
+// openCell starts a 3-server JetStream cluster and opens one R3 store per
+// server as nodes n1..n3 of a cell.
+func openCell(t *testing.T) ([]*server.Server, []*Store) {
+	t.Helper()
+	srvs := startCluster(t)
+	stores := make([]*Store, len(srvs))
+	for i, ns := range srvs {
+		nc, err := Connect(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			stores[i], err = Open(ctx, nc, Options{Replicas: 3, Timeout: 3 * time.Second, Node: fmt.Sprintf("n%d", i+1),
+				NodeTimeout: cellTimeout, CellBuffer: 4})
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Open n%d: %v", i+1, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Cleanup(func() { stores[i].Close() })
+	}
+	return srvs, stores
+}
+
+// retry runs fn until it succeeds (a fresh cluster elects stream leaders).
+func retry(t *testing.T, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// persistent creates a session with a subscription on s and resumes it.
+func persistent(t *testing.T, s *Store, client, filter string, will *store.Will) {
+	t.Helper()
+	ctx := context.Background()
+	retry(t, "save session", func() error {
+		return s.SaveSession(ctx, store.Session{Instance: "i1", ClientID: client, ProtocolVersion: 5, Expiry: time.Hour, Will: will})
+	})
+	if filter != "" {
+		retry(t, "subscribe", func() error {
+			_, err := s.Subscribe(ctx, "i1", client, store.Subscription{Filter: filter, QoS: 1})
+			return err
+		})
+	}
+	if _, err := s.Resume(ctx, "i1", client); err != nil {
+		t.Fatalf("Resume %s: %v", client, err)
+	}
+}
+
+// TestCellWakeup: an append on node B raises the queue event of a session
+// resumed on node A, and A, pulling only when woken, reads the message
+// (the re-raise covers a replica that had not applied it yet).
+func TestCellWakeup(t *testing.T) {
+	_, st := openCell(t)
+	a, b := st[0], st[1]
+	persistent(t, a, "sub", "w/+", nil)
+	waitFor(t, "B sees A's subscription", 5*time.Second, func() bool { return len(b.SessionsOn("i1", "w/+")) == 1 })
+	a.TakeEvents()
+	var off uint64
+	retry(t, "append on B", func() error {
+		offs, err := b.Append(context.Background(), []store.Message{{Instance: "i1", Topic: "w/1", QoS: 1, Payload: []byte("x")}})
+		if err == nil {
+			off = offs[0]
+		}
+		return err
+	})
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case <-a.Events():
+		case <-deadline:
+			t.Fatalf("A never read offset %d appended on B (remote appends seen: %d)", off, a.CellIO().RemoteAppends)
+		}
+		woken := false
+		for _, ev := range a.TakeEvents() {
+			woken = woken || ev.Queue == "w/+" && ev.Last >= off
+		}
+		if !woken {
+			continue
+		}
+		ents, err := a.PullSession(context.Background(), "i1", "sub", "w/+", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) == 1 && ents[0].Offset == off && string(ents[0].Message.Payload) == "x" {
+			break
+		}
+		if len(ents) > 0 {
+			t.Fatalf("pulled %+v, want offset %d", ents, off)
+		}
+	}
+	if a.CellIO().RemoteAppends == 0 {
+		t.Fatal("A raised the event without B's notification")
+	}
+}
+
+// nextCell returns the next CellEvent of s.
+func nextCell(t *testing.T, s *Store, d time.Duration) (store.CellEvent, bool) {
+	t.Helper()
+	select {
+	case ev := <-s.CellEvents():
+		return ev, true
+	case <-time.After(d):
+		return store.CellEvent{}, false
+	}
+}
+
+// TestCellTakeover: a session resumed on A and then on B moves to B: A
+// gets a CellTakeover, and A's stale SaveSession, Disconnect and
+// DeleteSession leave B's record alone.
+func TestCellTakeover(t *testing.T) {
+	_, st := openCell(t)
+	a, b := st[0], st[1]
+	ctx := context.Background()
+	willA := &store.Will{Message: store.Message{Topic: "will/a", Payload: []byte("a")}}
+	persistent(t, a, "dev", "t/#", willA)
+	willB := &store.Will{Message: store.Message{Topic: "will/b", Payload: []byte("b")}}
+	persistent(t, b, "dev", "", willB)
+	ev, ok := nextCell(t, a, 5*time.Second)
+	if !ok || ev.Kind != store.CellTakeover || ev.Instance != "i1" || ev.ClientID != "dev" {
+		t.Fatalf("A's cell event %+v (%v), want the takeover of i1/dev", ev, ok)
+	}
+	// A's session layer now ends its connection: every write it makes for
+	// the session it lost is a no-op.
+	if err := a.SaveSession(ctx, store.Session{Instance: "i1", ClientID: "dev", ProtocolVersion: 5, Expiry: time.Hour, Will: willA}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteSession(ctx, "i1", "dev"); err != nil { // the ending-session path
+		t.Fatal(err)
+	}
+	if err := a.Disconnect(ctx, "i1", "dev", time.Now()); err != nil { // not served here any more
+		t.Fatal(err)
+	}
+	rec, err := b.readRecord(ctx, "i1", "dev")
+	if err != nil || rec == nil {
+		t.Fatalf("B's record after A's stale writes: %v, %v", rec, err)
+	}
+	sess, err := b.LoadSession(ctx, "i1", "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Owner != "n2" || !sess.DisconnectedAt.IsZero() || sess.Will == nil || sess.Will.Message.Topic != "will/b" ||
+		sess.Subscriptions["t/#"].Filter != "t/#" {
+		t.Fatalf("B's session clobbered by A: owner %q, %+v", rec.Owner, sess)
+	}
+	exp, err := a.ExpireSessions(ctx, time.Now().Add(2*time.Hour))
+	if err != nil || len(exp.Wills) != 0 || len(exp.Sessions) != 0 {
+		t.Fatalf("ExpireSessions fired a connected session: %+v, %v", exp, err)
+	}
+	// DisconnectAll (a restart of A) never marks another live node's sessions.
+	if n, err := a.DisconnectAll(ctx, time.Now()); err != nil || n != 0 {
+		t.Fatalf("A's DisconnectAll marked %d of B's sessions: %v", n, err)
+	}
+	// B ends the connection: it owns the session, so that counts.
+	if err := b.Disconnect(ctx, "i1", "dev", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if sess, err := a.LoadSession(ctx, "i1", "dev"); err != nil || sess.DisconnectedAt.IsZero() {
+		t.Fatalf("B's Disconnect not recorded: %+v, %v", sess, err)
+	}
+	if a.CellIO().Takeovers != 1 || b.CellIO().Takeovers != 0 {
+		t.Fatalf("takeovers: A %d, B %d; want 1, 0", a.CellIO().Takeovers, b.CellIO().Takeovers)
+	}
+}
+
+// expireAll calls ExpireSessions on every store at once, rounds times,
+// and returns the wills returned in all.
+func expireAll(t *testing.T, st []*Store, rounds int, now func() time.Time) []store.Message {
+	t.Helper()
+	var mu sync.Mutex
+	var wills []store.Message
+	for range rounds {
+		var wg sync.WaitGroup
+		for _, s := range st {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				exp, err := s.ExpireSessions(context.Background(), now())
+				if err != nil && !errors.Is(err, store.ErrClosed) {
+					// Possible while a stopped server's Raft groups elect new leaders.
+					t.Logf("ExpireSessions on %s: %v", s.NodeName(), err)
+				}
+				mu.Lock()
+				wills = append(wills, exp.Wills...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	return wills
+}
+
+// TestCellWillOnce: a disconnected session's due will is returned by
+// exactly one of three nodes calling ExpireSessions at once.
+func TestCellWillOnce(t *testing.T) {
+	_, st := openCell(t)
+	ctx := context.Background()
+	for i := range 5 {
+		c := fmt.Sprintf("c%d", i)
+		persistent(t, st[i%3], c, "", &store.Will{Message: store.Message{Topic: "will/" + c, Payload: []byte(c)}})
+		if err := st[i%3].Disconnect(ctx, "i1", c, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wills := expireAll(t, st, 4, time.Now)
+	got := map[string]int{}
+	for _, w := range wills {
+		got[w.Topic]++
+	}
+	if len(wills) != 5 || len(got) != 5 {
+		t.Fatalf("wills returned %v, want each of 5 once", got)
+	}
+}

@@ -1,0 +1,223 @@
+package jsstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The session index (who subscribes to which queue) is kept in sync with
+// the sessions bucket: this node applies its own writes at once (with the
+// revision they got) and a watcher applies every write of the cell in
+// revision order. A write older than the one applied for a key is skipped,
+// so the two paths converge on the bucket's state.
+
+// recState is what the index holds of one session record.
+type recState struct {
+	rev     uint64
+	deleted bool
+	owner   string
+	subs    map[string]bool // filters registered in byQueue for it
+	own     map[string]bool // filters of the record itself
+}
+
+// errSkip tells updateRecord to leave the record as it is.
+var errSkip = errors.New("jsstore: no change")
+
+// applyRecord brings the index to rec (nil: deleted) at revision rev;
+// fromWatch marks the watcher's in-order delivery. It runs under ss.mu.
+func (s *Store) applyRecordLocked(k sessKey, rec *sessionRecord, rev uint64, fromWatch bool) {
+	ss := &s.ss
+	st := ss.recs[k]
+	if st != nil && rev <= st.rev {
+		if fromWatch && st.deleted && rev == st.rev && len(ss.pend[k]) == 0 {
+			delete(ss.recs, k) // the watcher is past the deletion: no stale write can follow
+		}
+		return
+	}
+	if st == nil {
+		st = &recState{subs: map[string]bool{}}
+		ss.recs[k] = st
+	}
+	want, own := map[string]bool{}, map[string]bool{}
+	if rec != nil {
+		for f := range rec.Subs {
+			want[f], own[f] = true, true
+		}
+	}
+	st.own = own
+	for f := range ss.pend[k] {
+		want[f] = true
+	}
+	for f := range st.subs {
+		if !want[f] {
+			if ss.delSub(k.instance, f, k.client) {
+				s.ev.forget(store.QueueRef{Instance: k.instance, Queue: f})
+			}
+			delete(st.subs, f)
+		}
+	}
+	for f := range want {
+		if !st.subs[f] {
+			ss.addSub(k.instance, f, k.client)
+			st.subs[f] = true
+		}
+	}
+	st.rev, st.deleted, st.owner = rev, rec == nil, ""
+	if rec != nil {
+		st.owner = rec.Owner
+	}
+	if ls := ss.live[k]; ls != nil && !ls.lost.Load() && (rec == nil || rec.Owner != s.opts.Node) {
+		// Another node resumed (or deleted) a session this node serves.
+		ls.lost.Store(true)
+		s.cell.push(store.CellEvent{Kind: store.CellTakeover, Instance: k.instance, ClientID: k.client})
+	}
+	if fromWatch && st.deleted && len(ss.pend[k]) == 0 {
+		delete(ss.recs, k)
+	}
+}
+
+func (s *Store) applyRecord(k sessKey, rec *sessionRecord, rev uint64) {
+	s.ss.mu.Lock()
+	s.applyRecordLocked(k, rec, rev, false)
+	s.ss.mu.Unlock()
+}
+
+// watchSessions starts the watcher of session records and returns once it
+// has applied the bucket's current state.
+func (s *Store) watchSessions(ctx context.Context) error {
+	w, err := s.kv.Watch(s.bg, "s.>")
+	if err != nil {
+		return fmt.Errorf("jsstore: watch sessions: %w", err)
+	}
+	ready := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer w.Stop() //nolint:errcheck // best effort
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					close(ready)
+					continue
+				}
+				s.applyEntry(e)
+			case <-s.bg.Done():
+				return
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("jsstore: load sessions: %w", ctx.Err())
+	}
+}
+
+func (s *Store) applyEntry(e jetstream.KeyValueEntry) {
+	k, ok := recordKeyOf(e.Key())
+	if !ok {
+		return
+	}
+	var rec *sessionRecord
+	if e.Operation() == jetstream.KeyValuePut {
+		rec = &sessionRecord{}
+		if json.Unmarshal(e.Value(), rec) != nil {
+			return
+		}
+	}
+	s.ss.mu.Lock()
+	s.applyRecordLocked(k, rec, e.Revision(), true)
+	s.ss.mu.Unlock()
+}
+
+// recordKeyOf parses "s.<inst>.<client>".
+func recordKeyOf(key string) (sessKey, bool) {
+	parts := strings.Split(key, ".")
+	if len(parts) != 3 || parts[0] != "s" {
+		return sessKey{}, false
+	}
+	inst, err1 := base64.RawURLEncoding.DecodeString(parts[1])
+	client, err2 := base64.RawURLEncoding.DecodeString(parts[2])
+	if err1 != nil || err2 != nil {
+		return sessKey{}, false
+	}
+	return sessKey{string(inst), string(client)}, true
+}
+
+// updateRecord is a compare-and-set read-modify-write of a session record:
+// fn gets the record as the leader has it (nil if none) and returns the new
+// one (nil: purge it), or errSkip to change nothing. A write that raced
+// with another is retried on a fresh read. It returns the record and
+// revision in effect afterwards (rec nil when skipped or purged).
+func (s *Store) updateRecord(ctx context.Context, inst, client string, fn func(*sessionRecord) (*sessionRecord, error)) (*sessionRecord, uint64, error) {
+	key := recordKey(inst, client)
+	for n := 0; ; n++ {
+		rec, rev, err := s.readRecordRev(ctx, inst, client)
+		if err != nil {
+			return nil, 0, err
+		}
+		next, err := fn(rec)
+		if errors.Is(err, errSkip) {
+			return nil, rev, nil
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		var val []byte
+		if next != nil {
+			if val, err = json.Marshal(next); err != nil {
+				return nil, 0, fmt.Errorf("jsstore: encode session: %w", err)
+			}
+		}
+		nrev, err := s.kvWrite(ctx, key, val, next == nil, &rev)
+		if err == nil {
+			s.applyRecord(sessKey{inst, client}, next, nrev)
+			return next, nrev, nil
+		}
+		if !errors.Is(err, errConflict) || n >= casRetries {
+			return nil, 0, err
+		}
+		if err := casBackoff(ctx, n); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// readRecordRev reads a session record and its revision from the leader.
+func (s *Store) readRecordRev(ctx context.Context, inst, client string) (*sessionRecord, uint64, error) {
+	v, rev, err := s.kvLast(ctx, recordKey(inst, client))
+	if err != nil || v == nil {
+		return nil, rev, err
+	}
+	var rec sessionRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, 0, fmt.Errorf("jsstore: session %s/%s: %w", inst, client, err)
+	}
+	return &rec, rev, nil
+}
+
+// stale reports whether this node's write to a session it served would
+// clobber a newer owner's: it resumed the session and lost it since.
+// It runs under ss.mu (read).
+func (s *Store) staleLocked(k sessKey, rec *sessionRecord) bool {
+	ls := s.ss.live[k]
+	return ls != nil && (ls.lost.Load() || rec != nil && rec.Owner != s.opts.Node)
+}
+
+func (s *Store) stale(k sessKey, rec *sessionRecord) bool {
+	s.ss.mu.RLock()
+	defer s.ss.mu.RUnlock()
+	return s.staleLocked(k, rec)
+}
