@@ -104,7 +104,7 @@ func openCellStore(ctx context.Context, s *server, nodeID string) (*jsstore.Stor
 		"routes", len(o.server.Routes), "nats", ns.ClientURL())
 	start := time.Now()
 	for {
-		st, err := jsstore.Open(ctx, nc, jsstore.Options{Replicas: o.replicas}) // CELLWIRE: Node, NodeTimeout
+		st, err := jsstore.Open(ctx, nc, jsstore.Options{Node: nodeID, Replicas: o.replicas, NodeTimeout: o.nodeTTL})
 		if err == nil {
 			s.onClose(func() { st.Close() })
 			s.log.Info("cell store ready", "cell", o.name, "after", time.Since(start).Round(time.Millisecond))
