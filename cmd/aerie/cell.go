@@ -104,7 +104,11 @@ func openCellStore(ctx context.Context, s *server, nodeID string) (*jsstore.Stor
 		"routes", len(o.server.Routes), "nats", ns.ClientURL())
 	start := time.Now()
 	for {
-		st, err := jsstore.Open(ctx, nc, jsstore.Options{Node: nodeID, Replicas: o.replicas, NodeTimeout: o.nodeTTL})
+		// Short attempts: the cell's meta leader is usually elected a few
+		// seconds after the last route is up.
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := jsstore.Open(actx, nc, jsstore.Options{Node: nodeID, Replicas: o.replicas, NodeTimeout: o.nodeTTL})
+		cancel()
 		if err == nil {
 			s.onClose(func() { st.Close() })
 			s.log.Info("cell store ready", "cell", o.name, "after", time.Since(start).Round(time.Millisecond))

@@ -54,16 +54,15 @@ func TestCellFailover(t *testing.T) {
 	ip := "/v1/orgs/" + org + "/instances/" + inst.ID
 	var cred credOut
 	prefer(t, c, "POST", ip+"/credentials", map[string]any{"username": "dev"}, &cred)
-	var cellView struct {
-		Cell struct {
-			Name      string
-			Status    string
-			Endpoints []map[string]any
-		}
-	}
+	var cellView cellInstanceOut
 	c.call(t, "GET", ip, nil, 200, &cellView)
-	if cellView.Cell.Name != "c1" || len(cellView.Cell.Endpoints) != 3 {
+	if cellView.Cell.Name != "c1" || cellView.Cell.Status != "healthy" || len(cellView.Cell.Nodes) != 3 {
 		t.Fatalf("instance's cell: %+v", cellView.Cell)
+	}
+	for _, n := range cellView.Cell.Nodes {
+		if n.Endpoints.MQTT == nil || n.Status != "up" {
+			t.Fatalf("cell node without an MQTT endpoint or not up: %+v", cellView.Cell.Nodes)
+		}
 	}
 
 	// The credential reached every node (config pushed to the whole cell).

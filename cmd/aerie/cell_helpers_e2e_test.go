@@ -177,7 +177,7 @@ func (c *testCell) replicasAgree(instance string) bool {
 // stopPostgres stops the control plane's private Postgres (fast shutdown).
 func stopPostgres(t *testing.T, cpDir string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(cpDir, "pg", "postmaster.pid"))
+	b, err := os.ReadFile(filepath.Join(cpDir, "pg", "data", "postmaster.pid"))
 	if err != nil {
 		t.Fatalf("postmaster.pid: %v", err)
 	}
