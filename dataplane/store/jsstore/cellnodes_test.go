@@ -66,6 +66,8 @@ func TestCellNodeLeaves(t *testing.T) {
 	if d := sess.DisconnectedAt; d.IsZero() || d.After(killed.Add(time.Second)) || d.Before(killed.Add(-2*time.Second)) {
 		t.Fatalf("reaped session disconnected at %v, n3 stopped at %v", d, killed)
 	}
+	persistent(t, st[0], "after", "y/#", nil)
+	waitFor(t, "n2 sees a session made on n1 after n3 stopped", 10*time.Second, func() bool { return len(st[1].SessionsOn("i1", "y/#")) == 1 })
 	if r := st[0].CellIO().Reaped + st[1].CellIO().Reaped; r != n {
 		t.Fatalf("sessions reaped %d times, want %d", r, n)
 	}
