@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,13 @@ const cellTimeout = 2 * time.Second // NodeTimeout of the test cells
 func openCell(t *testing.T) ([]*server.Server, []*Store) {
 	t.Helper()
 	srvs := startCluster(t)
+	return srvs, openCellOn(t, srvs, "aerie")
+}
+
+// openCellOn opens the nodes of a cell with its own prefix (streams,
+// buckets and subjects) on running servers.
+func openCellOn(t *testing.T, srvs []*server.Server, prefix string) []*Store {
+	t.Helper()
 	stores := make([]*Store, len(srvs))
 	for i, ns := range srvs {
 		nc, err := Connect(ns)
@@ -29,8 +37,8 @@ func openCell(t *testing.T) ([]*server.Server, []*Store) {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			stores[i], err = Open(ctx, nc, Options{Replicas: 3, Timeout: 3 * time.Second, Node: fmt.Sprintf("n%d", i+1),
-				NodeTimeout: cellTimeout, CellBuffer: 4})
+			stores[i], err = Open(ctx, nc, Options{Prefix: prefix, Replicas: 3, Timeout: 3 * time.Second,
+				Node: fmt.Sprintf("n%d", i+1), NodeTimeout: cellTimeout, CellBuffer: 4})
 			cancel()
 			if err == nil {
 				break
@@ -42,7 +50,25 @@ func openCell(t *testing.T) ([]*server.Server, []*Store) {
 		}
 		t.Cleanup(func() { stores[i].Close() })
 	}
-	return srvs, stores
+	return stores
+}
+
+// TestCell runs the cell cases on one 3-server cluster, each case with
+// its own prefix (its own streams, buckets and subjects).
+func TestCell(t *testing.T) {
+	srvs := startCluster(t)
+	for _, c := range []struct {
+		name string
+		fn   func(*testing.T, []*Store)
+	}{
+		{"Wakeup", testCellWakeup},
+		{"Takeover", testCellTakeover},
+		{"WillOnce", testCellWillOnce},
+		{"Retained", testCellRetained},
+		{"RelayQoS0", testCellRelayQoS0},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.fn(t, openCellOn(t, srvs, "c"+strings.ToLower(c.name))) })
+	}
 }
 
 // retry runs fn until it succeeds (a fresh cluster elects stream leaders).
@@ -91,11 +117,10 @@ func persistent(t *testing.T, s *Store, client, filter string, will *store.Will)
 	}
 }
 
-// TestCellWakeup: an append on node B raises the queue event of a session
+// testCellWakeup: an append on node B raises the queue event of a session
 // resumed on node A, and A, pulling only when woken, reads the message
 // (the re-raise covers a replica that had not applied it yet).
-func TestCellWakeup(t *testing.T) {
-	_, st := openCell(t)
+func testCellWakeup(t *testing.T, st []*Store) {
 	a, b := st[0], st[1]
 	persistent(t, a, "sub", "w/+", nil)
 	waitFor(t, "B sees A's subscription", 5*time.Second, func() bool { return len(b.SessionsOn("i1", "w/+")) == 1 })
@@ -149,11 +174,10 @@ func nextCell(t *testing.T, s *Store, d time.Duration) (store.CellEvent, bool) {
 	}
 }
 
-// TestCellTakeover: a session resumed on A and then on B moves to B: A
+// testCellTakeover: a session resumed on A and then on B moves to B: A
 // gets a CellTakeover, and A's stale SaveSession, Disconnect and
 // DeleteSession leave B's record alone.
-func TestCellTakeover(t *testing.T) {
-	_, st := openCell(t)
+func testCellTakeover(t *testing.T, st []*Store) {
 	a, b := st[0], st[1]
 	ctx := context.Background()
 	willA := &store.Will{Message: store.Message{Topic: "will/a", Payload: []byte("a")}}
@@ -234,10 +258,9 @@ func expireAll(t *testing.T, st []*Store, rounds int, now func() time.Time) []st
 	return wills
 }
 
-// TestCellWillOnce: a disconnected session's due will is returned by
+// testCellWillOnce: a disconnected session's due will is returned by
 // exactly one of three nodes calling ExpireSessions at once.
-func TestCellWillOnce(t *testing.T) {
-	_, st := openCell(t)
+func testCellWillOnce(t *testing.T, st []*Store) {
 	ctx := context.Background()
 	for i := range 5 {
 		c := fmt.Sprintf("c%d", i)
@@ -253,5 +276,46 @@ func TestCellWillOnce(t *testing.T) {
 	}
 	if len(wills) != 5 || len(got) != 5 {
 		t.Fatalf("wills returned %v, want each of 5 once", got)
+	}
+}
+
+// TestReRaise: a queue event for an offset that the replica answering the
+// pull has not applied yet (simulated: raised before the append) is raised
+// again after a PullSession that fell short of it, until a pull reaches it.
+func TestReRaise(t *testing.T) {
+	s := openOn(t, startSingle(t), Options{})
+	ctx := context.Background()
+	if _, err := s.Append(ctx, []store.Message{{Instance: "i1", Topic: "other", Payload: []byte("o")}}); err != nil {
+		t.Fatal(err)
+	}
+	persistent(t, s, "sub", "w/+", nil)
+	s.TakeEvents()
+	s.raiseTopics("i1", []string{"w/1"}, []uint64{2}) // announced, not readable yet
+	<-s.Events()
+	s.TakeEvents()
+	if ents, err := s.PullSession(ctx, "i1", "sub", "w/+", 10); err != nil || len(ents) != 0 {
+		t.Fatalf("pull before the append: %v, %v", ents, err)
+	}
+	select {
+	case <-s.Events():
+	case <-time.After(time.Second):
+		t.Fatal("no re-raise after a pull that fell short of the raised offset")
+	}
+	evs := s.TakeEvents()
+	if len(evs) != 1 || evs[0].Queue != "w/+" || evs[0].Last != 2 {
+		t.Fatalf("re-raised %+v, want w/+ up to 2", evs)
+	}
+	if _, err := s.Append(ctx, []store.Message{{Instance: "i1", Topic: "w/1", QoS: 1, Payload: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	<-s.Events()
+	s.TakeEvents()
+	if ents, err := s.PullSession(ctx, "i1", "sub", "w/+", 10); err != nil || len(ents) != 1 || ents[0].Offset != 2 {
+		t.Fatalf("pull after the append: %v, %v", ents, err)
+	}
+	select {
+	case <-s.Events():
+		t.Fatalf("re-raised after the pull reached the offset: %+v", s.TakeEvents())
+	case <-time.After(200 * time.Millisecond):
 	}
 }

@@ -66,6 +66,8 @@ func TestCellNodeLeaves(t *testing.T) {
 	if d := sess.DisconnectedAt; d.IsZero() || d.After(killed.Add(time.Second)) || d.Before(killed.Add(-2*time.Second)) {
 		t.Fatalf("reaped session disconnected at %v, n3 stopped at %v", d, killed)
 	}
+	persistent(t, st[0], "after", "y/#", nil)
+	waitFor(t, "n2 sees a session made on n1 after n3 stopped", 10*time.Second, func() bool { return len(st[1].SessionsOn("i1", "y/#")) == 1 })
 	if r := st[0].CellIO().Reaped + st[1].CellIO().Reaped; r != n {
 		t.Fatalf("sessions reaped %d times, want %d", r, n)
 	}
@@ -74,10 +76,9 @@ func TestCellNodeLeaves(t *testing.T) {
 	}
 }
 
-// TestCellRetained: retained counts are exact on every node whichever node
+// testCellRetained: retained counts are exact on every node whichever node
 // wrote, and the other nodes' sets and clears arrive as CellRetained.
-func TestCellRetained(t *testing.T) {
-	_, st := openCell(t)
+func testCellRetained(t *testing.T, st []*Store) {
 	ctx := context.Background()
 	for _, s := range st {
 		s.SetLimits("i1", store.Limits{MaxRetained: 3})
@@ -133,11 +134,10 @@ func TestCellRetained(t *testing.T) {
 	}
 }
 
-// TestCellRelayQoS0: a relayed QoS 0 message reaches the other nodes as
+// testCellRelayQoS0: a relayed QoS 0 message reaches the other nodes as
 // CellPublish, not its origin; a node whose consumer lags drops (and
 // counts) what exceeds CellBuffer.
-func TestCellRelayQoS0(t *testing.T) {
-	_, st := openCell(t)
+func testCellRelayQoS0(t *testing.T, st []*Store) {
 	ctx := context.Background()
 	m := store.Message{Instance: "i1", Topic: "q0/a", Payload: []byte("hello")}
 	if err := st[0].RelayQoS0(ctx, m); err != nil {

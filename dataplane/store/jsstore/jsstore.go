@@ -97,8 +97,8 @@ type Store struct {
 	nodes   nodesState
 	cell    cellQueue
 	subs    []*nats.Subscription
-	retCons jetstream.ConsumeContext
-	bg      context.Context // ends at Close: the watchers and loops
+	follows []jetstream.ConsumeContext // ordered consumers of the sessions bucket and retained stream
+	bg      context.Context            // ends at Close: the watchers and loops
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 
@@ -201,8 +201,8 @@ func (s *Store) Close() error {
 	for _, sub := range s.subs {
 		_ = sub.Unsubscribe() //nolint:errcheck // best effort
 	}
-	if s.retCons != nil {
-		s.retCons.Stop()
+	for _, cc := range s.follows {
+		cc.Stop()
 	}
 	s.stop()
 	s.wg.Wait()

@@ -20,15 +20,9 @@ func (s *Store) watchRetained(ctx context.Context) error {
 		return fmt.Errorf("jsstore: retained stream info: %w", err)
 	}
 	start := info.State.LastSeq
-	cons, err := s.js.OrderedConsumer(ctx, s.name+"_RETAINED", jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("jsstore: retained consumer: %w", err)
-	}
 	ready := make(chan struct{})
 	var once sync.Once
-	s.retCons, err = cons.Consume(func(m jetstream.Msg) {
+	err = s.follow(ctx, s.name+"_RETAINED", s.sub+".r.>", 1, func(m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
 			return
@@ -39,7 +33,7 @@ func (s *Store) watchRetained(ctx context.Context) error {
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("jsstore: consume retained: %w", err)
+		return err
 	}
 	return s.awaitRetained(ctx, ready)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/nats-io/nats.go/jetstream"
@@ -89,56 +90,73 @@ func (s *Store) applyRecord(k sessKey, rec *sessionRecord, rev uint64) {
 	s.ss.mu.Unlock()
 }
 
-// watchSessions starts the watcher of session records and returns once it
-// has applied the bucket's current state.
+// watchSessions loads the session records into the index and then
+// follows the sessions bucket from the sequence it loaded with an ordered
+// consumer (pull heartbeats of followBeat, so it is recreated within a few
+// seconds when the server it ran on stops).
 func (s *Store) watchSessions(ctx context.Context) error {
-	w, err := s.kv.Watch(s.bg, "s.>")
+	stream, err := s.js.Stream(ctx, "KV_"+s.bucket)
 	if err != nil {
-		return fmt.Errorf("jsstore: watch sessions: %w", err)
+		return fmt.Errorf("jsstore: sessions stream: %w", err)
 	}
-	ready := make(chan struct{})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer w.Stop() //nolint:errcheck // best effort
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					close(ready)
-					continue
-				}
-				s.applyEntry(e)
-			case <-s.bg.Done():
-				return
-			}
-		}
-	}()
-	select {
-	case <-ready:
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("jsstore: sessions stream: %w", err)
+	}
+	err = s.scanKV(ctx, "s.>", func(key string, v []byte, rev uint64) error {
+		s.applyKV(key, v, true, rev)
 		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("jsstore: load sessions: %w", ctx.Err())
+	})
+	if err != nil {
+		return err
 	}
+	prefix := "$KV." + s.bucket + "."
+	return s.follow(ctx, "KV_"+s.bucket, prefix+"s.>", info.State.LastSeq+1, func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		put := m.Headers().Get(kvOpHeader) == ""
+		s.applyKV(strings.TrimPrefix(m.Subject(), prefix), m.Data(), put, md.Sequence.Stream)
+	})
 }
 
-func (s *Store) applyEntry(e jetstream.KeyValueEntry) {
-	k, ok := recordKeyOf(e.Key())
+// followBeat is the idle heartbeat of the ordered consumers that follow
+// the sessions bucket and the retained stream.
+const followBeat = time.Second
+
+// follow starts an ordered consumer of a stream's subjects from seq.
+func (s *Store) follow(ctx context.Context, stream, filter string, seq uint64, fn func(jetstream.Msg)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if seq > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+	}
+	cons, err := s.js.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return fmt.Errorf("jsstore: follow %s: %w", stream, err)
+	}
+	cc, err := cons.Consume(fn, jetstream.PullHeartbeat(followBeat))
+	if err != nil {
+		return fmt.Errorf("jsstore: follow %s: %w", stream, err)
+	}
+	s.follows = append(s.follows, cc)
+	return nil
+}
+
+func (s *Store) applyKV(key string, v []byte, put bool, rev uint64) {
+	k, ok := recordKeyOf(key)
 	if !ok {
 		return
 	}
 	var rec *sessionRecord
-	if e.Operation() == jetstream.KeyValuePut {
+	if put {
 		rec = &sessionRecord{}
-		if json.Unmarshal(e.Value(), rec) != nil {
+		if json.Unmarshal(v, rec) != nil {
 			return
 		}
 	}
 	s.ss.mu.Lock()
-	s.applyRecordLocked(k, rec, e.Revision(), true)
+	s.applyRecordLocked(k, rec, rev, true)
 	s.ss.mu.Unlock()
 }
 
