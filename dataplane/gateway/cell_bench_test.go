@@ -38,8 +38,8 @@ const (
 // jsstore.Store on one of 3 in-process NATS servers clustered over
 // loopback routes with a shared secret, Replicas 3, sync_always: a PUBACK
 // means fsynced on a quorum), in the same run. 8 publishers keep 64
-// publishes of 100 B in flight each for 8 s; the rate is the PUBACKs
-// received per second.
+// publishes of 100 B in flight each, 4 s on each gateway, twice in turn;
+// the rate is the PUBACKs received per second.
 //
 // Then, when the JetStream backend serves a cell (it implements
 // store.Cell: queue events from other nodes' appends), a persistent
@@ -55,16 +55,21 @@ func BenchmarkCellThroughput(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rocksGW, stopRocks := cellBenchGateway(b, rs, "n-rocks")
-		rocks := publishFor(b, rocksGW.MQTTAddr(), "rocks", load{d: cellRun})
-		stopRocks()
-		rs.Close()
-		b.Logf("RocksDB node: %s", rocks)
-
+		b.Cleanup(func() { rs.Close() }) // after the gateway's Close
+		rocksGW := cellBenchGateway(b, rs, "n-rocks")
 		srvs := startBenchCell(b)
 		stA, stB := openBenchCellStore(b, srvs[0], "n1"), openBenchCellStore(b, srvs[1], "n2")
-		gwA, _ := cellBenchGateway(b, stA, "n1")
-		cell := publishFor(b, gwA.MQTTAddr(), "cell", load{d: cellRun})
+		gwA := cellBenchGateway(b, stA, "n1")
+		// Alternate the two (A B A B, cellRun/2 each) so a change of the
+		// machine's load during the run affects both alike.
+		var rocks, cell pubResult
+		for round := range 2 {
+			r := publishFor(b, rocksGW.MQTTAddr(), fmt.Sprint("rocks", round), load{d: cellRun / 2})
+			c := publishFor(b, gwA.MQTTAddr(), fmt.Sprint("cell", round), load{d: cellRun / 2})
+			b.Logf("round %d: RocksDB node %s; cell R3 node %s", round+1, r, c)
+			rocks, cell = rocks.add(r), cell.add(c)
+		}
+		b.Logf("RocksDB node: %s", rocks)
 		b.Logf("cell R3 node: %s", cell)
 		b.ReportMetric(rocks.rate, "rocksdb_msgs/s")
 		b.ReportMetric(cell.rate, "cell_r3_msgs/s")
@@ -73,7 +78,7 @@ func BenchmarkCellThroughput(b *testing.B) {
 			b.Log("cross-node subscriber skipped: jsstore.Store is not a store.Cell in this tree (no queue events from other nodes' appends); publish side only")
 			continue
 		}
-		gwB, _ := cellBenchGateway(b, stB, "n2")
+		gwB := cellBenchGateway(b, stB, "n2")
 		x := crossNode(b, gwA.MQTTAddr(), gwB.MQTTAddr())
 		b.Logf("cell cross-node: %s", x)
 		b.ReportMetric(x.rate, "cell_cross_node_msgs/s")
@@ -82,8 +87,8 @@ func BenchmarkCellThroughput(b *testing.B) {
 }
 
 // cellBenchGateway starts a gateway serving cellInstance (anonymous, all
-// allowed) on be; the returned func closes it (also done at cleanup).
-func cellBenchGateway(b *testing.B, be store.Backend, node string) (*Gateway, func()) {
+// allowed) on be.
+func cellBenchGateway(b *testing.B, be store.Backend, node string) *Gateway {
 	b.Helper()
 	st := configsync.NewState()
 	snap := config.Snapshot{Revision: 1, NodeID: node, Instances: []config.Instance{{ID: cellInstance, OrgID: "o-cell", Status: config.StatusRunning, AllowAnonymous: true,
@@ -98,10 +103,8 @@ func cellBenchGateway(b *testing.B, be store.Backend, node string) (*Gateway, fu
 	if err := gw.Start(); err != nil {
 		b.Fatal(err)
 	}
-	var once sync.Once
-	stop := func() { once.Do(func() { gw.Close() }) }
-	b.Cleanup(stop)
-	return gw, stop
+	b.Cleanup(func() { gw.Close() })
+	return gw
 }
 
 // startBenchCell starts three NATS servers with JetStream clustered over
@@ -171,6 +174,14 @@ type pubResult struct {
 	acked   int64
 	elapsed time.Duration
 	rate    float64 // PUBACKs per second
+}
+
+// add sums two runs.
+func (r pubResult) add(o pubResult) pubResult {
+	r.acked += o.acked
+	r.elapsed += o.elapsed
+	r.rate = float64(r.acked) / r.elapsed.Seconds()
+	return r
 }
 
 func (r pubResult) String() string {

@@ -35,8 +35,10 @@ const (
 //     summed over the 3 servers' store dirs (message blocks and indexes;
 //     the Raft WAL is logged, not reported: it is compacted).
 //   - rocksdb_*: the RocksDB store. rocksdb_bytes is the WriteBatch bytes
-//     fsynced to the WAL (log record + index entries + counters);
-//     rocksdb_disk_bytes the real growth of the store directory.
+//     handed to RocksDB (log record + index entries + counters);
+//     rocksdb_disk_bytes the real growth of the store directory, which is
+//     the WAL's (the index entries are written without WAL and reach disk,
+//     LZ4-compressed, with the next memtable flush).
 //
 // The figures must stay flat from 1 to 10,000 subscribers (× replicas for
 // R3); the benchmark fails when one grows by more than 20 %.
