@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"reflect"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -145,12 +144,7 @@ func openBenchCellStore(b *testing.B, ns *server.Server, node string) *jsstore.S
 		b.Fatal(err)
 	}
 	b.Cleanup(nc.Close)
-	o := jsstore.Options{Replicas: 3, Timeout: 5 * time.Second}
-	// The cell features of jsstore (Options.Node, cross-node events) land
-	// separately: name the node when this tree has the field.
-	if f := reflect.ValueOf(&o).Elem().FieldByName("Node"); f.IsValid() && f.Kind() == reflect.String {
-		f.SetString(node)
-	}
+	o := jsstore.Options{Replicas: 3, Timeout: 5 * time.Second, Node: node}
 	ctx := context.Background()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
