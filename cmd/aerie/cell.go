@@ -107,7 +107,7 @@ func openCellStore(ctx context.Context, s *server, nodeID string) (*jsstore.Stor
 		// Short attempts: the cell's meta leader is usually elected a few
 		// seconds after the last route is up.
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		st, err := jsstore.Open(actx, nc, jsstore.Options{Node: nodeID, Replicas: o.replicas, NodeTimeout: o.nodeTTL})
+		st, err := jsstore.Open(actx, nc, jsstore.Options{Node: nodeID, Replicas: o.replicas, NodeTimeout: o.nodeTTL, Timeout: cellCallTimeout})
 		cancel()
 		if err == nil {
 			s.onClose(func() { st.Close() })
@@ -130,3 +130,9 @@ func openCellStore(ctx context.Context, s *server, nodeID string) (*jsstore.Stor
 func logCellLimits(log *slog.Logger, cell string) {
 	log.Warn("consumer groups over HTTP and forwarding rules are served by single-node (RocksDB) nodes only; this cell's nodes refuse them", "cell", cell)
 }
+
+// cellCallTimeout bounds each JetStream call of a cell node: a call that
+// met a dead stream leader fails after it and is retried (appends retry
+// within it by message ID), so a failover costs about the election, not a
+// long timeout.
+const cellCallTimeout = 5 * time.Second

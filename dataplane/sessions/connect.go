@@ -61,8 +61,11 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	// applies when this connection ends [MQTT-3.1.2-5] [MQTT-3.2.2-3].
 	resumeOnce := false
 	if !pk.Connect.Clean && !persistent(cl) {
-		_, err := h.st.LoadSession(h.ctx, k.inst, k.id)
-		resumeOnce = err == nil
+		var err error
+		if resumeOnce, err = h.sessionExists(k); err != nil {
+			h.refuse(cl, k, "load session", err)
+			return
+		}
 	}
 	if pk.Connect.Clean || !persistent(cl) && !resumeOnce {
 		if err := h.st.DeleteSession(h.ctx, k.inst, k.id); err != nil {
@@ -75,8 +78,11 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if !persistent(cl) && !resumeOnce {
 		return // store-served from its first subscription on (attachClean)
 	}
-	_, err := h.st.LoadSession(h.ctx, k.inst, k.id)
-	present := err == nil
+	present, err := h.sessionExists(k)
+	if err != nil {
+		h.refuse(cl, k, "load session", err)
+		return
+	}
 	sess := store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion, Expiry: sessionExpiry(cl)}
 	s := &session{h: h, cl: cl, key: k, present: present, wake: make(chan struct{}, 1), stop: make(chan struct{}),
 		subs: map[string]store.Subscription{}, inflight: map[uint16]delivery{}}
@@ -88,7 +94,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 	sess.Will = s.will
 	if err := h.st.SaveSession(h.ctx, sess); err != nil {
-		h.log.Error("save session", "client", k.id, "instance", k.inst, "error", err)
+		h.refuse(cl, k, "save session", err)
 		return
 	}
 	h.mu.Lock()
@@ -258,4 +264,34 @@ func (h *Hook) retire(s *session) {
 	if h.liveByID[s.liveID()] == s {
 		delete(h.liveByID, s.liveID())
 	}
+}
+
+// storeRetry bounds how long a connect waits for the store to answer
+// (a cell electing a new leader after a node died takes a few seconds).
+const storeRetry = 8 * time.Second
+
+// sessionExists reports whether the store has the session, retrying the
+// store's failures (not its "no session") for up to storeRetry: a
+// session must never be taken for absent because the store could not be
+// read, or it would be replaced by an empty one.
+func (h *Hook) sessionExists(k key) (bool, error) {
+	deadline := h.opts.Now().Add(storeRetry)
+	for {
+		_, err := h.st.LoadSession(h.ctx, k.inst, k.id)
+		if err == nil || errors.Is(err, store.ErrNoSession) {
+			return err == nil, nil
+		}
+		if h.ctx.Err() != nil || h.opts.Now().After(deadline) {
+			return false, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// refuse ends a connection whose session the store could not read or
+// write: the client reconnects and finds its session intact, rather than
+// being served without one.
+func (h *Hook) refuse(cl *mqtt.Client, k key, what string, err error) {
+	h.log.Error(what+"; closing the connection (the client retries)", "client", k.id, "instance", k.inst, "error", err)
+	cl.Stop(packets.ErrServerUnavailable)
 }

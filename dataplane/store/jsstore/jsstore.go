@@ -64,6 +64,9 @@ type Options struct {
 	// sessions are marked disconnected). Default 10s; heartbeats go every
 	// NodeTimeout/4, at most every second.
 	NodeTimeout time.Duration
+	// CursorFlush is how often acknowledged session cursors are written
+	// (coalesced, cursors.go); default 50ms.
+	CursorFlush time.Duration
 	// CellBuffer bounds the CellPublish events waiting for the CellEvents
 	// consumer; more are dropped (CellIO().RelayDropped). Default 1024.
 	CellBuffer int
@@ -76,8 +79,11 @@ type Store struct {
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	retain jetstream.Stream
-	sub    string // subject prefix
-	name   string // stream name prefix
+	sub    string        // subject prefix
+	name   string        // stream name prefix
+	msgIDs string        // prefix of this process's message IDs (publish.go)
+	msgSeq atomic.Uint64 // message ID counter
+	moved  dirtyCursors  // session cursors moved since written (cursors.go)
 
 	closed atomic.Bool
 
@@ -122,6 +128,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	s := &Store{opts: opts, nc: nc, js: js, sub: strings.ToLower(opts.Prefix), name: strings.ToUpper(opts.Prefix),
 		streams: map[string]bool{}, limits: map[string]store.Limits{}, dirty: map[string]bool{}}
 	s.bucket = s.name + "_sessions"
+	s.msgIDs = newMsgIDs()
 	s.ev.init()
 	s.ss.init()
 	s.rt.init()
@@ -129,6 +136,8 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	s.bg, s.stop = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.cell.pump(s.bg) }()
+	s.wg.Add(1)
+	go s.flushLoop()
 	if err := s.open(ctx); err != nil {
 		s.Close() //nolint:errcheck // stops what started
 		return nil, err
@@ -151,6 +160,9 @@ func withDefaults(opts Options) Options {
 	}
 	if opts.NodeTimeout <= 0 {
 		opts.NodeTimeout = 10 * time.Second
+	}
+	if opts.CursorFlush <= 0 {
+		opts.CursorFlush = 50 * time.Millisecond
 	}
 	if opts.CellBuffer <= 0 {
 		opts.CellBuffer = 1024
@@ -247,10 +259,13 @@ func (s *Store) streamConfig(instance string) jetstream.StreamConfig {
 		Name: s.StreamName(instance), Subjects: []string{AllSubject(s.sub, "m", instance)},
 		Storage: jetstream.FileStorage, Replicas: s.opts.Replicas, Retention: jetstream.LimitsPolicy,
 		Discard: jetstream.DiscardOld, AllowDirect: true, MaxAge: l.MaxAge, MaxBytes: -1,
-		Duplicates: time.Second, Metadata: map[string]string{"aerie-instance": instance},
+		Duplicates: dedupWindow, Metadata: map[string]string{"aerie-instance": instance},
 	}
 	if l.MaxBytes > 0 {
 		c.MaxBytes = l.MaxBytes
+	}
+	if c.MaxAge > 0 && c.Duplicates > c.MaxAge {
+		c.Duplicates = c.MaxAge // the server's rule; retries stay within it
 	}
 	return c
 }
@@ -304,30 +319,9 @@ func (s *Store) Append(ctx context.Context, msgs []store.Message) ([]uint64, err
 			return nil, err
 		}
 	}
-	now := s.opts.Now()
-	futs := make([]jetstream.PubAckFuture, len(msgs))
-	for i := range msgs {
-		m := &msgs[i]
-		m.Time = now
-		data := store.EncodeRecord(nil, m)
-		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: TopicSubject(s.sub, "m", m.Instance, m.Topic), Data: data},
-			jetstream.WithExpectStream(s.StreamName(m.Instance)))
-		if err != nil {
-			return nil, fmt.Errorf("jsstore: publish: %w", err)
-		}
-		futs[i] = f
-		s.written.Add(uint64(len(data)))
-	}
-	offs := make([]uint64, len(msgs))
-	for i, f := range futs {
-		select {
-		case ack := <-f.Ok():
-			offs[i] = ack.Sequence
-		case err := <-f.Err():
-			return nil, fmt.Errorf("jsstore: append: %w", err)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	offs, err := s.publish(ctx, msgs)
+	if err != nil {
+		return nil, err
 	}
 	s.commits.Add(1)
 	s.raise(msgs, offs)

@@ -2,7 +2,6 @@ package jsstore
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"sort"
 	"time"
@@ -61,9 +60,10 @@ func (s *Store) Disconnect(ctx context.Context, instance, clientID string, at ti
 	if err := s.check(); err != nil {
 		return err
 	}
+	k := sessKey{instance, clientID}
+	s.flushCursors(ctx, &k) // the session's last acknowledged positions
 	s.ss.lock.Lock()
 	defer s.ss.lock.Unlock()
-	k := sessKey{instance, clientID}
 	s.ss.mu.Lock()
 	lost := s.ss.live[k] != nil && s.ss.live[k].lost.Load()
 	delete(s.ss.live, k)
@@ -145,10 +145,26 @@ func (s *Store) Ack(ctx context.Context, instance, clientID, queue string, offse
 	if err := s.check(); err != nil {
 		return false, err
 	}
-	if err := s.put(ctx, cursorKey(instance, clientID, queue), binary.BigEndian.AppendUint64(nil, cs.committed)); err != nil {
-		return false, err
-	}
+	s.moved.mark(cursorRef{sessKey{instance, clientID}, queue}, ls) // written by the flusher (cursors.go)
 	return true, nil
+}
+
+// liveCursors raises sess's cursors to this node's in-memory ones when it
+// serves the session (moves not yet written by the flusher).
+func (s *Store) liveCursors(sess *store.Session) {
+	s.ss.mu.RLock()
+	ls := s.ss.live[sessKey{sess.Instance, sess.ClientID}]
+	s.ss.mu.RUnlock()
+	if ls == nil || ls.lost.Load() {
+		return
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for q, cs := range ls.queues {
+		if c, ok := sess.Cursors[q]; ok && cs.committed > c {
+			sess.Cursors[q] = cs.committed
+		}
+	}
 }
 
 // Inflight counts a session's pulled entries awaiting an ack.

@@ -68,6 +68,7 @@ type liveSession struct {
 
 type cursorState struct {
 	committed, read uint64
+	persisted       uint64 // the last committed cursor written (cursors.go)
 	inflight        []uint64
 	acked           map[uint64]bool
 }
@@ -244,6 +245,7 @@ func (s *Store) loadSession(ctx context.Context, rec *sessionRecord, instance, c
 		sess.Cursors[string(q)] = binary.BigEndian.Uint64(v)
 		return nil
 	})
+	s.liveCursors(sess)
 	return sess, err
 }
 
