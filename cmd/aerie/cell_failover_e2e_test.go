@@ -227,6 +227,12 @@ func failoverRound(t *testing.T, cell *testCell, instance string, exact, wild *p
 	cell.start(lead)
 	mu.Unlock()
 	restarted := time.Now()
+	if !within(60*time.Second, func() bool {
+		code, err := tryConnect5(cell.nodes[lead].ports.mqtt, "probe-restart", exact.user, exact.pass)
+		return err == nil && code == 0
+	}) {
+		t.Fatalf("%s does not serve devices 60 s after its restart", cell.nodes[lead].name)
+	}
 	if !within(30*time.Second, func() bool { return cell.replicasAgree(instance) }) {
 		t.Fatalf("replicas of %s's stream do not agree 30 s after %s restarted", instance, cell.nodes[lead].name)
 	}

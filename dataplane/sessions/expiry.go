@@ -88,9 +88,19 @@ func (h *Hook) disconnectBehind(s *session) {
 // expiry loop calls it every Options.ExpiryInterval).
 func (h *Hook) Expire(ctx context.Context, now time.Time) error {
 	res, err := h.st.ExpireSessions(ctx, now)
-	for i := range res.Wills {
-		if werr := h.publishWill(ctx, res.Wills[i]); werr != nil {
+	// A will the store handed over is this node's to publish: one that
+	// could not be stored (a cell electing a leader) is retried at the
+	// next pass, not dropped.
+	h.willMu.Lock()
+	wills := append(h.willsDue, res.Wills...)
+	h.willsDue = nil
+	h.willMu.Unlock()
+	for i := range wills {
+		if werr := h.publishWill(ctx, wills[i]); werr != nil {
 			err = errors.Join(err, werr)
+			h.willMu.Lock()
+			h.willsDue = append(h.willsDue, wills[i])
+			h.willMu.Unlock()
 		}
 	}
 	for _, ref := range res.Sessions {
@@ -131,6 +141,7 @@ func (h *Hook) publishWill(ctx context.Context, m store.Message) error {
 	}
 	if m.QoS == 0 {
 		h.pushQoS0(h.inline, pk) // store-served sessions are not in mochi's index
+		h.relayQoS0(m)
 	}
 	return nil
 }

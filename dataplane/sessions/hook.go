@@ -110,6 +110,9 @@ type Hook struct {
 	live     *mqtt.TopicsIndex
 	liveByID map[string]*session
 
+	willMu   sync.Mutex
+	willsDue []store.Message // wills handed over by the store, not yet published (expiry.go)
+
 	qmu       sync.Mutex
 	queues    map[*mqtt.Client]*pubQueue // publishes waiting for the store, per client
 	replaying sync.Map                   // replayKey → struct{}: publishes being handed back to mochi

@@ -21,10 +21,14 @@ import (
 // copy's sequence). When the leader dies with a publish in flight, the
 // publish is answered by the new leader a moment after its election
 // instead of failing after the whole call timeout; Append gives up only
-// at the call's deadline (Options.Timeout without one).
+// at the call's deadline (without one: Options.Timeout, at least
+// appendDeadline).
 const (
 	appendAttempt = 1500 * time.Millisecond
 	dedupWindow   = 20 * time.Second
+	// appendDeadline is the least an Append without a deadline keeps
+	// retrying: longer than a Raft election (NATS: 4–9 s plus detection).
+	appendDeadline = 15 * time.Second
 )
 
 // newMsgIDs returns the prefix of this process's message IDs.
@@ -37,8 +41,11 @@ func newMsgIDs() string {
 // publish appends msgs (stamped with the store clock) and returns their
 // sequences, retrying unanswered ones with their message IDs.
 func (s *Store) publish(ctx context.Context, msgs []store.Message) ([]uint64, error) {
-	ctx, cancel := s.callCtx(ctx)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, max(s.opts.Timeout, appendDeadline))
+		defer cancel()
+	}
 	now := s.opts.Now()
 	out := make([]*nats.Msg, len(msgs))
 	base := s.msgSeq.Add(uint64(len(msgs))) - uint64(len(msgs))
