@@ -85,7 +85,7 @@ func openNode(ctx context.Context, s *server) (*node, error) {
 			return nil, err
 		}
 		gwOpts.Store = cs
-		logCellLimits(s.log, cfg.Cell)
+		refuseTopicOps(s.log, n.srv, cfg.Cell)
 	} else {
 		st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: retention})
 		if err != nil {
