@@ -33,7 +33,7 @@ func TestCellFailover(t *testing.T) {
 	const rounds = 5
 	cpDir := newDataDir(t)
 	cpPorts := freePorts(t)
-	env := cleanEnv("AERIE_ADMIN_TOKEN=operator-secret-token-cell", "AERIE_NODE_DOWN_AFTER=4s")
+	env := cleanEnv("AERIE_ADMIN_TOKEN=operator-secret-token-cell", "AERIE_NODE_DOWN_AFTER=8s")
 	cp := start(t, env, "controlplane", "--data-dir", cpDir, "--http-addr", cpPorts.http)
 	waitReady(t, cp, cpPorts.http, 90*time.Second)
 	base := "http://" + cpPorts.http
