@@ -208,6 +208,9 @@ func (g *Gateway) addStore(o Options) error {
 	g.store, g.tenant.store = st, st
 	g.topics, _ = st.(store.TopicLog)
 	g.tenant.cell, _ = st.(store.Cell)
+	if g.tenant.cell != nil {
+		g.metrics.peerConns = g.tenant.peerConnections
+	}
 	g.metrics.reg.MustRegister(newTopicStorage(g))
 	if g.tenant.state != nil {
 		g.storeLimits("")

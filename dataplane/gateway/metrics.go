@@ -67,6 +67,9 @@ type Metrics struct {
 	// topicStored is each instance's stored bytes by provisioned topic ID
 	// (gauges; topicusage.go), lastTopics what the last drain saw.
 	topicStored func() map[string]map[string]int64
+	// peerConns is an instance's connections on the cell's other nodes
+	// (nil outside a cell).
+	peerConns func(instance string) int64
 	lastTopics  map[string]map[string]int64
 
 	reg                                                *prometheus.Registry
@@ -257,7 +260,12 @@ func (m *Metrics) DrainUsage() []config.InstanceUsage {
 			MessageUnitsIn: c.unitsIn.Swap(0), MessageUnitsOut: c.unitsOut.Swap(0),
 			Connections: c.connections.Load(), Subscriptions: c.subscriptions.Load(), Retained: retained[id],
 		}
-		u.ConnectionSeconds = int64(float64(u.Connections)*elapsed + 0.5)
+		u.ConnectionSeconds = int64(float64(u.Connections)*elapsed + 0.5) // this node's: summed by the control plane
+		if m.peerConns != nil {
+			// A gauge keeps the latest report: in a cell every node
+			// reports the instance's connections on the whole cell.
+			u.Connections += m.peerConns(id)
+		}
 		if stored != nil {
 			u.StoredBytes = stored(id)
 		}
