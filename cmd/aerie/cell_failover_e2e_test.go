@@ -78,6 +78,7 @@ func TestCellFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = retained.Disconnect(&paho.Disconnect{})
+	checkCrossNode(t, cell, cred)
 
 	topics := []string{"fleet/d1/t", "fleet/d2/t", "fleet/d3/t", "fleet/d4/t"}
 	exact := &persistentSub{t: t, id: "sub-exact", filter: "fleet/d1/t", user: cred.MQTTUsername, pass: cred.Password, rec: newReceived()}
@@ -367,4 +368,75 @@ func checkRetainedSurvives(t *testing.T, cell *testCell, cred credOut) {
 			t.Fatalf("no retained message on %s after the failovers", n.name)
 		}
 	}
+}
+
+// checkCrossNode: what one node did reaches the others at once — a
+// retained message set on node 1 is served by the others' retained index
+// (no restart in between), a QoS 0 publish on node 2 reaches a subscriber
+// on node 1, and a persistent session resumed on node 2 while its
+// connection on node 1 is alive takes it over (DISCONNECT 0x8E there,
+// session present here).
+func checkCrossNode(t *testing.T, cell *testCell, cred credOut) {
+	t.Helper()
+	for i, n := range cell.nodes[1:] {
+		got := make(chan string, 1)
+		c, _ := connect5(t, n.ports.mqtt, fmt.Sprintf("early-%d", i), cred.MQTTUsername, cred.Password, func(p *paho.Publish) { got <- string(p.Payload) })
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "fleet/status", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		select {
+		case p := <-got:
+			if p != "ok" {
+				t.Fatalf("retained on %s: %q", n.name, p)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the retained message set on %s is not served by %s", cell.nodes[0].name, n.name)
+		}
+	}
+	q0 := make(chan string, 4)
+	sub, _ := connect5(t, cell.nodes[0].ports.mqtt, "q0-sub", cred.MQTTUsername, cred.Password, func(p *paho.Publish) { q0 <- string(p.Payload) })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "fleet/q0/#", QoS: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := connect5(t, cell.nodes[1].ports.mqtt, "q0-pub", cred.MQTTUsername, cred.Password, nil)
+	if _, err := pub.Publish(ctx, &paho.Publish{QoS: 0, Topic: "fleet/q0/x", Payload: []byte("zero")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-q0:
+		if p != "zero" {
+			t.Fatalf("QoS 0 across nodes: %q", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a QoS 0 message published on %s did not reach a subscriber on %s", cell.nodes[1].name, cell.nodes[0].name)
+	}
+	takenOver := make(chan byte, 1)
+	conn, err := net.DialTimeout("tcp", cell.nodes[0].ports.mqtt, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := paho.NewClient(paho.ClientConfig{Conn: conn, OnServerDisconnect: func(d *paho.Disconnect) { takenOver <- d.ReasonCode }})
+	expiry := uint32(600)
+	if _, err := first.Connect(ctx, &paho.Connect{ClientID: "roamer", CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: cred.MQTTUsername,
+		PasswordFlag: true, Password: []byte(cred.Password), Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+		t.Fatal(err)
+	}
+	second := &persistentSub{t: t, id: "roamer", filter: "fleet/roam", user: cred.MQTTUsername, pass: cred.Password, rec: newReceived()}
+	present, err := second.connect(cell.nodes[1].ports.mqtt, 1, false)
+	if err != nil || !present {
+		t.Fatalf("resuming a live session on another node: present %v, %v", present, err)
+	}
+	select {
+	case code := <-takenOver:
+		if code != 0x8E {
+			t.Fatalf("the first connection was disconnected with 0x%02X, want 0x8E (session taken over)", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session's first connection was not told it was taken over")
+	}
+	second.leave()
 }

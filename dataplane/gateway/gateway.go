@@ -101,6 +101,9 @@ type Gateway struct {
 // New binds the listeners (so a port in use fails here) without serving.
 func New(o Options) (*Gateway, error) {
 	o = withDefaults(o)
+	if st, ok := o.Store.(*store.Store); ok && st == nil {
+		o.Store = nil // a nil *store.Store means "no store", not a store
+	}
 	srv := newServer(o)
 	g := &Gateway{srv: srv, log: o.Log}
 	g.tenant = newTenantHook(srv, o.Config, o.DefaultInstance, o.BaseDomain, o.Log)
