@@ -34,7 +34,7 @@ func (s *Service) Register(srv *nodelink.Server) {
 		if err != nil {
 			return nil, err
 		}
-		return s.Purge(inst, req.RuleID)
+		return s.Purge(ctx, inst, req.RuleID)
 	})
 }
 
@@ -151,16 +151,16 @@ func (s *Service) Replay(inst, rule string) (nodelink.CountResult, error) {
 }
 
 // Purge empties a rule's dead-letter list.
-func (s *Service) Purge(inst, rule string) (nodelink.CountResult, error) {
+func (s *Service) Purge(ctx context.Context, inst, rule string) (nodelink.CountResult, error) {
 	rn, err := s.needRunner(inst, rule)
 	if err != nil {
 		return nodelink.CountResult{}, err
 	}
-	n, err := s.o.Store.CountDeadLetters(inst, rule)
+	n, err := s.o.Store.CountDeadLetters(ctx, inst, rule)
 	if err != nil {
 		return nodelink.CountResult{}, err
 	}
-	if err := s.o.Store.DeleteDeadLetters(inst, rule, nil); err != nil {
+	if err := s.o.Store.DeleteDeadLetters(ctx, inst, rule, nil); err != nil {
 		return nodelink.CountResult{}, err
 	}
 	rn.dead.Store(0)
