@@ -386,7 +386,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 		t.Fatalf("second page: %d items, next %d", len(rest.Items), rest.Next)
 	}
 	rc.setStatus(nil)
-	if res, err := nd.svc.Replay("i1", "r1"); err != nil || res.Count != n {
+	if res, err := nd.svc.Replay(context.Background(), "i1", "r1"); err != nil || res.Count != n {
 		t.Fatalf("replay: %+v %v", res, err)
 	}
 	waitFor(t, 10*time.Second, "replayed deliveries", arrived(rc, n))
@@ -399,7 +399,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	if p, _ := nd.svc.DeadLetters(context.Background(), "i1", "r2", 0, 100); len(p.Items) != 0 {
 		t.Fatalf("%d dead letters after purge", len(p.Items))
 	}
-	if _, err := nd.svc.Replay("i1", "nope"); err == nil {
+	if _, err := nd.svc.Replay(context.Background(), "i1", "nope"); err == nil {
 		t.Fatal("replay of an unknown rule answered")
 	}
 }

@@ -60,6 +60,8 @@ type runner struct {
 	sink   Sink
 	dead   atomic.Int64 // dead letters in the list
 	cursor atomic.Uint64
+	held   atomic.Bool // a cell: this node holds the rule's lease (lease.go)
+	opened atomic.Bool // the sink was built
 }
 
 func newRunner(s *Service, inst string, r config.Rule, st *ruleStats, u *usage) *runner {
@@ -78,6 +80,10 @@ func (r *runner) start(ctx context.Context) {
 	ctx, r.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(r.done)
+		if r.s.o.Leases != nil {
+			r.runLeased(ctx)
+			return
+		}
 		r.run(ctx)
 	}()
 }
@@ -124,6 +130,7 @@ func (r *runner) tryOpen(ctx context.Context) error {
 		return err
 	}
 	r.sink = sink
+	r.opened.Store(true)
 	return nil
 }
 
@@ -146,7 +153,7 @@ func (r *runner) run(ctx context.Context) {
 	if !r.open(ctx) {
 		return
 	}
-	defer r.sink.Close()
+	defer func() { r.opened.Store(false); r.sink.Close() }()
 	for ctx.Err() == nil {
 		select {
 		case <-r.replay:

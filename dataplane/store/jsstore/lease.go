@@ -18,7 +18,7 @@ var _ store.Leases = (*Store)(nil)
 // is free when it was never held or was released, when its expiry passed
 // (the holder's wall clock: the cell's clocks must agree to well within a
 // TTL, e.g. NTP), or when its owner left the cell (its heartbeat is gone,
-// confirmed with the nodes bucket's leader: nodes.go).
+// as the nodes bucket's leader has it: nodes.go).
 
 type leaseRecord struct {
 	Owner string `json:"o,omitempty"`
@@ -84,7 +84,7 @@ func (s *Store) AcquireLease(ctx context.Context, name string, ttl time.Duration
 	r, wrote, err := s.updateLease(ctx, name, func(r *leaseRecord) bool {
 		now := s.opts.Now()
 		if r.Owner != "" && r.Owner != me && now.UnixMilli() < r.Exp {
-			if _, gone := s.ownerGone(ctx, r.Owner, map[string]*time.Time{}); !gone {
+			if !s.nodeLeft(ctx, r.Owner) {
 				return false
 			}
 		}
@@ -123,4 +123,15 @@ func (s *Store) ReleaseLease(ctx context.Context, name string) error {
 		return true
 	})
 	return err
+}
+
+// nodeLeft reports whether a node has left the cell: its heartbeat entry
+// is gone as the nodes bucket's leader has it (an error reads as "still
+// there").
+func (s *Store) nodeLeft(ctx context.Context, node string) bool {
+	if s.nodesKV == nil || node == s.opts.Node {
+		return false
+	}
+	v, _, err := s.leaderLast(ctx, "KV_"+s.nodesBucket(), "$KV."+s.nodesBucket()+"."+tok(node))
+	return err == nil && v == nil
 }
