@@ -42,7 +42,7 @@ type Options struct {
 	// 10 s; renewed every LeaseTTL/4): a dead owner's rules move to
 	// another node within it.
 	LeaseTTL time.Duration
-	State *configsync.State
+	State    *configsync.State
 	// Secret fetches a rule's signing secret from the control plane (kept
 	// in memory only); called when a rule with Sink.Signed starts.
 	Secret func(ctx context.Context, instanceID, ruleID string) ([]byte, error)
