@@ -2,18 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aeriemq/aerie/dataplane/store/jsstore"
-	"github.com/aeriemq/aerie/nodelink"
 )
 
 // cellOptions are the checked cell flags of `aerie dataplane --cell`.
@@ -126,19 +122,6 @@ func openCellStore(ctx context.Context, s *server, nodeID string) (*jsstore.Stor
 			return nil, ctx.Err()
 		case <-time.After(time.Second):
 		}
-	}
-}
-
-// refuseTopicOps answers the node-link operations a cell node does not
-// serve yet (consumer groups over HTTP, topic storage figures, forwarding
-// rules) with a clear 409, and says so once in the log.
-func refuseTopicOps(log *slog.Logger, srv *nodelink.Server, cell string) {
-	log.Warn("consumer groups over HTTP and forwarding rules are served by single-node (RocksDB) nodes only; this cell's nodes refuse them", "cell", cell)
-	for _, op := range []string{nodelink.OpPoll, nodelink.OpAck, nodelink.OpStats, nodelink.OpGroups,
-		nodelink.OpRuleStatus, nodelink.OpDeadLetters, nodelink.OpRuleReplay, nodelink.OpRulePurge} {
-		srv.Handle(op, func(context.Context, string, json.RawMessage) (any, error) {
-			return nil, nodelink.Errorf(http.StatusConflict, "the instance is on cell %s, whose nodes do not serve consumer groups, topic storage figures or forwarding rules yet: use an instance on a single-node cell for them", cell)
-		})
 	}
 }
 

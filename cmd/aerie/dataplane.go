@@ -85,7 +85,13 @@ func openNode(ctx context.Context, s *server) (*node, error) {
 			return nil, err
 		}
 		gwOpts.Store = cs
-		refuseTopicOps(s.log, n.srv, cfg.Cell)
+		// Topic queues, consumer groups and dead letters live in the
+		// cell's JetStream; each rule runs on the holder of its lease.
+		consume.New(cs, n.state).Register(n.srv)
+		if n.fwd, n.secrets, err = newForwarder(cfg, s.log, cs, cs, n.state); err != nil {
+			return nil, err
+		}
+		n.fwd.Register(n.srv)
 	} else {
 		st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{RetentionInterval: retention})
 		if err != nil {
@@ -94,7 +100,7 @@ func openNode(ctx context.Context, s *server) (*node, error) {
 		s.onClose(func() { st.Close() })
 		gwOpts.Store = st
 		consume.New(st, n.state).Register(n.srv)
-		if n.fwd, n.secrets, err = newForwarder(cfg, s.log, st, n.state); err != nil {
+		if n.fwd, n.secrets, err = newForwarder(cfg, s.log, st, nil, n.state); err != nil {
 			return nil, err
 		}
 		n.fwd.Register(n.srv)

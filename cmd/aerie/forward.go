@@ -42,9 +42,9 @@ func (r *ruleSecrets) fetch(ctx context.Context, _, ruleID string) ([]byte, erro
 }
 
 // newForwarder builds the node's forwarding rules service from the flags.
-func newForwarder(cfg *config, log *slog.Logger, st *store.Store, state *configsync.State) (*forward.Service, *ruleSecrets, error) {
+func newForwarder(cfg *config, log *slog.Logger, st forward.Store, leases store.Leases, state *configsync.State) (*forward.Service, *ruleSecrets, error) {
 	secrets := &ruleSecrets{}
-	o := forward.Options{Store: st, State: state, Log: log.With("component", "forward"), Secret: secrets.fetch}
+	o := forward.Options{Store: st, Leases: leases, State: state, Log: log.With("component", "forward"), Secret: secrets.fetch}
 	if cfg.ForwardCAFile != "" {
 		pem, err := os.ReadFile(cfg.ForwardCAFile)
 		if err != nil {

@@ -53,9 +53,18 @@ type group struct {
 	outs      []*out // ascending offsets
 }
 
+// Store is what the service needs of the node's store: the topic log and
+// queue reads (*store.Store, jsstore.Store). On a cell every node shares
+// the committed offsets (a reader may poll any node); what was handed out
+// and not yet acknowledged is per node.
+type Store interface {
+	store.TopicLog
+	Pull(ctx context.Context, instance, queue string, after uint64, limit int) ([]store.Entry, error)
+}
+
 // Service serves the consumer groups of a node.
 type Service struct {
-	st    *store.Store
+	st    Store
 	state *configsync.State
 	now   func() time.Time
 
@@ -64,7 +73,7 @@ type Service struct {
 }
 
 // New returns a Service over the node's store and config.
-func New(st *store.Store, state *configsync.State) *Service {
+func New(st Store, state *configsync.State) *Service {
 	return &Service{st: st, state: state, now: time.Now, groups: map[groupKey]*group{}}
 }
 
@@ -85,7 +94,7 @@ func (s *Service) Register(srv *nodelink.Server) {
 		return s.Ack(ctx, inst, req)
 	})
 	srv.Handle(nodelink.OpStats, func(ctx context.Context, inst string, _ json.RawMessage) (any, error) {
-		return s.Stats(inst)
+		return s.Stats(ctx, inst)
 	})
 	s.registerGroups(srv)
 }
@@ -110,22 +119,24 @@ func validGroup(g string) bool {
 	return true
 }
 
-func (s *Service) group(inst, queue, name, start string) (*group, error) {
+func (s *Service) group(ctx context.Context, inst, queue, name, start string) (*group, error) {
 	k := groupKey{inst, queue, name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if g := s.groups[k]; g != nil {
 		return g, nil
 	}
-	off, ok, err := s.st.GroupCursor(inst, queue, name)
+	off, ok, err := s.st.GroupCursor(ctx, inst, queue, name)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		if start == "latest" {
-			off = s.st.LastOffset()
+			if off, err = s.st.LastOffset(ctx, inst); err != nil {
+				return nil, err
+			}
 		}
-		if err := s.st.CommitGroup(inst, queue, name, off); err != nil {
+		if err := s.st.CommitGroup(ctx, inst, queue, name, off); err != nil {
 			return nil, err
 		}
 	}
@@ -174,12 +185,12 @@ func (s *Service) Poll(ctx context.Context, inst string, req nodelink.PollReques
 	if err != nil {
 		return nodelink.PollResult{}, err
 	}
-	g, err := s.group(inst, queue, req.Group, req.Start)
+	g, err := s.group(ctx, inst, queue, req.Group, req.Start)
 	if err != nil {
 		return nodelink.PollResult{}, err
 	}
 	if len(req.AckOffsets) > 0 {
-		if _, err := s.ack(g, inst, queue, req.Group, req.AckOffsets); err != nil {
+		if _, err := s.ack(ctx, g, inst, queue, req.Group, req.AckOffsets); err != nil {
 			return nodelink.PollResult{}, err
 		}
 	}
@@ -265,14 +276,14 @@ func (s *Service) Ack(ctx context.Context, inst string, req nodelink.AckRequest)
 	if err != nil {
 		return nodelink.AckResult{}, err
 	}
-	g, err := s.group(inst, queue, req.Group, "")
+	g, err := s.group(ctx, inst, queue, req.Group, "")
 	if err != nil {
 		return nodelink.AckResult{}, err
 	}
-	return s.ack(g, inst, queue, req.Group, req.Offsets)
+	return s.ack(ctx, g, inst, queue, req.Group, req.Offsets)
 }
 
-func (s *Service) ack(g *group, inst, queue, name string, offs []uint64) (nodelink.AckResult, error) {
+func (s *Service) ack(ctx context.Context, g *group, inst, queue, name string, offs []uint64) (nodelink.AckResult, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, off := range offs {
@@ -287,7 +298,7 @@ func (s *Service) ack(g *group, inst, queue, name string, offs []uint64) (nodeli
 	}
 	if n > 0 {
 		c := g.outs[n-1].e.Offset
-		if err := s.st.CommitGroup(inst, queue, name, c); err != nil {
+		if err := s.st.CommitGroup(ctx, inst, queue, name, c); err != nil {
 			return nodelink.AckResult{}, err
 		}
 		g.committed = c
@@ -297,10 +308,14 @@ func (s *Service) ack(g *group, inst, queue, name string, offs []uint64) (nodeli
 }
 
 // Stats reports the storage of the instance's topics on this node.
-func (s *Service) Stats(inst string) ([]nodelink.TopicStat, error) {
+func (s *Service) Stats(ctx context.Context, inst string) ([]nodelink.TopicStat, error) {
 	ts, _ := s.state.Topics(inst)
 	byFilter := map[string]int64{}
-	for _, st := range s.st.TopicStats(inst) {
+	stats, err := s.st.TopicStats(ctx, inst)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range stats {
 		byFilter[st.Filter] = st.Bytes
 	}
 	out := make([]nodelink.TopicStat, 0, len(ts))

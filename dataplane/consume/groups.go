@@ -26,7 +26,7 @@ func (s *Service) Groups(ctx context.Context, inst string, req nodelink.GroupsRe
 	if err != nil {
 		return nil, err
 	}
-	cursors, err := s.st.Groups(inst, queue)
+	cursors, err := s.st.Groups(ctx, inst, queue)
 	if err != nil {
 		return nil, err
 	}

@@ -154,7 +154,7 @@ func startNode(t testing.TB, dir string, rc *receiver, rules ...config.Rule) *no
 	go func() { defer close(n.done); n.svc.Run(ctx) }()
 	waitFor(t, 5*time.Second, "rules started", func() bool {
 		for _, r := range rules {
-			if n.svc.runner("i1", r.ID) == nil || n.svc.runner("i1", r.ID).cursor.Load() == 0 && n.st.LastOffset() > 0 {
+			if n.svc.runner("i1", r.ID) == nil || n.svc.runner("i1", r.ID).cursor.Load() == 0 && lastOffset(n.st) > 0 {
 				return false
 			}
 		}
@@ -386,20 +386,20 @@ func TestDeadLettersAndReplay(t *testing.T) {
 		t.Fatalf("second page: %d items, next %d", len(rest.Items), rest.Next)
 	}
 	rc.setStatus(nil)
-	if res, err := nd.svc.Replay("i1", "r1"); err != nil || res.Count != n {
+	if res, err := nd.svc.Replay(context.Background(), "i1", "r1"); err != nil || res.Count != n {
 		t.Fatalf("replay: %+v %v", res, err)
 	}
 	waitFor(t, 10*time.Second, "replayed deliveries", arrived(rc, n))
 	evs, _ := rc.snapshot()
 	checkAll(t, evs, 2, n)
 	waitFor(t, 5*time.Second, "an empty list", func() bool { return nd.svc.status(context.Background(), "i1", "r1").DeadLetters == 0 })
-	if res, err := nd.svc.Purge("i1", "r2"); err != nil || res.Count != n {
+	if res, err := nd.svc.Purge(context.Background(), "i1", "r2"); err != nil || res.Count != n {
 		t.Fatalf("purge: %+v %v", res, err)
 	}
 	if p, _ := nd.svc.DeadLetters(context.Background(), "i1", "r2", 0, 100); len(p.Items) != 0 {
 		t.Fatalf("%d dead letters after purge", len(p.Items))
 	}
-	if _, err := nd.svc.Replay("i1", "nope"); err == nil {
+	if _, err := nd.svc.Replay(context.Background(), "i1", "nope"); err == nil {
 		t.Fatal("replay of an unknown rule answered")
 	}
 }
@@ -429,4 +429,9 @@ func TestPauseResume(t *testing.T) {
 	waitFor(t, 5*time.Second, "deliveries after resume", arrived(rc, 15))
 	evs, _ := rc.snapshot()
 	checkAll(t, evs, 1, 15)
+}
+
+func lastOffset(st *store.Store) uint64 {
+	off, _ := st.LastOffset(context.Background(), "i1")
+	return off
 }

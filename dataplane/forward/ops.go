@@ -27,14 +27,14 @@ func (s *Service) Register(srv *nodelink.Server) {
 		if err != nil {
 			return nil, err
 		}
-		return s.Replay(inst, req.RuleID)
+		return s.Replay(ctx, inst, req.RuleID)
 	})
 	srv.Handle(nodelink.OpRulePurge, func(ctx context.Context, inst string, body json.RawMessage) (any, error) {
 		req, err := decodeRule(body)
 		if err != nil {
 			return nil, err
 		}
-		return s.Purge(inst, req.RuleID)
+		return s.Purge(ctx, inst, req.RuleID)
 	})
 }
 
@@ -64,12 +64,41 @@ func (s *Service) Statuses(ctx context.Context, inst string) []nodelink.RuleStat
 	return out
 }
 
+// status is a rule's status: this node's runner's figures when the rule
+// runs here; in a cell, when another node holds the rule, that holder's
+// figures as published with its lease (at most one renewal old), with
+// the dead letters and lag read from the shared store.
 func (s *Service) status(ctx context.Context, inst, rule string) nodelink.RuleStatus {
 	st := nodelink.RuleStatus{RuleID: rule, State: nodelink.RuleStatePending}
 	rn := s.runner(inst, rule)
 	if rn == nil {
 		return st
 	}
+	cursor := rn.cursor.Load()
+	if s.o.Leases != nil && !rn.held.Load() {
+		if rn.rule.Paused {
+			st.State = nodelink.RuleStatePaused
+		} else {
+			s.remoteStatus(ctx, inst, rule, &st)
+		}
+		if n, err := s.o.Store.CountDeadLetters(ctx, inst, rule); err == nil {
+			st.DeadLetters = int64(n)
+		}
+		if c, ok, err := s.o.Store.GroupCursor(ctx, inst, rn.queue, rn.group); err == nil && ok {
+			cursor = c
+		}
+	} else {
+		s.localStatus(rn, &st)
+	}
+	if ents, err := s.o.Store.Pull(ctx, inst, rn.queue, cursor, lagCap); err == nil && len(ents) > 0 {
+		st.LagMessages, st.LagCapped = len(ents), len(ents) == lagCap
+		st.LagSeconds = max(0, time.Since(ents[0].Message.Time).Seconds())
+	}
+	return st
+}
+
+// localStatus fills a status from this node's runner.
+func (s *Service) localStatus(rn *runner, st *nodelink.RuleStatus) {
 	c := rn.stats
 	st.Delivered, st.Failed, st.Retries, st.DeadLettered = c.delivered.Load(), c.failed.Load(), c.retries.Load(), c.deadLettered.Load()
 	st.DeadLetters = rn.dead.Load()
@@ -88,18 +117,13 @@ func (s *Service) status(ctx context.Context, inst, rule string) nodelink.RuleSt
 	switch {
 	case rn.rule.Paused:
 		st.State = nodelink.RuleStatePaused
-	case rn.sink == nil && st.LastError != "":
+	case !rn.opened.Load() && st.LastError != "":
 		st.State = nodelink.RuleStateError
 	case failing:
 		st.State = nodelink.RuleStateFailing
 	default:
 		st.State = nodelink.RuleStateActive
 	}
-	if ents, err := s.o.Store.Pull(ctx, inst, rn.queue, rn.cursor.Load(), lagCap); err == nil && len(ents) > 0 {
-		st.LagMessages, st.LagCapped = len(ents), len(ents) == lagCap
-		st.LagSeconds = max(0, time.Since(ents[0].Message.Time).Seconds())
-	}
-	return st
 }
 
 // DeadLetters lists a rule's dead letters after offset after.
@@ -137,30 +161,36 @@ func toDeadLetter(inst string, d store.DeadLetter) nodelink.DeadLetter {
 }
 
 // Replay asks the rule to try its dead letters again (asynchronously,
-// before its next batch; paused rules when resumed).
-func (s *Service) Replay(inst, rule string) (nodelink.CountResult, error) {
+// before its next batch; paused rules when resumed). In a cell a node
+// that does not hold the rule pokes its lease: the holder replays at its
+// next renewal.
+func (s *Service) Replay(ctx context.Context, inst, rule string) (nodelink.CountResult, error) {
 	rn, err := s.needRunner(inst, rule)
 	if err != nil {
 		return nodelink.CountResult{}, err
 	}
-	select {
-	case rn.replay <- struct{}{}:
-	default:
+	if s.o.Leases != nil && !rn.held.Load() {
+		if err := s.o.Leases.PokeLease(ctx, leaseName(inst, rule)); err != nil {
+			return nodelink.CountResult{}, err
+		}
+		n, err := s.o.Store.CountDeadLetters(ctx, inst, rule)
+		return nodelink.CountResult{Count: int64(n)}, err
 	}
+	rn.askReplay()
 	return nodelink.CountResult{Count: rn.dead.Load()}, nil
 }
 
 // Purge empties a rule's dead-letter list.
-func (s *Service) Purge(inst, rule string) (nodelink.CountResult, error) {
+func (s *Service) Purge(ctx context.Context, inst, rule string) (nodelink.CountResult, error) {
 	rn, err := s.needRunner(inst, rule)
 	if err != nil {
 		return nodelink.CountResult{}, err
 	}
-	n, err := s.o.Store.CountDeadLetters(inst, rule)
+	n, err := s.o.Store.CountDeadLetters(ctx, inst, rule)
 	if err != nil {
 		return nodelink.CountResult{}, err
 	}
-	if err := s.o.Store.DeleteDeadLetters(inst, rule, nil); err != nil {
+	if err := s.o.Store.DeleteDeadLetters(ctx, inst, rule, nil); err != nil {
 		return nodelink.CountResult{}, err
 	}
 	rn.dead.Store(0)

@@ -60,6 +60,8 @@ type runner struct {
 	sink   Sink
 	dead   atomic.Int64 // dead letters in the list
 	cursor atomic.Uint64
+	held   atomic.Bool // a cell: this node holds the rule's lease (lease.go)
+	opened atomic.Bool // the sink was built
 }
 
 func newRunner(s *Service, inst string, r config.Rule, st *ruleStats, u *usage) *runner {
@@ -78,6 +80,10 @@ func (r *runner) start(ctx context.Context) {
 	ctx, r.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(r.done)
+		if r.s.o.Leases != nil {
+			r.runLeased(ctx)
+			return
+		}
 		r.run(ctx)
 	}()
 }
@@ -124,27 +130,22 @@ func (r *runner) tryOpen(ctx context.Context) error {
 		return err
 	}
 	r.sink = sink
+	r.opened.Store(true)
 	return nil
 }
 
 func (r *runner) run(ctx context.Context) {
 	st := r.s.o.Store
-	if n, err := st.CountDeadLetters(r.inst, r.rule.ID); err == nil {
+	if n, err := st.CountDeadLetters(ctx, r.inst, r.rule.ID); err == nil {
 		r.dead.Store(int64(n))
 	}
-	cur, ok, err := st.GroupCursor(r.inst, r.queue, r.group)
-	for err == nil && !ok {
-		// A new rule forwards what is published from now on.
-		cur = st.LastOffset()
-		err = st.CommitGroup(r.inst, r.queue, r.group, cur)
-		ok = true
-	}
+	cur, err := r.startCursor(ctx)
 	if err != nil {
 		r.noteError(fmt.Errorf("rule cursor: %w", err))
 		return
 	}
 	r.cursor.Store(cur)
-	r.s.o.Log.Info("forwarding rule started", "instance", r.inst, "rule", r.rule.ID, "cursor", cur, "last", st.LastOffset(), "paused", r.rule.Paused)
+	r.s.o.Log.Info("forwarding rule started", "instance", r.inst, "rule", r.rule.ID, "cursor", cur, "paused", r.rule.Paused)
 	if r.rule.Paused {
 		<-ctx.Done()
 		return
@@ -152,7 +153,7 @@ func (r *runner) run(ctx context.Context) {
 	if !r.open(ctx) {
 		return
 	}
-	defer r.sink.Close()
+	defer func() { r.opened.Store(false); r.sink.Close() }()
 	for ctx.Err() == nil {
 		select {
 		case <-r.replay:
@@ -184,12 +185,33 @@ func (r *runner) run(ctx context.Context) {
 			return // stopped: the batch comes again from the committed cursor
 		}
 		last := ents[len(ents)-1].Offset
-		if err := st.CommitGroup(r.inst, r.queue, r.group, last); err != nil {
+		if err := st.CommitGroup(ctx, r.inst, r.queue, r.group, last); err != nil {
 			r.noteError(fmt.Errorf("commit rule cursor: %w", err))
 		}
 		cur = last
 		r.cursor.Store(cur)
 	}
+}
+
+// startCursor returns the rule's committed cursor; a new rule's starts at
+// the instance's last offset (it forwards what is published from now on).
+func (r *runner) startCursor(ctx context.Context) (uint64, error) {
+	st := r.s.o.Store
+	cur, ok, err := st.GroupCursor(ctx, r.inst, r.queue, r.group)
+	if err != nil || ok {
+		return cur, err
+	}
+	if cur, err = st.LastOffset(ctx, r.inst); err != nil {
+		return 0, err
+	}
+	if err := st.CommitGroup(ctx, r.inst, r.queue, r.group, cur); err != nil {
+		return 0, err
+	}
+	// On a cell another node may have committed first: read it back.
+	if c, ok, err := st.GroupCursor(ctx, r.inst, r.queue, r.group); err == nil && ok {
+		cur = c
+	}
+	return cur, nil
 }
 
 // deliverBatch delivers every message of a batch (or dead-letters it):
@@ -290,7 +312,7 @@ func (r *runner) deadLetter(ctx context.Context, e store.Entry, cause error, att
 	st := r.s.o.Store
 	d := store.DeadLetter{Offset: e.Offset, Message: e.Message, Reason: cause.Error(), Attempts: attempts, DeadAt: time.Now().UTC()}
 	for {
-		err := st.PutDeadLetters(r.inst, r.rule.ID, []store.DeadLetter{d})
+		err := st.PutDeadLetters(ctx, r.inst, r.rule.ID, []store.DeadLetter{d})
 		if err == nil {
 			break
 		}
@@ -302,7 +324,7 @@ func (r *runner) deadLetter(ctx context.Context, e store.Entry, cause error, att
 	r.stats.deadLettered.Add(1)
 	if r.dead.Add(1) > MaxDeadLetters {
 		if old, err := st.DeadLetters(ctx, r.inst, r.rule.ID, 0, 1); err == nil && len(old) == 1 {
-			if st.DeleteDeadLetters(r.inst, r.rule.ID, []uint64{old[0].Offset}) == nil {
+			if st.DeleteDeadLetters(ctx, r.inst, r.rule.ID, []uint64{old[0].Offset}) == nil {
 				r.dead.Add(-1)
 				r.stats.dropped.Add(1)
 			}
@@ -330,12 +352,12 @@ func (r *runner) replayDead(ctx context.Context) {
 					r.noteError(err)
 					d.Attempts++
 					d.Reason = err.Error()
-					_ = st.PutDeadLetters(r.inst, r.rule.ID, []store.DeadLetter{d})
+					_ = st.PutDeadLetters(ctx, r.inst, r.rule.ID, []store.DeadLetter{d})
 				}
 				return
 			}
 			r.delivered(d.Message)
-			if st.DeleteDeadLetters(r.inst, r.rule.ID, []uint64{d.Offset}) == nil {
+			if st.DeleteDeadLetters(ctx, r.inst, r.rule.ID, []uint64{d.Offset}) == nil {
 				r.dead.Add(-1)
 			}
 		}

@@ -22,10 +22,27 @@ import (
 	"github.com/aeriemq/aerie/dataplane/store"
 )
 
+// Store is what the forwarder needs of the node's store: queue reads, the
+// rule cursors (consumer groups) and the dead-letter lists (*store.Store,
+// jsstore.Store).
+type Store interface {
+	store.TopicLog
+	store.DeadLetterStore
+	Pull(ctx context.Context, instance, queue string, after uint64, limit int) ([]store.Entry, error)
+}
+
 // Options configure a Service.
 type Options struct {
-	Store *store.Store
-	State *configsync.State
+	Store Store
+	// Leases, when set (a cell's store), runs each rule on one node of
+	// the cell at a time: the node holding the rule's lease (lease.go).
+	// Nil: every rule of the node's instances runs here.
+	Leases store.Leases
+	// LeaseTTL is how long a rule's lease lasts without renewal (default
+	// 10 s; renewed every LeaseTTL/4): a dead owner's rules move to
+	// another node within it.
+	LeaseTTL time.Duration
+	State    *configsync.State
 	// Secret fetches a rule's signing secret from the control plane (kept
 	// in memory only); called when a rule with Sink.Signed starts.
 	Secret func(ctx context.Context, instanceID, ruleID string) ([]byte, error)
@@ -74,6 +91,9 @@ func New(o Options) *Service {
 	}
 	if o.NewSink == nil {
 		o.NewSink = NewSink
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 10 * time.Second
 	}
 	if o.Sinks.Transport.MaxConnsPerHost == 0 {
 		o.Sinks.Transport.MaxConnsPerHost = o.Parallel
@@ -173,10 +193,12 @@ func (s *Service) forget(rn *runner) {
 	s.mu.Lock()
 	delete(s.stats, k)
 	s.mu.Unlock()
-	if err := s.o.Store.DeleteGroup(rn.inst, rn.queue, rn.group); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.o.Store.DeleteGroup(ctx, rn.inst, rn.queue, rn.group); err != nil {
 		s.o.Log.Warn("forget rule cursor", "rule", rn.rule.ID, "error", err)
 	}
-	if err := s.o.Store.DeleteDeadLetters(rn.inst, rn.rule.ID, nil); err != nil {
+	if err := s.o.Store.DeleteDeadLetters(ctx, rn.inst, rn.rule.ID, nil); err != nil {
 		s.o.Log.Warn("purge rule dead letters", "rule", rn.rule.ID, "error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"maps"
 
 	"github.com/aeriemq/aerie/internal/mqtttopic"
@@ -8,7 +9,9 @@ import (
 
 // Storage per provisioned topic, for /metrics (aerie_topic_stored_bytes)
 // and the usage reports (config.InstanceUsage.TopicStoredBytes): the
-// store's running byte count of each topic's queue, never a scan.
+// store's running byte count of each topic's queue, never a scan (on
+// JetStream: a per-topic count from the stream's subject state, see
+// jsstore's TopicStats).
 
 // topicBytes is one provisioned topic's stored bytes.
 type topicBytes struct {
@@ -28,7 +31,8 @@ func (g *Gateway) topicStored(instance string) []topicBytes {
 		return nil
 	}
 	by := map[string]int64{}
-	for _, s := range st.TopicStats(instance) {
+	stats, _ := st.TopicStats(context.Background(), instance) // on error: 0 until the next call
+	for _, s := range stats {
 		by[s.Filter] = s.Bytes
 	}
 	out := make([]topicBytes, len(ts))

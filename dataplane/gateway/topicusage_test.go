@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http/httptest"
@@ -21,7 +22,7 @@ func TestTopicStorageInUsage(t *testing.T) {
 	m := b.gw.Metrics()
 	b.apply(t, config.Event{Kind: config.KindTopicPut, InstanceID: "i-aaaa", Topic: &config.Topic{ID: "t-tel", Name: "telemetry", Filter: "tel/#", MaxQoS: 2, RetainAllowed: true}})
 	b.apply(t, config.Event{Kind: config.KindTopicPut, InstanceID: "i-aaaa", Topic: &config.Topic{ID: "t-cmd", Name: "commands", Filter: "cmd/#", MaxQoS: 2, RetainAllowed: true}})
-	if !waitFor(t, 5*time.Second, func() bool { return len(b.gw.topics.TopicStats("i-aaaa")) == 2 }) {
+	if !waitFor(t, 5*time.Second, func() bool { ts, _ := b.gw.topics.TopicStats(context.Background(), "i-aaaa"); return len(ts) == 2 }) {
 		t.Fatal("the store did not register the topic queues")
 	}
 	us := m.DrainUsage()

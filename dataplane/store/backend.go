@@ -125,23 +125,83 @@ type Backend interface {
 }
 
 // TopicLog is the part of the store that the consume service (server-side
-// topic queues and consumer groups) and the gateway's topic configuration
-// use. Only *Store implements it so far.
+// topic queues and consumer groups), the forwarding rules and the
+// gateway's topic configuration use. *Store (RocksDB) and jsstore.Store
+// implement it; the storetest suite's TopicLog cases state the contract.
+//
+// Offsets are those of Backend (per instance on JetStream: LastOffset and
+// every cursor are only comparable within their instance). Group cursors
+// are shared by every node of a cell; CommitGroup never moves a cursor
+// backwards on a replicated backend (a lower offset is ignored).
 type TopicLog interface {
+	// SetTopics makes the instance's provisioned topic queues exactly topics.
 	SetTopics(ctx context.Context, instance string, topics []TopicQueue) error
-	TopicStats(instance string) []TopicStats
+	// TopicStats returns the storage of the instance's topic queues, by filter.
+	TopicStats(ctx context.Context, instance string) ([]TopicStats, error)
+	// TopicInstances lists the instances that have topic queues.
 	TopicInstances() []string
-	GroupCursor(instance, queue, group string) (uint64, bool, error)
-	CommitGroup(instance, queue, group string, off uint64) error
-	Groups(instance, queue string) ([]GroupCursorInfo, error)
+	// GroupCursor returns a group's committed offset and whether it exists.
+	GroupCursor(ctx context.Context, instance, queue, group string) (uint64, bool, error)
+	// CommitGroup stores a group's committed offset durably.
+	CommitGroup(ctx context.Context, instance, queue, group string, off uint64) error
+	// DeleteGroup forgets a group's cursor.
+	DeleteGroup(ctx context.Context, instance, queue, group string) error
+	// Groups lists the groups with a cursor on a queue, by name.
+	Groups(ctx context.Context, instance, queue string) ([]GroupCursorInfo, error)
+	// QueueLag counts a queue's readable entries after an offset (at most
+	// limit) and reports when the first of them was stored.
 	QueueLag(ctx context.Context, instance, queue string, after uint64, limit int) (n int, capped bool, oldest time.Time, err error)
-	LastOffset() uint64
+	// LastOffset is the offset of the instance's last message (0: none).
+	LastOffset(ctx context.Context, instance string) (uint64, error)
+	// Changed returns a channel closed at the next append (on a cell: an
+	// append on any node).
 	Changed() <-chan struct{}
 }
 
+// DeadLetterStore keeps the dead-letter lists of forwarding rules: copies
+// of the messages a rule gave up on, by offset, shared by every node of a
+// cell. The forwarder bounds a list (forward.MaxDeadLetters).
+type DeadLetterStore interface {
+	// PutDeadLetters adds (or replaces, by offset) entries durably.
+	PutDeadLetters(ctx context.Context, instance, rule string, ds []DeadLetter) error
+	// DeadLetters returns up to limit entries with offsets above after,
+	// by offset.
+	DeadLetters(ctx context.Context, instance, rule string, after uint64, limit int) ([]DeadLetter, error)
+	// CountDeadLetters counts a rule's entries.
+	CountDeadLetters(ctx context.Context, instance, rule string) (int, error)
+	// DeleteDeadLetters removes the given offsets (all entries when nil).
+	DeleteDeadLetters(ctx context.Context, instance, rule string, offsets []uint64) error
+}
+
+// Lease is a named role held by one node of a cell at a time (a
+// forwarding rule's runner).
+type Lease struct {
+	Owner   string    // the holding node ("" when never held or released)
+	Expires time.Time // the owner's hold ends then unless renewed (holder's clock)
+	Info    []byte    // what the owner published with its last renewal
+	Pokes   uint64    // requests other nodes left for the owner (PokeLease)
+}
+
+// Leases grant roles to one node of a cell at a time (only replicated
+// backends implement it; a lone node runs every role itself).
+type Leases interface {
+	// AcquireLease takes or renews the lease for this node for ttl, with
+	// info, when it is free, already this node's, expired, or held by a
+	// node that left the cell (compare-and-set: one winner). It returns
+	// the lease as it is now and whether this node holds it.
+	AcquireLease(ctx context.Context, name string, ttl time.Duration, info []byte) (Lease, bool, error)
+	// ReadLease returns a lease as it is (Owner "" when nobody holds it).
+	ReadLease(ctx context.Context, name string) (Lease, error)
+	// PokeLease counts a request for the lease's owner (Lease.Pokes).
+	PokeLease(ctx context.Context, name string) error
+	// ReleaseLease gives the lease up if this node holds it.
+	ReleaseLease(ctx context.Context, name string) error
+}
+
 var (
-	_ Backend  = (*Store)(nil)
-	_ TopicLog = (*Store)(nil)
+	_ Backend         = (*Store)(nil)
+	_ TopicLog        = (*Store)(nil)
+	_ DeadLetterStore = (*Store)(nil)
 )
 
 // EncodeRecord appends the log record encoding of m to dst: the byte format

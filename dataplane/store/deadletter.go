@@ -67,7 +67,7 @@ func decodeDead(off uint64, b []byte) (DeadLetter, error) {
 
 // PutDeadLetters adds (or replaces) entries of a rule's dead-letter list,
 // durably.
-func (s *Store) PutDeadLetters(instance, rule string, ds []DeadLetter) error {
+func (s *Store) PutDeadLetters(_ context.Context, instance, rule string, ds []DeadLetter) error {
 	if err := checkName("instance", instance); err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (s *Store) DeadLetters(ctx context.Context, instance, rule string, after ui
 }
 
 // CountDeadLetters counts a rule's dead letters.
-func (s *Store) CountDeadLetters(instance, rule string) (int, error) {
+func (s *Store) CountDeadLetters(_ context.Context, instance, rule string) (int, error) {
 	if err := s.enter(); err != nil {
 		return 0, err
 	}
@@ -141,7 +141,7 @@ func (s *Store) CountDeadLetters(instance, rule string) (int, error) {
 
 // DeleteDeadLetters removes entries of a rule's dead-letter list: the given
 // offsets, or every entry when offsets is nil.
-func (s *Store) DeleteDeadLetters(instance, rule string, offsets []uint64) error {
+func (s *Store) DeleteDeadLetters(_ context.Context, instance, rule string, offsets []uint64) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func (s *Store) DeleteDeadLetters(instance, rule string, offsets []uint64) error
 }
 
 // DeleteGroup forgets a consumer group's cursor (a deleted rule's).
-func (s *Store) DeleteGroup(instance, queue, group string) error {
+func (s *Store) DeleteGroup(_ context.Context, instance, queue, group string) error {
 	if err := s.enter(); err != nil {
 		return err
 	}

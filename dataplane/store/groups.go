@@ -15,7 +15,7 @@ type GroupCursorInfo struct {
 }
 
 // Groups lists the consumer groups that have a cursor on a queue, by name.
-func (s *Store) Groups(instance, queue string) ([]GroupCursorInfo, error) {
+func (s *Store) Groups(_ context.Context, instance, queue string) ([]GroupCursorInfo, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}

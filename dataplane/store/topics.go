@@ -239,8 +239,9 @@ func (s *Store) scanQueue(ctx context.Context, instance, queue string, after uin
 	}
 }
 
-// TopicStats returns the storage of the instance's topic queues.
-func (s *Store) TopicStats(instance string) []TopicStats {
+// TopicStats returns the storage of the instance's topic queues (running
+// counts in memory: exact, no I/O).
+func (s *Store) TopicStats(_ context.Context, instance string) ([]TopicStats, error) {
 	s.filtersMu.RLock()
 	defer s.filtersMu.RUnlock()
 	out := make([]TopicStats, 0, len(s.topicQs[instance]))
@@ -248,7 +249,7 @@ func (s *Store) TopicStats(instance string) []TopicStats {
 		out = append(out, TopicStats{Filter: f, Bytes: t.bytes.Load(), Floor: t.Floor})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Filter < out[j].Filter })
-	return out
+	return out, nil
 }
 
 // queueFloor is the retention floor of a queue: its instance's, or its
@@ -440,7 +441,7 @@ func groupKey(instance, queue, group string) []byte {
 
 // GroupCursor returns a consumer group's committed offset on a queue and
 // whether the group exists.
-func (s *Store) GroupCursor(instance, queue, group string) (uint64, bool, error) {
+func (s *Store) GroupCursor(_ context.Context, instance, queue, group string) (uint64, bool, error) {
 	if err := s.enter(); err != nil {
 		return 0, false, err
 	}
@@ -456,7 +457,7 @@ func (s *Store) GroupCursor(instance, queue, group string) (uint64, bool, error)
 }
 
 // CommitGroup stores a consumer group's committed offset (durably: WAL).
-func (s *Store) CommitGroup(instance, queue, group string, off uint64) error {
+func (s *Store) CommitGroup(_ context.Context, instance, queue, group string, off uint64) error {
 	if err := checkName("group", group); err != nil {
 		return err
 	}
@@ -471,7 +472,11 @@ func (s *Store) CommitGroup(instance, queue, group string, off uint64) error {
 }
 
 // LastOffset is the offset of the last committed message (0: none yet).
-func (s *Store) LastOffset() uint64 { return s.next.Load() - 1 }
+// The RocksDB store's offsets are global, so it is the same for every
+// instance (and comparable with any offset of the instance).
+func (s *Store) LastOffset(_ context.Context, _ string) (uint64, error) {
+	return s.next.Load() - 1, nil
+}
 
 // TopicInstances lists the instances that have topic queues.
 func (s *Store) TopicInstances() []string {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -21,11 +22,11 @@ func TestTopicRetention(t *testing.T) {
 	}
 	f.publish("i", "keep/x", "kept")
 	per := f.s.Stats("i").LogBytes / 51
-	st := f.s.TopicStats("i")
+	st := mustTopicStats(t, f.s, "i")
 	if len(st) != 2 || st[0].Filter != "fleet/+/telemetry" || st[0].Bytes < 49*per || st[0].Bytes > 51*per {
 		t.Fatalf("topic stats %+v (per message %d)", st, per)
 	}
-	if err := f.s.CommitGroup("i", "fleet/+/telemetry", "app", 7); err != nil {
+	if err := f.s.CommitGroup(f.ctx, "i", "fleet/+/telemetry", "app", 7); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Add(3 * time.Second)
@@ -47,7 +48,7 @@ func TestTopicRetention(t *testing.T) {
 	if got := f.payloads("i", "keep/#"); !equal(got, []string{"kept"}) {
 		t.Fatalf("long-lived topic keeps %v", got)
 	}
-	st = f.s.TopicStats("i")
+	st = mustTopicStats(t, f.s, "i")
 	if st[0].Bytes > 2*per || st[0].Floor == 0 {
 		t.Fatalf("topic stats after retention %+v", st)
 	}
@@ -59,10 +60,10 @@ func TestTopicRetention(t *testing.T) {
 	if got := f.payloads("i", "fleet/+/telemetry"); !equal(got, []string{"new", "later"}) {
 		t.Fatalf("after restart the wildcard topic queue is not indexed: %v", got)
 	}
-	if st2 := f.s.TopicStats("i"); st2[0].Floor != st[0].Floor || st2[0].Bytes < st[0].Bytes {
+	if st2 := mustTopicStats(t, f.s, "i"); st2[0].Floor != st[0].Floor || st2[0].Bytes < st[0].Bytes {
 		t.Fatalf("topic stats after restart %+v, before %+v", st2, st)
 	}
-	if off, ok, err := f.s.GroupCursor("i", "fleet/+/telemetry", "app"); err != nil || !ok || off != 7 {
+	if off, ok, err := f.s.GroupCursor(f.ctx, "i", "fleet/+/telemetry", "app"); err != nil || !ok || off != 7 {
 		t.Fatalf("group cursor after restart = %d %v %v", off, ok, err)
 	}
 	if err := f.s.SetTopics(f.ctx, "i", nil); err != nil {
@@ -71,4 +72,13 @@ func TestTopicRetention(t *testing.T) {
 	if n := f.lqKeys("i", "fleet/+/telemetry"); n != 0 {
 		t.Fatalf("removed wildcard topic left %d index entries", n)
 	}
+}
+
+func mustTopicStats(t *testing.T, s *Store, inst string) []TopicStats {
+	t.Helper()
+	st, err := s.TopicStats(context.Background(), inst)
+	if err != nil {
+		t.Fatalf("TopicStats: %v", err)
+	}
+	return st
 }

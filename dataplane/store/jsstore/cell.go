@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/nats-io/nats.go"
@@ -21,6 +22,9 @@ var _ store.Cell = (*Store)(nil)
 //
 // Both carry the origin node in the nodeHeader header; a node ignores its own.
 const nodeHeader = "Aerie-Node"
+
+// changedRetry is when Changed fires again after another node's append.
+const changedRetry = 25 * time.Millisecond
 
 // CellIOStats count a node's cell traffic.
 type CellIOStats struct {
@@ -188,6 +192,9 @@ func (s *Store) onAppendNote(msg *nats.Msg) {
 	}
 	s.cell.remote.Add(1)
 	s.raiseTopics(n.Inst, n.Topics, n.Offs)
+	s.tp.signalChanged()
+	// Reads may go to a replica that has not applied the append yet.
+	time.AfterFunc(changedRetry, s.tp.signalChanged)
 }
 
 // startCell subscribes to the cell subjects and starts the event pump.

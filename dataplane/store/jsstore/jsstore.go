@@ -97,6 +97,8 @@ type Store struct {
 	ev events
 	ss sessions
 	rt retainedCounts
+	tp topicState
+	dl deadLetters
 
 	bucket  string // the sessions bucket
 	nodesKV jetstream.KeyValue
@@ -132,6 +134,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	s.ev.init()
 	s.ss.init()
 	s.rt.init()
+	s.tp.init()
 	s.cell.init(opts.CellBuffer)
 	s.bg, s.stop = context.WithCancel(context.Background())
 	s.wg.Add(1)
@@ -325,6 +328,7 @@ func (s *Store) Append(ctx context.Context, msgs []store.Message) ([]uint64, err
 	}
 	s.commits.Add(1)
 	s.raise(msgs, offs)
+	s.tp.signalChanged()
 	s.notifyAppends(msgs, offs)
 	return offs, nil
 }
@@ -336,6 +340,10 @@ func (s *Store) Pull(ctx context.Context, instance, queue string, after uint64, 
 		return nil, nil
 	}
 	if err := s.check(); err != nil {
+		return nil, err
+	}
+	after, ok, err := s.readFloor(ctx, instance, queue, after)
+	if err != nil || !ok {
 		return nil, err
 	}
 	subj := FilterSubject(s.sub, "m", instance, queue)
@@ -370,6 +378,9 @@ type rawMsg struct {
 }
 
 var errDirectGet = errors.New("jsstore: direct get")
+
+// isNotFound reports a stream that does not exist.
+func isNotFound(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) }
 
 // lastSeq returns the last sequence of an instance's stream (0 if none).
 func (s *Store) lastSeq(ctx context.Context, instance string) (uint64, error) {

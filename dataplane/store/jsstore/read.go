@@ -15,10 +15,11 @@ import (
 
 // directGetRequest is JetStream's batched direct get (server ≥ 2.11).
 type directGetRequest struct {
-	Seq       uint64   `json:"seq,omitempty"`
-	NextFor   string   `json:"next_by_subj,omitempty"`
-	MultiLast []string `json:"multi_last,omitempty"`
-	Batch     int      `json:"batch,omitempty"`
+	Seq       uint64     `json:"seq,omitempty"`
+	StartTime *time.Time `json:"start_time,omitempty"`
+	NextFor   string     `json:"next_by_subj,omitempty"`
+	MultiLast []string   `json:"multi_last,omitempty"`
+	Batch     int        `json:"batch,omitempty"`
 }
 
 // directBatch returns up to limit messages of stream with sequence ≥ seq

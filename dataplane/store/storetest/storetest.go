@@ -1,6 +1,7 @@
-// Package storetest is the conformance suite of store.Backend: every
-// backend (RocksDB's *store.Store, JetStream's jsstore.Store) runs Run from
-// its own tests and must pass all of it.
+// Package storetest is the conformance suite of store.Backend (and of
+// store.TopicLog and store.DeadLetterStore, topiclog.go): every backend
+// (RocksDB's *store.Store, JetStream's jsstore.Store) runs Run from its own
+// tests and must pass all of it.
 package storetest
 
 import (
@@ -33,6 +34,10 @@ func Run(t *testing.T, newBackend Factory) {
 		{"Wills", testWills},
 		{"RetentionMaxBytes", testRetentionBytes},
 		{"RetentionMaxAge", testRetentionAge},
+		{"TopicGroups", testTopicGroups},
+		{"TopicChanged", testTopicChanged},
+		{"TopicMaxAge", testTopicMaxAge},
+		{"DeadLetters", testDeadLetters},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, newBackend(t)) })
