@@ -3018,7 +3018,7 @@ type ClientInterface interface {
 	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `PurgeDeadLetters` operationId).
 	PurgeDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListDeadLetters The messages the rule gave up on, oldest first (kept on the node, at most 10,000).
+	// ListDeadLetters The messages the rule gave up on, oldest first (kept in the instance's store, at most 10,000).
 	//
 	// Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `ListDeadLetters` operationId).
 	ListDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4608,7 +4608,7 @@ func (c *Client) PurgeDeadLetters(ctx context.Context, orgId OrgID, instanceId I
 	return c.Client.Do(req)
 }
 
-// ListDeadLetters The messages the rule gave up on, oldest first (kept on the node, at most 10,000).
+// ListDeadLetters The messages the rule gave up on, oldest first (kept in the instance's store, at most 10,000).
 //
 // Corresponds with GET /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `ListDeadLetters` operationId).
 func (c *Client) ListDeadLetters(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -11265,7 +11265,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with DELETE /v1/orgs/{org_id}/instances/{instance_id}/rules/{rule_id}/dead-letters (the `PurgeDeadLetters` operationId).
 	PurgeDeadLettersWithResponse(ctx context.Context, orgId OrgID, instanceId InstanceID, ruleId string, reqEditors ...RequestEditorFn) (*PurgeDeadLettersResponse, error)
 
-	// ListDeadLettersWithResponse The messages the rule gave up on, oldest first (kept on the node, at most 10,000).
+	// ListDeadLettersWithResponse The messages the rule gave up on, oldest first (kept in the instance's store, at most 10,000).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -17490,7 +17490,7 @@ func (c *ClientWithResponses) PurgeDeadLettersWithResponse(ctx context.Context, 
 	return ParsePurgeDeadLettersResponse(rsp)
 }
 
-// ListDeadLettersWithResponse The messages the rule gave up on, oldest first (kept on the node, at most 10,000).
+// ListDeadLettersWithResponse The messages the rule gave up on, oldest first (kept in the instance's store, at most 10,000).
 //
 // Returns a wrapper object for the known response body format(s).
 //
