@@ -39,6 +39,8 @@ func TestCellFailover(t *testing.T) {
 	base := "http://" + cpPorts.http
 	op := api{base: base, token: "operator-secret-token-cell"}
 	cell := newTestCell(t, op, base, "c1", 3)
+	h := newHook(t)
+	cell.env = []string{"AERIE_FORWARD_CA_FILE=" + caFile(t, h), "AERIE_FORWARD_ALLOW_PRIVATE=true"}
 	for i := range cell.nodes {
 		cell.start(i)
 	}
@@ -105,7 +107,9 @@ func TestCellFailover(t *testing.T) {
 		}
 		return cell.nodes[0].ports.mqtt, 0
 	}}
+	d1 := cellTopicAndRule(t, c, ip, h)
 	pub.run(topics, 50)
+	d1.groupRead(t, c)
 	defer func() {
 		if pub.stop != nil {
 			select {
@@ -125,6 +129,7 @@ func TestCellFailover(t *testing.T) {
 			after = func(killed int) {
 				checkCellDegraded(t, c, ip, cell, killed)
 				w.check(t)
+				d1.forwarded(t, pub.ackedOn("fleet/d1/t"))
 			}
 		}
 		r := failoverRound(t, cell, inst.ID, exact, wild, pub, &mu, &avoid, before, after)
@@ -439,4 +444,70 @@ func checkCrossNode(t *testing.T, cell *testCell, cred credOut) {
 		t.Fatal("the session's first connection was not told it was taken over")
 	}
 	second.leave()
+}
+
+// cellTopic is a provisioned topic and a webhook rule on fleet/d1/t.
+type cellTopic struct {
+	ip, topicID string
+	h           *hook
+}
+
+func cellTopicAndRule(t *testing.T, c api, ip string, h *hook) cellTopic {
+	t.Helper()
+	var tp topicOut
+	prefer(t, c, "POST", ip+"/topics", map[string]any{"name": "d1", "filter": "fleet/d1/t"}, &tp)
+	var r ruleOut
+	prefer(t, c, "POST", ip+"/rules", map[string]any{"name": "d1-hook", "filter": "fleet/d1/t", "sink": map[string]any{"type": "webhook", "url": h.srv.URL}}, &r)
+	h.set(func(h *hook) { h.secret = []byte(r.Secret) })
+	waitStatus(t, c, ip+"/rules/"+r.ID, "rule running in the cell", func(s ruleStatusOut) bool { return s.State == "active" })
+	return cellTopic{ip: ip, topicID: tp.ID, h: h}
+}
+
+// groupRead: a consumer group reads the topic over the API (from any node
+// of the cell), from the earliest message.
+func (d cellTopic) groupRead(t *testing.T, c api) {
+	t.Helper()
+	var b polled
+	if !within(15*time.Second, func() bool {
+		c.call(t, "GET", d.ip+"/topics/"+d.topicID+"/messages?group=app&start=earliest&limit=10&wait=2", nil, 200, &b)
+		return len(b.Messages) > 0
+	}) {
+		t.Fatal("a consumer group read nothing of the topic on the cell")
+	}
+	for _, m := range b.Messages {
+		if m.Topic != "fleet/d1/t" {
+			t.Fatalf("group read a message of %q from topic fleet/d1/t", m.Topic)
+		}
+	}
+}
+
+// forwarded: the webhook rule delivered every acknowledged message of
+// fleet/d1/t, through the kill of a node (the rule's lease moves).
+func (d cellTopic) forwarded(t *testing.T, acked []int) {
+	t.Helper()
+	missing := func() []int {
+		evs, _ := d.h.events()
+		got := map[int]bool{}
+		for _, e := range evs {
+			var n int
+			if _, err := fmt.Sscanf(string(e.Data), "%d|", &n); err == nil {
+				got[n] = true
+			}
+		}
+		var out []int
+		for _, n := range acked {
+			if !got[n] {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	if !within(40*time.Second, func() bool { return len(missing()) == 0 }) {
+		m := missing()
+		t.Fatalf("the rule did not forward %d of %d acknowledged messages (first %v)", len(m), len(acked), m[:min(5, len(m))])
+	}
+	if _, bad := d.h.events(); len(bad) > 0 {
+		t.Fatalf("the webhook refused deliveries: %v", bad[:min(3, len(bad))])
+	}
+	t.Logf("the webhook rule forwarded all %d acknowledged messages of fleet/d1/t across the kill", len(acked))
 }

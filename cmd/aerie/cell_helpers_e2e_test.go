@@ -39,6 +39,7 @@ type testCell struct {
 	name  string
 	base  string // control plane URL
 	nodes []*cellNode
+	env   []string // extra environment of the nodes
 }
 
 // freeAddrN returns n free loopback addresses.
@@ -85,7 +86,7 @@ func (c *testCell) start(i int) {
 	args := append([]string{"dataplane", "--data-dir", n.dir, "--control-plane", c.base, "--node-token", n.token,
 		"--cell", c.name, "--cluster-addr", n.cluster, "--cluster-routes", strings.Join(routes, ","),
 		"--cell-nats-addr", n.nats, "--cell-node-ttl", "3s", "--usage-interval", "2s"}, n.ports.args()...)
-	n.p = start(c.t, cleanEnv("AERIE_CLUSTER_SECRET="+cellSecret), args...)
+	n.p = start(c.t, cleanEnv(append([]string{"AERIE_CLUSTER_SECRET=" + cellSecret}, c.env...)...), args...)
 	n.alive = true
 }
 
