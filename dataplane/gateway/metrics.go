@@ -69,8 +69,8 @@ type Metrics struct {
 	topicStored func() map[string]map[string]int64
 	// peerConns is an instance's connections on the cell's other nodes
 	// (nil outside a cell).
-	peerConns func(instance string) int64
-	lastTopics  map[string]map[string]int64
+	peerConns  func(instance string) int64
+	lastTopics map[string]map[string]int64
 
 	reg                                                *prometheus.Registry
 	connections, subscriptions, retainedG              *prometheus.GaugeVec
