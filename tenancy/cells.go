@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -90,6 +91,12 @@ func cellStatus(up, total int) string {
 	}
 	return CellHealthy
 }
+
+// cellNamePattern is what a cell named explicitly (node create --cell,
+// dataplane --cell) must match: it also names the cell's NATS cluster. A
+// node's own implicit cell (named after the node) is exempt: it is never
+// clustered.
+var cellNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 func checkCellName(name string) (string, error) {
 	name = strings.TrimSpace(name)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -338,6 +339,12 @@ func TestNodeWrongCellRefused(t *testing.T) {
 	}
 	if _, _, err := b.svc.CreateNodeInCell(ctx, "w1", "east"); !errors.Is(err, tenancy.ErrConflict) {
 		t.Fatalf("duplicate node name: %v", err)
+	}
+	for _, bad := range []string{"two words", "a.b", "c*", "x>", strings.Repeat("c", 65)} {
+		var ve *tenancy.ValidationError
+		if _, _, err := b.svc.CreateNodeInCell(ctx, "n-"+strings.ReplaceAll(bad, " ", "_"), bad); !errors.As(err, &ve) {
+			t.Fatalf("cell name %q (not a NATS cluster name): %v", bad, err)
+		}
 	}
 	var body map[string]any
 	if raw, _ := json.Marshal(nodelink.Ack{Cell: "west"}); json.Unmarshal(raw, &body) != nil || body["cell"] != "west" {

@@ -54,6 +54,9 @@ func (s *Service) CreateNodeInCell(ctx context.Context, name, cell string) (Node
 	own := cell == ""
 	if own {
 		cell = name
+	} else if !cellNamePattern.MatchString(cell) {
+		// A cell that nodes join is a JetStream cluster name too.
+		return Node{}, "", invalid("cell", "1 to 64 letters, digits, '-' or '_' (it names the cell's JetStream cluster)")
 	}
 	cell, err := checkCellName(cell)
 	if err != nil {

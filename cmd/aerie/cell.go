@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,11 +21,14 @@ type cellOptions struct {
 	nodeTTL  time.Duration
 }
 
+// cellName is the rule of a cell's name (the control plane's too).
+var cellName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 // parseCell checks the cell flags; nodeID names the node's NATS server.
 func parseCell(cfg *config, nodeID string) (cellOptions, error) {
 	o := cellOptions{name: cfg.Cell}
-	if strings.ContainsAny(o.name, " \t.*>") || len(o.name) > 64 {
-		return o, fmt.Errorf("%w: --cell %q: at most 64 characters, no spaces, dots or wildcards", errUsage, o.name)
+	if !cellName.MatchString(o.name) {
+		return o, fmt.Errorf("%w: --cell %q: 1 to 64 letters, digits, '-' or '_' (it names the cell's JetStream cluster)", errUsage, o.name)
 	}
 	ttl, err := time.ParseDuration(cfg.CellNodeTTL)
 	if err != nil || ttl < time.Second {
