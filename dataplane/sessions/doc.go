@@ -97,6 +97,15 @@
 // Untouched: mochi's in-memory fan-out and in-flight handling (the fast
 // path); only their QoS≥1 publishes are appended to the store.
 //
+// # Cells
+//
+// When the store is shared by the nodes of a cell (store.Cell: the
+// JetStream backend), the hook relays QoS 0 publishes to the other nodes,
+// applies their retained changes to mochi's retained index, disconnects a
+// session another node took over (0x8E), and keeps every will of a
+// persistent session in its record (cell.go). A store failure while a
+// client connects closes the connection rather than replacing its session.
+//
 // # Known limits
 //
 //   - A message matching several subscriptions of one persistent session is
