@@ -37,6 +37,13 @@ type nodesState struct {
 	peers    map[string]map[string]int // live peers → their connection counts
 	seen     map[string]time.Time      // a peer's last heartbeat (server time stamp)
 	polledAt time.Time                 // last successful read of the bucket
+	// writableSince is when this node's heartbeats started to succeed
+	// again (zero while its last one failed). While the bucket has no
+	// leader (an election after a node died takes 4–9 s) nobody can beat,
+	// and entries older than NodeTimeout expire: an absent entry proves a
+	// node gone only once heartbeats have been writable for a whole
+	// NodeTimeout, long enough for every live node to have beaten again.
+	writableSince time.Time
 }
 
 func (s *Store) heartbeatInterval() time.Duration {
@@ -85,7 +92,16 @@ func (s *Store) beat(ctx context.Context) {
 	s.nodes.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.heartbeatInterval())
 	defer cancel()
-	if _, err := s.nodesKV.Put(ctx, tok(s.opts.Node), hb); err == nil {
+	_, err := s.nodesKV.Put(ctx, tok(s.opts.Node), hb)
+	s.nodes.mu.Lock()
+	switch {
+	case err != nil:
+		s.nodes.writableSince = time.Time{}
+	case s.nodes.writableSince.IsZero():
+		s.nodes.writableSince = s.opts.Now()
+	}
+	s.nodes.mu.Unlock()
+	if err == nil {
 		s.cell.beats.Add(1)
 	}
 	s.readPeers(ctx)
@@ -147,7 +163,14 @@ func (s *Store) ownerGone(ctx context.Context, owner string, gone map[string]*ti
 	s.nodes.mu.Lock()
 	_, live := s.livePeersLocked()[owner]
 	last, seen := s.nodes.seen[owner]
+	since := s.nodes.writableSince
 	s.nodes.mu.Unlock()
+	if since.IsZero() || s.opts.Now().Sub(since) < s.opts.NodeTimeout+s.heartbeatInterval() {
+		// Heartbeats were not writable for a whole window: an absent
+		// entry may have expired during an election. Decide later.
+		gone[owner] = nil
+		return time.Time{}, false
+	}
 	if !live {
 		// Confirm with the bucket's leader: only an absent entry is gone.
 		v, _, err := s.leaderLast(ctx, "KV_"+s.nodesBucket(), "$KV."+s.nodesBucket()+"."+tok(owner))
