@@ -39,12 +39,18 @@ func parseCell(cfg *config, nodeID string) (cellOptions, error) {
 	if err != nil || o.replicas < 1 || o.replicas > 5 {
 		return o, fmt.Errorf("%w: --cell-replicas %q: 1 to 5", errUsage, cfg.CellReplicas)
 	}
+	// Without a secret (a cell of one node) the server has no client port:
+	// the store connects in process.
 	o.server = jsstore.ServerConfig{Name: nodeID, Dir: filepath.Join(cfg.DataDir, "jetstream"), ClusterName: o.name, Secret: cfg.ClusterSecret}
 	if o.server.Host, o.server.Port, err = hostPort(cfg.CellNATSAddr, "--cell-nats-addr"); err != nil {
 		return o, err
 	}
-	if o.server.Port == 0 {
-		o.server.Port = -1 // random
+	switch {
+	case cfg.ClusterSecret == "" && o.server.Port != 0:
+		// Without a secret the NATS port would take anyone on the host.
+		return o, fmt.Errorf("%w: --cell-nats-addr %q needs --cluster-secret (the port is authenticated with it)", errUsage, cfg.CellNATSAddr)
+	case cfg.ClusterSecret != "" && o.server.Port == 0:
+		o.server.Port = -1 // a random port, authenticated
 	}
 	for _, r := range strings.Split(cfg.ClusterRoutes, ",") {
 		if r = strings.TrimSpace(r); r == "" {

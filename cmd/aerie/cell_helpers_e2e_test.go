@@ -43,7 +43,7 @@ type testCell struct {
 }
 
 // freeAddrN returns n free loopback addresses.
-func freeAddrN(t *testing.T, n int) []string {
+func freeAddrN(t testing.TB, n int) []string {
 	t.Helper()
 	var out []string
 	var lns []net.Listener

@@ -75,19 +75,7 @@ type ports struct{ http, mqtt, ws string }
 
 func freePorts(t testing.TB) ports {
 	t.Helper()
-	var addrs []string
-	var lns []net.Listener
-	for i := 0; i < 3; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		addrs = append(addrs, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
+	addrs := freeAddrN(t, 3)
 	return ports{http: addrs[0], mqtt: addrs[1], ws: addrs[2]}
 }
 
@@ -449,6 +437,27 @@ func TestStartupFailures(t *testing.T) {
 			wantCode: 2, want: `unknown listener "smtp"`,
 		},
 		{
+			name: "cell name that cannot name a cluster",
+			setup: func(t *testing.T) ([]string, []string) {
+				return cleanEnv(), cellNodeArgs(t, "--cell", "a.b")
+			},
+			wantCode: 2, want: "--cell",
+		},
+		{
+			name: "cell NATS port without a secret",
+			setup: func(t *testing.T) ([]string, []string) {
+				return cleanEnv(), cellNodeArgs(t, "--cell", "solo", "--cell-nats-addr", freeAddrN(t, 1)[0])
+			},
+			wantCode: 2, want: "--cell-nats-addr",
+		},
+		{
+			name: "cell routes without a secret",
+			setup: func(t *testing.T) ([]string, []string) {
+				return cleanEnv(), cellNodeArgs(t, "--cell", "c9", "--cluster-routes", freeAddrN(t, 1)[0])
+			},
+			wantCode: 2, want: "needs --cluster-secret",
+		},
+		{
 			name: "unknown log level",
 			setup: func(t *testing.T) ([]string, []string) {
 				return cleanEnv(), []string{"serve", "--log-level", "loud"}
@@ -474,6 +483,13 @@ func TestStartupFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cellNodeArgs starts a data-plane node with cell flags (the check comes
+// before the node reaches its control plane).
+func cellNodeArgs(t *testing.T, extra ...string) []string {
+	args := append([]string{"dataplane", "--data-dir", newDataDir(t), "--control-plane", "http://127.0.0.1:9", "--node-token", "aen_n-test_secret"}, freePorts(t).args()...)
+	return append(args, extra...)
 }
 
 func boolInt(b bool) int {
