@@ -324,8 +324,9 @@ func checkCellDelivery(t *testing.T, pub *cellPublisher, topics []string, exact,
 	for _, tp := range topics {
 		total += len(pub.ackedOn(tp))
 	}
-	if !within(30*time.Second, func() bool { return wild.rec.count() >= total }) {
-		t.Logf("wildcard subscriber has %d of %d distinct messages after 30 s", wild.rec.count(), total)
+	d1 := len(pub.ackedOn(exact.filter))
+	if !within(30*time.Second, func() bool { return wild.rec.count() >= total && exact.rec.count() >= d1 }) {
+		t.Logf("after 30 s the wildcard subscriber has %d of %d distinct messages, the exact one %d of %d", wild.rec.count(), total, exact.rec.count(), d1)
 	}
 	bound := rounds * (2*subReceiveMax + len(topics))
 	for _, s := range []*persistentSub{exact, wild} {

@@ -36,6 +36,7 @@ type CellIOStats struct {
 	RetainedIn    uint64 // CellRetained events emitted
 	Reaped        uint64 // sessions of departed nodes this node marked disconnected
 	Heartbeats    uint64 // heartbeats this node put
+	CaughtUp      uint64 // instances found ahead of their notices (catchup.go)
 }
 
 // cellQueue delivers CellEvents in order. It never drops CellTakeover and
@@ -48,7 +49,7 @@ type cellQueue struct {
 	wake chan struct{}
 	out  chan store.CellEvent
 
-	relayedOut, relayedIn, dropped, remote, takeovers, retained, reaped, beats atomic.Uint64
+	relayedOut, relayedIn, dropped, remote, takeovers, retained, reaped, beats, caughtUp atomic.Uint64
 }
 
 func (c *cellQueue) init(max int) {
@@ -117,7 +118,7 @@ func (s *Store) CellIO() CellIOStats {
 	c := &s.cell
 	return CellIOStats{RelayedOut: c.relayedOut.Load(), RelayedIn: c.relayedIn.Load(), RelayDropped: c.dropped.Load(),
 		RemoteAppends: c.remote.Load(), Takeovers: c.takeovers.Load(), RetainedIn: c.retained.Load(),
-		Reaped: c.reaped.Load(), Heartbeats: c.beats.Load()}
+		Reaped: c.reaped.Load(), Heartbeats: c.beats.Load(), CaughtUp: c.caughtUp.Load()}
 }
 
 // RelayQoS0 publishes a QoS 0 message for the other nodes' live
@@ -207,5 +208,7 @@ func (s *Store) startCell() error {
 		_ = sub.SetPendingLimits(1<<20, 256<<20) //nolint:errcheck // limits are valid
 		s.subs = append(s.subs, sub)
 	}
+	s.wg.Add(1)
+	go s.catchUpLoop()
 	return nil
 }

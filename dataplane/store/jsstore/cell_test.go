@@ -62,6 +62,7 @@ func TestCell(t *testing.T) {
 		fn   func(*testing.T, []*Store)
 	}{
 		{"Wakeup", testCellWakeup},
+		{"LostNotice", testCellLostNotice},
 		{"Takeover", testCellTakeover},
 		{"WillOnce", testCellWillOnce},
 		{"Retained", testCellRetained},
@@ -317,5 +318,51 @@ func TestReRaise(t *testing.T) {
 	case <-s.Events():
 		t.Fatalf("re-raised after the pull reached the offset: %+v", s.TakeEvents())
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// testCellLostNotice: a message stored without its append notice (as when
+// the notice is lost while a route reconnects) still wakes the session on
+// another node, through the catch-up pass, and is read.
+func testCellLostNotice(t *testing.T, st []*Store) {
+	a, b := st[0], st[1]
+	persistent(t, a, "tail", "lost/+", nil)
+	waitFor(t, "B sees A's subscription", 5*time.Second, func() bool { return len(b.SessionsOn("i1", "lost/+")) == 1 })
+	retry(t, "stream exists", func() error {
+		_, err := b.Append(context.Background(), []store.Message{{Instance: "i1", Topic: "other/x", QoS: 1, Payload: []byte("o")}})
+		return err
+	})
+	a.TakeEvents()
+	before := a.CellIO().CaughtUp
+	// Published straight to the stream: no notice reaches A.
+	m := store.Message{Instance: "i1", Topic: "lost/1", QoS: 1, Payload: []byte("tail"), Time: time.Now()}
+	ack, err := b.js.Publish(context.Background(), TopicSubject(b.sub, "m", "i1", "lost/1"), store.EncodeRecord(nil, &m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case <-a.Events():
+		case <-deadline:
+			t.Fatalf("the message at %d stored without a notice never woke A (caught up %d times)", ack.Sequence, a.CellIO().CaughtUp-before)
+		}
+		woken := false
+		for _, ev := range a.TakeEvents() {
+			woken = woken || ev.Queue == "lost/+" && ev.Last >= ack.Sequence
+		}
+		if !woken {
+			continue
+		}
+		ents, err := a.PullSession(context.Background(), "i1", "tail", "lost/+", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) == 1 && string(ents[0].Message.Payload) == "tail" {
+			break
+		}
+	}
+	if a.CellIO().CaughtUp == before {
+		t.Fatal("woken, but not by the catch-up pass")
 	}
 }

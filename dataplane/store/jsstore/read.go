@@ -82,6 +82,7 @@ type events struct {
 	mu      sync.Mutex
 	pending map[store.QueueRef]uint64
 	max     map[store.QueueRef]uint64
+	instMax map[string]uint64 // highest offset raised per instance (catchup.go)
 	retry   map[store.QueueRef]*retryState
 	ch      chan struct{}
 }
@@ -99,6 +100,7 @@ const (
 
 func (e *events) init() {
 	e.pending, e.max, e.retry = map[store.QueueRef]uint64{}, map[store.QueueRef]uint64{}, map[store.QueueRef]*retryState{}
+	e.instMax = map[string]uint64{}
 	e.ch = make(chan struct{}, 1)
 }
 
@@ -124,6 +126,7 @@ func (s *Store) raiseTopics(inst string, topics []string, offs []uint64) {
 	s.ev.mu.Lock()
 	n := 0
 	for i, topic := range topics {
+		s.ev.noted(inst, offs[i])
 		qs = qs[:0]
 		if len(s.ss.byQueue[inst][topic]) > 0 {
 			qs = append(qs, topic)
