@@ -146,8 +146,15 @@ func (a *API) patchInstance(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
+	// With If-Match, the patch applies only to the version checked; without
+	// it, to the current one (a status change made meanwhile, such as the
+	// node reporting the instance running, is not a conflict).
+	var expect *time.Time
+	if r.Header.Get("If-Match") != "" {
+		expect = &cur.UpdatedAt
+	}
 	inst, err := a.svc.UpdateInstance(ctx, ActorOf(r), org, id, tenancy.InstancePatch{Name: in.Name, AllowAnonymous: in.AllowAnonymous,
-		DeletionProtection: in.DeletionProtection, Status: in.Status}, &cur.UpdatedAt)
+		DeletionProtection: in.DeletionProtection, Status: in.Status}, expect)
 	if err != nil {
 		a.WriteError(w, r, err)
 		return

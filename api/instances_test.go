@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,6 +112,32 @@ func TestInstances(t *testing.T) {
 		if got.Name != "plant" {
 			t.Fatalf("name %q", got.Name)
 		}
+	})
+	t.Run("patch without If-Match applies to the current version", func(t *testing.T) {
+		// Writers that did not ask for a precondition are never refused
+		// with 412, however their reads and writes interleave (the node
+		// marking an instance running raced a PATCH this way).
+		const n = 16
+		codes := make(chan int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := e.do(t, req{method: "PATCH", path: base + "/" + inst.ID, token: s.AccessToken,
+					body: map[string]any{"allow_anonymous": i%2 == 0, "deletion_protection": i%2 == 1}})
+				codes <- r.status
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		for c := range codes {
+			if c != 200 {
+				t.Fatalf("concurrent PATCH without If-Match answered %d, want 200", c)
+			}
+		}
+		e.do(t, req{method: "PATCH", path: base + "/" + inst.ID, token: s.AccessToken,
+			body: map[string]any{"allow_anonymous": false, "deletion_protection": false}}).expect(t, 200)
 	})
 	t.Run("suspend and resume reach the node", func(t *testing.T) {
 		c := e.createCredential(t, s.AccessToken, s.Org.ID, inst.ID, "dev")
