@@ -269,8 +269,11 @@ func checkCellDegraded(t *testing.T, c api, ip string, cell *testCell, killed in
 	}
 }
 
-// willProbe is a persistent-session client with a will on the node about
-// to be killed, and a watcher of the will topic on a survivor.
+// willProbe is a persistent-session client and a clean-session client
+// (its session ends with its connection), each with a will, on the node
+// about to be killed, and a watcher of the will topic on a survivor. Two
+// clean sessions with wills ended on that node before (one dropped, one
+// disconnected normally).
 type willProbe struct {
 	mu  sync.Mutex
 	got []string
@@ -289,6 +292,34 @@ func (w *willProbe) arm(t *testing.T, cell *testCell, lead int, cred credOut) {
 	if _, err := watcher.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "fleet/will", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
+	// Two clean sessions with wills end while their node lives: one
+	// subscribes and drops its connection (its will fires), one disconnects
+	// normally (no will). Neither's recorded will may fire again when the
+	// node is killed later.
+	for _, id := range []string{"clean-dropper", "clean-leaver"} {
+		conn, err := net.DialTimeout("tcp", cell.nodes[lead].ports.mqtt, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: conn})
+		if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: cred.MQTTUsername,
+			PasswordFlag: true, Password: []byte(cred.Password),
+			WillMessage: &paho.WillMessage{Topic: "fleet/will", QoS: 1, Payload: []byte(id + " gone")}}); err != nil {
+			t.Fatal(err)
+		}
+		if id == "clean-leaver" {
+			_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+			continue
+		}
+		// The dropper subscribed first: its session is store-served.
+		if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "fleet/dropper/#", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	if !within(10*time.Second, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return len(w.got) > 0 }) {
+		t.Fatal("the will of a clean session whose connection dropped did not fire")
+	}
 	conn, err := net.DialTimeout("tcp", cell.nodes[lead].ports.mqtt, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -300,19 +331,32 @@ func (w *willProbe) arm(t *testing.T, cell *testCell, lead int, cred credOut) {
 		WillMessage: &paho.WillMessage{Topic: "fleet/will", QoS: 1, Payload: []byte("holder gone")}}); err != nil {
 		t.Fatal(err)
 	}
+	conn, err = net.DialTimeout("tcp", cell.nodes[lead].ports.mqtt, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = paho.NewClient(paho.ClientConfig{Conn: conn})
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "clean-will-holder", CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: cred.MQTTUsername,
+		PasswordFlag: true, Password: []byte(cred.Password),
+		WillMessage: &paho.WillMessage{Topic: "fleet/will", QoS: 1, Payload: []byte("clean holder gone")}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
-// check: the will of the killed node's client fired exactly once.
+// check: the wills of the killed node's clients fired exactly once each.
 func (w *willProbe) check(t *testing.T) {
 	t.Helper()
-	if !within(20*time.Second, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return len(w.got) > 0 }) {
-		t.Fatal("the will of a client of the killed node did not fire")
+	if !within(20*time.Second, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return len(w.got) >= 3 }) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		t.Fatalf("the wills of the killed node's clients did not fire: got %q", w.got)
 	}
-	time.Sleep(3 * time.Second) // the other survivor would have fired it by now
+	time.Sleep(3 * time.Second) // the other survivor would have fired them again by now
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.got) != 1 || w.got[0] != "holder gone" {
-		t.Fatalf("will fired %d times: %q", len(w.got), w.got)
+	got := slices.Sorted(slices.Values(w.got))
+	if !slices.Equal(got, []string{"clean holder gone", "clean-dropper gone", "holder gone"}) {
+		t.Fatalf("wills fired: %q, want the dropped clean session's (from its node) and, after the kill, the persistent and the clean session's, each once", w.got)
 	}
 }
 

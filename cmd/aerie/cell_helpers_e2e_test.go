@@ -3,7 +3,6 @@ package main_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aeriemq/aerie/internal/freeport"
 )
 
 // A cell of `aerie dataplane --cell` processes on loopback, for the
@@ -43,44 +44,10 @@ type testCell struct {
 	env   []string // extra environment of the nodes
 }
 
-// handedOut holds every port freeAddrN gave this test binary, so no two
-// processes of a test (nor a node restarted later on its old ports) are
-// given the same one.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
-
-// freeAddrN returns n free loopback addresses, each handed out once per
-// test binary. The ports come from below the kernel's ephemeral range
-// (32768 and up on Linux): a port the kernel picks for "port 0" or for the
-// source of an outgoing connection (NATS routes, clients) can then never
-// take one of them between the moment it is chosen and the moment the
-// process under test listens on it. Choosing with ":0" and closing did
-// exactly that once: a node's NATS port was handed out again as another
-// node's MQTT port, and that node exited at startup.
+// freeAddrN returns n free loopback addresses (see internal/freeport).
 func freeAddrN(t testing.TB, n int) []string {
 	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	var out []string
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 10000 {
-			t.Fatal("no free loopback port in 20000-32767")
-		}
-		port := 20000 + rand.IntN(12768)
-		if handedOut.ports[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue // in use
-		}
-		ln.Close()
-		handedOut.ports[port] = true
-		out = append(out, ln.Addr().String())
-	}
-	return out
+	return freeport.Addrs(t, n)
 }
 
 // newTestCell registers n nodes in cell name through the admin API.

@@ -3,7 +3,6 @@ package forward
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/aeriemq/aerie/dataplane/store/jsstore"
+	"github.com/aeriemq/aerie/internal/freeport"
 )
 
 // cellNode is one node of a 3-node cell running the forwarder.
@@ -30,15 +30,9 @@ type cellNode struct {
 func startForwardCell(t *testing.T, rc *receiver, ttl time.Duration, rules ...config.Rule) []*cellNode {
 	t.Helper()
 	var routes []string
-	var ports []int
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[len(ports)-1]))
+	ports := freeport.Ports(t, 3)
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	conns := make([]*nats.Conn, 3)
 	for i := range conns {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/aeriemq/aerie/dataplane/configsync"
 	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/aeriemq/aerie/dataplane/store/jsstore"
+	"github.com/aeriemq/aerie/internal/freeport"
 )
 
 // Cell throughput run (issue 20): real paho MQTT 3.1.1 clients over
@@ -111,16 +111,10 @@ func cellBenchGateway(b *testing.B, be store.Backend, node string) *Gateway {
 // does).
 func startBenchCell(b *testing.B) []*server.Server {
 	b.Helper()
-	var ports []int
+	ports := freeport.Ports(b, 3)
 	var routes []string
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		routes = append(routes, fmt.Sprintf("nats://%s", l.Addr()))
-		l.Close()
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	var srvs []*server.Server
 	for i, p := range ports {

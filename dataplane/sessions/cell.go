@@ -2,6 +2,9 @@ package sessions
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -26,6 +29,13 @@ import (
 //   - Every will of a persistent session is kept in its session record,
 //     not only delayed ones: a node that dies takes mochi's in-memory wills
 //     with it, while the record's will is fired once by a survivor.
+//   - So is the will of a clean session (one that ends with its
+//     connection), in a record that expires at disconnection. When the
+//     connection ends without a normal DISCONNECT, the record is marked
+//     disconnected and the expiry pass (any node's, within its interval)
+//     fires the will once and deletes the record; after a normal DISCONNECT
+//     the record is deleted. If the node dies first, a survivor marks its
+//     records disconnected (store reaping) and fires the wills once.
 
 // relayQoS0 sends a QoS 0 publish made on this node to the cell's others.
 func (h *Hook) relayQoS0(m store.Message) {
@@ -95,7 +105,119 @@ func (h *Hook) takenOver(k key) {
 
 // keepsWill reports whether a connecting client's will belongs in its
 // session record (and is taken from mochi): delayed wills of persistent
-// sessions always; in a cell every will of a persistent session.
+// sessions always; in a cell every will.
 func (h *Hook) keepsWill(cl *mqtt.Client, w mqtt.Will) bool {
-	return persistent(cl) && (w.WillDelayInterval > 0 || h.cell != nil)
+	return h.cell != nil || persistent(cl) && w.WillDelayInterval > 0
+}
+
+// shadowWill is the will of a clean session in a cell that has no session
+// attached yet (it has not subscribed): its record holds the will.
+type shadowWill struct {
+	cl   *mqtt.Client
+	key  key
+	will *store.Will
+}
+
+// shadowWillOf returns the will of cl to record, nil outside a cell or
+// without a will.
+func (h *Hook) shadowWillOf(cl *mqtt.Client, k key) *shadowWill {
+	w := cl.Properties.Will
+	if h.cell == nil || atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
+		return nil
+	}
+	return &shadowWill{cl: cl, key: k, will: &store.Will{Message: willMessage(k.inst, w), Delay: time.Duration(w.WillDelayInterval) * time.Second}}
+}
+
+// endShadowWill ends the record of cl's clean session with a will (one
+// that never subscribed) when its connection ends. The key comes from the
+// connect: the client's instance may be gone by now.
+func (h *Hook) endShadowWill(cl *mqtt.Client, err error) {
+	h.mu.Lock()
+	sw := h.shadowOf[cl]
+	h.mu.Unlock()
+	if sw == nil {
+		return
+	}
+	defer h.lifeLock(sw.key)()
+	if !h.forgetShadowWill(cl) {
+		return // a newer connection of the client owns the record
+	}
+	h.endWithConnection(sw.key, sw.will, normalEnd(cl, err))
+}
+
+// forgetShadowWill forgets cl's recorded will; it reports whether cl's
+// connection was still the one whose will is recorded.
+func (h *Hook) forgetShadowWill(cl *mqtt.Client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sw := h.shadowOf[cl]
+	if sw == nil {
+		return false
+	}
+	delete(h.shadowOf, cl)
+	if h.shadow[sw.key] != sw {
+		return false
+	}
+	delete(h.shadow, sw.key)
+	return true
+}
+
+// normalEnd reports whether a connection ended with a normal DISCONNECT
+// (its will is discarded [MQTT-3.1.2-10]).
+func normalEnd(cl *mqtt.Client, err error) bool {
+	return err == nil && errors.Is(cl.StopCause(), packets.CodeDisconnect)
+}
+
+// endWithConnection ends a session that ends with its connection (the
+// caller holds its lifecycle lock). Without a will to fire, its record is
+// deleted. With one (kept in the record, in a cell), the record is marked
+// disconnected: it is then due, and the expiry pass fires the will once
+// (claimed by compare-and-set across the cell) and deletes the record. A
+// mark that fails is retried by the expiry loop; if this node stops first,
+// a survivor reaps the record and fires the will.
+func (h *Hook) endWithConnection(k key, will *store.Will, normal bool) {
+	if will == nil || normal {
+		if err := h.st.DeleteSession(h.ctx, k.inst, k.id); err != nil {
+			h.log.Error("delete session", "client", k.id, "instance", k.inst, "error", err)
+		}
+		return
+	}
+	at := h.opts.Now()
+	if err := h.st.Disconnect(h.ctx, k.inst, k.id, at); err != nil {
+		h.log.Error("mark a session with a will disconnected; retrying", "client", k.id, "instance", k.inst, "error", err)
+		h.willMu.Lock()
+		h.discDue = append(h.discDue, discDue{k, at})
+		h.willMu.Unlock()
+	}
+}
+
+// discDue is a session whose disconnection could not be recorded yet.
+type discDue struct {
+	k  key
+	at time.Time
+}
+
+// retryDisconnects records the disconnections that failed, unless the
+// client connected again since (its new connection owns the record).
+func (h *Hook) retryDisconnects(ctx context.Context) {
+	h.willMu.Lock()
+	due := h.discDue
+	h.discDue = nil
+	h.willMu.Unlock()
+	for _, d := range due {
+		unlock := h.lifeLock(d.k)
+		h.mu.Lock()
+		again := h.online[d.k] != nil || h.shadow[d.k] != nil
+		h.mu.Unlock()
+		var err error
+		if !again {
+			err = h.st.Disconnect(ctx, d.k.inst, d.k.id, d.at)
+		}
+		unlock()
+		if err != nil && !errors.Is(err, store.ErrNoSession) {
+			h.willMu.Lock()
+			h.discDue = append(h.discDue, d)
+			h.willMu.Unlock()
+		}
+	}
 }

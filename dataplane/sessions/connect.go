@@ -48,6 +48,9 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if old != nil {
 		h.retire(old)
 	}
+	h.mu.Lock()
+	delete(h.shadow, k) // a newer connection's record replaces the old one's
+	h.mu.Unlock()
 	if ex, ok := h.srv.Clients.Get(cl.ID); ok && ex != cl && persistent(ex) {
 		for f := range ex.State.Subscriptions.GetAll() {
 			if !mqtt.IsSharedFilter(f) {
@@ -76,6 +79,16 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.mu.Unlock()
 	}
 	if !persistent(cl) && !resumeOnce {
+		if sw := h.shadowWillOf(cl, k); sw != nil {
+			if err := h.st.SaveSession(h.ctx, store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion, Will: sw.will}); err != nil {
+				h.refuse(cl, k, "save the will of a clean session", err)
+				return
+			}
+			atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // the record's will fires (cell.go)
+			h.mu.Lock()
+			h.shadow[k], h.shadowOf[cl] = sw, sw
+			h.mu.Unlock()
+		}
 		return // store-served from its first subscription on (attachClean)
 	}
 	present, err := h.sessionExists(k)
@@ -170,7 +183,13 @@ func (h *Hook) attachClean(cl *mqtt.Client) *session {
 	if cl.Closed() {
 		return nil
 	}
-	if err := h.st.SaveSession(h.ctx, store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion}); err != nil {
+	var will *store.Will // in a cell, the will stays in the record
+	h.mu.Lock()
+	if sw := h.shadow[k]; sw != nil && sw.cl == cl {
+		will = sw.will
+	}
+	h.mu.Unlock()
+	if err := h.st.SaveSession(h.ctx, store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion, Will: will}); err != nil {
 		h.log.Error("save clean session", "client", k.id, "instance", k.inst, "error", err)
 		return nil
 	}
@@ -178,7 +197,7 @@ func (h *Hook) attachClean(cl *mqtt.Client) *session {
 		h.log.Error("resume clean session", "client", k.id, "instance", k.inst, "error", err)
 		return nil
 	}
-	s := &session{h: h, cl: cl, key: k, wake: make(chan struct{}, 1), stop: make(chan struct{}),
+	s := &session{h: h, cl: cl, key: k, wake: make(chan struct{}, 1), stop: make(chan struct{}), will: will,
 		subs: map[string]store.Subscription{}, inflight: map[uint16]delivery{}, sent: map[string]uint64{}}
 	h.mu.Lock()
 	h.online[k] = s
@@ -198,6 +217,7 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.dropQueue(cl)
 	s := h.sessionOf(cl)
 	if s == nil {
+		h.endShadowWill(cl, err)
 		return
 	}
 	defer h.lifeLock(s.key)()
@@ -208,21 +228,20 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	h.mu.Unlock()
 	h.retire(s)
+	h.forgetShadowWill(cl) // s.will is the record's
 	if !current {
 		return // taken over
 	}
 	ctx, k := h.ctx, s.key
 	if expire || !persistent(cl) {
-		if err := h.st.DeleteSession(ctx, k.inst, k.id); err != nil {
-			h.log.Error("delete session", "client", k.id, "instance", k.inst, "error", err)
-		}
+		h.endWithConnection(k, s.will, normalEnd(cl, err))
 		h.mu.Lock()
 		delete(h.sent, k)
 		h.mu.Unlock()
 		return
 	}
 	will := s.will
-	if err == nil && errors.Is(cl.StopCause(), packets.CodeDisconnect) {
+	if normalEnd(cl, err) {
 		will = nil // [MQTT-3.1.2-10] normal disconnect
 	}
 	sess := store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion,

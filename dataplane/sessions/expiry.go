@@ -87,6 +87,7 @@ func (h *Hook) disconnectBehind(s *session) {
 // Expire publishes the wills due at now and removes expired sessions (the
 // expiry loop calls it every Options.ExpiryInterval).
 func (h *Hook) Expire(ctx context.Context, now time.Time) error {
+	h.retryDisconnects(ctx)
 	res, err := h.st.ExpireSessions(ctx, now)
 	// A will the store handed over is this node's to publish: one that
 	// could not be stored (a cell electing a leader) is retried at the

@@ -102,6 +102,8 @@ type Hook struct {
 	mu       sync.Mutex
 	online   map[key]*session                         // current connection of each persistent session
 	byClient map[*mqtt.Client]*session                // same, by mochi client
+	shadow   map[key]*shadowWill                      // cell: clean connections whose will is also in the store
+	shadowOf map[*mqtt.Client]*shadowWill             // same, by mochi client
 	byQueue  map[store.QueueRef]map[*session]struct{} // online sessions per subscribed queue
 	sent     map[key]map[string]uint64                // highest offset pushed per queue (DUP flag)
 	// live indexes the online persistent sessions' subscriptions for QoS0
@@ -112,6 +114,7 @@ type Hook struct {
 
 	willMu   sync.Mutex
 	willsDue []store.Message // wills handed over by the store, not yet published (expiry.go)
+	discDue  []discDue       // disconnections of sessions with wills not recorded yet (cell.go)
 
 	qmu       sync.Mutex
 	queues    map[*mqtt.Client]*pubQueue // publishes waiting for the store, per client
@@ -127,6 +130,8 @@ func New(st store.Backend, srv *mqtt.Server, opts Options) *Hook {
 		ctx: ctx, cancel: cancel,
 		online:   map[key]*session{},
 		byClient: map[*mqtt.Client]*session{},
+		shadow:   map[key]*shadowWill{},
+		shadowOf: map[*mqtt.Client]*shadowWill{},
 		byQueue:  map[store.QueueRef]map[*session]struct{}{},
 		sent:     map[key]map[string]uint64{},
 		live:     mqtt.NewTopicsIndex(),

@@ -3,38 +3,20 @@ package jsstore
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/aeriemq/aerie/dataplane/store"
 	"github.com/nats-io/nats-server/v2/server"
-)
 
-// freePorts returns n loopback TCP ports that were free a moment ago.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
+	"github.com/aeriemq/aerie/dataplane/store"
+	"github.com/aeriemq/aerie/internal/freeport"
+)
 
 // startCluster starts three in-process servers forming one JetStream
 // cluster over loopback routes.
 func startCluster(t testing.TB) []*server.Server {
 	t.Helper()
-	ports := freePorts(t, 3)
+	ports := freeport.Ports(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
