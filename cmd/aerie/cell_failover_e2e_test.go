@@ -26,9 +26,11 @@ import (
 // within 15 s; the subscriber of the dead node resumes on a survivor with
 // session present within 20 s, without subscribing again; the replicas
 // agree on the last sequence within 30 s of the restart; the retained
-// message and a will (fired once) survive; the control plane marks the
-// dead node down and the cell degraded. Reported: median and max of each
-// time, and the cross-node delivery latency (p50/p99).
+// message survives; the wills of the dead node's clients (persistent and
+// clean sessions) fire once; the control plane marks the dead node down
+// and the cell degraded. Before the kills, a Free-plan instance's quotas
+// are checked to hold for the cell (checkFreePlanCell). Reported: median
+// and max of each time, and the cross-node delivery latency (p50/p99).
 func TestCellFailover(t *testing.T) {
 	const rounds = 5
 	cpDir := newDataDir(t)
@@ -48,6 +50,7 @@ func TestCellFailover(t *testing.T) {
 		waitReady(t, n.p, n.ports.http, 90*time.Second)
 	}
 
+	free := setupFreePlanCell(t, base)
 	c, org := signup(t, base, "cell-failover@example.com")
 	c.call(t, "PUT", "/v1/orgs/"+org+"/subscription", map[string]any{"plan": "pro"}, 200, nil)
 	var inst instanceOut
@@ -81,6 +84,7 @@ func TestCellFailover(t *testing.T) {
 	}
 	_ = retained.Disconnect(&paho.Disconnect{})
 	checkCrossNode(t, cell, cred)
+	checkFreePlanCell(t, cell, free)
 
 	topics := []string{"fleet/d1/t", "fleet/d2/t", "fleet/d3/t", "fleet/d4/t"}
 	exact := &persistentSub{t: t, id: "sub-exact", filter: "fleet/d1/t", user: cred.MQTTUsername, pass: cred.Password, rec: newReceived()}

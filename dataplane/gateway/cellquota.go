@@ -17,7 +17,8 @@ import (
 //     admitted since their last publication (at most one interval's).
 //   - the instance-wide rates (max_connects_per_second,
 //     max_publish_per_second, max_bytes_per_second) are divided between
-//     the cell's live nodes (cellShare): the sum never exceeds the quota;
+//     the cell's live nodes, rounding down (cellShare): the sum never
+//     exceeds the quota (unless the quota is below the node count);
 //     a load skewed onto one node gets its share only (a device's
 //     per-client rate is whole: a client is on one node). The shares follow
 //     the live-node count as nodes come and go.
@@ -25,8 +26,12 @@ import (
 // cellLoadInterval is how often a node publishes its connection counts.
 const cellLoadInterval = time.Second
 
-// cellShare divides q's instance-wide rates between n live nodes
-// (rounding up, at least 1 per node; 0 stays unlimited).
+// cellShare divides q's instance-wide rates between n live nodes,
+// rounding down so that the shares never add up to more than the quota
+// (Free's 10 connects/s on 3 nodes: 3 each, 9 in all). A rate below the
+// node count still gets 1 per node (it cannot be 0, which is unlimited):
+// only then can the cell's total exceed it, by at most n-1. 0 stays
+// unlimited.
 func cellShare(q config.Quotas, n int) config.Quotas {
 	if n <= 1 {
 		return q
@@ -35,7 +40,7 @@ func cellShare(q config.Quotas, n int) config.Quotas {
 		if v <= 0 {
 			return v
 		}
-		return max(1, (v+n-1)/n)
+		return max(1, v/n)
 	}
 	q.MaxConnectsPerSecond = div(q.MaxConnectsPerSecond)
 	q.MaxPublishPerSecond = div(q.MaxPublishPerSecond)
