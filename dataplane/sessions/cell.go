@@ -91,16 +91,56 @@ func (h *Hook) takenOver(k key) {
 	if s != nil {
 		delete(h.online, k)
 	}
+	sw := h.shadow[k]
+	delete(h.shadow, k)
 	h.mu.Unlock()
-	if s == nil {
+	var cl *mqtt.Client
+	switch {
+	case s != nil:
+		h.retire(s)
+		cl = s.cl
+	case sw != nil:
+		cl = sw.cl
+	default:
 		unlock()
 		return
 	}
-	h.retire(s)
+	// The new connection's CONNECT is not known here: a will with a delay
+	// is taken as resumed in time (not sent [MQTT-3.1.3-9]).
+	h.takeoverWill(s, sw, false)
 	unlock()
 	h.log.Info("session taken over by another node of the cell", "client", k.id, "instance", k.inst)
-	_ = h.srv.DisconnectClient(s.cl, packets.ErrSessionTakenOver)
-	s.cl.Stop(packets.ErrSessionTakenOver)
+	_ = h.srv.DisconnectClient(cl, packets.ErrSessionTakenOver)
+	cl.Stop(packets.ErrSessionTakenOver)
+}
+
+// takeoverWill publishes the will of a connection taken over by a newer
+// one, when the store held it (mochi's copy was cleared) [MQTT-3.1.4-3]:
+// an immediate will, or any will when its session ends (the old one
+// ended with its connection, or the new connection starts clean). A will
+// with a delay whose session the new connection resumes is not sent
+// [MQTT-3.1.3-9]. The old connection's record was replaced, so this is its
+// only chance. A will that cannot be stored now is retried by the expiry
+// loop.
+func (h *Hook) takeoverWill(old *session, oldShadow *shadowWill, newClean bool) {
+	var w *store.Will
+	ends := newClean
+	switch {
+	case old != nil && old.will != nil:
+		w = old.will
+		ends = ends || !persistent(old.cl)
+	case oldShadow != nil:
+		w, ends = oldShadow.will, true
+	}
+	if w == nil || w.Delay > 0 && !ends {
+		return
+	}
+	if err := h.publishWill(h.ctx, w.Message); err != nil {
+		h.log.Error("publish the will of a connection taken over; retrying", "error", err)
+		h.willMu.Lock()
+		h.willsDue = append(h.willsDue, w.Message)
+		h.willMu.Unlock()
+	}
 }
 
 // keepsWill reports whether a connecting client's will belongs in its

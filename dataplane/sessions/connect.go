@@ -49,8 +49,10 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.retire(old)
 	}
 	h.mu.Lock()
+	oldShadow := h.shadow[k]
 	delete(h.shadow, k) // a newer connection's record replaces the old one's
 	h.mu.Unlock()
+	h.takeoverWill(old, oldShadow, pk.Connect.Clean)
 	if ex, ok := h.srv.Clients.Get(cl.ID); ok && ex != cl && persistent(ex) {
 		for f := range ex.State.Subscriptions.GetAll() {
 			if !mqtt.IsSharedFilter(f) {
@@ -80,7 +82,14 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 	if !persistent(cl) && !resumeOnce {
 		if sw := h.shadowWillOf(cl, k); sw != nil {
-			if err := h.st.SaveSession(h.ctx, store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion, Will: sw.will}); err != nil {
+			// Saved and claimed (Resume): a later connection of the
+			// client on another node takes it over (cell.go), and this
+			// node's writes to its record stop.
+			err := h.st.SaveSession(h.ctx, store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion, Will: sw.will})
+			if err == nil {
+				_, err = h.st.Resume(h.ctx, k.inst, k.id)
+			}
+			if err != nil {
 				h.refuse(cl, k, "save the will of a clean session", err)
 				return
 			}
@@ -145,9 +154,13 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if closed || !current {
 		return // already taken over by a newer connection
 	}
-	sess, err := h.st.Resume(h.ctx, s.key.inst, s.key.id)
+	sess, err := h.resume(s.key)
 	if err != nil {
-		h.log.Error("resume session", "client", s.key.id, "instance", s.key.inst, "error", err)
+		// Connected but not served would be silent loss for the client:
+		// end the connection instead; it reconnects and resumes.
+		h.log.Error("resume session; closing the connection (the client retries)", "client", s.key.id, "instance", s.key.inst, "error", err)
+		_ = h.srv.DisconnectClient(cl, packets.ErrServerUnavailable)
+		cl.Stop(packets.ErrServerUnavailable)
 		return
 	}
 	h.mu.Lock()
@@ -285,16 +298,12 @@ func (h *Hook) retire(s *session) {
 	}
 }
 
-// storeRetry bounds how long a connect waits for the store to answer
-// (a cell electing a new leader after a node died takes a few seconds).
-const storeRetry = 8 * time.Second
-
 // sessionExists reports whether the store has the session, retrying the
-// store's failures (not its "no session") for up to storeRetry: a
+// store's failures (not its "no session") for up to Options.StoreRetry: a
 // session must never be taken for absent because the store could not be
 // read, or it would be replaced by an empty one.
 func (h *Hook) sessionExists(k key) (bool, error) {
-	deadline := h.opts.Now().Add(storeRetry)
+	deadline := h.opts.Now().Add(h.opts.StoreRetry)
 	for {
 		_, err := h.st.LoadSession(h.ctx, k.inst, k.id)
 		if err == nil || errors.Is(err, store.ErrNoSession) {
@@ -302,6 +311,19 @@ func (h *Hook) sessionExists(k key) (bool, error) {
 		}
 		if h.ctx.Err() != nil || h.opts.Now().After(deadline) {
 			return false, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// resume claims and loads k's session, retrying the store's failures for
+// up to Options.StoreRetry (a cell electing a leader after a node died).
+func (h *Hook) resume(k key) (*store.Session, error) {
+	deadline := h.opts.Now().Add(h.opts.StoreRetry)
+	for {
+		sess, err := h.st.Resume(h.ctx, k.inst, k.id)
+		if err == nil || errors.Is(err, store.ErrNoSession) || h.ctx.Err() != nil || h.opts.Now().After(deadline) {
+			return sess, err
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

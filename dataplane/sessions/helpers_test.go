@@ -177,6 +177,8 @@ type v5opts struct {
 	will      *paho.WillMessage
 	willDelay uint32
 	onMsg     func(*paho.Client, *paho.Publish)
+	// onServerDisconnect is told of a DISCONNECT from the server.
+	onServerDisconnect func(*paho.Disconnect)
 }
 
 // dialV5Manual connects a persistent v5 client that acknowledges only what
@@ -209,6 +211,7 @@ func dialV5(tb testing.TB, addr, id string, o v5opts) *v5 {
 			}
 			return true, nil
 		}},
+		OnServerDisconnect: o.onServerDisconnect,
 	})
 	cp := &paho.Connect{ClientID: id, CleanStart: o.clean, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &o.expiry}}
 	if o.will != nil {

@@ -54,6 +54,10 @@ type Options struct {
 	// (pipeline.go): the one moment every accepted message passes exactly
 	// once, even when its publisher is gone before its PUBACK (metrics).
 	OnStored func(cl *mqtt.Client, pk packets.Packet)
+	// StoreRetry bounds how long a connect waits for the store to answer
+	// (a cell electing a new leader after a node died takes a few
+	// seconds) before the connection is closed. Default 8s.
+	StoreRetry time.Duration
 }
 
 func (o *Options) defaults() {
@@ -65,6 +69,9 @@ func (o *Options) defaults() {
 	}
 	if o.ExpiryInterval <= 0 {
 		o.ExpiryInterval = time.Second
+	}
+	if o.StoreRetry <= 0 {
+		o.StoreRetry = 8 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

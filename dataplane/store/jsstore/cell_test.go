@@ -64,6 +64,7 @@ func TestCell(t *testing.T) {
 		{"Wakeup", testCellWakeup},
 		{"LostNotice", testCellLostNotice},
 		{"Takeover", testCellTakeover},
+		{"OwnDeleteIsNoTakeover", testCellOwnDelete},
 		{"WillOnce", testCellWillOnce},
 		{"Retained", testCellRetained},
 		{"RelayQoS0", testCellRelayQoS0},
@@ -178,6 +179,33 @@ func nextCell(t *testing.T, s *Store, d time.Duration) (store.CellEvent, bool) {
 // testCellTakeover: a session resumed on A and then on B moves to B: A
 // gets a CellTakeover, and A's stale SaveSession, Disconnect and
 // DeleteSession leave B's record alone.
+// testCellOwnDeleteIsNoTakeover: a node deleting a session it serves (a
+// client reconnecting with clean start on the same node) and claiming it
+// again is no takeover: no CellTakeover event on that node (it would end
+// the client's new connection), and the session stays this node's.
+func testCellOwnDelete(t *testing.T, st []*Store) {
+	a := st[0]
+	ctx := context.Background()
+	persistent(t, a, "dev", "t/#", nil)
+	a.TakeEvents()
+	for i := range 3 {
+		if err := a.DeleteSession(ctx, "i1", "dev"); err != nil {
+			t.Fatal(err)
+		}
+		persistent(t, a, "dev", "", &store.Will{Message: store.Message{Topic: "will/a", Payload: []byte("a")}})
+		if ev, ok := nextCell(t, a, 500*time.Millisecond); ok {
+			t.Fatalf("round %d: cell event %+v after this node's own delete and claim", i, ev)
+		}
+	}
+	if n := a.CellIO().Takeovers; n != 0 {
+		t.Fatalf("%d takeovers counted for this node's own deletes", n)
+	}
+	rec, err := a.readRecord(ctx, "i1", "dev")
+	if err != nil || rec == nil || rec.Owner != a.opts.Node || rec.Will == nil {
+		t.Fatalf("record after the reconnects: %+v, %v", rec, err)
+	}
+}
+
 func testCellTakeover(t *testing.T, st []*Store) {
 	a, b := st[0], st[1]
 	ctx := context.Background()

@@ -259,18 +259,23 @@ func (s *Store) DeleteSession(ctx context.Context, instance, clientID string) er
 	s.ss.lock.Lock()
 	defer s.ss.lock.Unlock()
 	k := sessKey{instance, clientID}
+	// This node's own serving state goes before the write: the deletion,
+	// seen by the index (from the writer or the watcher, whichever comes
+	// first), must not read as another node taking the session over
+	// (which would end this node's next connection of the client).
+	s.ss.mu.Lock()
+	ls := s.ss.live[k]
+	delete(s.ss.live, k)
+	s.ss.mu.Unlock()
 	var subs map[string]store.Subscription
 	_, _, err := s.updateRecord(ctx, instance, clientID, func(rec *sessionRecord) (*sessionRecord, error) {
-		if rec == nil || s.stale(k, rec) {
+		if rec == nil || ls != nil && (ls.lost.Load() || rec.Owner != s.opts.Node) { // stale: staleLocked
 			subs = nil
 			return nil, errSkip
 		}
 		subs = rec.Subs
 		return nil, nil
 	})
-	s.ss.mu.Lock()
-	delete(s.ss.live, k)
-	s.ss.mu.Unlock()
 	if err != nil {
 		return err
 	}
