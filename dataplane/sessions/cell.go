@@ -168,6 +168,30 @@ func (h *Hook) shadowWillOf(cl *mqtt.Client, k key) *shadowWill {
 	return &shadowWill{cl: cl, key: k, will: &store.Will{Message: willMessage(k.inst, w), Delay: time.Duration(w.WillDelayInterval) * time.Second}}
 }
 
+// recordCleanWill keeps the will of a clean session in a cell in its
+// record (mochi's copy is cleared; the record's fires, see endShadowWill).
+// The record is saved and claimed (Resume): a later connection of the
+// client on another node takes it over, and this node's writes to the
+// record stop. A store that cannot record it closes the connection.
+func (h *Hook) recordCleanWill(cl *mqtt.Client, k key) {
+	sw := h.shadowWillOf(cl, k)
+	if sw == nil {
+		return
+	}
+	err := h.st.SaveSession(h.ctx, store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion, Will: sw.will})
+	if err == nil {
+		_, err = h.st.Resume(h.ctx, k.inst, k.id)
+	}
+	if err != nil {
+		h.refuse(cl, k, "save the will of a clean session", err)
+		return
+	}
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	h.mu.Lock()
+	h.shadow[k], h.shadowOf[cl] = sw, sw
+	h.mu.Unlock()
+}
+
 // endShadowWill ends the record of cl's clean session with a will (one
 // that never subscribed) when its connection ends. The key comes from the
 // connect: the client's instance may be gone by now.

@@ -81,23 +81,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.mu.Unlock()
 	}
 	if !persistent(cl) && !resumeOnce {
-		if sw := h.shadowWillOf(cl, k); sw != nil {
-			// Saved and claimed (Resume): a later connection of the
-			// client on another node takes it over (cell.go), and this
-			// node's writes to its record stop.
-			err := h.st.SaveSession(h.ctx, store.Session{Instance: k.inst, ClientID: k.id, ProtocolVersion: cl.Properties.ProtocolVersion, Will: sw.will})
-			if err == nil {
-				_, err = h.st.Resume(h.ctx, k.inst, k.id)
-			}
-			if err != nil {
-				h.refuse(cl, k, "save the will of a clean session", err)
-				return
-			}
-			atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // the record's will fires (cell.go)
-			h.mu.Lock()
-			h.shadow[k], h.shadowOf[cl] = sw, sw
-			h.mu.Unlock()
-		}
+		h.recordCleanWill(cl, k)
 		return // store-served from its first subscription on (attachClean)
 	}
 	present, err := h.sessionExists(k)
