@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -112,6 +113,8 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
+	org, id := PrincipalFrom(r.Context()).OrgID, inst.ID
+	rerenderAfterWait(r, func(ctx context.Context) (tenancy.Instance, error) { return a.svc.Instance(ctx, org, id) }, toInstance)
 	w.Header().Set("Location", r.URL.Path+"/"+inst.ID)
 	WriteJSONWithETag(w, http.StatusCreated, toInstance(inst))
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -55,6 +56,7 @@ func (a *API) ReadYourWrites(next http.Handler) http.Handler {
 		}
 		ctx, revs := tenancy.RecordRevisions(r.Context())
 		rw := &revisionWriter{ResponseWriter: w, revs: revs, hold: a.feed != nil && preferWait(r.Header) > 0}
+		ctx = context.WithValue(ctx, rerenderKey{}, &rw.rerender)
 		next.ServeHTTP(rw, r.WithContext(ctx))
 		if !rw.held {
 			return
@@ -67,6 +69,15 @@ func (a *API) ReadYourWrites(next http.Handler) http.Handler {
 		switch {
 		case err == nil:
 			w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
+			if rw.rerender != nil {
+				// The node applied the change: answer with what it is now
+				// (an instance created is running, not provisioning).
+				if body, etag, err := rw.rerender(r.Context()); err == nil {
+					rw.buf.Reset()
+					rw.buf.Write(body)
+					w.Header().Set("ETag", etag)
+				}
+			}
 		case r.Context().Err() != nil:
 			return // the client left
 		default:
@@ -83,18 +94,46 @@ func (a *API) ReadYourWrites(next http.Handler) http.Handler {
 	})
 }
 
+type rerenderKey struct{}
+
+// rerenderFunc renders a resource as it is now: its JSON and ETag.
+type rerenderFunc func(ctx context.Context) (body []byte, etag string, err error)
+
+// rerenderAfterWait makes a held answer be rendered again once its change
+// is applied (see ReadYourWrites): v is read again by read and converted
+// by conv. Without `Prefer: wait` it does nothing.
+func rerenderAfterWait[T, J any](r *http.Request, read func(ctx context.Context) (T, error), conv func(T) J) {
+	slot, ok := r.Context().Value(rerenderKey{}).(*rerenderFunc)
+	if !ok {
+		return
+	}
+	*slot = func(ctx context.Context) ([]byte, string, error) {
+		v, err := read(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		j := conv(v)
+		b, err := json.Marshal(j)
+		if err != nil {
+			return nil, "", err
+		}
+		return append(b, '\n'), ETag(j), nil
+	}
+}
+
 // revisionWriter adds the revision header at WriteHeader and, when the
 // client asked to wait, holds a successful answer back until the change
 // is applied.
 type revisionWriter struct {
 	http.ResponseWriter
-	revs    func() tenancy.Revisions
-	hold    bool // the client asked to wait
-	wrote   bool
-	held    bool // the answer is in buf, not sent
-	status  int
-	pending tenancy.Revisions
-	buf     bytes.Buffer
+	revs     func() tenancy.Revisions
+	hold     bool // the client asked to wait
+	wrote    bool
+	held     bool // the answer is in buf, not sent
+	status   int
+	pending  tenancy.Revisions
+	buf      bytes.Buffer
+	rerender rerenderFunc // set by the handler: the answer once applied
 }
 
 func (rw *revisionWriter) WriteHeader(code int) {

@@ -90,6 +90,24 @@ func TestReadYourWrites(t *testing.T) {
 	if got.ConfigRevision != last || got.AppliedRevision < last || !got.InSync {
 		t.Fatalf("instance sync state %+v, want config_revision %d applied and in sync", got, last)
 	}
+
+	// An instance created with Prefer: wait is answered as it is once its
+	// node applied it: running, not provisioning; the ETag is the one a
+	// GET gives.
+	for i := range 3 { // Free allows 5 instances before email verification
+		var created struct{ ID, Status string }
+		r := e.do(t, req{method: "POST", path: "/v1/orgs/" + s.Org.ID + "/instances", token: s.AccessToken, header: wait,
+			body: map[string]any{"name": "waited-" + strconv.Itoa(i)}}).expect(t, 201)
+		r.decode(t, &created)
+		if r.header.Get("Preference-Applied") != "wait=5" || created.Status != "running" {
+			t.Fatalf("instance created with Prefer: wait answered %+v (Preference-Applied %q), want running",
+				created, r.header.Get("Preference-Applied"))
+		}
+		g := e.do(t, req{method: "GET", path: "/v1/orgs/" + s.Org.ID + "/instances/" + created.ID, token: s.AccessToken}).expect(t, 200)
+		if g.header.Get("ETag") != r.header.Get("ETag") {
+			t.Fatalf("ETag %q after the wait, GET gives %q", r.header.Get("ETag"), g.header.Get("ETag"))
+		}
+	}
 }
 
 // TestReadYourWritesTimeout: a node that does not apply the change within
