@@ -245,8 +245,15 @@ func (c *client) completePubrel(p *packet) bool {
 }
 
 // disconnect sends DISCONNECT (normal) and closes.
+// disconnect sends DISCONNECT and waits (up to 2 s) for the server to
+// close the connection, so that what the test does next happens after the
+// server ended it: a message published then is queued for the session, not
+// an attempt to deliver it to this connection (which the next resume would
+// rightly resend with DUP 1).
 func (c *client) disconnect() {
 	c.send(disconnectPacket(c.v, 0))
+	_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.Copy(io.Discard, c.r)
 	_ = c.conn.Close()
 }
 

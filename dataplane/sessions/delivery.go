@@ -143,7 +143,10 @@ func (s *session) pump(ctx context.Context) error {
 	for {
 		out = out[:0]
 		s.mu.Lock()
-		if s.closed {
+		if s.closed || s.cl.Closed() {
+			// A connection mochi has ended gets nothing more: a message
+			// prepared for it would count as an attempt (DUP 1 on the
+			// next resume) though it could never be sent.
 			s.mu.Unlock()
 			return nil
 		}
